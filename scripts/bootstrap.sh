@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine for storeflow: Debian packages, the
+# virtualenv with storeflow installed, and the local services the tests use.
+# Safe to run again: every step checks before it acts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+want_services=${1:-services}
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+install_debian_packages() {
+  local missing=()
+  while read -r pkg; do
+    pkg=${pkg%%#*}; pkg=${pkg// /}
+    [ -n "$pkg" ] || continue
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$pkg")
+  done < scripts/debian-packages.txt
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+install_python_packages() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtualenv $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.storeflow-installed"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    log "installing storeflow and its dependencies into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e '.[dev]'
+    touch "$stamp"
+  fi
+}
+
+wait_for_port() {  # host port seconds
+  local deadline=$((SECONDS + $3))
+  while ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || { log "timed out waiting for $1:$2"; return 1; }
+    sleep 1
+  done
+}
+
+start_services() {
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    log "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start
+    wait_for_port 127.0.0.1 5432 60
+  fi
+  if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+    log "starting RabbitMQ"
+    rabbitmq-server -detached
+    wait_for_port 127.0.0.1 5672 120
+  fi
+}
+
+install_debian_packages
+install_python_packages
+if [ "$want_services" = services ]; then
+  start_services
+fi

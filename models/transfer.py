@@ -1,0 +1,416 @@
+"""Open Task Framework transfer definitions: the pydantic models and the file loader.
+
+A definition is OTF's transfer JSON/YAML, unchanged: ``type: transfer``, one ``source``
+and a list of ``destination`` entries, each naming its ``protocol``.  Every model forbids
+unknown fields, so a misspelt key is an error that names it, and the JSON Schema of the
+whole definition comes from :func:`definition_json_schema`.
+
+Deliberate differences from OTF (its known traps, fixed on purpose):
+
+- ``fileRegex`` must match the WHOLE file name (``re.fullmatch``).  OTF's ``re.match``
+  anchors only at the start, so ``.*\\.txt`` also picked ``a.txt.tmp``.
+- ``conditionals.size.gt: 0`` excludes empty files.  OTF tested the bound for truth, so a
+  bound of 0 was silently ignored; here any bound that is present applies.
+- A ``fileWatch`` succeeds only once the watched files have stopped growing (same size
+  and mtime on two consecutive polls), so a file still being written is never taken.
+- Directories are never descended into and a symlink is followed only when its target
+  stays inside the source directory; a link pointing out of the tree is skipped.
+- A destination ``rename`` (and a ``postCopyAction`` rename) must produce a plain file
+  name: a result containing ``/``, ``\\``, NUL, or equal to ``.``/``..`` is refused, so a
+  rename can never leave its directory.  Two files renamed to the same name are refused
+  before anything is copied.
+- ``postCopyAction`` is checked before anything moves: a missing ``move`` target
+  directory is created up front (or the transfer is refused), and the action runs only
+  after every destination holds every file under its final name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from models.errors import StoreflowError
+
+
+class DefinitionError(StoreflowError, ValueError):
+    """A transfer definition was rejected; ``problems`` lists ``(field path, reason)``."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "; ".join(f"{field}: {reason}" for field, reason in problems)
+        super().__init__(f"invalid transfer definition {source}: {lines}")
+
+
+class _Model(BaseModel):
+    """OTF spells fields in camelCase; Python code may use the snake_case names."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        frozen=True,
+    )
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from exc
+    return value
+
+
+Regex = Annotated[str, Field(min_length=1)]
+
+
+# -- source ------------------------------------------------------------------------------
+
+
+class Bounds(_Model):
+    """Exclusive bounds: ``gt`` (greater than) and ``lt`` (less than)."""
+
+    gt: int | None = Field(None, ge=0)
+    lt: int | None = Field(None, ge=0)
+
+    def admits(self, value: float) -> bool:
+        if self.gt is not None and not value > self.gt:
+            return False
+        return self.lt is None or value < self.lt
+
+
+class CountBounds(_Model):
+    min_count: int | None = Field(None, ge=0)
+    max_count: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CountBounds:
+        if (
+            self.min_count is not None
+            and self.max_count is not None
+            and self.min_count > self.max_count
+        ):
+            raise ValueError("minCount is greater than maxCount")
+        return self
+
+
+class Conditionals(_Model):
+    """``size`` in bytes, ``age`` in seconds since last modification, ``count`` of files."""
+
+    size: Bounds | None = None
+    age: Bounds | None = None
+    count: CountBounds | None = None
+
+
+class FileWatch(_Model):
+    """Wait (up to ``timeout`` seconds) for a file to appear and stop growing.
+
+    ``directory``/``fileRegex`` default to the source's: give them to watch a separate
+    trigger file.  ``watchOnly`` ends the transfer once the watch succeeds.
+    """
+
+    timeout: float = Field(1800, gt=0)
+    directory: str | None = None
+    file_regex: Regex | None = None
+    watch_only: bool = False
+
+    @field_validator("file_regex")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return value if value is None else _check_regex(value)
+
+
+class PostCopyAction(_Model):
+    """What happens to the source files once every destination has them."""
+
+    action: Literal["move", "delete", "rename"]
+    destination: str | None = None
+    pattern: Regex | None = None
+    sub: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> PostCopyAction:
+        if self.action == "move" and not self.destination:
+            raise ValueError("action 'move' needs 'destination'")
+        if self.action == "rename" and (self.pattern is None or self.sub is None):
+            raise ValueError("action 'rename' needs 'pattern' and 'sub'")
+        if self.action == "delete" and (self.destination or self.pattern or self.sub):
+            raise ValueError("action 'delete' takes no destination, pattern or sub")
+        if self.pattern is not None:
+            _check_regex(self.pattern)
+        return self
+
+
+class Rename(_Model):
+    """``re.sub(pattern, sub, name)`` applied to each delivered file's name."""
+
+    pattern: Regex
+    sub: str
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        return _check_regex(value)
+
+
+class Flags(_Model):
+    """``fullPath``: a flag file written on the destination once delivery is complete."""
+
+    full_path: str = Field(min_length=1)
+
+
+# -- protocols ---------------------------------------------------------------------------
+
+LOCAL_NAMES = ("local", "opentaskpy.remotehandlers.local.LocalTransfer")
+
+
+class LocalProtocol(_Model):
+    name: Literal["local", "opentaskpy.remotehandlers.local.LocalTransfer"]
+
+
+class SMBCredentials(_Model):
+    """Where and as whom to connect; the same fields as the ``SMBRemote`` block."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(445, gt=0, lt=65536)
+    share: str = Field(min_length=1)
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class SMBProtocol(_Model):
+    """``credentials`` inline, or ``block``: the name of a saved ``SMBRemote`` block."""
+
+    name: Literal["smb"]
+    credentials: SMBCredentials | None = None
+    block: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SMBProtocol:
+        if (self.credentials is None) == (self.block is None):
+            raise ValueError("give exactly one of 'credentials' or 'block'")
+        return self
+
+
+class NFSServer(_Model):
+    """An NFSv4 export reached with libnfs (no kernel mount); same fields as ``NFSRemote``."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(2049, gt=0, lt=65536)
+    export: str = Field(min_length=1, description="Export (pseudo) path, e.g. /share")
+    uid: int | None = Field(None, ge=0, description="AUTH_SYS uid to present")
+    gid: int | None = Field(None, ge=0, description="AUTH_SYS gid to present")
+
+
+class NFSProtocol(_Model):
+    """``server`` inline, or ``block``: the name of a saved ``NFSRemote`` block."""
+
+    name: Literal["nfs"]
+    server: NFSServer | None = None
+    block: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NFSProtocol:
+        if (self.server is None) == (self.block is None):
+            raise ValueError("give exactly one of 'server' or 'block'")
+        return self
+
+
+def protocol_kind(value: Any) -> str | None:
+    """The canonical protocol (``local``/``smb``/``nfs``) a source/destination names."""
+    if isinstance(value, Mapping):
+        protocol = value.get("protocol")
+        name = protocol.get("name") if isinstance(protocol, Mapping) else None
+    else:
+        name = getattr(getattr(value, "protocol", None), "name", None)
+    if name in LOCAL_NAMES:
+        return "local"
+    if name in ("smb", "nfs"):
+        return str(name)
+    return None
+
+
+# -- source and destination, per protocol ------------------------------------------------
+
+
+class _SourceBase(_Model):
+    directory: str = Field(min_length=1)
+    file_regex: Regex
+    conditionals: Conditionals | None = None
+    file_watch: FileWatch | None = None
+    post_copy_action: PostCopyAction | None = None
+    error: bool = Field(True, description="Fail when no file matches (OTF default)")
+
+    @field_validator("file_regex")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        return _check_regex(value)
+
+
+class LocalSource(_SourceBase):
+    protocol: LocalProtocol
+
+
+class SMBSource(_SourceBase):
+    protocol: SMBProtocol
+
+
+class NFSSource(_SourceBase):
+    protocol: NFSProtocol
+
+
+class _DestinationBase(_Model):
+    directory: str = Field(min_length=1)
+    create_directory_if_not_exists: bool = False
+    rename: Rename | None = None
+    flags: Flags | None = None
+
+
+class _ModeMixin(_Model):
+    mode: str | None = Field(None, description="Octal permissions for delivered files, '0644'")
+
+    @field_validator("mode")
+    @classmethod
+    def _octal(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"0?[0-7]{3,4}", value):
+            raise ValueError(f"mode {value!r} is not octal permissions like '0644'")
+        return value
+
+    @property
+    def mode_bits(self) -> int | None:
+        return None if self.mode is None else int(self.mode, 8)
+
+
+class LocalDestination(_DestinationBase, _ModeMixin):
+    protocol: LocalProtocol
+
+
+class SMBDestination(_DestinationBase):
+    """SMB has no POSIX permissions: ``mode`` is refused rather than silently ignored."""
+
+    protocol: SMBProtocol
+
+    @property
+    def mode_bits(self) -> int | None:
+        return None
+
+
+class NFSDestination(_DestinationBase, _ModeMixin):
+    protocol: NFSProtocol
+
+
+Source = Annotated[
+    Annotated[LocalSource, Tag("local")]
+    | Annotated[SMBSource, Tag("smb")]
+    | Annotated[NFSSource, Tag("nfs")],
+    Discriminator(
+        protocol_kind,
+        custom_error_type="unknown_protocol",
+        custom_error_message="protocol.name must be one of: local, "
+        "opentaskpy.remotehandlers.local.LocalTransfer, smb, nfs",
+    ),
+]
+Destination = Annotated[
+    Annotated[LocalDestination, Tag("local")]
+    | Annotated[SMBDestination, Tag("smb")]
+    | Annotated[NFSDestination, Tag("nfs")],
+    Discriminator(
+        protocol_kind,
+        custom_error_type="unknown_protocol",
+        custom_error_message="protocol.name must be one of: local, "
+        "opentaskpy.remotehandlers.local.LocalTransfer, smb, nfs",
+    ),
+]
+AnySource = LocalSource | SMBSource | NFSSource
+AnyDestination = LocalDestination | SMBDestination | NFSDestination
+
+
+class TransferDefinition(_Model):
+    """One OTF transfer: a source and the destinations its files go to."""
+
+    type: Literal["transfer"]
+    source: Source
+    destination: list[Destination] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _needs_somewhere(self) -> TransferDefinition:
+        watch_only = self.source.file_watch is not None and self.source.file_watch.watch_only
+        if not self.destination and not watch_only:
+            raise ValueError("'destination' is empty and the source is not a watchOnly watch")
+        return self
+
+
+def definition_json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a transfer definition, with OTF's field names."""
+    return TransferDefinition.model_json_schema(by_alias=True)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    # Drop the union tags pydantic inserts ("source.local.fileRegex" -> "source.fileRegex").
+    parts = [str(p) for p in loc if p not in ("local", "smb", "nfs")]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or "(definition)"
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors():
+        if err["type"] == "extra_forbidden":
+            reason = "unknown field (misspelt?)"
+        else:
+            reason = err["msg"].removeprefix("Value error, ")
+        problems.append((_loc(err["loc"]), reason))
+    return problems
+
+
+def parse_definition(data: Any, source: str = "<definition>") -> TransferDefinition:
+    """Validate already-parsed JSON/YAML; raise DefinitionError naming every bad field."""
+    try:
+        return TransferDefinition.model_validate(data)
+    except ValidationError as exc:
+        raise DefinitionError(source, _problems(exc)) from None
+
+
+def load_definition(path: str | Path) -> TransferDefinition:
+    """Read a ``.json``, ``.yaml`` or ``.yml`` transfer definition file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DefinitionError(str(path), [("(file)", exc.strerror or str(exc))]) from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise DefinitionError(str(path), [("(file)", "expected a .json, .yaml or .yml")])
+    except json.JSONDecodeError as exc:
+        raise DefinitionError(
+            str(path), [(f"line {exc.lineno} column {exc.colno}", exc.msg)]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise DefinitionError(str(path), [("(yaml)", str(exc))]) from None
+    return parse_definition(data, str(path))

@@ -1,0 +1,40 @@
+"""Transfers: Open Task Framework definitions run over local, SMB and NFS.
+
+The engine API a flow calls is :func:`plan_transfer`, :func:`deliver`, :func:`finalize`
+(or :func:`run_transfer` for all three); protocols are handlers found by name through the
+``storeflow.protocols`` entry points.
+"""
+
+from tasks.transfer.engine import (
+    Delivery,
+    FileResult,
+    PlannedFile,
+    Progress,
+    TransferPlan,
+    TransferResult,
+    deliver,
+    finalize,
+    plan_transfer,
+    run_transfer,
+)
+from tasks.transfer.entries import Entry, Kind
+from tasks.transfer.errors import TransferError
+from tasks.transfer.handler import ExecutionHandler, TransferHandler
+
+__all__ = [
+    "Delivery",
+    "Entry",
+    "ExecutionHandler",
+    "FileResult",
+    "Kind",
+    "PlannedFile",
+    "Progress",
+    "TransferError",
+    "TransferHandler",
+    "TransferPlan",
+    "TransferResult",
+    "deliver",
+    "finalize",
+    "plan_transfer",
+    "run_transfer",
+]

@@ -307,8 +307,11 @@ def deliver(
         meter.done()
         return Delivery(0, 0, 0.0)
     modes = [getattr(d, "mode_bits", None) for d in destinations]
+    action = definition.source.post_copy_action
     with _opened([definition.source, *destinations], open_handler) as handlers:
         src, dst = handlers[0], handlers[1:]
+        for handler in dst:
+            handler.sync_writes = action is not None and action.action == "delete"
         callback_lock = threading.Lock()
 
         def count_bytes(n: int) -> None:

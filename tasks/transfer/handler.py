@@ -42,6 +42,10 @@ class TransferHandler(abc.ABC):
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
+        #: Make each written file durable before closing it; set by the engine when the
+        #: source will be deleted after delivery.  Protocols where one ``flush`` is cheaper
+        #: may ignore it and do the work in ``flush`` instead.
+        self.sync_writes = False
 
     # -- protocol primitives ----------------------------------------------------------
 

@@ -1,0 +1,40 @@
+"""StoreflowConfig: everything one flow run needs to know, in one Block.
+
+Flows take the name of a saved StoreflowConfig document (parameter
+`config`); without one they build it from the environment, so the CLI and
+the tests need no Prefect API to find their configuration.
+"""
+
+import os
+
+from prefect.blocks.core import Block
+from pydantic import Field
+
+from blocks.database import DatabaseBlock
+from blocks.hooks import HookDriversBlock
+from blocks.storage import StorageBlock
+from models.settings import CONFIG_BLOCK_ENV
+
+
+class StoreflowConfig(Block):
+    _block_type_name = "Storeflow Config"
+    _block_type_slug = "storeflow-config"
+    _description = "Storage, database and hook drivers for storeflow's flows."
+
+    storage: StorageBlock = Field(default_factory=StorageBlock)
+    database: DatabaseBlock = Field(default_factory=DatabaseBlock)
+    hooks: HookDriversBlock = Field(default_factory=HookDriversBlock)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url_value()
+
+
+def resolve_config(name: str | None = None) -> StoreflowConfig:
+    """The named Block document, else $STOREFLOW_CONFIG_BLOCK, else the environment."""
+    name = name or os.environ.get(CONFIG_BLOCK_ENV)
+    if name:
+        loaded = StoreflowConfig.load(name)
+        assert isinstance(loaded, StoreflowConfig)
+        return loaded
+    return StoreflowConfig()

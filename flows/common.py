@@ -1,0 +1,43 @@
+"""What every lifecycle flow shares: how it is declared and how a crash is cleaned up."""
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from prefect import Flow, flow
+from prefect.client.schemas.objects import FlowRun
+from prefect.logging import get_logger
+from prefect.states import State
+
+from blocks.config import resolve_config
+from models import repository
+from models.db import session_scope
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def release_interrupted(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """A run that crashed or was cancelled leaves no resource INPROGRESS behind."""
+    config = resolve_config(flow_run.parameters.get("config"))
+    with session_scope(config.database_url) as session:
+        released = repository.release_owned_by(
+            session, str(flow_run.id), f"flow run {flow_run.name} ended {state.type.value}"
+        )
+    if released:
+        get_logger("storeflow").warning(
+            "flow run %s ended %s; marked ERRORED: %s", flow_run.name, state.type.value, released
+        )
+
+
+def lifecycle_flow(name: str, run_name: str) -> Callable[[F], F]:
+    """@flow for a lifecycle entry point: named runs, crash clean-up, typed parameters."""
+
+    def decorate(fn: F) -> F:
+        return flow(  # type: ignore[return-value]
+            name=name,
+            flow_run_name=run_name,
+            on_crashed=[release_interrupted],
+            on_cancellation=[release_interrupted],
+            validate_parameters=True,
+        )(fn)
+
+    return decorate

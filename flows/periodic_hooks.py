@@ -1,0 +1,44 @@
+"""The periodic hook: every hook driver's `execute_periodic_hook`, on a schedule.
+
+Deployed with `periodic_hooks_interval` as its interval (prefect.yaml).
+"""
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.config import StoreflowConfig, resolve_config
+from models import repository
+from models.db import session_scope
+from tasks.hook_base import HookBase, HookContext, load_drivers
+from tasks.kinds import PERIODIC_HOOK_DATA
+
+
+@task(name="collect-periodic-hook-data", cache_policy=NO_CACHE)
+def collect_periodic_hook_data(config: StoreflowConfig) -> dict[str, list[dict[str, Any]]]:
+    with session_scope(config.database_url) as session:
+        return {
+            kind: get_data([r for r in repository.list_kind(session, kind) if not r.deleted])
+            for kind, get_data in PERIODIC_HOOK_DATA.items()
+        }
+
+
+@task(name="periodic-hook", cache_policy=NO_CACHE, task_run_name="periodic-hook: {name}")
+def run_periodic_hook(name: str, driver: HookBase, data: dict[str, Any]) -> Any:
+    context = HookContext(kind="*", action="periodic", resource_name="*")
+    return driver.execute_periodic_hook(context, data)
+
+
+@flow(name="periodic-hooks", flow_run_name="periodic-hooks")
+def periodic_hooks(config: str | None = None) -> int:
+    """Run each configured driver's periodic hook; returns how many ran."""
+    cfg = resolve_config(config)
+    drivers = load_drivers(cfg.hooks, cfg.hooks.hook_drivers)
+    if not drivers:
+        get_run_logger().info("no hook drivers configured")
+        return 0
+    data = collect_periodic_hook_data(cfg)
+    for driver in drivers:
+        run_periodic_hook(type(driver).__name__, driver, data)
+    return sum(1 for d in drivers if d.periodic_hooks_enabled)

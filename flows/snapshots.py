@@ -1,0 +1,23 @@
+"""Snapshot flows: snapshot-create, snapshot-delete."""
+
+from typing import Any
+
+from prefect.states import State
+
+from blocks.config import resolve_config
+from flows.common import lifecycle_flow
+from models.schemas import SnapshotSpec
+from tasks.lifecycle import run_operation
+from tasks.snapshots import SnapshotBuilder, SnapshotDeleter
+
+
+@lifecycle_flow("snapshot-create", "snapshot-create/{spec.space}/{spec.name}")
+def snapshot_create(spec: SnapshotSpec, config: str | None = None) -> State[Any]:
+    """Take a read-only point-in-time snapshot of a space."""
+    return run_operation(SnapshotBuilder(resolve_config(config), spec))
+
+
+@lifecycle_flow("snapshot-delete", "snapshot-delete/{space}/{name}")
+def snapshot_delete(space: str, name: str, etag: int, config: str | None = None) -> State[Any]:
+    """Delete a snapshot of a space."""
+    return run_operation(SnapshotDeleter(resolve_config(config), space, name, etag))

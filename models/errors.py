@@ -1,0 +1,38 @@
+"""Errors a user can act on. Each says what was refused and why."""
+
+
+class StoreflowError(Exception):
+    """Base class: every error storeflow raises on purpose."""
+
+
+class InvalidInput(StoreflowError, ValueError):
+    """A definition, name, path or option was rejected; nothing was changed."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class Refused(StoreflowError):
+    """The operation was refused before it touched anything."""
+
+
+class NotFound(Refused):
+    pass
+
+
+class NameTaken(Refused):
+    pass
+
+
+class EtagConflict(Refused):
+    pass
+
+
+class Busy(Refused):
+    pass
+
+
+class OperationFailed(StoreflowError):
+    """The operation ran and failed; the resource is ERRORED."""

@@ -1,0 +1,217 @@
+"""Reads and writes of resource rows, with the lifecycle's guarantees.
+
+Every write bumps the etag. `acquire` is the per-resource lock: one atomic
+compare-and-set on (etag, lock owner), so two runs never work on the same
+resource at once, whichever worker or process they run in.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.errors import Busy, EtagConflict, NameTaken, NotFound
+from models.schemas import ResourceView
+from models.status import Status
+from models.tables import ResourceRow, utcnow
+
+
+def view(row: ResourceRow) -> ResourceView:
+    return ResourceView.model_validate(row)
+
+
+def find(session: Session, kind: str, name: str, scope: str = "") -> ResourceView:
+    row = session.scalar(
+        select(ResourceRow).where(
+            ResourceRow.kind == kind, ResourceRow.scope == scope, ResourceRow.name == name
+        )
+    )
+    if row is None:
+        raise NotFound(f"{kind} {name!r} does not exist")
+    return view(row)
+
+
+def get(session: Session, resource_id: int) -> ResourceView:
+    row = session.get(ResourceRow, resource_id)
+    if row is None:
+        raise NotFound(f"resource #{resource_id} does not exist")
+    session.refresh(row)
+    return view(row)
+
+
+def list_kind(
+    session: Session, kind: str, scope: str | None = None, parent_id: int | None = None
+) -> list[ResourceView]:
+    query = select(ResourceRow).where(ResourceRow.kind == kind).order_by(ResourceRow.id)
+    if scope is not None:
+        query = query.where(ResourceRow.scope == scope)
+    if parent_id is not None:
+        query = query.where(ResourceRow.parent_id == parent_id)
+    return [view(row) for row in session.scalars(query)]
+
+
+def insert(
+    session: Session,
+    kind: str,
+    name: str,
+    spec: dict[str, Any],
+    *,
+    status: Status = Status.PENDING,
+    scope: str = "",
+    parent_id: int | None = None,
+    state: dict[str, Any] | None = None,
+) -> ResourceView:
+    row = ResourceRow(
+        kind=kind,
+        name=name,
+        scope=scope,
+        parent_id=parent_id,
+        spec=spec,
+        state=state or {},
+        status=status.value,
+        etag=1,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        raise NameTaken(f"{kind} {name!r} already exists") from None
+    return view(row)
+
+
+def acquire(
+    session: Session,
+    resource_id: int,
+    etag: int,
+    owner: str,
+    status: Status,
+    *,
+    soft_delete: bool = False,
+    is_stale: Callable[[str], bool] | None = None,
+) -> ResourceView:
+    """Take the resource for `owner` if its etag is still `etag`; set `status`.
+
+    A lock held by a run that has ended (`is_stale`) is taken over, so a
+    crashed worker cannot wedge a resource forever.
+    """
+    current = get(session, resource_id)
+    if current.etag != etag:
+        raise EtagConflict(
+            f"{current.kind} {current.name!r} changed since you read it "
+            f"(etag {etag} given, now {current.etag}); read it again and retry"
+        )
+    if current.lock_owner and current.lock_owner != owner:
+        if not (is_stale and is_stale(current.lock_owner)):
+            raise Busy(
+                f"{current.kind} {current.name!r} is being changed by flow run "
+                f"{current.lock_owner}; retry when it has finished"
+            )
+    values: dict[str, Any] = {
+        "status": status.value,
+        "status_message": None,
+        "lock_owner": owner,
+        "etag": ResourceRow.etag + 1,
+        "updated_at": utcnow(),
+    }
+    if soft_delete:
+        values["deleted"] = True
+    result = session.execute(
+        update(ResourceRow)
+        .where(
+            ResourceRow.id == resource_id,
+            ResourceRow.etag == etag,
+            ResourceRow.lock_owner.is_(None)
+            if current.lock_owner is None
+            else ResourceRow.lock_owner == current.lock_owner,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        # Someone else won the race between our read and our write.
+        latest = get(session, resource_id)
+        raise EtagConflict(
+            f"{latest.kind} {latest.name!r} was changed by another run "
+            f"(etag {etag} given, now {latest.etag}); read it again and retry"
+        )
+    return get(session, resource_id)
+
+
+def release(
+    session: Session,
+    resource_id: int,
+    owner: str,
+    status: Status,
+    *,
+    message: str | None = None,
+    name: str | None = None,
+    spec: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
+    deleted: bool | None = None,
+) -> ResourceView | None:
+    """Record the outcome of `owner`'s operation and free the resource.
+
+    Returns None when the row is gone or no longer held by `owner`.
+    """
+    values: dict[str, Any] = {
+        "status": status.value,
+        "status_message": message,
+        "lock_owner": None,
+        "etag": ResourceRow.etag + 1,
+        "updated_at": utcnow(),
+    }
+    for key, value in (("name", name), ("spec", spec), ("state", state), ("deleted", deleted)):
+        if value is not None:
+            values[key] = value
+    result = session.execute(
+        update(ResourceRow)
+        .where(ResourceRow.id == resource_id, ResourceRow.lock_owner == owner)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return get(session, resource_id)
+
+
+def update_observed(
+    session: Session,
+    resource_id: int,
+    *,
+    status: Status | None = None,
+    message: str | None = None,
+    state: dict[str, Any] | None = None,
+) -> ResourceView:
+    """Record what reconcile observed on a resource nobody holds."""
+    values: dict[str, Any] = {"etag": ResourceRow.etag + 1, "updated_at": utcnow()}
+    if status is not None:
+        values["status"] = status.value
+        values["status_message"] = message
+    if state is not None:
+        values["state"] = state
+    session.execute(
+        update(ResourceRow)
+        .where(ResourceRow.id == resource_id, ResourceRow.lock_owner.is_(None))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return get(session, resource_id)
+
+
+def release_owned_by(session: Session, owner: str, message: str) -> Sequence[int]:
+    """Mark every resource held by `owner` ERRORED and free it (a crashed run)."""
+    ids = list(session.scalars(select(ResourceRow.id).where(ResourceRow.lock_owner == owner)))
+    for resource_id in ids:
+        release(session, resource_id, owner, Status.ERRORED, message=message, deleted=False)
+    return ids
+
+
+def hard_delete(session: Session, resource_id: int) -> None:
+    row = session.get(ResourceRow, resource_id)
+    if row is not None:
+        session.delete(row)
+        session.flush()

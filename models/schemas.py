@@ -1,0 +1,107 @@
+"""What users ask for, per resource kind: pydantic models shared by the CLI,
+the flows (as typed parameters) and the JSON Schema users see."""
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from models.errors import InvalidInput
+from models.names import ResourceName, Size
+from models.status import Status
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Spec(BaseModel):
+    """Base of every spec: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SpaceSpec(Spec):
+    name: ResourceName = Field(description="Space name; also its directory name.")
+    quota: Size = Field(0, description="Quota in bytes or like '10G'; 0 means no limit.")
+    template: ResourceName | None = Field(None, description="Template installed at creation.")
+
+
+class SpaceUpdate(Spec):
+    rename: ResourceName | None = Field(None, description="New name for the space.")
+    quota: Size | None = Field(None, description="New quota; 0 removes the limit.")
+    uninstall_template: bool = Field(
+        False, description="Remove the installed template, if its copy is unchanged."
+    )
+
+
+SnapshotMode = Literal["auto", "reflink", "hardlink", "copy"]
+
+
+class SnapshotSpec(Spec):
+    space: ResourceName = Field(description="The space to snapshot.")
+    name: ResourceName = Field(description="Snapshot name, unique within the space.")
+    mode: SnapshotMode = Field(
+        "auto",
+        description="auto: reflink where the filesystem can, else a hard-link tree. "
+        "copy: a full copy (slow; never the default).",
+    )
+
+
+class TemplateSpec(Spec):
+    name: ResourceName = Field(description="Template name in the template store.")
+    source: Path = Field(description="Absolute path of the directory to copy into the store.")
+
+    @field_validator("source")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class TemplateUpdate(Spec):
+    rename: ResourceName | None = Field(None, description="New name within the store.")
+    source: Path | None = Field(None, description="Replace the template from this directory.")
+
+    @field_validator("source")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class ResourceView(BaseModel):
+    """A resource as storeflow reports it (CLI --json, flow results)."""
+
+    id: int
+    kind: str
+    name: str
+    scope: str = ""
+    parent_id: int | None = None
+    etag: int
+    status: Status
+    status_message: str | None = None
+    deleted: bool = False
+    spec: dict[str, Any] = {}
+    state: dict[str, Any] = {}
+    lock_owner: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+def parse_spec(model: type[M], data: Any, what: str) -> M:
+    """Validate user data into a spec model; errors name the field and the reason."""
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in (what, *first["loc"]))
+        reason = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            reason = "unknown field"
+        raise InvalidInput(field, reason) from None

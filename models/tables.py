@@ -1,0 +1,45 @@
+"""The resource table: one row per storage resource, whatever its kind.
+
+Every kind shares the columns the lifecycle needs (status, etag, soft delete,
+lock); what differs between kinds lives in `spec` (what the user asked for)
+and `state` (what storeflow observed or made: paths, usage, installed template).
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ResourceRow(Base):
+    __tablename__ = "resources"
+    __table_args__ = (
+        UniqueConstraint("kind", "scope", "name", name="uq_resources_kind_scope_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    # Names are unique per kind within a scope: "" for top-level kinds, the
+    # parent's id for kinds that live inside another (a space's snapshots).
+    scope: Mapped[str] = mapped_column(String(64), default="")
+    name: Mapped[str] = mapped_column(String(255))
+    parent_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    etag: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16))
+    status_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The flow run that holds the resource while an operation is under way.
+    lock_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

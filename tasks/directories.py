@@ -1,0 +1,41 @@
+"""Pieces shared by the kinds whose resource is a directory tree."""
+
+from abc import abstractmethod
+from pathlib import Path
+
+from models.schemas import ResourceView
+from models.status import Status
+from tasks import fstools
+from tasks.lifecycle import ResourceOperation
+
+
+class DirectoryDeleter(ResourceOperation):
+    """Delete a directory resource in two phases.
+
+    perform moves the tree aside under a hidden name (instant and
+    reversible); only when the whole operation has committed is it removed.
+    A failure anywhere puts the tree back where it was.
+    """
+
+    _aside: Path | None = None
+
+    @abstractmethod
+    def directory(self, resource: ResourceView) -> Path:
+        """The tree to delete (validated to stay inside storeflow's root)."""
+
+    def perform(self, resource: ResourceView) -> Status:
+        path = self.directory(resource)
+        if path.exists() or path.is_symlink():
+            aside = fstools.temp_sibling(path, "deleting")
+            path.rename(aside)
+            self._aside = aside
+        return Status.ACTIVE
+
+    def rollback(self, resource: ResourceView) -> None:
+        if self._aside is not None and self._aside.exists():
+            self._aside.rename(self.directory(resource))
+            self._aside = None
+
+    def commit(self, resource: ResourceView) -> None:
+        if self._aside is not None:
+            fstools.remove_tree(self._aside)

@@ -1,0 +1,1 @@
+"""Hook drivers that ship with storeflow."""

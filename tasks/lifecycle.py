@@ -1,0 +1,364 @@
+"""The lifecycle skeleton, once for every resource kind.
+
+    pre-hooks -> pre -> perform -> post -> post-hooks
+
+A kind fills in a `ResourceOperation` (the seed's Builder/Updater/Deleter);
+`run_operation` does everything else:
+
+- `pre` refuses, untouched, a resource whose etag changed or that another run
+  holds, then marks it INPROGRESS (DELETING and soft-deleted for a delete);
+- `perform` does the real work and returns the new status (default ACTIVE);
+- `post` records it, bumps the etag and frees the resource; a delete
+  hard-deletes the row only if the status is ACTIVE and nobody called
+  `cancel_delete`;
+- a failure in perform or post rolls back what perform did (a Prefect
+  transaction and the perform task's `on_rollback`), marks the resource
+  ERRORED with the error, and the flow run ends `Failed(name="Errored")`;
+- the final state is named after the resource status: `Completed(name="Active")`.
+"""
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Completed, Failed, State
+from prefect.transactions import Transaction, get_transaction, transaction
+from sqlalchemy.orm import Session
+
+from blocks.config import StoreflowConfig
+from models import repository
+from models.db import session_scope
+from models.errors import Refused
+from models.schemas import ResourceView
+from models.status import Action, Status
+from tasks.hook_base import ActionResults, HookBase, HookContext, load_drivers
+from tasks.hooks import run_post_hooks, run_pre_hooks
+
+T = TypeVar("T")
+
+
+class ResourceOperation(ABC):
+    """One create, update or delete of one resource: the seed's ORMTask.
+
+    Subclasses set `kind` and `action` and implement `perform`; one that
+    changes anything implements `rollback` too, which must cope with partial
+    work (it also runs when perform itself fails half-way).
+    """
+
+    kind: ClassVar[str]
+    action: ClassVar[Action]
+
+    def __init__(self, config: StoreflowConfig, name: str, etag: int | None = None) -> None:
+        self.config = config
+        self.name = name
+        self.etag = etag
+        self._hard_delete = self.action is Action.DELETE
+        # What post records beside the status; perform sets what changed.
+        self.new_name: str | None = None
+        self.new_spec: dict[str, Any] | None = None
+        self.new_state: dict[str, Any] | None = None
+
+    # -- identity -------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        """`space-create/projects-alpha`: used in flow and task run names."""
+        return f"{self.kind}-{self.action.value}/{self.name}"
+
+    @property
+    def func_name(self) -> str:
+        """The name hook drivers see, Manila style: `create_space`."""
+        return f"{self.action.value}_{self.kind}"
+
+    def parameters(self) -> dict[str, Any]:
+        """What hooks are told about the request."""
+        return {"name": self.name, "etag": self.etag}
+
+    # -- database: overridden by kinds that live inside another resource ------
+
+    def locate(self, session: Session) -> ResourceView:
+        return repository.find(session, self.kind, self.name)
+
+    def create_row(self, session: Session) -> ResourceView:
+        raise NotImplementedError(f"{type(self).__name__} does not create resources")
+
+    # -- the seed's steps -----------------------------------------------------
+
+    def check(self, session: Session, resource: ResourceView | None) -> None:
+        """Refuse (raise `Refused`) before anything changes. Default: accept."""
+
+    @abstractmethod
+    def perform(self, resource: ResourceView) -> Status:
+        """Do the work; return the resource's new status (usually ACTIVE)."""
+
+    def rollback(self, resource: ResourceView) -> None:
+        """Undo what perform did (possibly only in part). Default: nothing to undo."""
+
+    def commit(self, resource: ResourceView) -> None:
+        """Finish irreversible work once the whole operation has succeeded
+        (e.g. remove a tree that perform only moved aside). Default: nothing."""
+
+    def cancel_delete(self) -> None:
+        """Keep the row at the end of a delete (the seed's `cancel_delete`)."""
+        self._hard_delete = False
+
+    def should_delete(self) -> None:
+        """Hard-delete the row if the resource is ACTIVE at the end of the run."""
+        self._hard_delete = True
+
+    @property
+    def hard_delete(self) -> bool:
+        return self._hard_delete
+
+
+# -- locks held by runs that have ended ------------------------------------------
+
+
+def lock_is_stale(owner: str) -> bool:
+    """True when the flow run holding a resource has ended (or never existed)."""
+    try:
+        run_id = UUID(owner)
+    except ValueError:
+        return True
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(run_id)
+        except ObjectNotFound:
+            return True
+    return run.state is not None and run.state.is_final()
+
+
+def current_run_id() -> str:
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        raise RuntimeError("lifecycle steps must run inside a flow run")
+    return str(context.flow_run.id)
+
+
+# -- the steps as Prefect tasks ---------------------------------------------------
+
+
+@task(name="pre", cache_policy=NO_CACHE, task_run_name="{op.label}: pre")
+def pre(op: ResourceOperation) -> ResourceView | State[Any]:
+    """Check the etag and that nobody holds the resource; mark it INPROGRESS.
+
+    A refusal is an answer, not a crash: it comes back as a `Refused` state.
+    """
+    try:
+        return _acquire(op, current_run_id())
+    except Refused as exc:
+        return Failed(name="Refused", message=str(exc), data=exc)
+
+
+def _acquire(op: ResourceOperation, owner: str) -> ResourceView:
+    with session_scope(op.config.database_url) as session:
+        if op.action is Action.CREATE:
+            op.check(session, None)
+            resource = op.create_row(session)
+            etag = resource.etag
+        else:
+            resource = op.locate(session)
+            etag = op.etag if op.etag is not None else resource.etag
+            if etag == resource.etag:
+                op.check(session, resource)
+        deleting = op.action is Action.DELETE
+        return repository.acquire(
+            session,
+            resource.id,
+            etag,
+            owner,
+            Status.DELETING if deleting else Status.INPROGRESS,
+            soft_delete=deleting,
+            is_stale=lock_is_stale,
+        )
+
+
+@task(name="perform", cache_policy=NO_CACHE, task_run_name="{op.label}: perform")
+def perform(op: ResourceOperation, resource: ResourceView) -> Status:
+    try:
+        status = op.perform(resource)
+    except BaseException:
+        # A task that fails is not rolled back by Prefect: undo partial work here.
+        _safe_rollback(op, resource)
+        raise
+    txn = get_transaction()
+    if txn is not None:
+        txn.set("operation", op)
+        txn.set("resource", resource)
+    return status
+
+
+@perform.on_rollback
+def _rollback_perform(txn: Transaction) -> None:
+    _safe_rollback(txn.get("operation"), txn.get("resource"))
+
+
+@perform.on_commit
+def _commit_perform(txn: Transaction) -> None:
+    op: ResourceOperation = txn.get("operation")
+    try:
+        op.commit(txn.get("resource"))
+    except Exception as exc:  # the operation succeeded; leftovers are reconcile's job
+        get_run_logger().warning("%s: clean-up after commit failed: %s", op.label, exc)
+
+
+def _safe_rollback(op: ResourceOperation, resource: ResourceView) -> None:
+    try:
+        op.rollback(resource)
+    except Exception as exc:  # the original error matters more; say both
+        get_run_logger().error("rollback of %s failed: %s", op.label, exc)
+
+
+@task(name="post", cache_policy=NO_CACHE, task_run_name="{op.label}: post")
+def post(op: ResourceOperation, resource: ResourceView, status: Status) -> ResourceView | None:
+    """Record the status perform returned; None when the resource was hard-deleted."""
+    owner = current_run_id()
+    with session_scope(op.config.database_url) as session:
+        if op.action is Action.DELETE and op.hard_delete and status is Status.ACTIVE:
+            repository.hard_delete(session, resource.id)
+            return None
+        recorded = repository.release(
+            session,
+            resource.id,
+            owner,
+            status,
+            name=op.new_name,
+            spec=op.new_spec,
+            state=op.new_state,
+            deleted=False if op.action is Action.DELETE else None,
+        )
+    if recorded is None:
+        raise RuntimeError(f"{op.label}: the resource was taken from this run before post")
+    return recorded
+
+
+def record_failure(
+    op: ResourceOperation, resource: ResourceView, error: BaseException
+) -> ResourceView | None:
+    """ERRORED, with the error as the status message; a failed delete is not deleted."""
+    with session_scope(op.config.database_url) as session:
+        return repository.release(
+            session,
+            resource.id,
+            current_run_id(),
+            Status.ERRORED,
+            message=f"{op.action.value} failed: {error}",
+            deleted=False,
+        )
+
+
+# -- the skeleton -----------------------------------------------------------------
+
+
+def _final_state(op: ResourceOperation, results: ActionResults) -> State[Any]:
+    if results.refused:
+        return Failed(name="Refused", message=f"{op.label} refused: {results.error}")
+    if results.status in (None, Status.ERRORED):
+        reason = results.error or results.message or "failed"
+        return Failed(name=Status.ERRORED.state_name, message=f"{op.label}: {reason}")
+    return Completed(
+        name=results.status.state_name,
+        message=results.message or f"{op.label}: {results.status.value}",
+        data=results.resource,
+    )
+
+
+def _record_replaced(op: ResourceOperation, before: ActionResults, after: ActionResults) -> None:
+    """A post hook changed the outcome: make the database say what the hook said."""
+    if after.status is before.status or before.resource is None or after.status is None:
+        return
+    with session_scope(op.config.database_url) as session:
+        repository.update_observed(
+            session, before.resource["id"], status=after.status, message=after.message
+        )
+
+
+def run_operation(op: ResourceOperation) -> State[Any]:
+    """Run one operation through the skeleton; return the flow run's final state."""
+    logger = get_run_logger()
+    drivers: list[HookBase] = (
+        load_drivers(op.config.hooks, op.config.hooks.hook_drivers)
+        if op.config.hooks.hook_drivers
+        else []
+    )
+    context = HookContext(
+        kind=op.kind,
+        action=op.action.value,
+        resource_name=op.name,
+        flow_run_id=current_run_id(),
+        flow_run_name=op.label,
+        parameters=op.parameters(),
+    )
+    pre_data: list[Any] = []
+    try:
+        if drivers:
+            pre_data = _unwrap(
+                run_pre_hooks(op.label, drivers, context, op.func_name, return_state=True), list
+            )
+        resource = _unwrap(pre(op, return_state=True), ResourceView)
+    except Refused as exc:
+        logger.warning("%s refused: %s", op.label, exc)
+        results = ActionResults(status=None, error=str(exc), refused=True)
+    else:
+        results = _perform_and_post(op, resource)
+    if drivers:
+        results = _post_hooks(op, drivers, context, pre_data, results)
+    return _final_state(op, results)
+
+
+def _unwrap(state: State[Any], expected: type[T]) -> T:
+    """A step's result, or the `Refused` it answered with, raised."""
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    assert isinstance(result, expected), f"unexpected step result {result!r}"
+    return result
+
+
+def _perform_and_post(op: ResourceOperation, resource: ResourceView) -> ActionResults:
+    """perform and post in one transaction; any failure rolls back and marks ERRORED."""
+    logger = get_run_logger()
+    try:
+        with transaction():
+            status = perform(op, resource)
+            recorded = post(op, resource, status)
+    except Exception as exc:
+        logger.error("%s failed: %s", op.label, exc)
+        failed = record_failure(op, resource, exc)
+        return ActionResults(
+            status=Status.ERRORED,
+            resource=None if failed is None else failed.model_dump(mode="json"),
+            error=str(exc),
+        )
+    results = ActionResults(
+        status=Status.DELETED if recorded is None else recorded.status,
+        resource=None if recorded is None else recorded.model_dump(mode="json"),
+    )
+    logger.info("%s: %s", op.label, results.status.value)
+    return results
+
+
+def _post_hooks(
+    op: ResourceOperation,
+    drivers: list[HookBase],
+    context: HookContext,
+    pre_data: list[Any],
+    results: ActionResults,
+) -> ActionResults:
+    try:
+        replaced = run_post_hooks(op.label, drivers, context, op.func_name, pre_data, results)
+    except Exception as exc:
+        # The work is done and recorded; a hook that fails says it is not right.
+        message = f"post hook failed: {exc}"
+        if results.resource is not None:
+            replaced = results.replace(status=Status.ERRORED, message=message)
+            _record_replaced(op, results, replaced)
+            return replaced
+        return results.replace(status=Status.ERRORED, error=message)
+    _record_replaced(op, results, replaced)
+    return replaced

@@ -1,0 +1,232 @@
+"""Spaces: a directory tree (the fileset) with a quota and measured usage.
+
+SpaceBuilder, SpaceUpdater and SpaceDeleter fill in the lifecycle skeleton.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from blocks.config import StoreflowConfig
+from models import repository
+from models.errors import NotFound, Refused
+from models.names import format_size
+from models.schemas import ResourceView, SpaceSpec, SpaceUpdate
+from models.status import Action, Status
+from tasks import fstools
+from tasks.directories import DirectoryDeleter
+from tasks.lifecycle import ResourceOperation
+
+KIND = "space"
+
+
+class QuotaExceeded(Refused):
+    pass
+
+
+def space_path(config: StoreflowConfig, name: str) -> Path:
+    return fstools.child_path(config.storage.spaces_dir, name, "space directory")
+
+
+def observed_state(
+    path: Path, template: str | None = None, template_id: int | None = None
+) -> dict[str, Any]:
+    used = fstools.usage(path)
+    return {
+        "path": str(path),
+        "usage_bytes": used.bytes,
+        "files": used.files,
+        "template": template,
+        "template_id": template_id,
+    }
+
+
+def find_template(session: Session, name: str) -> ResourceView:
+    template = repository.find(session, "template", name)
+    if template.status not in (Status.ACTIVE, Status.ERRORED):  # ERRORED stays usable
+        raise Refused(f"template {name!r} is {template.status.value}, not usable now")
+    return template
+
+
+def check_quota(quota: int, needed: int, what: str) -> None:
+    if quota and needed > quota:
+        raise QuotaExceeded(
+            f"{what} needs {format_size(needed)} but the quota is {format_size(quota)}"
+        )
+
+
+class SpaceBuilder(ResourceOperation):
+    kind = KIND
+    action = Action.CREATE
+
+    def __init__(self, config: StoreflowConfig, spec: SpaceSpec) -> None:
+        super().__init__(config, spec.name)
+        self.spec = spec
+        self.template: ResourceView | None = None
+        self._created: Path | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        return self.spec.model_dump(mode="json")
+
+    def check(self, session: Session, resource: ResourceView | None) -> None:
+        path = space_path(self.config, self.spec.name)
+        if path.exists():
+            raise Refused(f"{path} already exists on disk; run reconcile to adopt it")
+        if self.spec.template:
+            self.template = find_template(session, self.spec.template)
+            check_quota(
+                self.spec.quota,
+                int(self.template.state.get("usage_bytes", 0)),
+                f"template {self.template.name!r}",
+            )
+
+    def create_row(self, session: Session) -> ResourceView:
+        return repository.insert(session, KIND, self.spec.name, self.spec.model_dump(mode="json"))
+
+    def perform(self, resource: ResourceView) -> Status:
+        self.config.storage.ensure_layout()
+        path = space_path(self.config, self.spec.name)
+        path.mkdir()
+        self._created = path
+        if self.template is not None:
+            store = self.config.storage.templates_dir
+            fstools.install_tree(fstools.child_path(store, self.template.name, "template"), path)
+        template = self.template
+        self.new_state = observed_state(
+            path, template.name if template else None, template.id if template else None
+        )
+        return Status.ACTIVE
+
+    def rollback(self, resource: ResourceView) -> None:
+        if self._created is not None:
+            fstools.remove_tree(self._created)
+            self._created = None
+
+
+class SpaceUpdater(ResourceOperation):
+    """Rename, resize (quota) or uninstall the template of a space."""
+
+    kind = KIND
+    action = Action.UPDATE
+
+    def __init__(
+        self, config: StoreflowConfig, name: str, etag: int | None, changes: SpaceUpdate
+    ) -> None:
+        super().__init__(config, name, etag)
+        self.changes = changes
+        self._renamed: tuple[Path, Path] | None = None
+        self._uninstalled: list[str] = []
+
+    def parameters(self) -> dict[str, Any]:
+        return {"name": self.name, "etag": self.etag, **self.changes.model_dump(mode="json")}
+
+    def check(self, session: Session, resource: ResourceView | None) -> None:
+        assert resource is not None
+        changes = self.changes
+        if changes.rename and changes.rename != resource.name:
+            try:
+                repository.find(session, KIND, changes.rename)
+            except NotFound:
+                pass
+            else:
+                raise Refused(f"space {changes.rename!r} already exists")
+            if space_path(self.config, changes.rename).exists():
+                raise Refused(f"{space_path(self.config, changes.rename)} already exists on disk")
+        if changes.quota:
+            used = fstools.usage(space_path(self.config, resource.name)).bytes
+            check_quota(changes.quota, used, f"space {resource.name!r} (in use)")
+        if changes.uninstall_template and not resource.state.get("template_id"):
+            raise Refused(f"space {resource.name!r} has no installed template")
+
+    def perform(self, resource: ResourceView) -> Status:
+        path = space_path(self.config, resource.name)
+        spec = dict(resource.spec)
+        template, template_id = resource.state.get("template"), resource.state.get("template_id")
+        if self.changes.uninstall_template:
+            store = self.config.storage.templates_dir
+            self._uninstalled = fstools.uninstall_tree(
+                fstools.child_path(store, resource.state["template"], "template"), path
+            )
+            spec["template"] = template = template_id = None
+        if self.changes.quota is not None:
+            spec["quota"] = self.changes.quota
+        if self.changes.rename and self.changes.rename != resource.name:
+            target = space_path(self.config, self.changes.rename)
+            if target.exists():
+                raise FileExistsError(f"{target} already exists")
+            path.rename(target)
+            self._renamed = (path, target)
+            path = target
+            spec["name"] = self.new_name = self.changes.rename
+        self.new_spec = spec
+        self.new_state = observed_state(path, template, template_id)
+        return Status.ACTIVE
+
+    def rollback(self, resource: ResourceView) -> None:
+        if self._renamed is not None:
+            original, renamed = self._renamed
+            renamed.rename(original)
+            self._renamed = None
+        if self._uninstalled:
+            store = self.config.storage.templates_dir
+            template = store / resource.state["template"]
+            space = space_path(self.config, resource.name)
+            fstools.reinstall(template, space, self._uninstalled)
+            self._uninstalled = []
+
+
+class SpaceDeleter(DirectoryDeleter):
+    """Delete a space; a space holding more than its unchanged template needs force."""
+
+    kind = KIND
+    action = Action.DELETE
+
+    def __init__(self, config: StoreflowConfig, name: str, etag: int | None, force: bool) -> None:
+        super().__init__(config, name, etag)
+        self.force = force
+
+    def parameters(self) -> dict[str, Any]:
+        return {"name": self.name, "etag": self.etag, "force": self.force}
+
+    def directory(self, resource: ResourceView) -> Path:
+        return space_path(self.config, resource.name)
+
+    def check(self, session: Session, resource: ResourceView | None) -> None:
+        assert resource is not None
+        snapshots = repository.list_kind(session, "snapshot", parent_id=resource.id)
+        if snapshots:
+            names = ", ".join(s.name for s in snapshots)
+            raise Refused(f"space {resource.name!r} has snapshots ({names}); delete them first")
+        path = self.directory(resource)
+        if self.force or not path.exists() or fstools.is_empty(path):
+            return
+        template_name = resource.state.get("template")
+        if template_name:
+            template = self.config.storage.templates_dir / template_name
+            if template.is_dir() and fstools.only_template_inside(template, path):
+                return
+        used = fstools.usage(path)
+        raise Refused(
+            f"space {resource.name!r} is not empty ({used.files} files, "
+            f"{format_size(used.bytes)}); delete with force to remove its data"
+        )
+
+
+def get_periodic_hook_data(spaces: list[ResourceView]) -> list[dict[str, Any]]:
+    """What periodic hooks learn of each space: its quota and current usage."""
+    data = []
+    for space in spaces:
+        path = Path(space.state.get("path", ""))
+        used = fstools.usage(path) if path.is_dir() else None
+        data.append(
+            {
+                "id": space.id,
+                "name": space.name,
+                "status": space.status.value,
+                "quota": space.spec.get("quota", 0),
+                "usage_bytes": used.bytes if used else None,
+                "files": used.files if used else None,
+            }
+        )
+    return data

@@ -8,7 +8,8 @@ whole definition comes from :func:`definition_json_schema`.
 Deliberate differences from OTF (its known traps, fixed on purpose):
 
 - ``fileRegex`` must match the WHOLE file name (``re.fullmatch``).  OTF's ``re.match``
-  anchors only at the start, so ``.*\\.txt`` also picked ``a.txt.tmp``.
+  anchors only at the start, so ``.*\\.txt`` also picked ``a.txt.tmp``.  Patterns are
+  compiled with DOTALL, so ``.`` also matches a newline inside a file name.
 - ``conditionals.size.gt: 0`` excludes empty files.  OTF tested the bound for truth, so a
   bound of 0 was silently ignored; here any bound that is present applies.
 - A ``fileWatch`` succeeds only once the watched files have stopped growing (same size

@@ -229,7 +229,10 @@ def plan_transfer(
         if file_filter is not None:
             kept = []
             for entry in entries:
-                (kept if file_filter(entry) else skipped).append(entry)
+                if file_filter(entry):
+                    kept.append(entry)
+                else:
+                    skipped.append(entry.name)
             entries = kept
         files = [
             PlannedFile(e, t) for e, t in zip(entries, _targets(entries, destinations), strict=True)

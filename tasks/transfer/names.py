@@ -18,7 +18,8 @@ _TEMP_RE = re.compile(r"\.sf-[0-9a-f]{20}\.part")
 
 @lru_cache(maxsize=64)
 def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    # DOTALL: a newline is a legal file-name character, and ``.*`` must still match it.
+    return re.compile(pattern, re.DOTALL)
 
 
 def matches(pattern: str, name: str) -> bool:

@@ -1,0 +1,354 @@
+"""Local transfers: every definition field, odd names, links, renames, hooks, atomicity."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from models.transfer import parse_definition
+from tasks.transfer import (
+    Entry,
+    FileResult,
+    Progress,
+    deliver,
+    finalize,
+    plan_transfer,
+    run_transfer,
+)
+from tasks.transfer.errors import (
+    ConditionNotMet,
+    DestinationMissing,
+    FileWatchTimeout,
+    NameCollision,
+    NoFilesFound,
+    PostCopyRefused,
+    UnsafeName,
+)
+from tests.transfer.conftest import local_def
+
+Dirs = Callable[[str], Path]
+
+ODD_NAMES = [
+    "with space.txt",
+    "ünïcødé-文件.txt",
+    "-leading-dash.txt",
+    "$(touch pwned);`id`|&>.txt",
+    "quote'\"*?[x].txt",
+    "new\nline.txt",
+]
+
+
+def write(directory: Path, name: str, data: bytes = b"data", mtime: float | None = None) -> Path:
+    path = directory / name
+    path.write_bytes(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def names(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+def test_odd_names_copied_with_content_and_mtime(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    for i, name in enumerate(ODD_NAMES):
+        write(src, name, name.encode() * 100, mtime=1_000_000_000 + i)
+    result = run_transfer(parse_definition(local_def(src, dst)))
+    assert sorted(result.files) == sorted(ODD_NAMES)
+    assert names(dst) == sorted(ODD_NAMES)
+    for i, name in enumerate(ODD_NAMES):
+        assert (dst / name).read_bytes() == name.encode() * 100
+        assert (dst / name).stat().st_mtime == 1_000_000_000 + i
+    assert not (Path.cwd() / "pwned").exists()
+    assert names(src) == sorted(ODD_NAMES)  # no postCopyAction: source untouched
+
+
+def test_file_regex_matches_whole_name(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    for name in ("a.txt", "a.txt.tmp", "xa.txt"):
+        write(src, name)
+    run_transfer(parse_definition(local_def(src, dst, fileRegex=r"a\.txt")))
+    assert names(dst) == ["a.txt"]
+
+
+def test_size_gt_zero_excludes_empty_and_lt_bounds(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    write(src, "empty", b"")
+    write(src, "small", b"x" * 10)
+    write(src, "big", b"x" * 100)
+    cond = {"size": {"gt": 0, "lt": 100}}
+    run_transfer(parse_definition(local_def(src, dst, conditionals=cond)))
+    assert names(dst) == ["small"]
+
+
+def test_age_bounds(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    now = time.time()
+    write(src, "fresh", mtime=now)
+    write(src, "hour", mtime=now - 3600)
+    write(src, "week", mtime=now - 7 * 86400)
+    cond = {"age": {"gt": 600, "lt": 86400}}
+    run_transfer(parse_definition(local_def(src, dst, conditionals=cond)))
+    assert names(dst) == ["hour"]
+
+
+def test_count_bounds(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    for i in range(3):
+        write(src, f"f{i}")
+    with pytest.raises(ConditionNotMet, match="minCount is 4"):
+        plan_transfer(parse_definition(local_def(src, dst, conditionals={"count": {"minCount": 4}})))
+    with pytest.raises(ConditionNotMet, match="maxCount is 2"):
+        plan_transfer(parse_definition(local_def(src, dst, conditionals={"count": {"maxCount": 2}})))
+    cond = {"count": {"minCount": 3, "maxCount": 3}}
+    assert len(plan_transfer(parse_definition(local_def(src, dst, conditionals=cond))).files) == 3
+    assert names(dst) == []  # planning copies nothing
+
+
+def test_no_files_is_an_error_unless_error_false(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    with pytest.raises(NoFilesFound, match="no file in"):
+        run_transfer(parse_definition(local_def(src, dst)))
+    result = run_transfer(parse_definition(local_def(src, dst, error=False)))
+    assert result.files == ()
+
+
+def test_directories_and_links_out_of_tree_are_not_followed(dirs: Dirs, tmp_path: Path) -> None:
+    src, dst, outside = dirs("src"), dirs("dst"), dirs("outside")
+    write(outside, "secret", b"secret")
+    write(src, "real", b"real")
+    (src / "subdir").mkdir()
+    write(src / "subdir", "nested", b"nested")
+    (src / "to-secret").symlink_to(outside / "secret")
+    (src / "to-secret-rel").symlink_to("../outside/secret")
+    (src / "to-etc").symlink_to("/etc/passwd")
+    (src / "to-outside-dir").symlink_to(outside)
+    (src / "to-real").symlink_to("real")
+    (src / "to-nested").symlink_to("subdir/nested")
+    (src / "dangling").symlink_to("nowhere")
+    run_transfer(parse_definition(local_def(src, dst)))
+    assert names(dst) == ["real", "to-nested", "to-real"]
+    assert (dst / "to-real").read_bytes() == b"real"
+    assert not (dst / "to-real").is_symlink()
+
+
+def test_destination_rename_and_traversal_refused(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    write(src, "report.csv")
+    d = local_def(src, dst)
+    d["destination"][0]["rename"] = {"pattern": r"^(.*)\.csv$", "sub": r"\1-2024.csv"}
+    run_transfer(parse_definition(d))
+    assert names(dst) == ["report-2024.csv"]
+    for sub in ("../escaped.csv", "/etc/evil", "a/b", "..", ""):
+        d["destination"][0]["rename"] = {"pattern": r"^.*$", "sub": sub}
+        with pytest.raises(UnsafeName):
+            plan_transfer(parse_definition(d))
+    assert names(dst.parent) == ["dst", "src"]
+
+
+def test_rename_collision_refused_before_copy(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    write(src, "a1")
+    write(src, "a2")
+    d = local_def(src, dst)
+    d["destination"][0]["rename"] = {"pattern": r"\d", "sub": ""}
+    with pytest.raises(NameCollision, match="would both be delivered as 'a'"):
+        run_transfer(parse_definition(d))
+    assert names(dst) == []
+
+
+def test_missing_destination_refused_or_created(dirs: Dirs, tmp_path: Path) -> None:
+    src = dirs("src")
+    write(src, "f")
+    d = local_def(src, tmp_path / "new" / "deep")
+    with pytest.raises(DestinationMissing, match="createDirectoryIfNotExists"):
+        run_transfer(parse_definition(d))
+    d["destination"][0]["createDirectoryIfNotExists"] = True
+    run_transfer(parse_definition(d))
+    assert names(tmp_path / "new" / "deep") == ["f"]
+
+
+def test_mode_and_flag(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    write(src, "f")
+    d = local_def(src, dst)
+    d["destination"][0]["mode"] = "0640"
+    d["destination"][0]["flags"] = {"fullPath": str(dst / "flags" / "DONE")}
+    run_transfer(parse_definition(d))
+    assert (dst / "f").stat().st_mode & 0o777 == 0o640
+    assert (dst / "flags" / "DONE").exists()
+
+
+def test_two_destinations_then_post_copy_delete(dirs: Dirs) -> None:
+    src, d1, d2 = dirs("src"), dirs("d1"), dirs("d2")
+    for i in range(5):
+        write(src, f"f{i}", bytes([i]) * 1000)
+    d = local_def(src, [d1, d2], postCopyAction={"action": "delete"})
+    run_transfer(parse_definition(d))
+    assert names(d1) == names(d2) == [f"f{i}" for i in range(5)]
+    assert names(src) == []
+
+
+def test_post_copy_delete_waits_for_every_destination(dirs: Dirs, tmp_path: Path) -> None:
+    src, d1 = dirs("src"), dirs("d1")
+    write(src, "f")
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    d = local_def(src, [d1, blocked], postCopyAction={"action": "delete"})
+    plan = plan_transfer(parse_definition(d))
+    blocked.chmod(0o500)
+    os.rename(blocked, tmp_path / "gone")  # second destination vanishes mid-transfer
+    with pytest.raises(Exception, match="create"):
+        deliver(plan)
+    assert names(src) == ["f"]
+    assert names(d1) == []  # nothing under a final name, temp files removed
+
+
+def test_post_copy_move_creates_target_up_front(dirs: Dirs, tmp_path: Path) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    write(src, "a.csv")
+    archive = tmp_path / "archive" / "2024"
+    d = local_def(src, dst, postCopyAction={"action": "move", "destination": str(archive)})
+    plan = plan_transfer(parse_definition(d))
+    assert archive.is_dir()  # created by the plan, before any copy
+    deliver(plan)
+    assert names(src) == ["a.csv"]  # not moved before finalize
+    finalize(plan)
+    assert names(archive) == ["a.csv"] and names(src) == [] and names(dst) == ["a.csv"]
+
+
+def test_post_copy_move_target_that_cannot_be_created(dirs: Dirs, tmp_path: Path) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    write(src, "a.csv")
+    (tmp_path / "file").write_text("not a dir")
+    d = local_def(
+        src, dst, postCopyAction={"action": "move", "destination": str(tmp_path / "file" / "x")}
+    )
+    with pytest.raises(PostCopyRefused, match="cannot be created"):
+        run_transfer(parse_definition(d))
+    assert names(dst) == [] and names(src) == ["a.csv"]
+
+
+def test_post_copy_rename_and_traversal(dirs: Dirs, tmp_path: Path) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    write(src, "a.csv")
+    action = {"action": "rename", "pattern": r"\.csv$", "sub": ".done"}
+    run_transfer(parse_definition(local_def(src, dst, postCopyAction=action)))
+    assert names(src) == ["a.done"]
+    action = {"action": "rename", "pattern": "^.*$", "sub": "../../escape"}
+    with pytest.raises(UnsafeName):
+        run_transfer(parse_definition(local_def(src, dst, postCopyAction=action)))
+    assert names(src) == ["a.done"]
+
+
+def test_destination_equal_to_source_refused(dirs: Dirs) -> None:
+    src = dirs("src")
+    write(src, "f", b"precious")
+    with pytest.raises(NameCollision, match="overwrite itself"):
+        run_transfer(parse_definition(local_def(src, src, postCopyAction={"action": "delete"})))
+    assert (src / "f").read_bytes() == b"precious"
+
+
+def test_filter_after_result_and_progress_hooks(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    for i in range(200):
+        write(src, f"f{i:03}", b"x" * i)
+    seen: list[Entry] = []
+    results: list[FileResult] = []
+    progress: list[Progress] = []
+    threads: set[str] = set()
+
+    def keep_even(entry: Entry) -> bool:
+        seen.append(entry)
+        return int(entry.name[1:]) % 2 == 0
+
+    def after(result: FileResult) -> None:
+        threads.add(threading.current_thread().name)
+        results.append(result)
+
+    result = run_transfer(
+        parse_definition(local_def(src, dst)),
+        file_filter=keep_even,
+        after_result=after,
+        progress=progress.append,
+        batch_size=10,
+        max_workers=4,
+    )
+    assert len(seen) == 200
+    assert len(result.skipped) == 100 and all(int(n[1:]) % 2 for n in result.skipped)
+    assert names(dst) == [f"f{i:03}" for i in range(0, 200, 2)]
+    assert sorted(r.entry.name for r in results) == names(dst)
+    assert results[0].destinations[0].startswith(str(dst))
+    assert progress[-1] == Progress(100, 100, sum(range(0, 200, 2)), sum(range(0, 200, 2)))
+    assert progress[-1].percent == 100.0
+    assert all(t.startswith("sf-copy") for t in threads)
+
+
+def test_nothing_under_final_name_until_finalize(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    write(src, "f", b"x" * 10_000)
+    plan = plan_transfer(parse_definition(local_def(src, dst)))
+    deliver(plan)
+    assert [n for n in names(dst) if not n.startswith(".sf-")] == []
+    finalize(plan)
+    finalize(plan)  # repeating is harmless
+    assert names(dst) == ["f"]
+
+
+def test_in_transit_names_are_never_listed(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    write(src, ".sf-0123456789abcdef0123.part")
+    write(src, "real")
+    run_transfer(parse_definition(local_def(src, dst)))
+    assert names(dst) == ["real"]
+
+
+def test_file_watch_trigger_and_watch_only(dirs: Dirs) -> None:
+    src, dst, flags = dirs("src"), dirs("dst"), dirs("flags")
+    write(src, "data.csv")
+    watch = {"timeout": 5, "directory": str(flags), "fileRegex": r"go\.flag"}
+    threading.Timer(0.3, lambda: write(flags, "go.flag")).start()
+    result = run_transfer(parse_definition(local_def(src, dst, fileWatch=watch)), poll_interval=0.1)
+    assert result.watched == ("go.flag",) and names(dst) == ["data.csv"]
+
+    watch_only = {"timeout": 5, "watchOnly": True}
+    d = local_def(src, dst, fileWatch=watch_only, fileRegex=r"late\.csv")
+    d["destination"] = []
+    threading.Timer(0.2, lambda: write(src, "late.csv")).start()
+    result = run_transfer(parse_definition(d), poll_interval=0.1)
+    assert result.watched == ("late.csv",) and result.files == ()
+
+
+def test_file_watch_waits_until_file_stops_growing(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    path = src / "growing"
+    stop = threading.Event()
+
+    def grow() -> None:
+        with open(path, "ab") as out:
+            for _ in range(8):
+                out.write(b"x" * 1000)
+                out.flush()
+                time.sleep(0.15)
+        stop.set()
+
+    threading.Thread(target=grow).start()
+    run_transfer(
+        parse_definition(local_def(src, dst, fileWatch={"timeout": 10})), poll_interval=0.4
+    )
+    assert stop.is_set()
+    assert (dst / "growing").stat().st_size == 8000
+
+
+def test_file_watch_times_out(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    with pytest.raises(FileWatchTimeout, match="within 0.3s"):
+        run_transfer(
+            parse_definition(local_def(src, dst, fileWatch={"timeout": 0.3})), poll_interval=0.1
+        )

@@ -1,0 +1,426 @@
+"""The `storeflow` command line.
+
+Each verb runs its flow in this process on the embedded default, or, with
+--submit, creates a run of the deployment on the Prefect server that
+PREFECT_API_URL names. Every verb a script might parse has --json.
+"""
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from prefect import Flow
+from rich.console import Console
+from rich.table import Table
+
+from blocks.config import resolve_config
+from flows import reconcile as reconcile_flows
+from flows.periodic_hooks import periodic_hooks
+from flows.runner import RunOutcome, run_here, submit
+from flows.snapshots import snapshot_create, snapshot_delete
+from flows.spaces import space_create, space_delete, space_update
+from flows.templates import template_create, template_delete, template_update
+from models import repository
+from models.db import session_scope
+from models.errors import StoreflowError
+from models.names import format_size
+from models.schemas import (
+    ResourceView,
+    SnapshotSpec,
+    SpaceSpec,
+    SpaceUpdate,
+    TemplateSpec,
+    TemplateUpdate,
+    parse_spec,
+)
+
+app = typer.Typer(
+    name="storeflow",
+    help="Storage operations and data movement as Prefect flows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+space_app = typer.Typer(help="Spaces: directory trees with a quota.", no_args_is_help=True)
+snapshot_app = typer.Typer(help="Read-only snapshots of spaces.", no_args_is_help=True)
+template_app = typer.Typer(help="Templates installed into new spaces.", no_args_is_help=True)
+hooks_app = typer.Typer(help="Hook drivers.", no_args_is_help=True)
+app.add_typer(space_app, name="space")
+app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(template_app, name="template")
+app.add_typer(hooks_app, name="hooks")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOption = typer.Option(False, "--json", help="Print one JSON object.")
+SubmitOption = typer.Option(
+    False, "--submit", help="Create a run of the deployment instead of running here."
+)
+ConfigOption = typer.Option(
+    None, "--config", help="Name of a saved StoreflowConfig block (default: environment)."
+)
+EtagOption = typer.Option(
+    None, "--etag", help="The etag you last read; omitted: whatever it is now."
+)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[[], RunOutcome]) -> RunOutcome:
+    try:
+        return fn()
+    except StoreflowError as exc:
+        fail(str(exc))
+
+
+def report(outcome: RunOutcome, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(outcome.as_dict(), default=str))
+    elif outcome.ok:
+        etag = outcome.result.get("etag") if isinstance(outcome.result, dict) else None
+        suffix = f" (etag {etag})" if etag is not None else ""
+        out.print(f"{outcome.flow_run_name or ''}: [green]{outcome.state_name}[/green]{suffix}")
+    else:
+        err.print(
+            f"{outcome.flow_run_name or ''}: [red]{outcome.state_name}[/red]: {outcome.message}"
+        )
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def launch(
+    flow: Flow[..., Any], parameters: dict[str, Any], do_submit: bool, as_json: bool
+) -> None:
+    if do_submit:
+        wire = json.loads(json.dumps(parameters, default=_jsonable))
+        report(guarded(lambda: submit(flow, wire)), as_json)
+    else:
+        report(guarded(lambda: run_here(flow, **parameters)), as_json)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+def current_etag(kind: str, name: str, config: str | None, scope_space: str | None = None) -> int:
+    return lookup(kind, name, config, scope_space).etag
+
+
+def lookup(
+    kind: str, name: str, config: str | None, scope_space: str | None = None
+) -> ResourceView:
+    try:
+        with session_scope(resolve_config(config).database_url) as session:
+            scope = ""
+            if scope_space is not None:
+                scope = str(repository.find(session, "space", scope_space).id)
+            return repository.find(session, kind, name, scope)
+    except StoreflowError as exc:
+        fail(str(exc))
+
+
+def spec(model: type[Any], data: dict[str, Any], what: str) -> Any:
+    try:
+        return parse_spec(model, {k: v for k, v in data.items() if v is not None}, what)
+    except StoreflowError as exc:
+        fail(str(exc))
+
+
+def show_resources(rows: list[ResourceView], as_json: bool, columns: list[str]) -> None:
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows]))
+        return
+    table = Table("name", "status", "etag", *columns)
+    for row in rows:
+        table.add_row(row.name, row.status.value, str(row.etag), *cells(row, columns))
+    out.print(table)
+
+
+def cells(row: ResourceView, columns: list[str]) -> list[str]:
+    values = {
+        "quota": format_size(row.spec.get("quota") or 0) if row.spec.get("quota") else "-",
+        "used": format_size(row.state.get("usage_bytes") or 0),
+        "files": str(row.state.get("files", "")),
+        "template": row.state.get("template") or "-",
+        "mode": row.state.get("mode") or "-",
+        "message": row.status_message or "",
+    }
+    return [values[c] for c in columns]
+
+
+def list_kind(kind: str, config: str | None, parent: str | None = None) -> list[ResourceView]:
+    try:
+        with session_scope(resolve_config(config).database_url) as session:
+            parent_id = repository.find(session, "space", parent).id if parent else None
+            return repository.list_kind(session, kind, parent_id=parent_id)
+    except StoreflowError as exc:
+        fail(str(exc))
+
+
+# -- spaces -------------------------------------------------------------------------
+
+
+@space_app.command("create")
+def space_create_cmd(
+    name: str,
+    quota: str = typer.Option("0", help="Quota, e.g. 10G; 0 means no limit."),
+    template: str | None = typer.Option(None, help="Template to install."),
+    config: str | None = ConfigOption,
+    submit_run: bool = SubmitOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create a space."""
+    s = spec(SpaceSpec, {"name": name, "quota": quota, "template": template}, "space")
+    launch(space_create, {"spec": s, "config": config}, submit_run, as_json)
+
+
+@space_app.command("update")
+def space_update_cmd(
+    name: str,
+    rename: str | None = typer.Option(None, help="New name."),
+    quota: str | None = typer.Option(None, help="New quota; 0 removes the limit."),
+    uninstall_template: bool = typer.Option(False, help="Remove the unchanged template."),
+    etag: int | None = EtagOption,
+    config: str | None = ConfigOption,
+    submit_run: bool = SubmitOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Rename, resize or uninstall the template of a space."""
+    changes = spec(
+        SpaceUpdate,
+        {"rename": rename, "quota": quota, "uninstall_template": uninstall_template},
+        "space",
+    )
+    etag = etag if etag is not None else current_etag("space", name, config)
+    params = {"name": name, "etag": etag, "changes": changes, "config": config}
+    launch(space_update, params, submit_run, as_json)
+
+
+@space_app.command("delete")
+def space_delete_cmd(
+    name: str,
+    force: bool = typer.Option(False, help="Delete even if the space holds data."),
+    etag: int | None = EtagOption,
+    config: str | None = ConfigOption,
+    submit_run: bool = SubmitOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete a space."""
+    etag = etag if etag is not None else current_etag("space", name, config)
+    params = {"name": name, "etag": etag, "force": force, "config": config}
+    launch(space_delete, params, submit_run, as_json)
+
+
+@space_app.command("list")
+def space_list_cmd(config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
+    """List spaces."""
+    show_resources(list_kind("space", config), as_json, ["quota", "used", "template", "message"])
+
+
+@space_app.command("show")
+def space_show_cmd(
+    name: str, config: str | None = ConfigOption, as_json: bool = JsonOption
+) -> None:
+    """Show one space."""
+    show_one(lookup("space", name, config), as_json)
+
+
+def show_one(row: ResourceView, as_json: bool) -> None:
+    if as_json:
+        print(row.model_dump_json())
+    else:
+        out.print_json(row.model_dump_json())
+
+
+# -- snapshots ----------------------------------------------------------------------
+
+
+@snapshot_app.command("create")
+def snapshot_create_cmd(
+    space: str,
+    name: str,
+    mode: str = typer.Option("auto", help="auto, reflink, hardlink or copy."),
+    config: str | None = ConfigOption,
+    submit_run: bool = SubmitOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Snapshot a space."""
+    s = spec(SnapshotSpec, {"space": space, "name": name, "mode": mode}, "snapshot")
+    launch(snapshot_create, {"spec": s, "config": config}, submit_run, as_json)
+
+
+@snapshot_app.command("delete")
+def snapshot_delete_cmd(
+    space: str,
+    name: str,
+    etag: int | None = EtagOption,
+    config: str | None = ConfigOption,
+    submit_run: bool = SubmitOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete a snapshot."""
+    etag = etag if etag is not None else current_etag("snapshot", name, config, space)
+    params = {"space": space, "name": name, "etag": etag, "config": config}
+    launch(snapshot_delete, params, submit_run, as_json)
+
+
+@snapshot_app.command("list")
+def snapshot_list_cmd(
+    space: str | None = typer.Argument(None, help="Only this space's snapshots."),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List snapshots."""
+    show_resources(list_kind("snapshot", config, space), as_json, ["mode", "files", "message"])
+
+
+@snapshot_app.command("show")
+def snapshot_show_cmd(
+    space: str, name: str, config: str | None = ConfigOption, as_json: bool = JsonOption
+) -> None:
+    """Show one snapshot."""
+    show_one(lookup("snapshot", name, config, space), as_json)
+
+
+# -- templates ----------------------------------------------------------------------
+
+
+@template_app.command("create")
+def template_create_cmd(
+    name: str,
+    source: Path = typer.Option(..., help="Directory to copy into the template store."),
+    config: str | None = ConfigOption,
+    submit_run: bool = SubmitOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create a template from a directory."""
+    s = spec(TemplateSpec, {"name": name, "source": source.absolute()}, "template")
+    launch(template_create, {"spec": s, "config": config}, submit_run, as_json)
+
+
+@template_app.command("update")
+def template_update_cmd(
+    name: str,
+    rename: str | None = typer.Option(None, help="New name within the store."),
+    source: Path | None = typer.Option(None, help="Replace from this directory."),
+    etag: int | None = EtagOption,
+    config: str | None = ConfigOption,
+    submit_run: bool = SubmitOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Rename a template or replace its tree."""
+    changes = spec(
+        TemplateUpdate,
+        {"rename": rename, "source": source.absolute() if source else None},
+        "template",
+    )
+    etag = etag if etag is not None else current_etag("template", name, config)
+    params = {"name": name, "etag": etag, "changes": changes, "config": config}
+    launch(template_update, params, submit_run, as_json)
+
+
+@template_app.command("delete")
+def template_delete_cmd(
+    name: str,
+    etag: int | None = EtagOption,
+    config: str | None = ConfigOption,
+    submit_run: bool = SubmitOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete a template from the store."""
+    etag = etag if etag is not None else current_etag("template", name, config)
+    launch(template_delete, {"name": name, "etag": etag, "config": config}, submit_run, as_json)
+
+
+@template_app.command("list")
+def template_list_cmd(config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
+    """List templates."""
+    show_resources(list_kind("template", config), as_json, ["used", "files", "message"])
+
+
+@template_app.command("show")
+def template_show_cmd(
+    name: str, config: str | None = ConfigOption, as_json: bool = JsonOption
+) -> None:
+    """Show one template."""
+    show_one(lookup("template", name, config), as_json)
+
+
+# -- whole-system verbs --------------------------------------------------------------
+
+
+@app.command("reconcile")
+def reconcile_cmd(
+    config: str | None = ConfigOption,
+    submit_run: bool = SubmitOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Bring the database up to date with the filesystem."""
+    if submit_run:
+        launch(reconcile_flows.reconcile, {"config": config}, True, as_json)
+        return
+    outcome = guarded(lambda: run_here(reconcile_flows.reconcile, config=config))
+    changes = [c.row() if hasattr(c, "row") else c for c in outcome.result or []]
+    if as_json:
+        print(json.dumps({**outcome.as_dict(), "result": changes}, default=str))
+    else:
+        table = Table("kind", "name", "change", "detail", title=f"reconcile: {outcome.state_name}")
+        for change in changes:
+            table.add_row(change["kind"], change["name"], change["change"], change["detail"])
+        out.print(table)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+@hooks_app.command("periodic")
+def periodic_cmd(config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
+    """Run every hook driver's periodic hook once."""
+    report(guarded(lambda: run_here(periodic_hooks, config=config)), as_json)
+
+
+@app.command("schema")
+def schema_cmd(kind: str = typer.Argument(..., help="space, snapshot or template")) -> None:
+    """Print the JSON Schema of a kind's spec."""
+    models = {"space": SpaceSpec, "snapshot": SnapshotSpec, "template": TemplateSpec}
+    if kind not in models:
+        fail(f"kind: {kind!r} is not one of {', '.join(models)}")
+    print(json.dumps(models[kind].model_json_schema(), indent=2))
+
+
+@app.command("demo")
+def demo_cmd(as_json: bool = JsonOption) -> None:
+    """Run the storeflow demo: a template, a space, a snapshot, a conflict, deletes."""
+    from flows.demo import print_demo, run_demo
+
+    rows = run_demo()
+    print_demo(rows, as_json, out)
+    if not all(r.expected for r in rows):
+        raise typer.Exit(1)
+
+
+def _mount_optional_apps() -> None:
+    """Sub-apps owned by other areas (the sandbox's `callback`), when present."""
+    try:
+        from sandbox.cli import callback_app
+    except ImportError:
+        return
+    app.add_typer(callback_app, name="callback")
+
+
+_mount_optional_apps()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

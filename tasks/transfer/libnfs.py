@@ -19,8 +19,6 @@ import os
 from functools import cache
 from typing import Any, NamedTuple
 
-_c_char_pp = ctypes.POINTER(ctypes.c_char_p)
-
 
 class _Timeval(ctypes.Structure):
     _fields_ = (("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long))
@@ -126,7 +124,7 @@ def library() -> ctypes.CDLL:
         "nfs_mkdir": (i, [vp, cp]),
         "nfs_utimes": (i, [vp, cp, ctypes.POINTER(_Timeval)]),
         "nfs_chmod": (i, [vp, cp, i]),
-        "nfs_readlink2": (i, [vp, cp, _c_char_pp]),
+        "nfs_readlink": (i, [vp, cp, ctypes.c_char_p, i]),
         "nfs_get_readmax": (u64, [vp]),
         "nfs_get_writemax": (u64, [vp]),
     }
@@ -240,14 +238,12 @@ class Mount:
         return st
 
     def readlink(self, path: str) -> str:
-        target = ctypes.c_char_p()
-        self.check(
-            self.lib.nfs_readlink2(self.ctx, _b(path), ctypes.byref(target)), f"readlink {path}"
-        )
-        try:
-            return os.fsdecode(target.value or b"")
-        finally:
-            ctypes.CDLL(None).free(target)
+        # libnfs 4.0's NFSv4 readlink does not NUL-terminate the target: read it into a
+        # zeroed buffer and keep exactly the link's size (lstat reports its length).
+        size = int(self.lstat(path).size)
+        buffer = ctypes.create_string_buffer(size + 1)
+        self.check(self.lib.nfs_readlink(self.ctx, _b(path), buffer, size + 1), f"readlink {path}")
+        return os.fsdecode(buffer.raw[:size])
 
     def open(self, path: str, write: bool = False, mode: int = 0o666) -> ctypes.c_void_p:
         handle = ctypes.c_void_p()

@@ -1,0 +1,164 @@
+"""SMB (private smbd) and NFS (private nfs-ganesha) as sources and destinations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.transfer import parse_definition
+from tasks.transfer import plan_transfer, run_transfer
+from tasks.transfer.errors import ProtocolError, UnsafeName
+from tests.services.fixtures import Served
+
+NAMES = ["with space.txt", "ünïcødé.txt", "-dash.txt", "$(id);`x`&.txt"]
+
+
+def seed(directory: Path) -> dict[str, bytes]:
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {name: os.urandom(100 * (i + 1)) for i, name in enumerate(NAMES)}
+    files["big.bin"] = os.urandom(5 << 20)  # several NFS/SMB requests
+    for i, (name, data) in enumerate(files.items()):
+        (directory / name).write_bytes(data)
+        os.utime(directory / name, (1_500_000_000 + i, 1_500_000_000 + i))
+    return files
+
+
+def check(directory: Path, files: dict[str, bytes]) -> None:
+    assert sorted(os.listdir(directory)) == sorted(files)
+    for i, (name, data) in enumerate(files.items()):
+        assert (directory / name).read_bytes() == data
+        assert (directory / name).stat().st_mtime == 1_500_000_000 + i
+
+
+@pytest.mark.parametrize("remote", ["smb", "nfs"])
+def test_local_to_remote_to_local(
+    remote: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    unique: str,
+) -> None:
+    served: Served = request.getfixturevalue(f"{remote}_service")
+    protocol: dict[str, Any] = request.getfixturevalue(f"{remote}_protocol")
+    files = seed(tmp_path / "src")
+    push = {
+        "type": "transfer",
+        "source": {"directory": str(tmp_path / "src"), "fileRegex": ".*", "protocol": {"name": "local"}},
+        "destination": [
+            {
+                "directory": f"/{unique}/in",
+                "createDirectoryIfNotExists": True,
+                "protocol": protocol,
+                "flags": {"fullPath": f"/{unique}/in.done"},
+            }
+        ],
+    }
+    run_transfer(parse_definition(push))
+    check(served.data / unique / "in", files)
+    assert (served.data / unique / "in.done").exists()
+
+    pull = {
+        "type": "transfer",
+        "source": {
+            "directory": f"{unique}/in",
+            "fileRegex": ".*",
+            "protocol": protocol,
+            "postCopyAction": {"action": "move", "destination": f"/{unique}/archive"},
+        },
+        "destination": [{"directory": str(tmp_path / "back"), "createDirectoryIfNotExists": True,
+                         "protocol": {"name": "local"}}],
+    }
+    result = run_transfer(parse_definition(pull))
+    assert sorted(result.files) == sorted(files)
+    check(tmp_path / "back", files)
+    assert os.listdir(served.data / unique / "in") == []
+    assert sorted(os.listdir(served.data / unique / "archive")) == sorted(files)
+
+
+def test_smb_to_nfs_with_rename_mode_and_delete(
+    smb_service: Served,
+    nfs_service: Served,
+    smb_protocol: dict[str, Any],
+    nfs_protocol: dict[str, Any],
+    unique: str,
+) -> None:
+    files = seed(smb_service.data / unique)
+    d = {
+        "type": "transfer",
+        "source": {
+            "directory": unique,
+            "fileRegex": r".*\.txt",
+            "conditionals": {"size": {"gt": 150}},
+            "protocol": smb_protocol,
+            "postCopyAction": {"action": "delete"},
+        },
+        "destination": [
+            {
+                "directory": f"/{unique}",
+                "createDirectoryIfNotExists": True,
+                "rename": {"pattern": r"\.txt$", "sub": ".dat"},
+                "mode": "0640",
+                "protocol": nfs_protocol,
+            }
+        ],
+    }
+    run_transfer(parse_definition(d))
+    delivered = sorted(os.listdir(nfs_service.data / unique))
+    assert delivered == sorted(n.replace(".txt", ".dat") for n in NAMES[1:])
+    for name in delivered:
+        path = nfs_service.data / unique / name
+        assert path.read_bytes() == files[name.replace(".dat", ".txt")]
+        assert path.stat().st_mode & 0o777 == 0o640
+    assert sorted(os.listdir(smb_service.data / unique)) == ["big.bin", NAMES[0]]
+
+
+def test_nfs_links_out_of_tree_not_followed(
+    nfs_service: Served, nfs_protocol: dict[str, Any], tmp_path: Path, unique: str
+) -> None:
+    src = nfs_service.data / unique
+    src.mkdir()
+    (src / "real").write_bytes(b"real")
+    (src / "to-real").symlink_to("real")
+    (src / "to-etc").symlink_to("/etc/passwd")
+    (src / "up").symlink_to("../../../../../../etc/passwd")
+    (src / "dir").mkdir()
+    d = {
+        "type": "transfer",
+        "source": {"directory": unique, "fileRegex": ".*", "protocol": nfs_protocol},
+        "destination": [{"directory": str(tmp_path), "protocol": {"name": "local"}}],
+    }
+    run_transfer(parse_definition(d))
+    assert sorted(os.listdir(tmp_path)) == ["real", "to-real"]
+
+
+def test_remote_rename_traversal_refused(
+    smb_protocol: dict[str, Any], smb_service: Served, tmp_path: Path, unique: str
+) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    d = {
+        "type": "transfer",
+        "source": {"directory": str(tmp_path), "fileRegex": ".*", "protocol": {"name": "local"}},
+        "destination": [
+            {
+                "directory": f"/{unique}",
+                "createDirectoryIfNotExists": True,
+                "rename": {"pattern": "^f$", "sub": r"..\\..\\evil"},
+                "protocol": smb_protocol,
+            }
+        ],
+    }
+    with pytest.raises(UnsafeName):
+        plan_transfer(parse_definition(d))
+
+
+def test_wrong_password_names_the_server(smb_protocol: dict[str, Any], tmp_path: Path) -> None:
+    smb_protocol["credentials"]["password"] = "wrong"
+    d = {
+        "type": "transfer",
+        "source": {"directory": "/", "fileRegex": ".*", "protocol": smb_protocol},
+        "destination": [{"directory": str(tmp_path), "protocol": {"name": "local"}}],
+    }
+    with pytest.raises(ProtocolError, match=r"smb: connect to '127\.0\.0\.1:\d+'"):
+        run_transfer(parse_definition(d))

@@ -1,0 +1,168 @@
+// The JavaScript callback worker. deno runs it with no --allow-* flag, so
+// the callback has no files, network, environment, subprocesses or FFI.
+//
+// Protocol: the host writes one JSON object a line on stdin (config, load,
+// then calls); answers go to stdout as
+//     "\x1e" + token + " " + nonce + " " + json + "\n"
+// The callback shares stdout (console.log), so the host treats any other
+// bytes as captured output. The token is a per-worker secret read before
+// the callback is compiled and kept only in this module's closure; every
+// function that touches it was captured before the callback could patch
+// a global or a prototype.
+import { metadataOf, publicApi, Request } from "./utils.js";
+
+const uncurry = (fn) => Function.prototype.call.bind(fn);
+const U8 = Uint8Array;
+const subarray = uncurry(U8.prototype.subarray);
+const indexOf = uncurry(U8.prototype.indexOf);
+const setBytes = uncurry(U8.prototype.set);
+const byteLength = uncurry(
+  Object.getOwnPropertyDescriptor(Object.getPrototypeOf(U8.prototype), "byteLength").get,
+);
+const encoder = new TextEncoder();
+const encode = encoder.encode.bind(encoder);
+const decoder = new TextDecoder();
+const decode = decoder.decode.bind(decoder);
+const writeSync = Deno.stdout.writeSync.bind(Deno.stdout);
+const readSync = Deno.stdin.readSync.bind(Deno.stdin);
+const stringify = JSON.stringify;
+const parse = JSON.parse;
+const toString = String;
+const FunctionCtor = Function;
+const MARK = "\x1e";
+
+let pending = new U8(0);
+
+const chunk = new U8(65536);
+
+function readLine() {
+  for (;;) {
+    const newline = indexOf(pending, 10);
+    if (newline >= 0) {
+      const line = decode(subarray(pending, 0, newline));
+      pending = subarray(pending, newline + 1);
+      return line;
+    }
+    const count = readSync(chunk);
+    if (count === null) return null;
+    if (byteLength(pending) === 0) {
+      // The usual case: a whole request in one read; copy it out of `chunk`.
+      pending = new U8(subarray(chunk, 0, count));
+      continue;
+    }
+    const merged = new U8(byteLength(pending) + count);
+    setBytes(merged, pending, 0);
+    setBytes(merged, subarray(chunk, 0, count), byteLength(pending));
+    pending = merged;
+  }
+}
+
+let token = "";
+let frameLimit = 1 << 20;
+
+function serialise(message) {
+  try {
+    const body = stringify(message);
+    if (typeof body === "string" && body.length <= frameLimit) return body;
+    return stringify({ ok: false, kind: "output_limit", error: "result larger than the output cap" });
+  } catch (error) {
+    return stringify({ ok: false, kind: "exception", error: "result is not JSON: " + describe(error) });
+  }
+}
+
+function send(nonce, message) {
+  const bytes = encode(MARK + token + " " + nonce + " " + serialise(message) + "\n");
+  const total = byteLength(bytes);
+  let written = 0;
+  while (written < total) written += writeSync(written === 0 ? bytes : subarray(bytes, written));
+}
+
+function describe(error) {
+  try {
+    if (error !== null && typeof error === "object" && typeof error.stack === "string") {
+      return error.stack;
+    }
+    return toString(error);
+  } catch {
+    return "unprintable error";
+  }
+}
+
+function requireForCallback(name) {
+  if (name === "./utils" || name === "./utils.js" || name === "utils") return publicApi;
+  throw new Error(`require('${name}') is not available in the callback sandbox; only './utils' is`);
+}
+
+function load(source, filename) {
+  let factory;
+  try {
+    factory = new FunctionCtor("module", "exports", "require", source + "\n//# sourceURL=" + filename);
+  } catch (error) {
+    return { error: { ok: false, kind: "syntax", error: describe(error) } };
+  }
+  const module = { exports: {} };
+  try {
+    factory(module, module.exports, requireForCallback);
+  } catch (error) {
+    return { error: { ok: false, kind: "exception", error: describe(error) } };
+  }
+  let entry = module.exports;
+  if (typeof entry !== "function" && entry !== null && typeof entry === "object") {
+    entry = entry.default;
+  }
+  if (typeof entry !== "function") {
+    return { error: { ok: false, kind: "no_entrypoint", error: "callback sets no module.exports function" } };
+  }
+  return { entry };
+}
+
+function succeeded(req, value) {
+  return { ok: true, result: value === undefined ? null : value, truthy: !!value, metadata: metadataOf(req) };
+}
+
+function failed(error) {
+  return { ok: false, kind: "exception", error: describe(error) };
+}
+
+async function settle(req, promise) {
+  try {
+    return succeeded(req, await promise);
+  } catch (error) {
+    return failed(error);
+  }
+}
+
+// Returns the outcome, or a promise of it when the callback is async; plain
+// functions never touch the event loop, which keeps warm calls cheap.
+function call(entry, wire) {
+  const req = new Request(wire);
+  // The seed reads `task` as a free name in BEFORE_TASK_EXECUTED callbacks.
+  globalThis.task = req.getTask();
+  try {
+    const value = entry(req);
+    if (value !== null && (typeof value === "object" || typeof value === "function") &&
+        typeof value.then === "function") {
+      return { pending: settle(req, value) };
+    }
+    return succeeded(req, value);
+  } catch (error) {
+    return failed(error);
+  }
+}
+
+const config = parse(readLine());
+token = config.token;
+frameLimit = config.frame_limit;
+send("ready", { ok: true, layers: { deno: true } });
+const loadMessage = parse(readLine());
+const loaded = load(loadMessage.source, loadMessage.filename);
+if (loaded.error) {
+  send("load", loaded.error);
+} else {
+  send("load", { ok: true });
+  for (let line = readLine(); line !== null; line = readLine()) {
+    const message = parse(line);
+    const outcome = call(loaded.entry, message.request);
+    send(message.nonce, outcome.pending ? await outcome.pending : outcome);
+  }
+}

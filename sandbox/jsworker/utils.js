@@ -1,0 +1,147 @@
+// The objects a JavaScript callback is handed, shaped like the seed's
+// protobuf-generated classes (jspb): getters, Timestamp.toDate() and a
+// jspb.Map for metadata. `require('./utils')` returns `publicApi`.
+
+export const Progress = Object.freeze({
+  PROGRESS_UNSPECIFIED: 0,
+  PROGRESS_INIT_STARTED: 1,
+  PROGRESS_INIT_DONE: 2,
+  PROGRESS_PROCESS_STARTED: 4,
+  PROGRESS_PROCESS_DONE: 8,
+  PROGRESS_FINAL_STARTED: 16,
+  PROGRESS_FINAL_DONE: 32,
+  PROGRESS_HAS_ERROR: 64,
+  PROGRESS_STOPPED: 128,
+  PROGRESS_STOPPED_BY_USER: 256,
+  PROGRESS_PAUSED: 512,
+});
+
+export class Timestamp {
+  #seconds;
+  #nanos;
+  constructor(seconds, nanos) {
+    this.#seconds = seconds;
+    this.#nanos = nanos;
+  }
+  getSeconds() { return this.#seconds; }
+  getNanos() { return this.#nanos; }
+  toDate() { return new Date(this.#seconds * 1000 + Math.floor(this.#nanos / 1e6)); }
+  toObject() { return { seconds: this.#seconds, nanos: this.#nanos }; }
+}
+
+// jspb.Map<string, string>: get/set/has/del/clear/getLength/keys/values/
+// entries/forEach/toArray/toObject (plus `delete` for Map-minded users).
+export class MetadataMap {
+  #map;
+  constructor(object) { this.#map = new Map(Object.entries(object)); }
+  get(key) { return this.#map.get(String(key)); }
+  set(key, value) { this.#map.set(String(key), String(value)); return this; }
+  has(key) { return this.#map.has(String(key)); }
+  del(key) { return this.#map.delete(String(key)); }
+  delete(key) { return this.#map.delete(String(key)); }
+  clear() { this.#map.clear(); }
+  getLength() { return this.#map.size; }
+  get size() { return this.#map.size; }
+  keys() { return this.#map.keys(); }
+  values() { return this.#map.values(); }
+  entries() { return this.#map.entries(); }
+  forEach(callback, thisArg) {
+    this.#map.forEach((value, key) => callback.call(thisArg, value, key, this));
+  }
+  toArray() { return Array.from(this.#map.entries()); }
+  toObject() { return Object.fromEntries(this.#map); }
+  [Symbol.iterator]() { return this.#map.entries(); }
+}
+
+const stamp = (pair) => new Timestamp(pair[0], pair[1]);
+
+export class NodeInfo {
+  #wire;
+  #atime;
+  #mtime;
+  #ctime;
+  #metadata;
+  constructor(wire) {
+    this.#wire = wire;
+    this.#atime = stamp(wire.atime);
+    this.#mtime = stamp(wire.mtime);
+    this.#ctime = stamp(wire.ctime);
+    this.#metadata = new MetadataMap(wire.metadata);
+  }
+  getPath() { return this.#wire.path; }
+  getMode() { return this.#wire.mode; }
+  getUid() { return this.#wire.uid; }
+  getGid() { return this.#wire.gid; }
+  getSize() { return this.#wire.size; }
+  getAtime() { return this.#atime; }
+  getMtime() { return this.#mtime; }
+  getCtime() { return this.#ctime; }
+  getMetadataMap() { return this.#metadata; }
+}
+
+export class TaskExecution {
+  #progress;
+  constructor(wire) { this.#progress = wire.progress ?? 0; }
+  getProgress() { return this.#progress; }
+}
+
+export class Task {
+  #id;
+  #last;
+  constructor(wire) {
+    this.#id = wire.id;
+    this.#last = wire.last_execution ? new TaskExecution(wire.last_execution) : undefined;
+  }
+  getId() { return this.#id; }
+  getLastExecution() { return this.#last; }
+  hasLastExecution() { return this.#last !== undefined; }
+}
+
+export class ExecutionResult {
+  #wire;
+  constructor(wire) { this.#wire = wire; }
+  getStatus() { return this.#wire.status ?? ""; }
+  getError() { return this.#wire.error ?? undefined; }
+  getDestination() { return this.#wire.destination ?? undefined; }
+  getDetails() { return { ...(this.#wire.details ?? {}) }; }
+}
+
+const nodes = new WeakMap();
+
+export class Request {
+  #wire;
+  #task;
+  #result;
+  constructor(wire) {
+    this.#wire = wire;
+    this.#task = new Task(wire.task);
+    this.#result = wire.result ? new ExecutionResult(wire.result) : undefined;
+    if (wire.node) nodes.set(this, new NodeInfo(wire.node));
+  }
+  getId() { return this.#wire.id; }
+  getStage() { return this.#wire.stage; }
+  getTask() { return this.#task; }
+  getResult() { return this.#result; }
+}
+
+export function getNodeInfo(req) {
+  return nodes.get(req);
+}
+
+// Host side only: the metadata to send back after the call.
+export function metadataOf(req) {
+  const node = nodes.get(req);
+  return node ? node.getMetadataMap().toObject() : null;
+}
+
+export const publicApi = Object.freeze({
+  getNodeInfo,
+  Progress,
+  Timestamp,
+  MetadataMap,
+  NodeInfo,
+  Request,
+  Task,
+  TaskExecution,
+  ExecutionResult,
+});

@@ -1,0 +1,168 @@
+"""What goes into a callback and what comes out, as pydantic models."""
+
+import enum
+import os
+import stat as stat_module
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+
+class Stage(enum.StrEnum):
+    FILTER = "FILTER"
+    BEFORE_TASK_EXECUTED = "BEFORE_TASK_EXECUTED"
+    AFTER_RESULT_RECEIVED = "AFTER_RESULT_RECEIVED"
+    AFTER_TASK_EXECUTED = "AFTER_TASK_EXECUTED"
+
+
+class Language(enum.StrEnum):
+    PYTHON = "python"
+    JAVASCRIPT = "javascript"
+
+
+class Progress(enum.IntFlag):
+    """The seed's Progress enum: a task execution's flags, as a bitmask."""
+
+    PROGRESS_UNSPECIFIED = 0
+    PROGRESS_INIT_STARTED = 1
+    PROGRESS_INIT_DONE = 2
+    PROGRESS_PROCESS_STARTED = 4
+    PROGRESS_PROCESS_DONE = 8
+    PROGRESS_FINAL_STARTED = 16
+    PROGRESS_FINAL_DONE = 32
+    PROGRESS_HAS_ERROR = 64
+    PROGRESS_STOPPED = 128
+    PROGRESS_STOPPED_BY_USER = 256
+    PROGRESS_PAUSED = 512
+
+
+_NS = 1_000_000_000
+
+
+def _split_ns(value: int) -> list[int]:
+    return [value // _NS, value % _NS]
+
+
+class NodeInfo(BaseModel):
+    """The stat of one file, computed by the host: callbacks never see the file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> "NodeInfo":
+        info = os.stat(path)
+        if not (stat_module.S_ISREG(info.st_mode) or stat_module.S_ISDIR(info.st_mode)):
+            raise ValueError(f"{path} is neither a regular file nor a directory")
+        return cls(
+            path=str(Path(path).absolute()),
+            mode=info.st_mode,
+            uid=info.st_uid,
+            gid=info.st_gid,
+            size=info.st_size,
+            atime_ns=info.st_atime_ns,
+            mtime_ns=info.st_mtime_ns,
+            ctime_ns=info.st_ctime_ns,
+            metadata=dict(metadata or {}),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "mode": self.mode,
+            "uid": self.uid,
+            "gid": self.gid,
+            "size": self.size,
+            "atime": _split_ns(self.atime_ns),
+            "mtime": _split_ns(self.mtime_ns),
+            "ctime": _split_ns(self.ctime_ns),
+            "metadata": dict(self.metadata),
+        }
+
+
+class TaskExecution(BaseModel):
+    progress: Progress = Progress.PROGRESS_UNSPECIFIED
+
+
+class TaskInfo(BaseModel):
+    id: str
+    last_execution: TaskExecution | None = None
+
+
+class ExecutionResult(BaseModel):
+    """A file's outcome (AFTER_RESULT_RECEIVED) or the task's (AFTER_TASK_EXECUTED)."""
+
+    status: Literal["SUCCESS", "ERROR", "SKIPPED", "STOPPED"]
+    error: str | None = None
+    destination: str | None = None
+    details: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class CallbackRequest(BaseModel):
+    stage: Stage
+    task: TaskInfo
+    node: NodeInfo | None = None
+    result: ExecutionResult | None = None
+
+    @property
+    def id(self) -> str:
+        return self.task.id
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.task.id,
+            "stage": self.stage.value,
+            "task": {
+                "id": self.task.id,
+                "last_execution": (
+                    {"progress": int(self.task.last_execution.progress)}
+                    if self.task.last_execution is not None
+                    else None
+                ),
+            },
+            "node": self.node.to_wire() if self.node is not None else None,
+            "result": self.result.model_dump(mode="json") if self.result is not None else None,
+        }
+
+
+class ErrorKind(enum.StrEnum):
+    EXCEPTION = "exception"
+    SYNTAX = "syntax"
+    NO_ENTRYPOINT = "no_entrypoint"
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    OUTPUT_LIMIT = "output_limit"
+    CRASHED = "crashed"
+    PROTOCOL = "protocol"
+    ISOLATION = "isolation"
+    BAD_CALLBACK = "bad_callback"
+
+
+class CallbackFailure(BaseModel):
+    kind: ErrorKind
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}: {self.message}"
+
+
+class CallOutcome(BaseModel):
+    """One callback's answer to one request."""
+
+    ok: bool
+    result: JsonValue = None
+    truthy: bool = False
+    metadata: dict[str, str] | None = None
+    output: str = ""
+    error: CallbackFailure | None = None
+    seconds: float = 0.0

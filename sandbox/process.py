@@ -1,0 +1,134 @@
+"""Start a worker process, talk to it line by line, and kill it by PID."""
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.channel import FrameReader
+from sandbox.failures import WorkerFailure
+from sandbox.models import ErrorKind
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How to start one worker: argv, env, and whether answers use a pipe of their own."""
+
+    argv: list[str]
+    env: dict[str, str]
+    separate_channel: bool
+    cwd: str = "/"
+    # A host directory used as scratch in weak isolation; removed with the worker.
+    cleanup_dir: str | None = None
+
+
+class WorkerProcess:
+    def __init__(
+        self, spec: LaunchSpec, *, token: str, output_limit: int, frame_limit: int
+    ) -> None:
+        self._cleanup_dir = spec.cleanup_dir
+        channel_read: int | None = None
+        pass_fds: tuple[int, ...] = ()
+        self.channel_fd_in_child = -1
+        if spec.separate_channel:
+            channel_read, channel_write = os.pipe()
+            pass_fds = (channel_write,)
+            self.channel_fd_in_child = channel_write
+        try:
+            self.popen = subprocess.Popen(
+                spec.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=spec.env,
+                cwd=spec.cwd,
+                pass_fds=pass_fds,
+                close_fds=True,
+                start_new_session=True,
+            )
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
+        assert self.popen.stdin and self.popen.stdout and self.popen.stderr
+        self.pid = self.popen.pid
+        self._stdin_fd = self.popen.stdin.fileno()
+        os.set_blocking(self._stdin_fd, False)
+        stdout_fd = self.popen.stdout.fileno()
+        stderr_fd = self.popen.stderr.fileno()
+        self._channel_read = channel_read
+        self.reader = FrameReader(
+            channel_fd=channel_read if channel_read is not None else stdout_fd,
+            output_fds=[stdout_fd, stderr_fd] if channel_read is not None else [stderr_fd],
+            token=token,
+            channel_is_output=channel_read is None,
+            output_limit=output_limit,
+            frame_limit=frame_limit,
+        )
+
+    def send(self, message: dict[str, Any], deadline: float) -> None:
+        """Write one request line; a worker that stops reading times out."""
+        data = memoryview(json.dumps(message, ensure_ascii=True).encode("ascii") + b"\n")
+        try:
+            # Requests are small: one write usually suffices, no selector needed.
+            data = data[os.write(self._stdin_fd, data) :]
+        except BlockingIOError:
+            pass
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise WorkerFailure(ErrorKind.CRASHED, "the worker exited") from exc
+        if not data:
+            return
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._stdin_fd, selectors.EVENT_WRITE)
+            while data:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WorkerFailure(ErrorKind.TIMEOUT, "the worker stopped reading requests")
+                if not selector.select(remaining):
+                    continue
+                try:
+                    data = data[os.write(self._stdin_fd, data) :]
+                except BlockingIOError:
+                    continue
+                except (BrokenPipeError, ConnectionResetError) as exc:
+                    raise WorkerFailure(ErrorKind.CRASHED, "the worker exited") from exc
+
+    def exit_description(self) -> str:
+        try:
+            code = self.popen.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return "still running"
+        if code < 0:
+            return f"killed by signal {signal.Signals(-code).name}"
+        return f"exit status {code}"
+
+    def kill(self) -> None:
+        """SIGKILL the process we started (its jail dies with it), then reap it."""
+        if self.popen.poll() is None:
+            # The group is the session we created with start_new_session.
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+        self.reader.close()
+        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        if self._channel_read is not None:
+            os.close(self._channel_read)
+            self._channel_read = None
+        if self._cleanup_dir is not None:
+            shutil.rmtree(self._cleanup_dir, ignore_errors=True)
+            self._cleanup_dir = None

@@ -1,0 +1,136 @@
+"""The objects a Python callback is handed, shaped like the seed's protobuf
+messages: attribute access (`req.id`, `info.path`), Timestamp.ToDatetime(),
+a str->str metadata map, and the task's last execution with its Progress.
+"""
+
+import datetime
+import enum
+from typing import Any
+
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+class Progress(enum.IntFlag):
+    PROGRESS_UNSPECIFIED = 0
+    PROGRESS_INIT_STARTED = 1
+    PROGRESS_INIT_DONE = 2
+    PROGRESS_PROCESS_STARTED = 4
+    PROGRESS_PROCESS_DONE = 8
+    PROGRESS_FINAL_STARTED = 16
+    PROGRESS_FINAL_DONE = 32
+    PROGRESS_HAS_ERROR = 64
+    PROGRESS_STOPPED = 128
+    PROGRESS_STOPPED_BY_USER = 256
+    PROGRESS_PAUSED = 512
+
+
+class Timestamp:
+    """google.protobuf.Timestamp's reading side."""
+
+    __slots__ = ("nanos", "seconds")
+
+    def __init__(self, seconds: int, nanos: int) -> None:
+        self.seconds = seconds
+        self.nanos = nanos
+
+    def ToDatetime(self, tzinfo: datetime.tzinfo | None = None) -> datetime.datetime:  # noqa: N802
+        # Like protobuf: naive UTC unless a tzinfo is given; microseconds truncated.
+        naive = _EPOCH + datetime.timedelta(seconds=self.seconds, microseconds=self.nanos // 1000)
+        if tzinfo is None:
+            return naive
+        return naive.replace(tzinfo=datetime.timezone.utc).astimezone(tzinfo)
+
+    def ToNanoseconds(self) -> int:  # noqa: N802
+        return self.seconds * 1_000_000_000 + self.nanos
+
+    def ToMicroseconds(self) -> int:  # noqa: N802
+        return self.ToNanoseconds() // 1000
+
+    def ToMilliseconds(self) -> int:  # noqa: N802
+        return self.ToNanoseconds() // 1_000_000
+
+    def ToSeconds(self) -> int:  # noqa: N802
+        return self.seconds
+
+    def ToJsonString(self) -> str:  # noqa: N802
+        return self.ToDatetime().isoformat() + "Z"
+
+    def __repr__(self) -> str:
+        return f"Timestamp(seconds={self.seconds}, nanos={self.nanos})"
+
+
+class MetadataMap(dict[str, str]):
+    """A protobuf map<string, string>: only strings go in."""
+
+    def __setitem__(self, key: str, value: str) -> None:
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("metadata keys and values must be str")
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: str) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: str = "") -> str:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+
+def _timestamp(pair: list[int]) -> Timestamp:
+    return Timestamp(int(pair[0]), int(pair[1]))
+
+
+class NodeInfo:
+    def __init__(self, wire: dict[str, Any]) -> None:
+        self.path: str = wire["path"]
+        self.mode: int = wire["mode"]
+        self.uid: int = wire["uid"]
+        self.gid: int = wire["gid"]
+        self.size: int = wire["size"]
+        self.atime = _timestamp(wire["atime"])
+        self.mtime = _timestamp(wire["mtime"])
+        self.ctime = _timestamp(wire["ctime"])
+        self.metadata = MetadataMap(wire["metadata"])
+
+    def __repr__(self) -> str:
+        return f"NodeInfo(path={self.path!r}, size={self.size})"
+
+
+class TaskExecution:
+    def __init__(self, wire: dict[str, Any]) -> None:
+        self.progress = Progress(int(wire.get("progress", 0)))
+
+
+class Task:
+    def __init__(self, wire: dict[str, Any]) -> None:
+        self.id: str = wire["id"]
+        last = wire.get("last_execution")
+        self.last_execution = TaskExecution(last) if last is not None else None
+
+    def HasField(self, name: str) -> bool:  # noqa: N802
+        return getattr(self, name, None) is not None
+
+
+class ExecutionResult:
+    """The outcome handed to AFTER_RESULT_RECEIVED / AFTER_TASK_EXECUTED."""
+
+    def __init__(self, wire: dict[str, Any]) -> None:
+        self.status: str = wire.get("status", "")
+        self.error: str | None = wire.get("error")
+        self.destination: str | None = wire.get("destination")
+        self.details: dict[str, Any] = dict(wire.get("details") or {})
+
+
+class Request:
+    def __init__(self, wire: dict[str, Any]) -> None:
+        self.id: str = wire["id"]
+        self.stage: str = wire["stage"]
+        self.task = Task(wire["task"])
+        node = wire.get("node")
+        self.node_info = NodeInfo(node) if node is not None else None
+        result = wire.get("result")
+        self.result = ExecutionResult(result) if result is not None else None
+
+    def __repr__(self) -> str:
+        return f"Request(id={self.id!r}, stage={self.stage!r})"

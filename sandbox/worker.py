@@ -1,0 +1,185 @@
+"""One warm worker for one callback: started once, answers many calls,
+replaced after a timeout, a crash or a broken rule. Never shared between
+callbacks, so one callback can only ever affect its own answers.
+"""
+
+import secrets
+import threading
+import time
+from typing import Any
+
+from sandbox import isolation, launch
+from sandbox.failures import WorkerFailure
+from sandbox.models import CallbackRequest, CallOutcome, ErrorKind, Language
+from sandbox.process import LaunchSpec, WorkerProcess
+from sandbox.settings import SandboxSettings
+
+# Failures the callback owns: it will fail the same way on every start.
+_LOAD_KINDS = {ErrorKind.SYNTAX, ErrorKind.NO_ENTRYPOINT, ErrorKind.EXCEPTION}
+_WORKER_KINDS = {kind.value: kind for kind in ErrorKind}
+
+
+class CallbackWorker:
+    def __init__(
+        self, language: Language, source: str, filename: str, settings: SandboxSettings
+    ) -> None:
+        self.language = language
+        self.source = source
+        self.filename = filename
+        self.settings = settings
+        self._process: WorkerProcess | None = None
+        self._load_failure: WorkerFailure | None = None
+        self._lock = threading.Lock()
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def _spec(self) -> tuple[LaunchSpec, dict[str, Any]]:
+        if self.language is Language.PYTHON:
+            layers = isolation.require_python_isolation(self.settings)
+            return launch.python_spec(layers, self.settings)
+        layers = isolation.probe(self.settings)
+        return launch.javascript_spec(layers, self.settings), {}
+
+    def _start(self) -> WorkerProcess:
+        spec, jail = self._spec()
+        token = secrets.token_hex(16)
+        process = WorkerProcess(
+            spec,
+            token=token,
+            output_limit=self.settings.output_limit_bytes,
+            frame_limit=self.settings.result_limit_bytes,
+        )
+        self.starts += 1
+        try:
+            deadline = time.monotonic() + self.settings.start_timeout_s
+            config = {
+                "op": "config",
+                "token": token,
+                "channel_fd": process.channel_fd_in_child,
+                "frame_limit": self.settings.result_limit_bytes,
+                **jail,
+            }
+            process.send(config, deadline)
+            ready = self._expect(process, "ready", deadline)
+            if self.language is Language.PYTHON:
+                isolation.refuse_weak_layers(self.settings, ready.get("layers", {}))
+            process.send(
+                {"op": "load", "source": self.source, "filename": self.filename}, deadline
+            )
+            loaded = self._expect(process, "load", deadline)
+            if not loaded.get("ok"):
+                kind = _WORKER_KINDS.get(str(loaded.get("kind")), ErrorKind.EXCEPTION)
+                raise WorkerFailure(kind, str(loaded.get("error", "callback failed to load")))
+            process.reader.take_output()
+        except BaseException:
+            process.kill()
+            raise
+        return process
+
+    def _expect(self, process: WorkerProcess, nonce: str, deadline: float) -> dict[str, Any]:
+        try:
+            got, message = process.reader.read_frame(deadline)
+        except WorkerFailure as failure:
+            raise self._explain(process, failure, starting=True) from failure
+        if got != nonce:
+            raise WorkerFailure(ErrorKind.PROTOCOL, f"expected the {nonce!r} answer")
+        return message
+
+    def _explain(self, process: WorkerProcess, failure: WorkerFailure, starting: bool) -> WorkerFailure:
+        """Reword a low-level failure for the operator reading the error."""
+        if failure.kind is ErrorKind.TIMEOUT:
+            limit = self.settings.start_timeout_s if starting else self.settings.call_timeout_s
+            what = "start and load" if starting else "return"
+            return WorkerFailure(
+                ErrorKind.TIMEOUT,
+                f"callback did not {what} within {limit:g} s; its worker was killed",
+            )
+        if failure.kind is ErrorKind.CRASHED:
+            tail = process.reader.stderr_tail()
+            how = process.exit_description()
+            if "out of memory" in tail.lower() or "heap limit" in tail.lower():
+                return WorkerFailure(
+                    ErrorKind.MEMORY,
+                    f"callback exceeded the {self.settings.memory_limit_mb} MB memory cap ({how})",
+                )
+            detail = f": {tail.strip()[-500:]}" if tail.strip() else ""
+            return WorkerFailure(ErrorKind.CRASHED, f"the callback's worker died ({how}){detail}")
+        return failure
+
+    def call(self, request: CallbackRequest) -> CallOutcome:
+        """Run the callback once; failures come back in the outcome, not raised."""
+        started = time.monotonic()
+        with self._lock:
+            try:
+                outcome = self._call_locked(request)
+            except WorkerFailure as failure:
+                outcome = CallOutcome(ok=False, error=failure.to_failure())
+            except isolation.IsolationUnavailable as exc:
+                failure = WorkerFailure(ErrorKind.ISOLATION, str(exc))
+                outcome = CallOutcome(ok=False, error=failure.to_failure())
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+    def _call_locked(self, request: CallbackRequest) -> CallOutcome:
+        if self._load_failure is not None:
+            raise self._load_failure
+        if self._process is None:
+            try:
+                self._process = self._start()
+            except WorkerFailure as failure:
+                if failure.kind in _LOAD_KINDS:
+                    self._load_failure = failure
+                raise
+        process = self._process
+        nonce = secrets.token_hex(8)
+        deadline = time.monotonic() + self.settings.call_timeout_s
+        try:
+            process.send({"op": "call", "nonce": nonce, "request": request.to_wire()}, deadline)
+            try:
+                got, message = process.reader.read_frame(deadline)
+            except WorkerFailure as failure:
+                raise self._explain(process, failure, starting=False) from failure
+            if got != nonce or process.reader.leftover_on_channel():
+                raise WorkerFailure(
+                    ErrorKind.PROTOCOL, "the result channel carried something besides the answer"
+                )
+            return self._outcome(message, process.reader.take_output())
+        except WorkerFailure as failure:
+            if failure.replace:
+                self._discard()
+            raise
+
+    def _outcome(self, message: dict[str, Any], output: str) -> CallOutcome:
+        if message.get("ok") is True:
+            metadata = message.get("metadata")
+            if metadata is not None and not (
+                isinstance(metadata, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+            ):
+                raise WorkerFailure(ErrorKind.PROTOCOL, "metadata must map strings to strings")
+            return CallOutcome(
+                ok=True,
+                result=message.get("result"),
+                truthy=bool(message.get("truthy")),
+                metadata=metadata,
+                output=output,
+            )
+        kind = _WORKER_KINDS.get(str(message.get("kind")), ErrorKind.EXCEPTION)
+        # A failed allocation can leave a worker in a poor state: start afresh.
+        replace = kind in {ErrorKind.MEMORY, ErrorKind.OUTPUT_LIMIT}
+        if replace:
+            self._discard()
+        error = WorkerFailure(kind, str(message.get("error", "callback failed")), replace=False)
+        return CallOutcome(ok=False, error=error.to_failure(), output=output)
+
+    def _discard(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard()

@@ -118,9 +118,7 @@ ProgressHook = Callable[[Progress], None]
 
 
 @contextlib.contextmanager
-def _opened(
-    specs: Sequence[Spec], factory: HandlerFactory
-) -> Iterator[list[TransferHandler]]:
+def _opened(specs: Sequence[Spec], factory: HandlerFactory) -> Iterator[list[TransferHandler]]:
     handlers: list[TransferHandler] = []
     try:
         for spec in specs:
@@ -140,9 +138,7 @@ def _as_definition(definition: TransferDefinition | str | Path) -> TransferDefin
 # -- plan ---------------------------------------------------------------------------------
 
 
-def _targets(
-    entries: list[Entry], destinations: Sequence[AnyDestination]
-) -> list[tuple[str, ...]]:
+def _targets(entries: list[Entry], destinations: Sequence[AnyDestination]) -> list[tuple[str, ...]]:
     per_file: list[list[str]] = [[] for _ in entries]
     for index, dest in enumerate(destinations):
         seen: dict[str, str] = {}
@@ -150,8 +146,7 @@ def _targets(
             final = entry.name
             if dest.rename is not None:
                 final = names.renamed(
-                    entry.name, dest.rename.pattern, dest.rename.sub, f"destination[{index}]"
-                    ".rename"
+                    entry.name, dest.rename.pattern, dest.rename.sub, f"destination[{index}].rename"
                 )
             if final in seen:
                 raise NameCollision(

@@ -96,9 +96,11 @@ class TransferHandler(abc.ABC):
 
     def flush(self) -> None:
         """Make what was written durable before a source is deleted (default: nothing)."""
+        return None
 
     def close(self) -> None:
         """Release connections."""
+        return None
 
     # -- shared logic -------------------------------------------------------------------
 
@@ -196,8 +198,7 @@ class TransferHandler(abc.ABC):
             target = self.join(target_dir, new)
             if target in seen:
                 raise NameCollision(
-                    f"postCopyAction: {seen[target]!r} and {name!r} would both become "
-                    f"{target!r}"
+                    f"postCopyAction: {seen[target]!r} and {name!r} would both become {target!r}"
                 )
             seen[target] = name
             targets[name] = target
@@ -228,7 +229,7 @@ class TransferHandler(abc.ABC):
         self, directory: str | None = None, file_pattern: str | None = None
     ) -> dict[str, dict[str, Any]]:
         """OTF: matching files as ``{name: {"size": bytes, "age": seconds}}``."""
-        pattern = file_pattern or getattr(self.spec, "file_regex", ".*")
+        pattern = str(file_pattern or getattr(self.spec, "file_regex", ".*"))
         now = time.time()
         return {
             e.name: {"size": e.size, "age": e.age(now)}
@@ -333,3 +334,4 @@ class ExecutionHandler(abc.ABC):
 
     def tidy(self) -> None:
         """Close connections."""
+        return None

@@ -72,10 +72,25 @@ class NFSStat64(ctypes.Structure):
     used: int
     _fields_ = tuple(
         (name, ctypes.c_uint64)
-        for name in (
-            "dev ino mode nlink uid gid rdev size blksize blocks atime mtime ctime "
-            "atime_nsec mtime_nsec ctime_nsec used"
-        ).split()
+        for name in [
+            "dev",
+            "ino",
+            "mode",
+            "nlink",
+            "uid",
+            "gid",
+            "rdev",
+            "size",
+            "blksize",
+            "blocks",
+            "atime",
+            "mtime",
+            "ctime",
+            "atime_nsec",
+            "mtime_nsec",
+            "ctime_nsec",
+            "used",
+        ]
     )
 
 
@@ -205,8 +220,10 @@ class Mount:
 
     def listdir(self, path: str) -> list[NFSDirentInfo]:
         handle = ctypes.c_void_p()
-        self.check(self.lib.nfs_opendir(self.ctx, _b(path), ctypes.byref(handle)), f"opendir {path}")
-        out = []
+        self.check(
+            self.lib.nfs_opendir(self.ctx, _b(path), ctypes.byref(handle)), f"opendir {path}"
+        )
+        out: list[NFSDirentInfo] = []
         try:
             while True:
                 ent = self.lib.nfs_readdir(self.ctx, handle)

@@ -45,8 +45,9 @@ def temp_name(final: str) -> str:
 def check_plain_name(name: str, what: str) -> str:
     """Refuse anything that is not a single file name in its directory."""
     if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
-        raise UnsafeName(f"{what}: {name!r} is not a plain file name (it would leave its "
-                         "directory or is empty)")
+        raise UnsafeName(
+            f"{what}: {name!r} is not a plain file name (it would leave its directory or is empty)"
+        )
     if is_temp_name(name):
         raise UnsafeName(f"{what}: {name!r} is reserved for files in transit")
     return name

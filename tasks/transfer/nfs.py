@@ -65,7 +65,8 @@ class _NFSFile(io.RawIOBase):
         view = memoryview(data).cast("B")
         buf = (ctypes.c_char * len(view)).from_buffer_copy(view) if view.readonly else None
         address = (
-            ctypes.addressof(buf) if buf is not None
+            ctypes.addressof(buf)
+            if buf is not None
             else ctypes.addressof(ctypes.c_char.from_buffer(view))
         )
         done = self.mount.pwrite(self.handle, self.offset, address, len(view))

@@ -73,9 +73,7 @@ def watch(
     deadline = clock() + spec.timeout
     previous: tuple[tuple[str, int, int], ...] | None = None
     while True:
-        entries = apply_size_and_age(
-            handler.list_entries(directory, pattern), cond, wall_clock()
-        )
+        entries = apply_size_and_age(handler.list_entries(directory, pattern), cond, wall_clock())
         ready = bool(entries) and count_problem(entries, cond) is None
         current = _signature(entries) if ready else None
         if ready and current == previous:

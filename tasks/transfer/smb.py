@@ -85,8 +85,9 @@ class SMBTransfer(TransferHandler):
             raise self._fail(operation, path, exc) from exc
 
     def scan(self, directory: str) -> Iterator[Entry]:
-        items = self._call("list", directory, lambda **kw: list(smbclient.scandir(
-            self.unc(directory), **kw)))
+        items = self._call(
+            "list", directory, lambda **kw: list(smbclient.scandir(self.unc(directory), **kw))
+        )
         for item in items:
             info = item.smb_info
             attrs = info.file_attributes

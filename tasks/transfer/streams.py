@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import IO, Protocol, cast
 
 # Large enough that SMB and NFS send full-size requests, small enough that progress of a
 # big file moves often.
@@ -20,13 +20,15 @@ class Writable(Protocol):
     def write(self, data: memoryview, /) -> int | None: ...
 
 
-def copy_stream(reader: Readable, writer: Writable, on_bytes: BytesDone | None = None) -> int:
+def copy_stream(
+    reader: IO[bytes] | Readable, writer: IO[bytes] | Writable, on_bytes: BytesDone | None = None
+) -> int:
     """Copy until EOF; return the byte count.  Short writes are retried."""
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     total = 0
     while True:
-        got = reader.readinto(view)
+        got = cast(Readable, reader).readinto(view)
         if not got:
             return total
         chunk = view[:got]

@@ -115,10 +115,14 @@ class NfsServer:
             [
                 self.ganesha,
                 "-F",
-                "-f", str(self.conf),
-                "-L", str(self.log),
-                "-p", str(self.pidfile),
-                "-N", "NIV_EVENT",
+                "-f",
+                str(self.conf),
+                "-L",
+                str(self.log),
+                "-p",
+                str(self.pidfile),
+                "-N",
+                "NIV_EVENT",
             ],
             self.root / "ganesha.out",
         )

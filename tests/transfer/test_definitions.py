@@ -29,8 +29,18 @@ FULL: dict[str, Any] = {
             "age": {"gt": 5, "lt": 3600},
             "count": {"minCount": 1, "maxCount": 10},
         },
-        "fileWatch": {"timeout": 30, "directory": "/in/flags", "fileRegex": "go", "watchOnly": False},
-        "postCopyAction": {"action": "rename", "destination": "/done", "pattern": "csv", "sub": "x"},
+        "fileWatch": {
+            "timeout": 30,
+            "directory": "/in/flags",
+            "fileRegex": "go",
+            "watchOnly": False,
+        },
+        "postCopyAction": {
+            "action": "rename",
+            "destination": "/done",
+            "pattern": "csv",
+            "sub": "x",
+        },
         "error": False,
         "protocol": {
             "name": "smb",
@@ -82,7 +92,10 @@ def test_every_field_parses() -> None:
     ("patch", "field"),
     [
         (lambda d: d["source"].update(fileRegx="x"), "source.fileRegx"),
-        (lambda d: d["source"]["conditionals"]["size"].update(gte=1), "source.conditionals.size.gte"),
+        (
+            lambda d: d["source"]["conditionals"]["size"].update(gte=1),
+            "source.conditionals.size.gte",
+        ),
         (lambda d: d["source"]["conditionals"]["count"].update(mincount=1), "count.mincount"),
         (lambda d: d["source"]["fileWatch"].update(watchonly=True), "fileWatch.watchonly"),
         (lambda d: d["destination"][0].update(createDirectoryIfNotExist=True), "destination[0]"),

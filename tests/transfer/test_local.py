@@ -103,9 +103,13 @@ def test_count_bounds(dirs: Dirs) -> None:
     for i in range(3):
         write(src, f"f{i}")
     with pytest.raises(ConditionNotMet, match="minCount is 4"):
-        plan_transfer(parse_definition(local_def(src, dst, conditionals={"count": {"minCount": 4}})))
+        plan_transfer(
+            parse_definition(local_def(src, dst, conditionals={"count": {"minCount": 4}}))
+        )
     with pytest.raises(ConditionNotMet, match="maxCount is 2"):
-        plan_transfer(parse_definition(local_def(src, dst, conditionals={"count": {"maxCount": 2}})))
+        plan_transfer(
+            parse_definition(local_def(src, dst, conditionals={"count": {"maxCount": 2}}))
+        )
     cond = {"count": {"minCount": 3, "maxCount": 3}}
     assert len(plan_transfer(parse_definition(local_def(src, dst, conditionals=cond))).files) == 3
     assert names(dst) == []  # planning copies nothing
@@ -348,7 +352,7 @@ def test_file_watch_waits_until_file_stops_growing(dirs: Dirs) -> None:
 
 def test_file_watch_times_out(dirs: Dirs) -> None:
     src, dst = dirs("src"), dirs("dst")
-    with pytest.raises(FileWatchTimeout, match="within 0.3s"):
+    with pytest.raises(FileWatchTimeout, match=r"within 0\.3s"):
         run_transfer(
             parse_definition(local_def(src, dst, fileWatch={"timeout": 0.3})), poll_interval=0.1
         )

@@ -45,7 +45,11 @@ def test_local_to_remote_to_local(
     files = seed(tmp_path / "src")
     push = {
         "type": "transfer",
-        "source": {"directory": str(tmp_path / "src"), "fileRegex": ".*", "protocol": {"name": "local"}},
+        "source": {
+            "directory": str(tmp_path / "src"),
+            "fileRegex": ".*",
+            "protocol": {"name": "local"},
+        },
         "destination": [
             {
                 "directory": f"/{unique}/in",
@@ -67,8 +71,13 @@ def test_local_to_remote_to_local(
             "protocol": protocol,
             "postCopyAction": {"action": "move", "destination": f"/{unique}/archive"},
         },
-        "destination": [{"directory": str(tmp_path / "back"), "createDirectoryIfNotExists": True,
-                         "protocol": {"name": "local"}}],
+        "destination": [
+            {
+                "directory": str(tmp_path / "back"),
+                "createDirectoryIfNotExists": True,
+                "protocol": {"name": "local"},
+            }
+        ],
     }
     result = run_transfer(parse_definition(pull))
     assert sorted(result.files) == sorted(files)

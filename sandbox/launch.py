@@ -101,7 +101,9 @@ def _drop_uid(layers: IsolationLayers, settings: SandboxSettings) -> list[str]:
 _PY_BOOT = "import sys; sys.path[:0] = [{root!r}]; from pyworker.main import main; main()"
 
 
-def python_spec(layers: IsolationLayers, settings: SandboxSettings) -> tuple[LaunchSpec, dict[str, object]]:
+def python_spec(
+    layers: IsolationLayers, settings: SandboxSettings
+) -> tuple[LaunchSpec, dict[str, object]]:
     """The launch spec and the jail part of the worker's config message."""
     executable, prefix = _interpreter()
     jail: dict[str, object] = {

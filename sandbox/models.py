@@ -60,7 +60,9 @@ class NodeInfo(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> "NodeInfo":
+    def from_path(
+        cls, path: str | os.PathLike[str], metadata: dict[str, str] | None = None
+    ) -> "NodeInfo":
         info = os.stat(path)
         if not (stat_module.S_ISREG(info.st_mode) or stat_module.S_ISDIR(info.st_mode)):
             raise ValueError(f"{path} is neither a regular file nor a directory")

@@ -1,5 +1,6 @@
 """Start a worker process, talk to it line by line, and kill it by PID."""
 
+import contextlib
 import json
 import os
 import selectors
@@ -110,10 +111,8 @@ class WorkerProcess:
         """SIGKILL the process we started (its jail dies with it), then reap it."""
         if self.popen.poll() is None:
             # The group is the session we created with start_new_session.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         try:
             self.popen.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -122,10 +121,8 @@ class WorkerProcess:
         self.reader.close()
         for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
         if self._channel_read is not None:
             os.close(self._channel_read)
             self._channel_read = None

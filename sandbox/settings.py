@@ -35,9 +35,13 @@ def as_settings(policy: Any = None) -> SandboxSettings:
     """SandboxSettings from None, itself, a SandboxPolicy Block, or a mapping."""
     if policy is None:
         return SandboxSettings()
-    if isinstance(policy, SandboxSettings):
+    if type(policy) is SandboxSettings:
         return policy
     if isinstance(policy, dict):
         return SandboxSettings.model_validate(policy)
-    fields = {name: getattr(policy, name) for name in SandboxSettings.model_fields if hasattr(policy, name)}
+    fields = {
+        name: getattr(policy, name)
+        for name in SandboxSettings.model_fields
+        if hasattr(policy, name)
+    }
     return SandboxSettings.model_validate(fields)

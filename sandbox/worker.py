@@ -66,10 +66,10 @@ class CallbackWorker:
             ready = self._expect(process, "ready", deadline)
             if self.language is Language.PYTHON:
                 isolation.refuse_weak_layers(self.settings, ready.get("layers", {}))
-            process.send(
-                {"op": "load", "source": self.source, "filename": self.filename}, deadline
-            )
-            loaded = self._expect(process, "load", deadline)
+            # Loading runs the callback's top-level code: the call timeout bounds it.
+            deadline = time.monotonic() + self.settings.call_timeout_s
+            process.send({"op": "load", "source": self.source, "filename": self.filename}, deadline)
+            loaded = self._expect(process, "load", deadline, loading=True)
             if not loaded.get("ok"):
                 kind = _WORKER_KINDS.get(str(loaded.get("kind")), ErrorKind.EXCEPTION)
                 raise WorkerFailure(kind, str(loaded.get("error", "callback failed to load")))
@@ -79,20 +79,24 @@ class CallbackWorker:
             raise
         return process
 
-    def _expect(self, process: WorkerProcess, nonce: str, deadline: float) -> dict[str, Any]:
+    def _expect(
+        self, process: WorkerProcess, nonce: str, deadline: float, loading: bool = False
+    ) -> dict[str, Any]:
         try:
             got, message = process.reader.read_frame(deadline)
         except WorkerFailure as failure:
-            raise self._explain(process, failure, starting=True) from failure
+            raise self._explain(process, failure, starting=not loading) from failure
         if got != nonce:
             raise WorkerFailure(ErrorKind.PROTOCOL, f"expected the {nonce!r} answer")
         return message
 
-    def _explain(self, process: WorkerProcess, failure: WorkerFailure, starting: bool) -> WorkerFailure:
+    def _explain(
+        self, process: WorkerProcess, failure: WorkerFailure, starting: bool
+    ) -> WorkerFailure:
         """Reword a low-level failure for the operator reading the error."""
         if failure.kind is ErrorKind.TIMEOUT:
             limit = self.settings.start_timeout_s if starting else self.settings.call_timeout_s
-            what = "start and load" if starting else "return"
+            what = "start" if starting else "return"
             return WorkerFailure(
                 ErrorKind.TIMEOUT,
                 f"callback did not {what} within {limit:g} s; its worker was killed",
@@ -118,8 +122,8 @@ class CallbackWorker:
             except WorkerFailure as failure:
                 outcome = CallOutcome(ok=False, error=failure.to_failure())
             except isolation.IsolationUnavailable as exc:
-                failure = WorkerFailure(ErrorKind.ISOLATION, str(exc))
-                outcome = CallOutcome(ok=False, error=failure.to_failure())
+                refused = WorkerFailure(ErrorKind.ISOLATION, str(exc))
+                outcome = CallOutcome(ok=False, error=refused.to_failure())
         outcome.seconds = time.monotonic() - started
         return outcome
 

@@ -33,26 +33,26 @@ class Timestamp:
         self.seconds = seconds
         self.nanos = nanos
 
-    def ToDatetime(self, tzinfo: datetime.tzinfo | None = None) -> datetime.datetime:  # noqa: N802
+    def ToDatetime(self, tzinfo: datetime.tzinfo | None = None) -> datetime.datetime:
         # Like protobuf: naive UTC unless a tzinfo is given; microseconds truncated.
         naive = _EPOCH + datetime.timedelta(seconds=self.seconds, microseconds=self.nanos // 1000)
         if tzinfo is None:
             return naive
-        return naive.replace(tzinfo=datetime.timezone.utc).astimezone(tzinfo)
+        return naive.replace(tzinfo=datetime.UTC).astimezone(tzinfo)
 
-    def ToNanoseconds(self) -> int:  # noqa: N802
+    def ToNanoseconds(self) -> int:
         return self.seconds * 1_000_000_000 + self.nanos
 
-    def ToMicroseconds(self) -> int:  # noqa: N802
+    def ToMicroseconds(self) -> int:
         return self.ToNanoseconds() // 1000
 
-    def ToMilliseconds(self) -> int:  # noqa: N802
+    def ToMilliseconds(self) -> int:
         return self.ToNanoseconds() // 1_000_000
 
-    def ToSeconds(self) -> int:  # noqa: N802
+    def ToSeconds(self) -> int:
         return self.seconds
 
-    def ToJsonString(self) -> str:  # noqa: N802
+    def ToJsonString(self) -> str:
         return self.ToDatetime().isoformat() + "Z"
 
     def __repr__(self) -> str:
@@ -108,7 +108,7 @@ class Task:
         last = wire.get("last_execution")
         self.last_execution = TaskExecution(last) if last is not None else None
 
-    def HasField(self, name: str) -> bool:  # noqa: N802
+    def HasField(self, name: str) -> bool:
         return getattr(self, name, None) is not None
 
 

@@ -160,7 +160,5 @@ def install() -> int:
     buffer = ctypes.create_string_buffer(blob, len(blob))
     fprog = _SockFprog(len(program), ctypes.cast(buffer, ctypes.c_void_p))
     no_new_privs()
-    syscall(
-        _SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, _SECCOMP_FILTER_FLAG_TSYNC, ctypes.byref(fprog)
-    )
+    syscall(_SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, _SECCOMP_FILTER_FLAG_TSYNC, ctypes.byref(fprog))
     return len(program)

@@ -1,0 +1,205 @@
+"""Running the callbacks of one stage for one task: the API the transfer
+engine calls (it wraps these calls in Prefect tasks; this module does not
+import Prefect).
+
+    with CallbackSet(definitions, task_id="t-42", policy=policy) as callbacks:
+        if callbacks.before_task(last_execution).vetoed: ...
+        for path in files:
+            outcome = callbacks.filter(NodeInfo.from_path(path, metadata))
+            if not outcome.keep: continue          # skipped, or a callback failed
+            ...move the file..., then
+            callbacks.after_result(node, ExecutionResult(status="SUCCESS", ...))
+        callbacks.after_task(ExecutionResult(status="SUCCESS"))
+
+Each callback gets its own warm worker for the life of the CallbackSet (one
+task), so 10,000 files through a FILTER callback start one process.
+"""
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from sandbox import isolation
+from sandbox.definitions import CallbackDefinition, CallbackError, discover, load_source
+from sandbox.models import (
+    CallbackFailure,
+    CallbackRequest,
+    CallOutcome,
+    ErrorKind,
+    ExecutionResult,
+    Language,
+    NodeInfo,
+    Stage,
+    TaskExecution,
+    TaskInfo,
+)
+from sandbox.settings import SandboxSettings, as_settings
+from sandbox.worker import CallbackWorker
+
+# Stages where a falsy return means "no": skip the file, veto the task.
+_GATING_STAGES = {Stage.FILTER, Stage.BEFORE_TASK_EXECUTED}
+
+
+class MetadataChanges(BaseModel):
+    set: dict[str, str] = Field(default_factory=dict)
+    removed: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def between(cls, before: dict[str, str], after: dict[str, str]) -> "MetadataChanges":
+        return cls(
+            set={k: v for k, v in after.items() if before.get(k) != v},
+            removed=sorted(k for k in before if k not in after),
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.removed)
+
+
+class CallbackCall(BaseModel):
+    name: str
+    language: Language
+    outcome: CallOutcome
+
+
+class StageOutcome(BaseModel):
+    stage: Stage
+    proceed: bool = Field(description="Keep the file / run the task / every callback succeeded.")
+    metadata: dict[str, str] | None = None
+    changes: MetadataChanges = Field(default_factory=MetadataChanges)
+    calls: list[CallbackCall] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list, description="Callbacks of disabled languages.")
+    error: CallbackFailure | None = None
+    failed_callback: str | None = None
+
+    @property
+    def keep(self) -> bool:
+        """FILTER: move this file."""
+        return self.proceed
+
+    @property
+    def vetoed(self) -> bool:
+        """BEFORE_TASK_EXECUTED: a callback said no (or failed)."""
+        return not self.proceed
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+class CallbackSet:
+    """The callbacks of one task, with a warm worker per callback."""
+
+    def __init__(
+        self,
+        callbacks: Sequence[CallbackDefinition],
+        *,
+        task_id: str,
+        policy: Any = None,
+    ) -> None:
+        self.settings: SandboxSettings = as_settings(policy)
+        self.task_id = task_id
+        self.callbacks = list(callbacks)
+        self._workers: dict[int, CallbackWorker] = {}
+        if self.settings.python_enabled and any(
+            c.language is Language.PYTHON for c in self.callbacks
+        ):
+            # Refuse up front, before any file is touched, when the jail is incomplete.
+            isolation.require_python_isolation(self.settings)
+
+    @classmethod
+    def from_hook_directories(
+        cls, *, task_id: str, policy: Any = None, extra: Sequence[CallbackDefinition] = ()
+    ) -> "CallbackSet":
+        settings = as_settings(policy)
+        return cls([*discover(settings), *extra], task_id=task_id, policy=settings)
+
+    def enabled(self, language: Language) -> bool:
+        if language is Language.PYTHON:
+            return self.settings.python_enabled
+        return self.settings.javascript_enabled
+
+    def _worker(self, index: int) -> CallbackWorker:
+        worker = self._workers.get(index)
+        if worker is None:
+            definition = self.callbacks[index]
+            source, filename = load_source(definition, self.settings)
+            worker = CallbackWorker(definition.language, source, filename, self.settings)
+            self._workers[index] = worker
+        return worker
+
+    def run_stage(
+        self,
+        stage: Stage,
+        *,
+        node: NodeInfo | None = None,
+        result: ExecutionResult | None = None,
+        last_execution: TaskExecution | None = None,
+    ) -> StageOutcome:
+        """Run this stage's callbacks in order; stop at the first no or failure."""
+        task = TaskInfo(id=self.task_id, last_execution=last_execution)
+        before = dict(node.metadata) if node is not None else None
+        outcome = StageOutcome(stage=stage, proceed=True, metadata=before)
+        for index, definition in enumerate(self.callbacks):
+            if definition.stage is not stage:
+                continue
+            if not self.enabled(definition.language):
+                outcome.skipped.append(definition.name)
+                continue
+            request = CallbackRequest(stage=stage, task=task, node=node, result=result)
+            call = self._call(index, request)
+            outcome.calls.append(
+                CallbackCall(name=definition.name, language=definition.language, outcome=call)
+            )
+            if not call.ok:
+                outcome.proceed = False
+                outcome.error = call.error
+                outcome.failed_callback = definition.name
+                break
+            if node is not None and call.metadata is not None:
+                node = node.model_copy(update={"metadata": call.metadata})
+            if stage in _GATING_STAGES and not call.truthy:
+                outcome.proceed = False
+                break
+        if node is not None and before is not None:
+            outcome.metadata = dict(node.metadata)
+            outcome.changes = MetadataChanges.between(before, outcome.metadata)
+        return outcome
+
+    def _call(self, index: int, request: CallbackRequest) -> CallOutcome:
+        try:
+            worker = self._worker(index)
+        except CallbackError as exc:
+            failure = CallbackFailure(kind=ErrorKind.BAD_CALLBACK, message=str(exc))
+            return CallOutcome(ok=False, error=failure)
+        return worker.call(request)
+
+    def filter(self, node: NodeInfo) -> StageOutcome:
+        return self.run_stage(Stage.FILTER, node=node)
+
+    def before_task(self, last_execution: TaskExecution | None = None) -> StageOutcome:
+        return self.run_stage(Stage.BEFORE_TASK_EXECUTED, last_execution=last_execution)
+
+    def after_result(self, node: NodeInfo, result: ExecutionResult) -> StageOutcome:
+        return self.run_stage(Stage.AFTER_RESULT_RECEIVED, node=node, result=result)
+
+    def after_task(self, result: ExecutionResult) -> StageOutcome:
+        return self.run_stage(Stage.AFTER_TASK_EXECUTED, result=result)
+
+    def close(self) -> None:
+        """Stop every worker this set started."""
+        workers, self._workers = self._workers, {}
+        for worker in workers.values():
+            worker.close()
+
+    def __enter__(self) -> "CallbackSet":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

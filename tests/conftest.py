@@ -1,0 +1,60 @@
+"""Session-wide setup: an isolated Prefect on PostgreSQL, a storeflow home per test."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.prefect_backend import pg_available, prefect_environment, scratch_database
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not pg_available():
+        pytest.fail(
+            "PostgreSQL is not reachable on 127.0.0.1:5432; run scripts/bootstrap.sh to start it",
+            pytrace=False,
+        )
+    home = tmp_path_factory.mktemp("prefect-home")
+    with scratch_database("storeflow_test_prefect") as database:
+        env = prefect_environment(home, database)
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        os.environ.pop("PREFECT_API_URL")
+        os.environ.pop("PREFECT_FLOWS_HEARTBEAT_FREQUENCY")
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        try:
+            with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                yield database
+        finally:
+            stop_ephemeral_prefect()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def stop_ephemeral_prefect() -> None:
+    """Flush logs and events, then stop the ephemeral server before its database goes."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def storeflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own storeflow home: storage root, SQLite database, audit log."""
+    home = tmp_path / "storeflow-home"
+    monkeypatch.setenv("STOREFLOW_HOME", str(home))
+    for var in ("STOREFLOW_DATABASE_URL", "STOREFLOW_STORAGE_ROOT", "STOREFLOW_HOOK_DRIVERS",
+                "STOREFLOW_CONFIG_BLOCK"):
+        monkeypatch.delenv(var, raising=False)
+    return home

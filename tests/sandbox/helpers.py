@@ -1,0 +1,32 @@
+"""Small helpers the sandbox tests share."""
+
+from pathlib import Path
+
+from sandbox.definitions import CallbackDefinition
+from sandbox.models import CallOutcome, Language, NodeInfo, Stage
+from sandbox.settings import SandboxSettings
+from sandbox.stages import CallbackSet
+
+
+def node_for(path: Path, **metadata: str) -> NodeInfo:
+    return NodeInfo.from_path(path, metadata)
+
+
+def one_callback(
+    language: Language, source: str, stage: Stage = Stage.FILTER, name: str = "cb"
+) -> CallbackDefinition:
+    return CallbackDefinition(name=name, language=language, stage=stage, source=source)
+
+
+def run_one(
+    settings: SandboxSettings,
+    language: Language,
+    source: str,
+    node: NodeInfo,
+    stage: Stage = Stage.FILTER,
+) -> CallOutcome:
+    """Run one callback once in a fresh CallbackSet; returns the call outcome."""
+    with CallbackSet([one_callback(language, source, stage)], task_id="t", policy=settings) as cbs:
+        outcome = cbs.run_stage(stage, node=node)
+    assert outcome.calls, outcome
+    return outcome.calls[0].outcome

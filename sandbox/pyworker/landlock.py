@@ -108,7 +108,11 @@ def restrict(read_only: list[str], read_write: list[str], devices: list[str]) ->
 
 
 def _add_path(ruleset: int, path: str, rights: int) -> None:
-    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except (FileNotFoundError, PermissionError):
+        # A path this process cannot reach needs no rule: skipping it only denies more.
+        return
     try:
         if not os.path.isdir(path):
             rights &= _FILE_RIGHTS

@@ -167,6 +167,9 @@ def javascript_spec(layers: IsolationLayers, settings: SandboxSettings) -> Launc
         prefix = _bwrap_base(layers, settings)
         prefix += _bind_outside_usr(binary, f"{_RT}/deno")
         prefix += ["--ro-bind", str(JSWORKER_DIR), f"{_RT}/js"]
+        # deno resolves itself through /proc/self/exe (node: modules need it); the
+        # /proc of the new pid namespace, which callbacks cannot read without --allow-read.
+        prefix += ["--proc", "/proc"]
         for key, value in deno_env.items():
             prefix += ["--setenv", key, value]
         prefix += ["--", *_drop_uid(layers, settings)]

@@ -29,6 +29,8 @@ const stringify = JSON.stringify;
 const parse = JSON.parse;
 const toString = String;
 const FunctionCtor = Function;
+const startInterval = setInterval;
+const stopInterval = clearInterval;
 const MARK = "\x1e";
 
 let pending = new U8(0);
@@ -125,10 +127,15 @@ function failed(error) {
 }
 
 async function settle(req, promise) {
+  // Keep the event loop alive so a promise that never settles is a hang the
+  // host times out, not a "top-level await never resolved" exit.
+  const keepAlive = startInterval(() => {}, 1 << 30);
   try {
     return succeeded(req, await promise);
   } catch (error) {
     return failed(error);
+  } finally {
+    stopInterval(keepAlive);
   }
 }
 

@@ -5,17 +5,17 @@ class StoreflowError(Exception):
     """Base class: every error storeflow raises on purpose."""
 
 
-class InvalidInput(StoreflowError, ValueError):
+class Refused(StoreflowError):
+    """The operation was refused before it touched anything."""
+
+
+class InvalidInput(Refused, ValueError):
     """A definition, name, path or option was rejected; nothing was changed."""
 
     def __init__(self, field: str, reason: str) -> None:
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}")
-
-
-class Refused(StoreflowError):
-    """The operation was refused before it touched anything."""
 
 
 class NotFound(Refused):

@@ -52,6 +52,12 @@ def list_kind(
     return [view(row) for row in session.scalars(query)]
 
 
+def children(session: Session, parent_id: int) -> list[ResourceView]:
+    """Resources of any kind that live inside another (a space's snapshots, exposers)."""
+    query = select(ResourceRow).where(ResourceRow.parent_id == parent_id).order_by(ResourceRow.id)
+    return [view(row) for row in session.scalars(query)]
+
+
 def insert(
     session: Session,
     kind: str,

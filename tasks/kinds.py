@@ -3,10 +3,13 @@
 from collections.abc import Callable
 from typing import Any
 
+from blocks.config import StoreflowConfig
 from models.schemas import ResourceView
 from tasks import snapshots, spaces, templates
+from tasks.reconcile import Change, reconcile_directories
 
 PeriodicHookData = Callable[[list[ResourceView]], list[dict[str, Any]]]
+Reconciler = Callable[[StoreflowConfig], list[Change]]
 
 # Manila's per-driver `get_periodic_hook_data`, one per kind.
 PERIODIC_HOOK_DATA: dict[str, PeriodicHookData] = {
@@ -14,3 +17,7 @@ PERIODIC_HOOK_DATA: dict[str, PeriodicHookData] = {
     snapshots.KIND: snapshots.get_periodic_hook_data,
     templates.KIND: templates.get_periodic_hook_data,
 }
+
+# What the reconcile flow runs, in order: each brings one area of the
+# database up to date with the real system and reports its changes.
+RECONCILERS: list[Reconciler] = [reconcile_directories]

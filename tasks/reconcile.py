@@ -10,8 +10,6 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
 
 from blocks.config import StoreflowConfig
@@ -162,8 +160,7 @@ def reconcile_scope(session: Session, scope: Scope) -> list[Change]:
     return changes
 
 
-@task(name="reconcile", cache_policy=NO_CACHE)
-def reconcile_all(config: StoreflowConfig) -> list[Change]:
+def reconcile_directories(config: StoreflowConfig) -> list[Change]:
     """Reconcile every kind: spaces and templates first, then each space's snapshots."""
     config.storage.ensure_layout()
     changes: list[Change] = []

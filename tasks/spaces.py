@@ -194,10 +194,14 @@ class SpaceDeleter(DirectoryDeleter):
 
     def check(self, session: Session, resource: ResourceView | None) -> None:
         assert resource is not None
-        snapshots = repository.list_kind(session, "snapshot", parent_id=resource.id)
-        if snapshots:
-            names = ", ".join(s.name for s in snapshots)
-            raise Refused(f"space {resource.name!r} has snapshots ({names}); delete them first")
+        dependents = repository.children(session, resource.id)
+        if dependents:
+            kinds = sorted({d.kind for d in dependents})
+            names = ", ".join(d.name for d in dependents)
+            raise Refused(
+                f"space {resource.name!r} has {'/'.join(k + 's' for k in kinds)} ({names}); "
+                "delete them first"
+            )
         path = self.directory(resource)
         if self.force or not path.exists() or fstools.is_empty(path):
             return

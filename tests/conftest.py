@@ -54,7 +54,11 @@ def storeflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own storeflow home: storage root, SQLite database, audit log."""
     home = tmp_path / "storeflow-home"
     monkeypatch.setenv("STOREFLOW_HOME", str(home))
-    for var in ("STOREFLOW_DATABASE_URL", "STOREFLOW_STORAGE_ROOT", "STOREFLOW_HOOK_DRIVERS",
-                "STOREFLOW_CONFIG_BLOCK"):
+    for var in (
+        "STOREFLOW_DATABASE_URL",
+        "STOREFLOW_STORAGE_ROOT",
+        "STOREFLOW_HOOK_DRIVERS",
+        "STOREFLOW_CONFIG_BLOCK",
+    ):
         monkeypatch.delenv(var, raising=False)
     return home

@@ -53,4 +53,3 @@ def sample_tree(tmp_path: Path) -> Path:
     (src / "README").write_text("hello\n")
     (src / "docs" / "guide.txt").write_text("guide\n" * 10)
     return src
-

@@ -33,8 +33,11 @@ def test_flow_run_is_named_after_what_it_touches(config: StoreflowConfig) -> Non
         task_runs = client.read_task_runs()
     assert flow_run.name == "space-create/named"
     names = {t.name for t in task_runs if t.flow_run_id == flow_run.id}
-    assert names == {"space-create/named: pre", "space-create/named: perform",
-                     "space-create/named: post"}
+    assert names == {
+        "space-create/named: pre",
+        "space-create/named: perform",
+        "space-create/named: post",
+    }
 
 
 def test_duplicate_name_is_refused_and_nothing_changes(config: StoreflowConfig) -> None:
@@ -53,8 +56,9 @@ def test_update_with_current_etag_renames_and_resizes(config: StoreflowConfig) -
     (config.storage.spaces_dir / "old-name" / "data.bin").write_bytes(b"x" * 1000)
     etag = read(config, "space", "old-name").etag
 
-    state = run(space_update, name="old-name", etag=etag,
-                changes=SpaceUpdate(rename="new-name", quota="1M"))
+    state = run(
+        space_update, name="old-name", etag=etag, changes=SpaceUpdate(rename="new-name", quota="1M")
+    )
 
     assert state.name == "Active", state.message
     assert not exists(config, "space", "old-name")
@@ -70,8 +74,9 @@ def test_stale_etag_is_refused_and_the_resource_is_untouched(config: StoreflowCo
     run(space_create, spec=SpaceSpec(name="contested"))
     before = read(config, "space", "contested")
 
-    state = run(space_update, name="contested", etag=before.etag - 1,
-                changes=SpaceUpdate(rename="other"))
+    state = run(
+        space_update, name="contested", etag=before.etag - 1, changes=SpaceUpdate(rename="other")
+    )
 
     assert state.is_failed() and state.name == "Refused"
     assert f"etag {before.etag - 1} given, now {before.etag}" in state.message
@@ -130,8 +135,12 @@ def test_template_installed_at_creation_and_uninstalled_when_unchanged(
 
     # A space holding only its unchanged template counts as empty...
     (space_dir / "user-file").write_text("mine")
-    state = run(space_update, name="from-template", etag=space.etag,
-                changes=SpaceUpdate(uninstall_template=True))
+    state = run(
+        space_update,
+        name="from-template",
+        etag=space.etag,
+        changes=SpaceUpdate(uninstall_template=True),
+    )
     assert state.name == "Active", state.message
     # ...and uninstalling removes exactly the template's files.
     assert tree(space_dir) == {"user-file": b"mine"}
@@ -148,8 +157,9 @@ def test_uninstall_refused_when_the_installed_copy_changed(
     before = tree(space_dir)
     space = read(config, "space", "edited")
 
-    state = run(space_update, name="edited", etag=space.etag,
-                changes=SpaceUpdate(uninstall_template=True))
+    state = run(
+        space_update, name="edited", etag=space.etag, changes=SpaceUpdate(uninstall_template=True)
+    )
 
     assert state.is_failed() and state.name == "Errored"
     assert "README" in state.message and "user data" in state.message

@@ -92,7 +92,8 @@ def test_hostile_callback_is_blocked(case: str, settings: SandboxSettings, targe
 @pytest.mark.parametrize(
     ("language", "source"),
     [
-        (PY, "import utils\ndef run(req):\n    open(utils.get_node_info(req).path, 'w').write('x')\n"),
+        (PY, "import utils\ndef run(req):\n"
+             "    open(utils.get_node_info(req).path, 'w').write('x')\n"),
         (JS, "const u = require('./utils')\n"
              "module.exports = (req) => Deno.writeTextFileSync(u.getNodeInfo(req).getPath(), 'x')"),
     ],
@@ -118,7 +119,8 @@ def test_no_connection_reaches_a_host_listener(
         listener.settimeout(0.2)
         port = listener.getsockname()[1]
         source = {
-            PY: f"import socket\ndef run(req):\n    socket.create_connection(('127.0.0.1', {port}))\n",
+            PY: "import socket\ndef run(req):\n"
+            f"    socket.create_connection(('127.0.0.1', {port}))\n",
             JS: f"module.exports = async () => await fetch('http://127.0.0.1:{port}/')",
         }[language]
         outcome = run_one(settings, language, source, node_for(target))
@@ -147,7 +149,9 @@ def test_python_host_environment_is_invisible(
     assert rest == ["denied", 65534, []]
 
 
-def test_python_ctypes_reaches_no_forbidden_syscall(settings: SandboxSettings, target: Path) -> None:
+def test_python_ctypes_reaches_no_forbidden_syscall(
+    settings: SandboxSettings, target: Path
+) -> None:
     source = """
 import ctypes
 def run(req):
@@ -224,7 +228,7 @@ module.exports = function (req) {
 def test_python_forged_frames_are_rejected(settings: SandboxSettings, target: Path) -> None:
     stdout_forgery = (
         "def run(req):\n"
-        "    print('\\x1eguessed-token x {\"ok\": true, \"result\": \"forged\", \"truthy\": true}')\n"
+        '    print(\'\\x1eguessed-token x {"ok": true, "result": "forged", "truthy": true}\')\n'
         "    return False\n"
     )
     outcome = run_one(settings, PY, stdout_forgery, node_for(target))
@@ -232,7 +236,7 @@ def test_python_forged_frames_are_rejected(settings: SandboxSettings, target: Pa
     channel_garbage = (
         "import os\ndef run(req):\n"
         "    for fd in range(3, 64):\n"
-        "        try:\n            os.write(fd, b'{\"ok\": true, \"result\": \"forged\"}\\n')\n"
+        '        try:\n            os.write(fd, b\'{"ok": true, "result": "forged"}\\n\')\n'
         "        except OSError:\n            pass\n"
         "    return False\n"
     )

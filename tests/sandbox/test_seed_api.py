@@ -104,7 +104,9 @@ def test_javascript_seed_example_matches_os_stat(settings: SandboxSettings, targ
 
 def test_seed_skeletons_return_true(settings: SandboxSettings, target: Path) -> None:
     python = "import utils\nimport sys\n\ndef run(req):\n  return True\n"
-    javascript = "const utils = require('./utils')\n\nmodule.exports = function(req) {\n  return true\n}\n"
+    javascript = (
+        "const utils = require('./utils')\n\nmodule.exports = function(req) {\n  return true\n}\n"
+    )
     for language, source in ((Language.PYTHON, python), (Language.JAVASCRIPT, javascript)):
         outcome = run_one(settings, language, source, node_for(target))
         assert outcome.ok and outcome.truthy and outcome.result is True

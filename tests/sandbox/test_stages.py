@@ -12,7 +12,9 @@ from sandbox.settings import SandboxSettings
 from sandbox.stages import CallbackSet
 from tests.sandbox.helpers import node_for, one_callback
 
-KEEP_CSV_PY = "import utils\ndef run(req):\n    return utils.get_node_info(req).path.endswith('.csv')\n"
+KEEP_CSV_PY = (
+    "import utils\ndef run(req):\n    return utils.get_node_info(req).path.endswith('.csv')\n"
+)
 KEEP_CSV_JS = (
     "const utils = require('./utils')\n"
     "module.exports = (req) => utils.getNodeInfo(req).getPath().endsWith('.csv')\n"
@@ -77,7 +79,8 @@ def test_hook_directories_are_discovered_in_name_order(
     )
     (js_dir / "10-tag.js").write_text(
         "const utils = require('./utils')\nmodule.exports = function (req) {\n"
-        "  const m = utils.getNodeInfo(req).getMetadataMap(); m.set('order', m.get('order') + 'c')\n"
+        "  const m = utils.getNodeInfo(req).getMetadataMap()\n"
+        "  m.set('order', m.get('order') + 'c')\n"
         "  return true\n}\n"
     )
     with CallbackSet.from_hook_directories(task_id="t", policy=settings) as cbs:
@@ -92,7 +95,9 @@ def test_hook_directories_are_discovered_in_name_order(
 def test_callback_files_must_stay_in_their_hook_directory(
     settings: SandboxSettings, target: Path
 ) -> None:
-    escape = CallbackDefinition(name="x", language=Language.PYTHON, stage=Stage.FILTER, file="../x.py")
+    escape = CallbackDefinition(
+        name="x", language=Language.PYTHON, stage=Stage.FILTER, file="../x.py"
+    )
     with CallbackSet([escape], task_id="t", policy=settings) as cbs:
         outcome = cbs.filter(node_for(target))
     assert outcome.error is not None and outcome.error.kind is ErrorKind.BAD_CALLBACK
@@ -133,7 +138,7 @@ def test_missing_bwrap_refuses_python_unless_weak_isolation_is_allowed(
         "    return [os.getuid(), 'read']\n"
     )
     no_bwrap = settings.model_copy(update={"bwrap_path": "/nonexistent/bwrap"})
-    with pytest.raises(IsolationUnavailable, match="bubblewrap.*allow_weak_isolation"):
+    with pytest.raises(IsolationUnavailable, match=r"bubblewrap.*allow_weak_isolation"):
         CallbackSet([one_callback(Language.PYTHON, source)], task_id="t", policy=no_bwrap)
     weak = no_bwrap.model_copy(update={"allow_weak_isolation": True})
     with CallbackSet([one_callback(Language.PYTHON, source)], task_id="t", policy=weak) as cbs:

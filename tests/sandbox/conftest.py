@@ -12,11 +12,13 @@ import pytest
 from sandbox.settings import SandboxSettings
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+@pytest.fixture(autouse=True, scope="session")
+def bwrap_installed() -> None:
     # No silent skips: the jail is part of the product (bootstrap installs it).
     if shutil.which("bwrap") is None:
-        raise pytest.UsageError(
-            "bubblewrap (bwrap) is missing: run scripts/bootstrap.sh (apt-get install bubblewrap)"
+        pytest.fail(
+            "bubblewrap (bwrap) is missing: run scripts/bootstrap.sh (apt-get install bubblewrap)",
+            pytrace=False,
         )
 
 

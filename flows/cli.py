@@ -36,6 +36,7 @@ from models.schemas import (
     TemplateUpdate,
     parse_spec,
 )
+from sandbox.cli import callback_app
 
 app = typer.Typer(
     name="storeflow",
@@ -51,6 +52,7 @@ app.add_typer(space_app, name="space")
 app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(template_app, name="template")
 app.add_typer(hooks_app, name="hooks")
+app.add_typer(callback_app, name="callback")
 
 out = Console()
 err = Console(stderr=True)
@@ -404,18 +406,6 @@ def demo_cmd(as_json: bool = JsonOption) -> None:
     print_demo(rows, as_json, out)
     if not all(r.expected for r in rows):
         raise typer.Exit(1)
-
-
-def _mount_optional_apps() -> None:
-    """Sub-apps owned by other areas (the sandbox's `callback`), when present."""
-    try:
-        from sandbox.cli import callback_app
-    except ImportError:
-        return
-    app.add_typer(callback_app, name="callback")
-
-
-_mount_optional_apps()
 
 
 def main() -> None:

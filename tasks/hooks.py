@@ -25,7 +25,8 @@ def run_pre_hooks(
         try:
             results.append(driver.execute_pre_hook(context=context, func_name=func_name))
         except HookVeto as exc:
-            return Failed(name="Refused", message=f"vetoed by {name}: {exc}", data=exc)
+            veto = HookVeto(f"vetoed by {name}: {exc}")
+            return Failed(name="Refused", message=str(veto), data=veto)
         except Exception as exc:
             get_run_logger().error("pre hook of %s failed: %s", name, exc)
             refusal = Refused(f"pre hook of {name} failed: {exc}")

@@ -1,0 +1,142 @@
+"""Hook drivers: order, data flow, suppression, veto, post hooks on failure, replacement."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from blocks.config import StoreflowConfig
+from blocks.hooks import HookDriversBlock
+from flows.periodic_hooks import periodic_hooks
+from flows.spaces import space_create, space_update
+from models.errors import InvalidInput
+from models.schemas import SpaceSpec, SpaceUpdate
+from models.status import Status
+from tasks.hook_base import load_driver_class
+from tests.lifecycle.conftest import exists, read, run
+from tests.lifecycle.recording_hooks import calls
+
+MODULE = "tests.lifecycle.recording_hooks"
+
+
+@pytest.fixture
+def drivers(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    def use(*names: str) -> None:
+        monkeypatch.setenv("STOREFLOW_HOOK_DRIVERS", ",".join(f"{MODULE}:{n}" for n in names))
+
+    return use
+
+
+def test_drivers_run_in_order_around_the_operation(config: StoreflowConfig, drivers) -> None:
+    drivers("Recorder", "SecondRecorder")
+
+    assert run(space_create, spec=SpaceSpec(name="hooked")).name == "Active"
+
+    seen = [(c["driver"], c["hook"]) for c in calls()]
+    assert seen == [("first", "pre"), ("second", "pre"), ("first", "post"), ("second", "post")]
+    first_post = calls()[2]
+    assert first_post["func_name"] == "create_space"
+    assert first_post["pre_hook_data"] == "first-pre-data"  # each driver gets its own
+    assert first_post["status"] == "ACTIVE" and first_post["error"] is None
+
+
+def test_post_hooks_see_the_failure(config: StoreflowConfig, drivers) -> None:
+    run(space_create, spec=SpaceSpec(name="busy"))
+    (config.storage.spaces_dir / "busy" / "f").write_bytes(b"x" * 100)
+    drivers("Recorder")
+    space = read(config, "space", "busy")
+
+    state = run(space_update, name="busy", etag=space.etag, changes=SpaceUpdate(quota=10))
+
+    assert state.name == "Refused"
+    post = [c for c in calls() if c["hook"] == "post"]
+    assert len(post) == 1 and "quota" in post[0]["error"]
+
+
+def test_unsuppressed_pre_hook_error_refuses_untouched(config: StoreflowConfig, drivers) -> None:
+    drivers("FailingPre")
+    state = run(space_create, spec=SpaceSpec(name="never"))
+    assert state.name == "Refused" and "pre hook exploded" in state.message
+    assert not exists(config, "space", "never")
+    assert not (config.storage.spaces_dir / "never").exists()
+
+
+def test_suppressed_pre_hook_error_lets_the_operation_run(
+    config: StoreflowConfig, drivers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drivers("FailingPre")
+    block = HookDriversBlock(suppress_pre_hooks_errors=True)
+    StoreflowConfig(storage=config.storage, database=config.database, hooks=block).save(
+        "suppressing", overwrite=True
+    )
+    state = run(space_create, spec=SpaceSpec(name="anyway"), config="suppressing")
+    assert state.name == "Active", state.message
+    post = [c for c in calls() if c["hook"] == "post"]
+    assert "pre hook exploded" in post[0]["pre_hook_data"]  # the suppressed error is passed on
+
+
+def test_disabled_hooks_do_not_run(config: StoreflowConfig, drivers) -> None:
+    drivers("Recorder")
+    block = HookDriversBlock(enable_pre_hooks=False, enable_post_hooks=False)
+    StoreflowConfig(storage=config.storage, database=config.database, hooks=block).save(
+        "disabled", overwrite=True
+    )
+    assert run(space_create, spec=SpaceSpec(name="quiet"), config="disabled").name == "Active"
+    assert calls() == []
+
+
+def test_a_pre_hook_can_veto_with_a_reason(config: StoreflowConfig, drivers) -> None:
+    drivers("Vetoing")
+    state = run(space_create, spec=SpaceSpec(name="forbidden-space"))
+    assert state.name == "Refused"
+    assert "vetoed by Vetoing: names starting with 'forbidden' are reserved" in state.message
+    assert not exists(config, "space", "forbidden-space")
+    assert run(space_create, spec=SpaceSpec(name="allowed")).name == "Active"
+
+
+def test_a_post_hook_can_replace_the_result(config: StoreflowConfig, drivers) -> None:
+    drivers("Verifier")
+    state = run(space_create, spec=SpaceSpec(name="unverified"))
+    assert state.is_failed() and state.name == "Errored"
+    assert "verification failed" in state.message
+    assert read(config, "space", "unverified").status is Status.ERRORED
+
+
+def test_audit_driver_appends_json_lines(config: StoreflowConfig, drivers, monkeypatch) -> None:
+    monkeypatch.setenv("STOREFLOW_HOOK_DRIVERS", "tasks.hook_drivers.audit:AuditHook")
+    run(space_create, spec=SpaceSpec(name="audited"))
+    run(space_create, spec=SpaceSpec(name="audited"))  # refused: name taken
+
+    log = Path(config.storage.root).parent / "audit.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["event"], r["resource"]) for r in records] == [("pre", "audited")] * 1 + [
+        ("post", "audited"), ("pre", "audited"), ("post", "audited")]
+    assert records[1]["status"] == "ACTIVE"
+    assert "already exists" in records[3]["error"]
+
+
+def test_periodic_hook_gets_every_kinds_data(config: StoreflowConfig, drivers) -> None:
+    run(space_create, spec=SpaceSpec(name="measured", quota="1M"))
+    (config.storage.spaces_dir / "measured" / "f").write_bytes(b"x" * 123)
+    drivers("Recorder")
+
+    state = run(periodic_hooks)
+
+    assert state.is_completed() and state.result() == 1
+    periodic = [c for c in calls() if c["hook"] == "periodic"]
+    assert len(periodic) == 1
+    spaces = periodic[0]["data"]["space"]
+    assert spaces == [{"id": 1, "name": "measured", "status": "ACTIVE", "quota": 1024**2,
+                       "usage_bytes": 123, "files": 1}]
+    assert set(periodic[0]["data"]) >= {"space", "snapshot", "template"}
+
+
+def test_bad_driver_paths_are_clear_errors() -> None:
+    for path, reason in [
+        ("no-colon", "not of the form"),
+        ("nonexistent.module:Cls", "cannot import"),
+        ("tests.lifecycle.recording_hooks:calls", "not a HookBase subclass"),
+    ]:
+        with pytest.raises(InvalidInput, match=reason) as info:
+            load_driver_class(path)
+        assert info.value.field == "hook_drivers"

@@ -8,7 +8,7 @@ whitespace or control characters, no look-alike unicode.
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _SIZE_PATTERN = re.compile(r"(\d+)\s*([KMGTP]?)(i?B?)?", re.IGNORECASE)
@@ -49,4 +49,19 @@ def format_size(value: int) -> str:
 
 
 ResourceName = Annotated[str, AfterValidator(check_name)]
-Size = Annotated[int, BeforeValidator(parse_size)]
+SIZE_PATTERN = r"^\s*\d+\s*([KMGTPkmgtp]([iI]?[bB])?)?\s*$"
+# Bytes, or a string like '10G': the JSON Schema says so, so the Prefect UI and
+# the API's parameter validation accept both forms.
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": SIZE_PATTERN},
+            ],
+            "description": "bytes, or a number with K, M, G, T or P (binary units)",
+        }
+    ),
+]

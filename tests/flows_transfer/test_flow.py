@@ -1,0 +1,242 @@
+"""The transfer flow end to end, in-process, on real files with real sandboxed callbacks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from blocks.config import StoreflowConfig
+from flows.transfers import transfer
+from models.transfer import parse_definition
+from sandbox.models import Language, Progress, Stage
+from tasks import transfer_steps
+from tasks.transfer_metadata import read as read_metadata
+from tests.flows_transfer.conftest import (
+    artifacts_of,
+    callback,
+    last_execution,
+    local_def,
+    make_files,
+    run,
+)
+
+FILES = {
+    "report.csv": b"a,b\n1,2\n",
+    "notes.txt": b"hello",
+    "draft.tmp": b"not yet",
+    "scratch.tmp": b"nor this",
+    "with space & $(x).csv": b"odd",
+}
+
+# FILTER, two callbacks in two languages: Python drops *.tmp, JavaScript tags the rest.
+SKIP_TMP = """
+import utils
+def run(req):
+    info = utils.get_node_info(req)
+    return not info.path.endswith('.tmp')
+"""
+TAG_JS = """
+const utils = require('./utils')
+module.exports = function (req) {
+  const info = utils.getNodeInfo(req)
+  info.getMetadataMap().set('filtered-by', 'js:' + req.getId())
+  return true
+}
+"""
+# AFTER_RESULT_RECEIVED: add metadata computed from the file's stat.
+CLASSIFY = """
+import utils
+def run(req):
+    info = utils.get_node_info(req)
+    info.metadata['size-class'] = 'small' if info.size < 6 else 'big'
+    info.metadata['seen'] = info.metadata.get('filtered-by', 'none')
+    return True
+"""
+
+
+def test_filter_skips_files_and_after_result_metadata_lands_on_delivered_files(
+    config: StoreflowConfig, tmp_path: Path
+) -> None:
+    src = make_files(tmp_path / "src", FILES)
+    dest = tmp_path / "dest"
+    definition = local_def(src, dest)
+    definition["destination"][0]["createDirectoryIfNotExists"] = True
+
+    state = run(
+        transfer,
+        definition=parse_definition(definition),
+        name="nightly",
+        callbacks=[
+            callback(Stage.FILTER, SKIP_TMP),
+            callback(Stage.FILTER, TAG_JS, Language.JAVASCRIPT),
+            callback(Stage.AFTER_RESULT_RECEIVED, CLASSIFY),
+        ],
+    )
+
+    assert state.is_completed() and state.name == "Delivered", state.message
+    delivered = sorted(os.listdir(dest))
+    assert delivered == ["notes.txt", "report.csv", "with space & $(x).csv"]
+    for name in delivered:
+        assert (dest / name).read_bytes() == FILES[name]
+        assert (dest / name).stat().st_mtime == (src / name).stat().st_mtime
+    assert read_metadata(str(dest / "notes.txt")) == {
+        "filtered-by": "js:nightly",
+        "size-class": "small",
+        "seen": "js:nightly",
+    }
+    assert read_metadata(str(dest / "report.csv"))["size-class"] == "big"
+    result = state.result()
+    assert sorted(result["skipped"]) == ["draft.tmp", "scratch.tmp"]
+
+    execution = last_execution(config, "nightly")
+    assert execution.outcome == "Delivered" and execution.files == 3 and execution.skipped == 2
+    assert execution.progress == (
+        Progress.PROGRESS_INIT_STARTED
+        | Progress.PROGRESS_INIT_DONE
+        | Progress.PROGRESS_PROCESS_STARTED
+        | Progress.PROGRESS_PROCESS_DONE
+        | Progress.PROGRESS_FINAL_STARTED
+        | Progress.PROGRESS_FINAL_DONE
+    )
+    # The record of remote-or-local metadata: every delivered file, by final path.
+    assert execution.file_metadata[str(dest / "notes.txt")]["size-class"] == "small"
+
+    artifacts = artifacts_of(state)
+    assert artifacts["progress"].data == 100.0
+    assert artifacts["progress"].key == "transfer-nightly"
+    table = artifacts["table"]
+    assert table.key == "transfer-nightly-summary" and '"files"' in str(table.data)
+
+
+def test_run_name_and_steps_are_tasks(config: StoreflowConfig, tmp_path: Path) -> None:
+    src = make_files(tmp_path / "in", {"a": b"1"})
+    dest = tmp_path / "out"
+    dest.mkdir()
+
+    state = run(transfer, definition=local_def(src, dest))
+
+    assert state.name == "Delivered", state.message
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(state.state_details.flow_run_id)
+        tasks = client.read_task_runs()
+    assert flow_run.name == f"transfer/{src}"
+    names = {t.name for t in tasks if t.flow_run_id == flow_run.id}
+    assert names == {f"transfer/{src}: {step}" for step in ("pre", "perform", "post", "after-task")}
+
+
+def test_before_task_veto_copies_nothing_and_is_recorded(
+    config: StoreflowConfig, tmp_path: Path
+) -> None:
+    src = make_files(tmp_path / "src", {"a.txt": b"a"})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    veto = "module.exports = function (req) { return false }"
+
+    state = run(
+        transfer,
+        definition=local_def(src, dest),
+        name="guarded",
+        callbacks=[callback(Stage.BEFORE_TASK_EXECUTED, veto, Language.JAVASCRIPT, "gate")],
+    )
+
+    assert state.is_failed() and state.name == "Vetoed"
+    assert "gate vetoed" in (state.message or "")
+    assert os.listdir(dest) == []
+    execution = last_execution(config, "guarded")
+    assert execution.outcome == "Vetoed"
+    assert execution.progress == Progress.PROGRESS_INIT_STARTED | Progress.PROGRESS_STOPPED
+
+
+def test_before_task_sees_the_previous_execution_progress(
+    config: StoreflowConfig, tmp_path: Path
+) -> None:
+    """A failed run leaves HAS_ERROR; the next run's BEFORE_TASK_EXECUTED reads it and stops."""
+    src = make_files(tmp_path / "src", {"a.txt": b"a"})
+    dest = tmp_path / "dest"  # missing, and createDirectoryIfNotExists is off: refused
+    gate = """
+import utils
+def run(req):
+    last = task.last_execution
+    flags = 0 if last is None else int(last.progress)
+    # Record what was seen, for the test, in the metadata-free way: the return value.
+    return last is None or not (flags & utils.Progress.PROGRESS_HAS_ERROR)
+"""
+    definition = local_def(src, dest)
+    first = run(
+        transfer,
+        definition=definition,
+        name="careful",
+        callbacks=[callback(Stage.BEFORE_TASK_EXECUTED, gate)],
+    )
+    assert first.name == "Refused" and "createDirectoryIfNotExists" in (first.message or "")
+    failed = last_execution(config, "careful")
+    assert failed.progress == Progress.PROGRESS_INIT_STARTED | Progress.PROGRESS_HAS_ERROR
+
+    dest.mkdir()
+    second = run(
+        transfer,
+        definition=definition,
+        name="careful",
+        callbacks=[callback(Stage.BEFORE_TASK_EXECUTED, gate)],
+    )
+    assert second.name == "Vetoed", second.message
+    assert os.listdir(dest) == []
+
+    # With no failed run before it, the same gate lets the transfer through.
+    third = run(
+        transfer,
+        definition=definition,
+        name="careful-fresh",
+        callbacks=[callback(Stage.BEFORE_TASK_EXECUTED, gate)],
+    )
+    assert third.name == "Delivered", third.message
+    assert os.listdir(dest) == ["a.txt"]
+
+
+def test_after_task_is_told_the_outcome(config: StoreflowConfig, tmp_path: Path) -> None:
+    src = make_files(tmp_path / "src", {"a.txt": b"a", "b.txt": b"bb"})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    # AFTER_TASK_EXECUTED cannot write files (sandbox); it proves it ran by failing
+    # loudly when the result is not what the test expects, which the flow logs only.
+    tell = """
+def run(req):
+    assert req.result.status == 'SUCCESS', req.result.status
+    assert req.result.details['files'] == 2, req.result.details
+    return True
+"""
+    state = run(
+        transfer,
+        definition=local_def(src, dest),
+        callbacks=[callback(Stage.AFTER_TASK_EXECUTED, tell)],
+    )
+    assert state.name == "Delivered"
+
+
+def test_failure_in_delivery_is_errored_and_recorded(
+    config: StoreflowConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = make_files(tmp_path / "src", {"a.txt": b"a"})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+
+    def broken_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(transfer_steps, "deliver", broken_disk)
+    state = run(transfer, definition=local_def(src, dest), name="doomed")
+
+    assert state.is_failed() and state.name == "Errored"
+    assert "No space left on device" in (state.message or "")
+    execution = last_execution(config, "doomed")
+    assert execution.outcome == "Errored"
+    assert execution.progress == (
+        Progress.PROGRESS_INIT_STARTED
+        | Progress.PROGRESS_INIT_DONE
+        | Progress.PROGRESS_PROCESS_STARTED
+        | Progress.PROGRESS_HAS_ERROR
+    )
+    assert os.listdir(dest) == []

@@ -1,0 +1,73 @@
+"""The resource database: migrations and the lifecycle's compare-and-set, on SQLite
+and on PostgreSQL at 127.0.0.1:5432."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from models import repository
+from models.db import engine_for, session_scope
+from models.errors import Busy, EtagConflict, NameTaken, NotFound
+from models.status import Status
+from tests.prefect_backend import scratch_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'resources.db'}"
+        return
+    with scratch_database("storeflow_test_resources") as name:
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        yield url
+        engine_for(url).dispose()
+
+
+def test_migrations_create_the_schema(database_url: str) -> None:
+    engine = engine_for(database_url)
+    inspector = inspect(engine)
+    assert {"resources", "alembic_version"} <= set(inspector.get_table_names())
+    columns = {c["name"] for c in inspector.get_columns("resources")}
+    assert {"id", "name", "etag", "status", "deleted", "spec", "created_at", "updated_at"} <= columns
+
+
+def test_names_are_unique_per_kind_and_scope(database_url: str) -> None:
+    with session_scope(database_url) as session:
+        repository.insert(session, "space", "a", {})
+        repository.insert(session, "template", "a", {})  # another kind: fine
+        repository.insert(session, "snapshot", "a", {}, scope="1")
+        repository.insert(session, "snapshot", "a", {}, scope="2")  # another scope: fine
+    with pytest.raises(NameTaken), session_scope(database_url) as session:
+        repository.insert(session, "space", "a", {})
+
+
+def test_acquire_is_a_compare_and_set(database_url: str) -> None:
+    with session_scope(database_url) as session:
+        row = repository.insert(session, "space", "cas", {})
+    with session_scope(database_url) as session:
+        held = repository.acquire(session, row.id, row.etag, "run-1", Status.INPROGRESS)
+    assert held.status is Status.INPROGRESS and held.etag == row.etag + 1
+
+    with pytest.raises(EtagConflict), session_scope(database_url) as session:
+        repository.acquire(session, row.id, row.etag, "run-2", Status.INPROGRESS)
+    with pytest.raises(Busy), session_scope(database_url) as session:
+        repository.acquire(session, row.id, held.etag, "run-2", Status.INPROGRESS)
+    with session_scope(database_url) as session:  # a lock whose run has ended is taken over
+        taken = repository.acquire(session, row.id, held.etag, "run-2", Status.INPROGRESS,
+                                   is_stale=lambda owner: owner == "run-1")
+    assert taken.lock_owner == "run-2"
+
+    with session_scope(database_url) as session:
+        assert repository.release(session, row.id, "run-1", Status.ACTIVE) is None  # not its lock
+        done = repository.release(session, row.id, "run-2", Status.ACTIVE, spec={"quota": 5})
+    assert done is not None and done.status is Status.ACTIVE and done.lock_owner is None
+    assert done.spec == {"quota": 5} and done.etag == taken.etag + 1
+
+
+def test_missing_resource_is_not_found(database_url: str) -> None:
+    with pytest.raises(NotFound, match="space 'ghost' does not exist"), session_scope(
+        database_url
+    ) as session:
+        repository.find(session, "space", "ghost")

@@ -8,7 +8,16 @@ and `state` (what storeflow observed or made: paths, usage, installed template).
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -43,3 +52,29 @@ class ResourceRow(Base):
     lock_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TransferExecutionRow(Base):
+    """One execution of a transfer task: the seed's Progress flags, counters, outcome.
+
+    A transfer's BEFORE_TASK_EXECUTED callbacks read the previous execution of the same
+    task (`task_id`) from here, Nodeum style: `task.getLastExecution()?.getProgress()`.
+    """
+
+    __tablename__ = "transfer_executions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(String(255), index=True)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # sandbox.models.Progress as its integer bitmask.
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    # Delivered, Vetoed, Refused, Errored; None while running.
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    files: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    # Final path -> metadata the AFTER_RESULT_RECEIVED callbacks set on it.
+    file_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -32,8 +32,9 @@ def run(flow: Any, **params: Any) -> State[Any]:
     return flow(**params, return_state=True)
 
 
-def callback(stage: Stage, source: str, language: Language = Language.PYTHON,
-             name: str | None = None) -> CallbackDefinition:
+def callback(
+    stage: Stage, source: str, language: Language = Language.PYTHON, name: str | None = None
+) -> CallbackDefinition:
     return CallbackDefinition(
         name=name or f"{stage.value.lower()}-{language.value}",
         language=language,

@@ -101,21 +101,11 @@ def acquire(
 ) -> ResourceView:
     """Take the resource for `owner` if its etag is still `etag`; set `status`.
 
+    The write comes first and is conditional, so it is atomic on SQLite and
+    PostgreSQL alike; only when it matches nothing do we read to explain why.
     A lock held by a run that has ended (`is_stale`) is taken over, so a
     crashed worker cannot wedge a resource forever.
     """
-    current = get(session, resource_id)
-    if current.etag != etag:
-        raise EtagConflict(
-            f"{current.kind} {current.name!r} changed since you read it "
-            f"(etag {etag} given, now {current.etag}); read it again and retry"
-        )
-    if current.lock_owner and current.lock_owner != owner:
-        if not (is_stale and is_stale(current.lock_owner)):
-            raise Busy(
-                f"{current.kind} {current.name!r} is being changed by flow run "
-                f"{current.lock_owner}; retry when it has finished"
-            )
     values: dict[str, Any] = {
         "status": status.value,
         "status_message": None,
@@ -125,25 +115,35 @@ def acquire(
     }
     if soft_delete:
         values["deleted"] = True
-    result = session.execute(
-        update(ResourceRow)
-        .where(
-            ResourceRow.id == resource_id,
-            ResourceRow.etag == etag,
+
+    def take(held_by: str | None) -> bool:
+        held = (
             ResourceRow.lock_owner.is_(None)
-            if current.lock_owner is None
-            else ResourceRow.lock_owner == current.lock_owner,
+            if held_by is None
+            else (ResourceRow.lock_owner == held_by)
         )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        # Someone else won the race between our read and our write.
-        latest = get(session, resource_id)
-        raise EtagConflict(
-            f"{latest.kind} {latest.name!r} was changed by another run "
-            f"(etag {etag} given, now {latest.etag}); read it again and retry"
+        result = session.execute(
+            update(ResourceRow)
+            .where(ResourceRow.id == resource_id, ResourceRow.etag == etag, held)
+            .values(**values)
+            .execution_options(synchronize_session=False)
         )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    if not take(None):
+        current = get(session, resource_id)
+        if current.etag != etag:
+            raise EtagConflict(
+                f"{current.kind} {current.name!r} changed since you read it "
+                f"(etag {etag} given, now {current.etag}); read it again and retry"
+            )
+        holder = current.lock_owner
+        stale = holder is not None and is_stale is not None and is_stale(holder)
+        if not (stale and take(holder)):
+            raise Busy(
+                f"{current.kind} {current.name!r} is being changed by flow run "
+                f"{holder}; retry when it has finished"
+            )
     return get(session, resource_id)
 
 

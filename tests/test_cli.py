@@ -70,7 +70,8 @@ def test_reconcile_json_reports_changes(storeflow_home: Path) -> None:
     code, out, _ = invoke("reconcile", "--json")
     assert code == 0
     assert {"kind": "space", "name": "found", "change": "adopted"}.items() <= json.loads(out)[
-        "result"][0].items()
+        "result"
+    ][0].items()
 
 
 def test_submit_without_a_server_is_a_clear_error(storeflow_home: Path) -> None:

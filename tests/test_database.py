@@ -30,7 +30,16 @@ def test_migrations_create_the_schema(database_url: str) -> None:
     inspector = inspect(engine)
     assert {"resources", "alembic_version"} <= set(inspector.get_table_names())
     columns = {c["name"] for c in inspector.get_columns("resources")}
-    assert {"id", "name", "etag", "status", "deleted", "spec", "created_at", "updated_at"} <= columns
+    assert {
+        "id",
+        "name",
+        "etag",
+        "status",
+        "deleted",
+        "spec",
+        "created_at",
+        "updated_at",
+    } <= columns
 
 
 def test_names_are_unique_per_kind_and_scope(database_url: str) -> None:
@@ -55,8 +64,14 @@ def test_acquire_is_a_compare_and_set(database_url: str) -> None:
     with pytest.raises(Busy), session_scope(database_url) as session:
         repository.acquire(session, row.id, held.etag, "run-2", Status.INPROGRESS)
     with session_scope(database_url) as session:  # a lock whose run has ended is taken over
-        taken = repository.acquire(session, row.id, held.etag, "run-2", Status.INPROGRESS,
-                                   is_stale=lambda owner: owner == "run-1")
+        taken = repository.acquire(
+            session,
+            row.id,
+            held.etag,
+            "run-2",
+            Status.INPROGRESS,
+            is_stale=lambda owner: owner == "run-1",
+        )
     assert taken.lock_owner == "run-2"
 
     with session_scope(database_url) as session:
@@ -67,7 +82,8 @@ def test_acquire_is_a_compare_and_set(database_url: str) -> None:
 
 
 def test_missing_resource_is_not_found(database_url: str) -> None:
-    with pytest.raises(NotFound, match="space 'ghost' does not exist"), session_scope(
-        database_url
-    ) as session:
+    with (
+        pytest.raises(NotFound, match="space 'ghost' does not exist"),
+        session_scope(database_url) as session,
+    ):
         repository.find(session, "space", "ghost")

@@ -8,8 +8,16 @@ from flows.demo import run_demo
 def test_demo_steps_all_end_as_expected(storeflow_home: Path) -> None:
     steps = run_demo(storeflow_home)
     assert [s.state for s in steps] == [
-        "Active", "Active", "Active", "Active", "Refused", "Errored",
-        "Deleted", "Deleted", "Deleted", "Completed",
+        "Active",
+        "Active",
+        "Active",
+        "Active",
+        "Refused",
+        "Errored",
+        "Deleted",
+        "Deleted",
+        "Deleted",
+        "Completed",
     ]
     assert all(s.expected for s in steps)
     audit = (storeflow_home / "demo" / "audit.jsonl").read_text().splitlines()

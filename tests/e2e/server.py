@@ -39,7 +39,9 @@ def api(url: str, method: str = "GET", body: Any = None, timeout: float = 30) ->
         raise RuntimeError(f"{method} {url}: {exc.code} {exc.read().decode()[:2000]}") from None
 
 
-def wait_until_healthy(api_url: str, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
+def wait_until_healthy(
+    api_url: str, process: subprocess.Popen[bytes], log: Path, seconds: float
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -69,11 +71,18 @@ def stop(process: subprocess.Popen[bytes], grace: float = 15) -> None:
 
 
 @contextmanager
-def started(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+def started(
+    cmd: list[str], env: dict[str, str], log: Path, cwd: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         process = subprocess.Popen(
-            cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     try:
         yield process
@@ -83,7 +92,12 @@ def started(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> Iterat
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> str:
     result = subprocess.run(
-        [PREFECT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [PREFECT, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
     if result.returncode != 0:

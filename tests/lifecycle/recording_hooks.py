@@ -26,22 +26,39 @@ def calls() -> list[dict[str, Any]]:
 class Recorder(HookBase):
     name = "first"
 
-    def _execute_pre_hook(self, context: HookContext | None, func_name: str | None,
-                          **kwargs: Any) -> Any:
-        record(self.name, hook="pre", func_name=func_name,
-               resource=context.resource_name if context else None)
+    def _execute_pre_hook(
+        self, context: HookContext | None, func_name: str | None, **kwargs: Any
+    ) -> Any:
+        record(
+            self.name,
+            hook="pre",
+            func_name=func_name,
+            resource=context.resource_name if context else None,
+        )
         return f"{self.name}-pre-data"
 
-    def _execute_post_hook(self, context: HookContext | None, func_name: str | None,
-                           pre_hook_data: Any, driver_action_results: ActionResults | None,
-                           **kwargs: Any) -> Any:
+    def _execute_post_hook(
+        self,
+        context: HookContext | None,
+        func_name: str | None,
+        pre_hook_data: Any,
+        driver_action_results: ActionResults | None,
+        **kwargs: Any,
+    ) -> Any:
         assert driver_action_results is not None
-        record(self.name, hook="post", func_name=func_name, pre_hook_data=pre_hook_data,
-               status=driver_action_results.status, error=driver_action_results.error)
+        record(
+            self.name,
+            hook="post",
+            func_name=func_name,
+            pre_hook_data=pre_hook_data,
+            status=driver_action_results.status,
+            error=driver_action_results.error,
+        )
         return None
 
-    def _execute_periodic_hook(self, context: HookContext | None, periodic_hook_data: Any,
-                               **kwargs: Any) -> Any:
+    def _execute_periodic_hook(
+        self, context: HookContext | None, periodic_hook_data: Any, **kwargs: Any
+    ) -> Any:
         record(self.name, hook="periodic", data=periodic_hook_data)
         return None
 
@@ -53,16 +70,18 @@ class SecondRecorder(Recorder):
 class FailingPre(Recorder):
     name = "failing"
 
-    def _execute_pre_hook(self, context: HookContext | None, func_name: str | None,
-                          **kwargs: Any) -> Any:
+    def _execute_pre_hook(
+        self, context: HookContext | None, func_name: str | None, **kwargs: Any
+    ) -> Any:
         raise RuntimeError("pre hook exploded")
 
 
 class Vetoing(Recorder):
     name = "veto"
 
-    def _execute_pre_hook(self, context: HookContext | None, func_name: str | None,
-                          **kwargs: Any) -> Any:
+    def _execute_pre_hook(
+        self, context: HookContext | None, func_name: str | None, **kwargs: Any
+    ) -> Any:
         if context and context.resource_name.startswith("forbidden"):
             raise HookVeto("names starting with 'forbidden' are reserved")
         return None
@@ -73,11 +92,17 @@ class Verifier(Recorder):
 
     name = "verifier"
 
-    def _execute_post_hook(self, context: HookContext | None, func_name: str | None,
-                           pre_hook_data: Any, driver_action_results: ActionResults | None,
-                           **kwargs: Any) -> Any:
+    def _execute_post_hook(
+        self,
+        context: HookContext | None,
+        func_name: str | None,
+        pre_hook_data: Any,
+        driver_action_results: ActionResults | None,
+        **kwargs: Any,
+    ) -> Any:
         assert driver_action_results is not None
         if driver_action_results.succeeded and context and context.resource_name == "unverified":
-            return driver_action_results.replace(status=Status.ERRORED,
-                                                 message="verification failed")
+            return driver_action_results.replace(
+                status=Status.ERRORED, message="verification failed"
+            )
         return None

@@ -110,7 +110,10 @@ def test_audit_driver_appends_json_lines(config: StoreflowConfig, drivers, monke
     log = Path(config.storage.root).parent / "audit.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(r["event"], r["resource"]) for r in records] == [("pre", "audited")] * 1 + [
-        ("post", "audited"), ("pre", "audited"), ("post", "audited")]
+        ("post", "audited"),
+        ("pre", "audited"),
+        ("post", "audited"),
+    ]
     assert records[1]["status"] == "ACTIVE"
     assert "already exists" in records[3]["error"]
 
@@ -126,8 +129,16 @@ def test_periodic_hook_gets_every_kinds_data(config: StoreflowConfig, drivers) -
     periodic = [c for c in calls() if c["hook"] == "periodic"]
     assert len(periodic) == 1
     spaces = periodic[0]["data"]["space"]
-    assert spaces == [{"id": 1, "name": "measured", "status": "ACTIVE", "quota": 1024**2,
-                       "usage_bytes": 123, "files": 1}]
+    assert spaces == [
+        {
+            "id": 1,
+            "name": "measured",
+            "status": "ACTIVE",
+            "quota": 1024**2,
+            "usage_bytes": 123,
+            "files": 1,
+        }
+    ]
     assert set(periodic[0]["data"]) >= {"space", "snapshot", "template"}
 
 

@@ -28,8 +28,10 @@ def test_unknown_directories_are_adopted(config: StoreflowConfig) -> None:
 
     state = run(reconcile)
 
-    assert changes_of(state) == {("space", "legacy", "adopted"),
-                                 ("template", "old-template", "adopted")}
+    assert changes_of(state) == {
+        ("space", "legacy", "adopted"),
+        ("template", "old-template", "adopted"),
+    }
     legacy = read(config, "space", "legacy")
     assert legacy.status is Status.ACTIVE and legacy.state["usage_bytes"] == 10
     assert run(reconcile).result() == []  # a second pass finds nothing to do

@@ -6,13 +6,13 @@ PREFECT_API_URL names. Every verb a script might parse has --json.
 """
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from prefect import Flow
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
@@ -23,6 +23,7 @@ from flows.runner import RunOutcome, run_here, submit
 from flows.snapshots import snapshot_create, snapshot_delete
 from flows.spaces import space_create, space_delete, space_update
 from flows.templates import template_create, template_delete, template_update
+from flows.transfer_cli import transfer_app
 from models import repository
 from models.db import session_scope
 from models.errors import StoreflowError
@@ -53,6 +54,7 @@ app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(template_app, name="template")
 app.add_typer(hooks_app, name="hooks")
 app.add_typer(callback_app, name="callback")
+app.add_typer(transfer_app, name="transfer")
 
 out = Console()
 err = Console(stderr=True)
@@ -391,7 +393,11 @@ def periodic_cmd(config: str | None = ConfigOption, as_json: bool = JsonOption) 
 @app.command("schema")
 def schema_cmd(kind: str = typer.Argument(..., help="space, snapshot or template")) -> None:
     """Print the JSON Schema of a kind's spec."""
-    models = {"space": SpaceSpec, "snapshot": SnapshotSpec, "template": TemplateSpec}
+    models: dict[str, type[BaseModel]] = {
+        "space": SpaceSpec,
+        "snapshot": SnapshotSpec,
+        "template": TemplateSpec,
+    }
     if kind not in models:
         fail(f"kind: {kind!r} is not one of {', '.join(models)}")
     print(json.dumps(models[kind].model_json_schema(), indent=2))
@@ -413,4 +419,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,7 +1,7 @@
 """What every lifecycle flow shares: how it is declared and how a crash is cleaned up."""
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow, flow
 from prefect.client.schemas.objects import FlowRun
@@ -12,7 +12,8 @@ from blocks.config import resolve_config
 from models import repository
 from models.db import session_scope
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def release_interrupted(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
@@ -28,11 +29,11 @@ def release_interrupted(flow: Flow[..., Any], flow_run: FlowRun, state: State[An
         )
 
 
-def lifecycle_flow(name: str, run_name: str) -> Callable[[F], F]:
+def lifecycle_flow(name: str, run_name: str) -> Callable[[Callable[P, R]], Flow[P, R]]:
     """@flow for a lifecycle entry point: named runs, crash clean-up, typed parameters."""
 
-    def decorate(fn: F) -> F:
-        return flow(  # type: ignore[return-value]
+    def decorate(fn: Callable[P, R]) -> Flow[P, R]:
+        return flow(
             name=name,
             flow_run_name=run_name,
             on_crashed=[release_interrupted],

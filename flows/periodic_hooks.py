@@ -25,9 +25,9 @@ def collect_periodic_hook_data(config: StoreflowConfig) -> dict[str, list[dict[s
 
 
 @task(name="periodic-hook", cache_policy=NO_CACHE, task_run_name="periodic-hook: {name}")
-def run_periodic_hook(name: str, driver: HookBase, data: dict[str, Any]) -> Any:
+def run_periodic_hook(name: str, driver: HookBase, data: dict[str, Any]) -> None:
     context = HookContext(kind="*", action="periodic", resource_name="*")
-    return driver.execute_periodic_hook(context, data)
+    driver.execute_periodic_hook(context, data)
 
 
 @flow(name="periodic-hooks", flow_run_name="periodic-hooks")

@@ -8,10 +8,11 @@ matters to workers and costs every sync flow run about a second at exit.
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.settings import (
     PREFECT_API_URL,
@@ -20,6 +21,7 @@ from prefect.settings import (
     temporary_settings,
 )
 from prefect.states import State
+from pydantic import BaseModel
 
 from models.errors import StoreflowError
 
@@ -64,7 +66,7 @@ def in_process_runtime() -> Iterator[None]:
 
 def outcome_of(state: State[Any], flow_run_name: str | None = None) -> RunOutcome:
     result = state.result(raise_on_failure=False) if state.is_completed() else None
-    if hasattr(result, "model_dump"):
+    if isinstance(result, BaseModel):
         result = result.model_dump(mode="json")
     return RunOutcome(
         flow_run_id=str(state.state_details.flow_run_id)
@@ -81,7 +83,7 @@ def outcome_of(state: State[Any], flow_run_name: str | None = None) -> RunOutcom
 def run_here(flow: Flow[..., Any], **parameters: Any) -> RunOutcome:
     """Run `flow` in this process and wait for its final state."""
     with in_process_runtime():
-        state = flow(**parameters, return_state=True)
+        state = cast(State[Any], flow(**parameters, return_state=True))
     return outcome_of(state, _run_name(state))
 
 
@@ -102,7 +104,7 @@ def submit(flow: Flow[..., Any], parameters: dict[str, Any]) -> RunOutcome:
         run = run_deployment(name=name, parameters=parameters, timeout=0)
     except Exception as exc:
         raise SubmitError(f"cannot create a run of deployment {name!r}: {exc}") from exc
-    assert not isinstance(run, State)
+    run = cast(FlowRun, run)  # run_deployment is sync-compatible: here, it ran synchronously
     state = run.state
     return RunOutcome(
         flow_run_id=str(run.id),

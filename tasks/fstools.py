@@ -12,7 +12,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,7 +243,12 @@ def snapshot_tree(source: Path, dest: Path, mode: str) -> str:
     """
     if mode == "auto":
         mode = "reflink" if reflink_supported(dest.parent) else "hardlink"
-    link = {"reflink": _reflink, "hardlink": os.link, "copy": shutil.copy2}[mode]
+    links: dict[str, Callable[[str, str], object]] = {
+        "reflink": _reflink,
+        "hardlink": os.link,
+        "copy": shutil.copy2,
+    }
+    link = links[mode]
     staging = temp_sibling(dest, "snapshot")
     try:
         shutil.copytree(source, staging, symlinks=True, copy_function=link)

@@ -258,12 +258,13 @@ def record_failure(
 def _final_state(op: ResourceOperation, results: ActionResults) -> State[Any]:
     if results.refused:
         return Failed(name="Refused", message=f"{op.label} refused: {results.error}")
-    if results.status in (None, Status.ERRORED):
+    status = results.status
+    if status is None or status is Status.ERRORED:
         reason = results.error or results.message or "failed"
         return Failed(name=Status.ERRORED.state_name, message=f"{op.label}: {reason}")
     return Completed(
-        name=results.status.state_name,
-        message=results.message or f"{op.label}: {results.status.value}",
+        name=status.state_name,
+        message=results.message or f"{op.label}: {status.value}",
         data=results.resource,
     )
 
@@ -335,12 +336,12 @@ def _perform_and_post(op: ResourceOperation, resource: ResourceView) -> ActionRe
             resource=None if failed is None else failed.model_dump(mode="json"),
             error=str(exc),
         )
-    results = ActionResults(
-        status=Status.DELETED if recorded is None else recorded.status,
+    status = Status.DELETED if recorded is None else recorded.status
+    logger.info("%s: %s", op.label, status.value)
+    return ActionResults(
+        status=status,
         resource=None if recorded is None else recorded.model_dump(mode="json"),
     )
-    logger.info("%s: %s", op.label, results.status.value)
-    return results
 
 
 def _post_hooks(

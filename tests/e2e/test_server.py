@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
-def create_run(api_url: str, deployment: str, parameters: dict) -> str:  # type: ignore[type-arg]
+def create_run(api_url: str, deployment: str, parameters: dict) -> str:
     dep = api(f"{api_url}/deployments/name/{deployment}/{deployment}")
     run = api(
         f"{api_url}/deployments/{dep['id']}/create_flow_run", "POST", {"parameters": parameters}

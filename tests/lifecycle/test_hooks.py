@@ -20,7 +20,7 @@ MODULE = "tests.lifecycle.recording_hooks"
 
 
 @pytest.fixture
-def drivers(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def drivers(monkeypatch: pytest.MonkeyPatch):
     def use(*names: str) -> None:
         monkeypatch.setenv("STOREFLOW_HOOK_DRIVERS", ",".join(f"{MODULE}:{n}" for n in names))
 
@@ -56,7 +56,7 @@ def test_post_hooks_see_the_failure(config: StoreflowConfig, drivers) -> None:
 def test_unsuppressed_pre_hook_error_refuses_untouched(config: StoreflowConfig, drivers) -> None:
     drivers("FailingPre")
     state = run(space_create, spec=SpaceSpec(name="never"))
-    assert state.name == "Refused" and "pre hook exploded" in state.message
+    assert state.name == "Refused" and "pre hook exploded" in str(state.message)
     assert not exists(config, "space", "never")
     assert not (config.storage.spaces_dir / "never").exists()
 
@@ -89,7 +89,7 @@ def test_a_pre_hook_can_veto_with_a_reason(config: StoreflowConfig, drivers) -> 
     drivers("Vetoing")
     state = run(space_create, spec=SpaceSpec(name="forbidden-space"))
     assert state.name == "Refused"
-    assert "vetoed by Vetoing: names starting with 'forbidden' are reserved" in state.message
+    assert "vetoed by Vetoing: names starting with 'forbidden' are reserved" in str(state.message)
     assert not exists(config, "space", "forbidden-space")
     assert run(space_create, spec=SpaceSpec(name="allowed")).name == "Active"
 
@@ -98,7 +98,7 @@ def test_a_post_hook_can_replace_the_result(config: StoreflowConfig, drivers) ->
     drivers("Verifier")
     state = run(space_create, spec=SpaceSpec(name="unverified"))
     assert state.is_failed() and state.name == "Errored"
-    assert "verification failed" in state.message
+    assert "verification failed" in str(state.message)
     assert read(config, "space", "unverified").status is Status.ERRORED
 
 

@@ -15,7 +15,7 @@ from tasks.reconcile import INTERRUPTED, MISSING
 from tests.lifecycle.conftest import read, run
 
 
-def changes_of(state) -> set[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+def changes_of(state) -> set[tuple[str, str, str]]:
     return {(c.kind, c.name, c.change) for c in state.result()}
 
 

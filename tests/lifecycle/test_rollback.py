@@ -43,7 +43,7 @@ def test_failure_in_post_rolls_back_the_rename(
     real_release = repository.release
     calls = {"n": 0}
 
-    def failing_release(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def failing_release(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 1:  # post's write fails; record_failure's write goes through
             raise RuntimeError("database went away during post")
@@ -52,7 +52,7 @@ def test_failure_in_post_rolls_back_the_rename(
     monkeypatch.setattr(repository, "release", failing_release)
     state = run(space_update, name="before", etag=space.etag, changes=SpaceUpdate(rename="after"))
 
-    assert state.name == "Errored" and "database went away" in state.message
+    assert state.name == "Errored" and "database went away" in str(state.message)
     assert not (config.storage.spaces_dir / "after").exists()
     assert tree(config.storage.spaces_dir / "before") == contents
     after = read(config, "space", "before")

@@ -78,9 +78,9 @@ def test_space_with_snapshots_cannot_be_deleted(config: StoreflowConfig) -> None
     run(snapshot_create, spec=SnapshotSpec(space="data", name="keep"))
     space = read(config, "space", "data")
     state = run(space_delete, name="data", etag=space.etag, force=True)
-    assert state.name == "Refused" and "has snapshots (keep)" in state.message
+    assert state.name == "Refused" and "has snapshots (keep)" in str(state.message)
 
 
 def test_snapshot_of_unknown_space_is_refused(config: StoreflowConfig) -> None:
     state = run(snapshot_create, spec=SnapshotSpec(space="nope", name="x"))
-    assert state.name == "Refused" and "space 'nope' does not exist" in state.message
+    assert state.name == "Refused" and "space 'nope' does not exist" in str(state.message)

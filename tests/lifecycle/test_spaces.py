@@ -29,6 +29,7 @@ def test_flow_run_is_named_after_what_it_touches(config: StoreflowConfig) -> Non
 
     state = run(space_create, spec=SpaceSpec(name="named"))
     with get_client(sync_client=True) as client:
+        assert state.state_details.flow_run_id is not None
         flow_run = client.read_flow_run(state.state_details.flow_run_id)
         task_runs = client.read_task_runs()
     assert flow_run.name == "space-create/named"
@@ -47,7 +48,7 @@ def test_duplicate_name_is_refused_and_nothing_changes(config: StoreflowConfig) 
     state = run(space_create, spec=SpaceSpec(name="dup"))
 
     assert state.is_failed() and state.name == "Refused"
-    assert "already exists" in state.message
+    assert "already exists" in str(state.message)
     assert read(config, "space", "dup") == before
 
 
@@ -79,7 +80,7 @@ def test_stale_etag_is_refused_and_the_resource_is_untouched(config: StoreflowCo
     )
 
     assert state.is_failed() and state.name == "Refused"
-    assert f"etag {before.etag - 1} given, now {before.etag}" in state.message
+    assert f"etag {before.etag - 1} given, now {before.etag}" in str(state.message)
     assert read(config, "space", "contested") == before
     assert (config.storage.spaces_dir / "contested").is_dir()
 
@@ -91,7 +92,7 @@ def test_quota_below_usage_is_refused(config: StoreflowConfig) -> None:
 
     state = run(space_update, name="full", etag=space.etag, changes=SpaceUpdate(quota=1024))
 
-    assert state.name == "Refused" and "quota" in state.message
+    assert state.name == "Refused" and "quota" in str(state.message)
     assert read(config, "space", "full").spec["quota"] == 0
 
 
@@ -114,7 +115,7 @@ def test_delete_of_non_empty_space_needs_force(config: StoreflowConfig) -> None:
     space = read(config, "space", "has-data")
 
     refused = run(space_delete, name="has-data", etag=space.etag)
-    assert refused.name == "Refused" and "not empty (1 files" in refused.message
+    assert refused.name == "Refused" and "not empty (1 files" in str(refused.message)
     assert data.exists() and read(config, "space", "has-data") == space
 
     forced = run(space_delete, name="has-data", etag=space.etag, force=True)
@@ -162,7 +163,7 @@ def test_uninstall_refused_when_the_installed_copy_changed(
     )
 
     assert state.is_failed() and state.name == "Errored"
-    assert "README" in state.message and "user data" in state.message
+    assert "README" in str(state.message) and "user data" in str(state.message)
     assert tree(space_dir) == before
     after = read(config, "space", "edited")
     assert after.status is Status.ERRORED and "user data" in (after.status_message or "")
@@ -173,7 +174,7 @@ def test_space_with_template_bigger_than_quota_is_refused(
 ) -> None:
     run(template_create, spec=TemplateSpec(name="starter", source=sample_tree))
     state = run(space_create, spec=SpaceSpec(name="tiny", quota=10, template="starter"))
-    assert state.name == "Refused" and "quota" in state.message
+    assert state.name == "Refused" and "quota" in str(state.message)
     assert not exists(config, "space", "tiny")
     assert not (config.storage.spaces_dir / "tiny").exists()
 

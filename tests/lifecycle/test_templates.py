@@ -49,7 +49,7 @@ def test_too_big_is_refused_before_anything_is_copied(
         config="small-templates",
     )
 
-    assert state.name == "Refused" and "limited to 4K" in state.message
+    assert state.name == "Refused" and "limited to 4K" in str(state.message)
     assert not exists(config, "template", "huge")
     assert not (config.storage.templates_dir / "huge").exists()
 
@@ -62,14 +62,14 @@ def test_source_inside_storeflow_root_is_refused(
         template_create,
         spec=TemplateSpec(name="again", source=config.storage.templates_dir / "starter"),
     )
-    assert state.name == "Refused" and "overlaps" in state.message
+    assert state.name == "Refused" and "overlaps" in str(state.message)
 
 
 def test_source_symlink_is_not_followed(config: StoreflowConfig, tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to("/etc")
     state = run(template_create, spec=TemplateSpec(name="etc", source=link))
-    assert state.name == "Refused" and "not a directory" in state.message
+    assert state.name == "Refused" and "not a directory" in str(state.message)
 
 
 def test_rename_stays_inside_the_store(config: StoreflowConfig, sample_tree: Path) -> None:
@@ -122,7 +122,7 @@ def test_delete_refuses_a_template_that_is_a_symlink_out_of_the_store(
 
     state = run(template_delete, name="victim", etag=template.etag)
 
-    assert state.name == "Refused" and "symbolic link" in state.message
+    assert state.name == "Refused" and "symbolic link" in str(state.message)
     assert (outside / "keep").read_text() == "do not delete"
     assert read(config, "template", "victim").status is Status.ACTIVE
 
@@ -136,7 +136,7 @@ def test_delete_of_installed_template_errors_but_it_stays_usable(
 
     state = run(template_delete, name="starter", etag=template.etag)
 
-    assert state.name == "Errored" and "installed in uses-it" in state.message
+    assert state.name == "Errored" and "installed in uses-it" in str(state.message)
     errored = read(config, "template", "starter")
     assert errored.status is Status.ERRORED and not errored.deleted
     assert tree(config.storage.templates_dir / "starter") == tree(sample_tree)

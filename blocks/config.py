@@ -12,6 +12,8 @@ from pydantic import Field
 
 from blocks.database import DatabaseBlock
 from blocks.hooks import HookDriversBlock
+from blocks.nfs import NfsBlock
+from blocks.samba import SambaBlock
 from blocks.storage import StorageBlock
 from models.settings import CONFIG_BLOCK_ENV
 
@@ -24,6 +26,8 @@ class StoreflowConfig(Block):
     storage: StorageBlock = Field(default_factory=StorageBlock)
     database: DatabaseBlock = Field(default_factory=DatabaseBlock)
     hooks: HookDriversBlock = Field(default_factory=HookDriversBlock)
+    samba: SambaBlock = Field(default_factory=SambaBlock)
+    nfs: NfsBlock = Field(default_factory=NfsBlock)
 
     @property
     def database_url(self) -> str:

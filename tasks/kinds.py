@@ -6,6 +6,8 @@ from typing import Any
 from blocks.config import StoreflowConfig
 from models.schemas import ResourceView
 from tasks import snapshots, spaces, templates
+from tasks.exposers import cifs, nfs
+from tasks.exposers.reconcile import reconcile_exposers
 from tasks.reconcile import Change, reconcile_directories
 
 PeriodicHookData = Callable[[list[ResourceView]], list[dict[str, Any]]]
@@ -16,8 +18,10 @@ PERIODIC_HOOK_DATA: dict[str, PeriodicHookData] = {
     spaces.KIND: spaces.get_periodic_hook_data,
     snapshots.KIND: snapshots.get_periodic_hook_data,
     templates.KIND: templates.get_periodic_hook_data,
+    cifs.KIND: cifs.get_periodic_hook_data,
+    nfs.KIND: nfs.get_periodic_hook_data,
 }
 
 # What the reconcile flow runs, in order: each brings one area of the
 # database up to date with the real system and reports its changes.
-RECONCILERS: list[Reconciler] = [reconcile_directories]
+RECONCILERS: list[Reconciler] = [reconcile_directories, reconcile_exposers]

@@ -1,0 +1,1 @@
+"""Exposers: CIFS shares (Samba) and NFS exports (kernel exportfs or nfs-ganesha)."""

@@ -94,12 +94,11 @@ class SambaBackend(Backend):
             params.append(("valid users", " ".join(r["to"] for r in rules)))
         if spec.get("denied"):
             params.append(("invalid users", " ".join(spec["denied"])))
+        # A read-only share is read-only for everyone; on a writable one, ro rules are
+        # the 'read list'.
         read_list = [r["to"] for r in rules if r["level"] == "ro"]
-        write_list = [r["to"] for r in rules if r["level"] == "rw"]
         if read_list and not read_only:
             params.append(("read list", " ".join(read_list)))
-        if write_list and read_only:
-            params.append(("write list", " ".join(write_list)))
         for key in ("hosts_allow", "hosts_deny"):
             if spec.get(key):
                 params.append((key.replace("_", " "), " ".join(spec[key])))
@@ -176,7 +175,12 @@ class SambaBackend(Backend):
         opts = dict(entry.options)
         opts.pop("path", None)
         valid, read_list = _words(opts.pop("valid users", "")), _words(opts.pop("read list", ""))
-        write_list = _words(opts.pop("write list", ""))
+        if opts.get("write list"):
+            raise InvalidInput(
+                f"cifs-exposer.{entry.name}.write list",
+                "not expressible (storeflow's read-only shares are read-only for all); "
+                "edit the share by hand",
+            )
         for key, value in opts.items():
             field = f"cifs-exposer.{entry.name}.{key}"
             try:
@@ -200,7 +204,7 @@ class SambaBackend(Backend):
         read_only = spec.get("read_only", True)  # Samba's default
         spec["read_only"] = read_only
         spec["access"] = [
-            {"to": who, "level": _level(who, read_only, read_list, write_list)} for who in valid
+            {"to": who, "level": "ro" if who in read_list or read_only else "rw"} for who in valid
         ]
         return spec
 
@@ -210,10 +214,3 @@ class SambaBackend(Backend):
             if other.lower() == name.lower():
                 raise NameTaken(f"a share named {other!r} already exists")
 
-
-def _level(who: str, read_only: bool, read_list: list[str], write_list: list[str]) -> str:
-    if who in read_list:
-        return "ro"
-    if who in write_list:
-        return "rw"
-    return "ro" if read_only else "rw"

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.prefect_backend import pg_available, prefect_environment, scratch_database
+from tests.prefect_backend import (
+    pg_available,
+    prefect_environment,
+    scratch_database,
+    stop_ephemeral_prefect,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,18 +40,6 @@ def prefect_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-
-
-def stop_ephemeral_prefect() -> None:
-    """Flush logs and events, then stop the ephemeral server before its database goes."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.server.api.server import SubprocessASGIServer
-
-    APILogWorker.drain_all(timeout=10)
-    EventsWorker.drain_all(timeout=10)
-    for server in list(SubprocessASGIServer._instances.values()):
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

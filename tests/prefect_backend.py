@@ -53,3 +53,15 @@ def prefect_environment(home: Path, database: str) -> dict[str, str]:
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PREFECT_API_URL": "",
     }
+
+
+def stop_ephemeral_prefect() -> None:
+    """Flush logs and events, then stop the ephemeral server before its database goes."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()

@@ -5,7 +5,7 @@ from typing import Any
 
 from blocks.config import StoreflowConfig
 from models.schemas import ResourceView
-from tasks import snapshots, spaces, templates
+from tasks import profiles, providers, replicas, snapshots, spaces, templates
 from tasks.exposers import cifs, nfs
 from tasks.exposers.reconcile import reconcile_exposers
 from tasks.reconcile import Change, reconcile_directories
@@ -20,6 +20,9 @@ PERIODIC_HOOK_DATA: dict[str, PeriodicHookData] = {
     templates.KIND: templates.get_periodic_hook_data,
     cifs.KIND: cifs.get_periodic_hook_data,
     nfs.KIND: nfs.get_periodic_hook_data,
+    providers.KIND: providers.get_periodic_hook_data,
+    replicas.KIND: replicas.get_periodic_hook_data,
+    profiles.KIND: profiles.get_periodic_hook_data,
 }
 
 # What the reconcile flow runs, in order: each brings one area of the

@@ -57,7 +57,7 @@ def artifacts_of(state: State[Any]) -> dict[str, Any]:
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
         )
-    return {a.type: a for a in found}
+    return {str(a.type): a for a in found}
 
 
 def make_files(directory: Path, files: dict[str, bytes]) -> Path:

@@ -119,8 +119,10 @@ def test_run_name_and_steps_are_tasks(config: StoreflowConfig, tmp_path: Path) -
     state = run(transfer, definition=local_def(src, dest))
 
     assert state.name == "Delivered", state.message
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
     with get_client(sync_client=True) as client:
-        flow_run = client.read_flow_run(state.state_details.flow_run_id)
+        flow_run = client.read_flow_run(run_id)
         tasks = client.read_task_runs()
     assert flow_run.name == f"transfer/{src}"
     names = {t.name for t in tasks if t.flow_run_id == flow_run.id}

@@ -1,0 +1,58 @@
+"""Profile flows: profile-create, profile-delete, and profile-tier (what the schedule runs)."""
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
+
+from blocks.config import resolve_config
+from flows.common import lifecycle_flow
+from flows.scheduled import artifact_key, load_active, record_run
+from models.errors import Refused
+from models.replicas import ProfileSpec
+from tasks import profiles
+from tasks.lifecycle import run_operation
+from tasks.profiles import ProfileBuilder, ProfileDeleter
+
+
+@lifecycle_flow("profile-create", "profile-create/{spec.name}")
+def profile_create(spec: ProfileSpec, config: str | None = None) -> State[Any]:
+    """Declare a tiering profile: create its pools and its schedule."""
+    return run_operation(ProfileBuilder(resolve_config(config), spec))
+
+
+@lifecycle_flow("profile-delete", "profile-delete/{name}")
+def profile_delete(name: str, etag: int | None = None, config: str | None = None) -> State[Any]:
+    """Delete a profile and its schedule (pools and their files stay)."""
+    return run_operation(ProfileDeleter(resolve_config(config), name, etag))
+
+
+@task(name="perform", cache_policy=NO_CACHE, task_run_name="profile/{spec.name}: perform")
+def tier_once(spec: ProfileSpec) -> list[dict[str, Any]]:
+    return profiles.tier(spec)
+
+
+@flow(name=profiles.FLOW, flow_run_name="profile-tier/{name}", validate_parameters=True)
+def profile_tier(name: str, config: str | None = None) -> State[Any]:
+    """Move the files each rule selects one pool down (at most one pool per run)."""
+    cfg = resolve_config(config)
+    try:
+        resource = load_active(cfg, profiles.KIND, name)
+    except Refused as exc:
+        return Failed(name="Refused", message=str(exc))
+    spec = ProfileSpec.model_validate(resource.spec)
+    try:
+        steps = tier_once(spec)
+    except Exception as exc:
+        get_run_logger().error("profile %s: %s", name, exc)
+        return Failed(name="Errored", message=f"profile-tier/{name}: {exc}")
+    record_run(cfg, profiles.KIND, name, resource.id, {"steps": steps})
+    rows = [
+        {"from": s["from"], "to": s["to"], "files": len(s["files"]), "bytes": s["bytes"]}
+        for s in steps
+    ]
+    create_table_artifact(table=rows, key=artifact_key("profile", name))
+    moved = sum(r["files"] for r in rows)
+    return Completed(name="Tiered", message=f"profile-tier/{name}: {moved} files moved", data=steps)

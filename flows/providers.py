@@ -1,0 +1,23 @@
+"""Provider flows: provider-create, provider-delete."""
+
+from typing import Any
+
+from prefect.states import State
+
+from blocks.config import resolve_config
+from flows.common import lifecycle_flow
+from models.replicas import ProviderSpec
+from tasks.lifecycle import run_operation
+from tasks.providers import ProviderBuilder, ProviderDeleter
+
+
+@lifecycle_flow("provider-create", "provider-create/{spec.name}")
+def provider_create(spec: ProviderSpec, config: str | None = None) -> State[Any]:
+    """Record a remote endpoint (local path, SMB share, NFS export) after checking it answers."""
+    return run_operation(ProviderBuilder(resolve_config(config), spec))
+
+
+@lifecycle_flow("provider-delete", "provider-delete/{name}")
+def provider_delete(name: str, etag: int | None = None, config: str | None = None) -> State[Any]:
+    """Delete a provider; refused while replicas use it."""
+    return run_operation(ProviderDeleter(resolve_config(config), name, etag))

@@ -1,0 +1,144 @@
+"""What users ask for when they declare providers, replicas and tiering profiles (seed 001).
+
+- A Provider is a remote endpoint: a local directory, an SMB share or an NFS export,
+  with its credentials in a Prefect Block (SMBRemote / NFSRemote), never in the spec.
+- A Replica keeps a space in sync with a directory of a provider, upstream (space ->
+  provider), downstream (provider -> space) or both ways, on a schedule.
+- A Profile is an ordered list of pools (directories) with one rule per step: files of
+  pool N that match the rule move to pool N+1 when the tiering flow runs.
+"""
+
+import posixpath
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from models.names import ResourceName, Size
+from models.schemas import Spec
+
+Direction = Literal["upstream", "downstream", "bidirectional"]
+ProviderProtocol = Literal["local", "smb", "nfs"]
+
+
+class ScheduleSpec(Spec):
+    """Exactly one of `interval` (seconds) or `cron` (UTC)."""
+
+    interval: int | None = Field(None, ge=60, description="Seconds between runs (>= 60).")
+    cron: str | None = Field(None, description="Cron expression, UTC, e.g. '0 2 * * *'.")
+
+    @model_validator(mode="after")
+    def _one(self) -> "ScheduleSpec":
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError("give exactly one of 'interval' or 'cron'")
+        if self.cron is not None and len(self.cron.split()) not in (5, 6):
+            raise ValueError(f"cron {self.cron!r} does not have 5 fields")
+        return self
+
+
+def _hourly() -> ScheduleSpec:
+    return ScheduleSpec(interval=3600)
+
+
+class ProviderSpec(Spec):
+    name: ResourceName = Field(description="Provider name.")
+    protocol: ProviderProtocol = Field(description="local, smb or nfs.")
+    directory: str = Field(
+        min_length=1,
+        description="Root on the provider: an absolute local path, or a directory inside "
+        "the SMB share or NFS export ('/' for its top).",
+    )
+    block: str | None = Field(
+        None, description="Saved SMBRemote/NFSRemote block holding address and credentials."
+    )
+
+    @model_validator(mode="after")
+    def _credentials_in_a_block(self) -> "ProviderSpec":
+        if self.protocol == "local":
+            if self.block is not None:
+                raise ValueError("a local provider takes no 'block'")
+            if not Path(self.directory).is_absolute():
+                raise ValueError("a local provider's directory must be an absolute path")
+        elif not self.block:
+            raise ValueError(f"an {self.protocol} provider needs 'block' (its credentials)")
+        if ".." in Path(self.directory).parts:
+            raise ValueError("directory must not contain '..'")
+        return self
+
+
+class ReplicaSpec(Spec):
+    name: ResourceName = Field(description="Replica name; also its deployment's name.")
+    space: ResourceName = Field(description="The space kept in sync.")
+    provider: ResourceName = Field(description="The provider it syncs with.")
+    direction: Direction = Field(
+        description="upstream: space -> provider; downstream: provider -> space; "
+        "bidirectional: both, the newer copy wins."
+    )
+    remote_directory: str | None = Field(
+        None, description="Directory under the provider's root; default: the space name."
+    )
+    schedule: ScheduleSpec = Field(default_factory=_hourly)
+
+    @field_validator("remote_directory")
+    @classmethod
+    def _inside(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        normal = posixpath.normpath("/" + value).lstrip("/")
+        if not normal or normal.startswith("..") or ".." in value.split("/"):
+            raise ValueError("must be a relative directory inside the provider, without '..'")
+        return normal
+
+
+class PoolSpec(Spec):
+    name: ResourceName
+    path: Path = Field(description="Absolute directory of the pool.")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class TierRule(Spec):
+    """Which files of a pool move to the next one; every given condition must hold."""
+
+    older_than: int | None = Field(
+        None, ge=0, description="Seconds since last modification (OTF conditionals.age.gt)."
+    )
+    larger_than: Size | None = Field(None, description="Bytes (OTF conditionals.size.gt).")
+    name_pattern: str = Field(".*", min_length=1, description="Regex on the whole file name.")
+
+    @field_validator("name_pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class ProfileSpec(Spec):
+    name: ResourceName
+    pools: list[PoolSpec] = Field(min_length=2, description="Fastest first.")
+    rules: list[TierRule] = Field(description="rules[i] moves files from pools[i] to pools[i+1].")
+    schedule: ScheduleSpec = Field(default_factory=_hourly)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ProfileSpec":
+        if len(self.rules) != len(self.pools) - 1:
+            raise ValueError(
+                f"{len(self.pools)} pools need {len(self.pools) - 1} rules, got {len(self.rules)}"
+            )
+        paths = [p.path for p in self.pools]
+        for i, a in enumerate(paths):
+            for b in paths[i + 1 :]:
+                if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+                    raise ValueError(f"pools {a} and {b} overlap")
+        if len({p.name for p in self.pools}) != len(self.pools):
+            raise ValueError("pool names must be unique")
+        return self

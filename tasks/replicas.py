@@ -1,0 +1,189 @@
+"""Replicas: a space kept in sync with a directory of a provider, on a schedule.
+
+The Builder creates the replica's schedule (a `replica-sync/<name>` deployment, see
+tasks/schedules.py) and the Deleter removes it.  As in the seed's
+`check_conflicting_replicas`, a replica conflicts with an existing replica of the same
+space that syncs the same direction, or with any bidirectional one (and a bidirectional
+one with any); the opposite direction is fine.
+
+A sync (flows/replicas.py) copies what is missing or different, never deletes: upstream
+the space wins, downstream the provider wins, bidirectionally the newer copy wins.
+"""
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.orm import Session
+
+from blocks.config import StoreflowConfig
+from models import repository
+from models.errors import Refused
+from models.replicas import ProviderSpec, ReplicaSpec
+from models.schemas import ResourceView
+from models.status import Action, Status
+from tasks import providers, schedules
+from tasks.lifecycle import ResourceOperation
+from tasks.spaces import space_path
+from tasks.tree_sync import Endpoint, TreeReport, open_endpoint, sync_tree
+
+KIND = "replica"
+FLOW = "replica-sync"
+ENTRYPOINT = "flows/replicas.py:replica_sync"
+
+
+class ReplicaConflict(Refused):
+    pass
+
+
+def conflicts(a: str, b: str) -> bool:
+    return a == b or "bidirectional" in (a, b)
+
+
+def check_conflicting_replicas(session: Session, spec: ReplicaSpec) -> None:
+    for other in repository.list_kind(session, KIND):
+        if other.deleted or other.spec.get("space") != spec.space:
+            continue
+        direction = str(other.spec.get("direction"))
+        if conflicts(direction, spec.direction):
+            raise ReplicaConflict(
+                f"replica {other.name!r} already syncs space {spec.space!r} {direction}; "
+                f"a {spec.direction} replica of the same space would conflict"
+            )
+
+
+class ReplicaBuilder(ResourceOperation):
+    kind = KIND
+    action = Action.CREATE
+
+    def __init__(self, config: StoreflowConfig, spec: ReplicaSpec) -> None:
+        super().__init__(config, spec.name)
+        self.spec = spec
+        self._space: ResourceView | None = None
+        self._deployment: UUID | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        return self.spec.model_dump(mode="json")
+
+    def check(self, session: Session, resource: ResourceView | None) -> None:
+        space = repository.find(session, "space", self.spec.space)
+        if space.status is not Status.ACTIVE:
+            raise Refused(f"space {space.name!r} is {space.status.value}; replicas need ACTIVE")
+        providers.find(session, self.spec.provider)
+        check_conflicting_replicas(session, self.spec)
+        schedules.require_server(f"replica {self.spec.name!r}")
+        self._space = space
+
+    def create_row(self, session: Session) -> ResourceView:
+        assert self._space is not None
+        return repository.insert(
+            session,
+            KIND,
+            self.spec.name,
+            self.spec.model_dump(mode="json"),
+            parent_id=self._space.id,  # the space cannot be deleted while it has replicas
+        )
+
+    def perform(self, resource: ResourceView) -> Status:
+        self._deployment = schedules.create(
+            FLOW,
+            self.spec.name,
+            entrypoint=ENTRYPOINT,
+            parameters={"name": self.spec.name},
+            schedule=self.spec.schedule,
+            description=f"Sync space {self.spec.space} {self.spec.direction} with provider "
+            f"{self.spec.provider}.",
+            tags=["storeflow", "replica", f"space:{self.spec.space}"],
+        )
+        self.new_state = {
+            "deployment": f"{FLOW}/{self.spec.name}",
+            "deployment_id": str(self._deployment),
+        }
+        return Status.ACTIVE
+
+    def rollback(self, resource: ResourceView) -> None:
+        if self._deployment is not None:
+            schedules.delete(self._deployment)
+            self._deployment = None
+
+
+class ReplicaDeleter(ResourceOperation):
+    """Pause the schedule in perform (reversible); delete it once the delete commits."""
+
+    kind = KIND
+    action = Action.DELETE
+
+    def __init__(self, config: StoreflowConfig, name: str, etag: int | None = None) -> None:
+        super().__init__(config, name, etag)
+        self._paused: UUID | None = None
+
+    def perform(self, resource: ResourceView) -> Status:
+        found = schedules.read(f"{FLOW}/{resource.name}")
+        if found is not None:
+            schedules.pause(found.id)
+            self._paused = found.id
+        return Status.ACTIVE
+
+    def rollback(self, resource: ResourceView) -> None:
+        if self._paused is not None:
+            schedules.resume(self._paused)
+            self._paused = None
+
+    def commit(self, resource: ResourceView) -> None:
+        if self._paused is not None:
+            schedules.delete(self._paused)
+
+
+# -- the sync itself ---------------------------------------------------------------------
+
+
+def endpoints(
+    config: StoreflowConfig, replica: ReplicaSpec, provider: ProviderSpec
+) -> tuple[Endpoint, Endpoint]:
+    """(the space, the provider's directory for it)."""
+    local = Endpoint(str(space_path(config, replica.space)), {"name": "local"})
+    remote_dir = replica.remote_directory or replica.space
+    remote = providers.endpoint(provider, remote_dir)
+    return local, remote
+
+
+def sync(config: StoreflowConfig, replica: ReplicaSpec, provider: ProviderSpec) -> dict[str, Any]:
+    """Run the replica's direction(s) once; returns what moved each way."""
+    local, remote = endpoints(config, replica, provider)
+    local_handler = open_endpoint(local)
+    remote_handler = open_endpoint(remote)
+    try:
+        if not remote_handler.is_dir(remote.directory):
+            remote_handler.make_dirs(remote.directory)
+        both = replica.direction == "bidirectional"
+        moved: dict[str, Any] = {}
+        if replica.direction in ("upstream", "bidirectional"):
+            moved["upstream"] = _summary(
+                sync_tree(local, remote, local_handler, remote_handler, newer_only=both)
+            )
+        if replica.direction in ("downstream", "bidirectional"):
+            moved["downstream"] = _summary(
+                sync_tree(remote, local, remote_handler, local_handler, newer_only=both)
+            )
+        return moved
+    finally:
+        remote_handler.tidy()
+        local_handler.tidy()
+
+
+def _summary(report: TreeReport) -> dict[str, Any]:
+    return {"files": report.files, "bytes": report.bytes, "directories": report.directories}
+
+
+def get_periodic_hook_data(replicas: list[ResourceView]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r.id,
+            "name": r.name,
+            "status": r.status.value,
+            "space": r.spec.get("space"),
+            "provider": r.spec.get("provider"),
+            "direction": r.spec.get("direction"),
+            "last_sync": r.state.get("last_sync"),
+        }
+        for r in replicas
+    ]

@@ -1,0 +1,119 @@
+"""Scheduled deployments for resources that run on their own (replicas, profiles).
+
+Each such resource gets a deployment of its own, `<flow>/<resource name>`, with one
+schedule and its parameters fixed: it shows in the UI under its own name, can be paused
+or run by hand there, and `prefect deploy --all` (which rewrites the schedules of the
+deployments prefect.yaml declares) never touches it.  Where it runs is copied from the
+base deployment `<flow>/<flow>` declared in prefect.yaml (work pool, queue, pull steps);
+without one, the deployment has no work pool and only a `serve` process would run it,
+which is said in the logs.
+"""
+
+from contextlib import suppress
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import DeploymentScheduleCreate
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+from prefect.exceptions import ObjectNotFound
+from prefect.logging import get_logger
+from prefect.settings import PREFECT_API_URL, get_current_settings
+
+from models.errors import Refused
+from models.replicas import ScheduleSpec
+
+LOG = get_logger("storeflow.schedules")
+
+
+class NoPrefectServer(Refused):
+    """Schedules live on a Prefect server, and none is configured."""
+
+
+def require_server(what: str) -> None:
+    """Refuse clearly when there is no Prefect API to hold the schedule."""
+    if PREFECT_API_URL.value():
+        return
+    if get_current_settings().server.ephemeral.enabled:
+        LOG.warning(
+            "%s: no PREFECT_API_URL; the schedule is stored by the ephemeral server's "
+            "database and runs only when a Prefect server with its scheduler uses it",
+            what,
+        )
+        return
+    raise NoPrefectServer(
+        f"{what} needs a Prefect server to hold its schedule, and none is configured: "
+        "set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) to a running `prefect server start`"
+    )
+
+
+def _schedule(spec: ScheduleSpec) -> IntervalSchedule | CronSchedule:
+    if spec.interval is not None:
+        return IntervalSchedule(interval=timedelta(seconds=spec.interval))
+    assert spec.cron is not None
+    return CronSchedule(cron=spec.cron, timezone="UTC")
+
+
+def read(full_name: str) -> DeploymentResponse | None:
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(full_name)
+        except ObjectNotFound:
+            return None
+
+
+def create(
+    flow_name: str,
+    name: str,
+    *,
+    entrypoint: str,
+    parameters: dict[str, Any],
+    schedule: ScheduleSpec,
+    description: str,
+    tags: list[str],
+) -> UUID:
+    """Create (or replace) the deployment `<flow_name>/<name>` running on `schedule`."""
+    base = read(f"{flow_name}/{flow_name}")
+    if base is None:
+        LOG.warning(
+            "no base deployment %s/%s (prefect.yaml): %s/%s has no work pool",
+            flow_name,
+            flow_name,
+            flow_name,
+            name,
+        )
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name(flow_name)
+        return client.create_deployment(
+            flow_id=flow_id,
+            name=name,
+            description=description,
+            tags=tags,
+            parameters=parameters,
+            schedules=[DeploymentScheduleCreate(schedule=_schedule(schedule), active=True)],
+            entrypoint=base.entrypoint if base and base.entrypoint else entrypoint,
+            path=base.path if base else None,
+            pull_steps=base.pull_steps if base else None,
+            work_pool_name=base.work_pool_name if base else None,
+            work_queue_name=base.work_queue_name if base else None,
+            job_variables=dict(base.job_variables or {}) if base else None,
+            paused=False,
+        )
+
+
+def pause(deployment_id: UUID) -> None:
+    with get_client(sync_client=True) as client:
+        client.pause_deployment(deployment_id)
+
+
+def resume(deployment_id: UUID) -> None:
+    with get_client(sync_client=True) as client:
+        client.resume_deployment(deployment_id)
+
+
+def delete(deployment_id: UUID) -> None:
+    """Delete the deployment (and so its schedule); gone already is fine."""
+    with get_client(sync_client=True) as client, suppress(ObjectNotFound):
+        client.delete_deployment(deployment_id)

@@ -242,3 +242,29 @@ def test_failure_in_delivery_is_errored_and_recorded(
         | Progress.PROGRESS_HAS_ERROR
     )
     assert os.listdir(dest) == []
+
+
+HOOKS = "tests.lifecycle.recording_hooks"
+
+
+def test_hook_drivers_wrap_transfers(
+    config: StoreflowConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.lifecycle.recording_hooks import calls
+
+    monkeypatch.setenv("STOREFLOW_HOOK_DRIVERS", f"{HOOKS}:Recorder,{HOOKS}:Vetoing")
+    src = make_files(tmp_path / "src", {"a": b"a"})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+
+    state = run(transfer, definition=local_def(src, dest), name="hooked")
+    assert state.name == "Delivered", state.message
+    pre, post = (c for c in calls() if c["driver"] == "first")
+    assert pre == {"driver": "first", "hook": "pre", "func_name": "transfer", "resource": "hooked"}
+    assert post["func_name"] == "transfer" and post["status"] == "ACTIVE"
+    assert post["pre_hook_data"] == "first-pre-data"
+
+    vetoed = run(transfer, definition=local_def(src, dest), name="forbidden-copy")
+    assert vetoed.is_failed() and vetoed.name == "Refused"
+    assert "vetoed by Vetoing" in (vetoed.message or "")
+    assert last_execution(config, "forbidden-copy").progress == Progress.PROGRESS_STOPPED

@@ -246,3 +246,48 @@ def test_schedule_spec_needs_one_of_interval_or_cron() -> None:
     with pytest.raises(ValueError):
         ScheduleSpec(interval=5)
     assert ScheduleSpec(cron="0 2 * * *").cron == "0 2 * * *"
+
+
+def test_transfer_flow_to_smb_filters_and_records_metadata(
+    config: StoreflowConfig, smb_service: Served, smb_block: str, tmp_path: Path
+) -> None:
+    """Through the flow to a real smbd: FILTER skips, metadata lives in the execution record
+    (SMB has no user xattrs)."""
+    from flows.transfers import transfer
+    from sandbox.models import Stage
+    from tests.flows_transfer.conftest import callback, last_execution
+
+    root = f"flow-{uuid.uuid4().hex[:6]}"
+    src = make_files(tmp_path / "src", {**ODD, "skip-me.tmp": b"no"})
+    definition = {
+        "type": "transfer",
+        "source": {"directory": str(src), "fileRegex": ".*", "protocol": {"name": "local"}},
+        "destination": [
+            {
+                "directory": f"/{root}/in",
+                "createDirectoryIfNotExists": True,
+                "protocol": {"name": "smb", "block": smb_block},
+            }
+        ],
+    }
+    skip = "def run(req):\n    return not req.node_info.path.endswith('.tmp')\n"
+    tag = (
+        "import utils\ndef run(req):\n"
+        "    utils.get_node_info(req).metadata['checked'] = 'yes'\n    return True\n"
+    )
+    state = run(
+        transfer,
+        definition=definition,
+        name="to-smb",
+        callbacks=[
+            callback(Stage.FILTER, skip),
+            callback(Stage.AFTER_RESULT_RECEIVED, tag),
+        ],
+    )
+
+    assert state.name == "Delivered", state.message
+    assert tree(smb_service.data / root / "in") == ODD
+    execution = last_execution(config, "to-smb")
+    assert execution.skipped == 1
+    assert {Path(p).name for p in execution.file_metadata} == set(ODD)
+    assert all(m == {"checked": "yes"} for m in execution.file_metadata.values())

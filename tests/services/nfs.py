@@ -63,12 +63,20 @@ class NfsExport:
 class NfsServer:
     """A running ganesha.nfsd; change ``exports`` and call :meth:`reload` (SIGHUP)."""
 
-    def __init__(self, root: Path, exports: Sequence[NfsExport], port: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        exports: Sequence[NfsExport],
+        port: int | None = None,
+        includes: Sequence[Path] = (),
+    ) -> None:
         self.ganesha = require_binary("ganesha.nfsd", "nfs-ganesha nfs-ganesha-vfs")
         self.host = HOST
         self.root = root
         self.port = port or free_port()
         self.exports = list(exports)
+        # Files the config %includes after its EXPORT blocks (e.g. storeflow's exports).
+        self.includes = list(includes)
         self.conf = root / "ganesha.conf"
         self.log = root / "ganesha.log"
         self.pidfile = root / "ganesha.pid"
@@ -86,7 +94,9 @@ class NfsServer:
             "NFSV4 {\n"
             "  Graceless = true;\n  RecoveryBackend = fs;\n"
             f'  RecoveryRoot = "{self.root / "recovery"}";\n'
-            "}\n" + "".join(e.block() for e in self.exports)
+            "}\n"
+            + "".join(e.block() for e in self.exports)
+            + "".join(f'%include "{path}"\n' for path in self.includes)
         )
 
     def url(self, pseudo: str, path: str = "/") -> str:
@@ -144,10 +154,14 @@ class NfsServer:
 
 @contextlib.contextmanager
 def nfs_server(
-    root: Path, exports: Sequence[NfsExport], *, timeout: float = 30.0
+    root: Path,
+    exports: Sequence[NfsExport],
+    *,
+    timeout: float = 30.0,
+    includes: Sequence[Path] = (),
 ) -> Iterator[NfsServer]:
     """Run ganesha for the ``with`` block; ``root`` holds its config, pid file and log."""
-    server = NfsServer(root, exports)
+    server = NfsServer(root, exports, includes=includes)
     server.start(timeout)
     try:
         yield server

@@ -9,9 +9,11 @@ few minutes; ratios are engine time / tool time (below 1.0: the engine is faster
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -86,6 +88,52 @@ def compare_local(label: str, src: Path, work: Path, runs: int) -> None:
     )
 
 
+def compare_end_to_end(label: str, src: Path, work: Path, runs: int) -> None:
+    """`storeflow transfer run` as a user runs it (a new process, the flow on a running
+    `prefect server start` on 127.0.0.1) against `cp -r` on the same files."""
+    from tests.e2e.server import PREFECT, free_port, started, wait_until_healthy
+
+    dst = work / "dst"
+    definition = work / "e2e.json"
+    definition.write_text(
+        json.dumps(local_definition(src, dst).model_dump(mode="json", by_alias=True))
+    )
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(work / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "STOREFLOW_HOME": str(work / "storeflow-home"),
+    }
+    server = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    storeflow = str(Path(sys.executable).with_name("storeflow"))
+    with started(server, env, work / "server.log", work) as process:
+        wait_until_healthy(api_url, process, work / "server.log", 120)
+        client_env = {**env, "PREFECT_API_URL": api_url}
+        t_cli = best(
+            runs,
+            fresh(dst),
+            lambda: subprocess.run(
+                [storeflow, "transfer", "run", str(definition), "--json"],
+                env=client_env,
+                check=True,
+                capture_output=True,
+            ),
+        )
+    t_cp = best(
+        runs,
+        lambda: shutil.rmtree(dst, ignore_errors=True),
+        lambda: subprocess.run(["cp", "-r", str(src), str(dst)], check=True),
+    )
+    print(
+        f"{label + ' (CLI e2e)':<28} storeflow {t_cli:7.3f}s  cp -r {t_cp:7.3f}s "
+        f"({t_cli / t_cp:5.2f}x)"
+    )
+
+
 def compare_smb(src: Path, work: Path, runs: int) -> None:
     share = work / "share"
     share.mkdir(parents=True)
@@ -142,6 +190,9 @@ def main() -> None:
     parser.add_argument("--smb-mib", type=int, default=128)
     parser.add_argument("--runs", type=int, default=3, help="best of N")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--no-e2e", action="store_true", help="skip the CLI run against a Prefect server"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -167,6 +218,9 @@ def main() -> None:
         compare_local(f"{args.small_count} x {size_kib} KiB", small, work / "s", args.runs)
         compare_local(f"1 x {args.large_mib} MiB", large, work / "l", args.runs)
         compare_smb(smb_src, work / "smb", args.runs)
+        if not args.no_e2e:
+            compare_end_to_end(f"{args.small_count} x {size_kib} KiB", small, work / "es", 1)
+            compare_end_to_end(f"1 x {args.large_mib} MiB", large, work / "el", 1)
 
 
 if __name__ == "__main__":

@@ -87,7 +87,10 @@ def get_periodic_hook_data(exposers: list[ResourceView]) -> list[dict[str, Any]]
             "path": e.state.get("path"),
             "read_only": e.spec.get("read_only"),
             "access_rules": [
-                *({"access_to": r["to"], "access_level": r["level"]} for r in e.spec.get("access", [])),
+                *(
+                    {"access_to": r["to"], "access_level": r["level"]}
+                    for r in e.spec.get("access", [])
+                ),
                 *({"access_to": d, "access_level": "deny"} for d in e.spec.get("denied", [])),
             ],
         }

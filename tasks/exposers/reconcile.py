@@ -120,9 +120,9 @@ def _record_foreign(
             repository.hard_delete(session, row.id)
             changes.append(Change(backend.kind, row.name, "forgotten", "gone from admin's files"))
     for name, entry in found.items():
-        row = known.get(name.lower())
-        if row is not None:
-            if is_managed(row):
+        existing = known.get(name.lower())
+        if existing is not None:
+            if is_managed(existing):
                 changes.append(Change(backend.kind, name, "conflict", f"also in {entry.source}"))
             continue
         try:

@@ -213,4 +213,3 @@ class SambaBackend(Backend):
         for other in others:
             if other.lower() == name.lower():
                 raise NameTaken(f"a share named {other!r} already exists")
-

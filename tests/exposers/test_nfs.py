@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_exportfs_accepts_every_file_storeflow_writes(
     etab = exportfs.exported()
     assert f"{space}\t127.0.0.1(rw,sync," in etab and "10.1.0.0/16(ro,async," in etab
 
-    steps = [
+    steps: list[tuple[Any, dict[str, Any]]] = [
         (nfs_exposer_allow, {"rule": NfsClientRule(client="host-a.example", access="rw")}),
         (nfs_exposer_deny, {"client": "10.1.0.0/16"}),
         (nfs_exposer_update, {"changes": NfsExposerUpdate(rename="data2")}),

@@ -54,7 +54,10 @@ def assert_testparm_ok(setup: Setup) -> None:
 def test_kill_between_write_and_reload_then_reconcile(cifs: Setup, samba: SmbServer) -> None:
     cifs.space("alpha")
     cifs.space("beta")
-    assert cifs.run(cifs_exposer_create, spec=CifsExposerSpec(name="alpha", space="alpha")).name == "Active"
+    assert (
+        cifs.run(cifs_exposer_create, spec=CifsExposerSpec(name="alpha", space="alpha")).name
+        == "Active"
+    )
     include = cifs.config.samba.include_path
     applied = include.read_bytes()
 
@@ -114,14 +117,20 @@ def test_unmanaged_shares_follow_the_migration_mode(tmp_path: Path, storeflow_ho
         # NEVER: left alone
         before = digest(server.conf, never.config.samba.include_path)
         state = never.run(
-            cifs_exposer_update, name="legacy", etag=row.etag, changes=CifsExposerUpdate(read_only=True)
+            cifs_exposer_update,
+            name="legacy",
+            etag=row.etag,
+            changes=CifsExposerUpdate(read_only=True),
         )
         assert state.name == "Refused" and "never" in (state.message or "")
         assert digest(server.conf, never.config.samba.include_path) == before
 
         # AUTO: adopted when modified through storeflow
         state = auto.run(
-            cifs_exposer_update, name="legacy", etag=row.etag, changes=CifsExposerUpdate(read_only=True)
+            cifs_exposer_update,
+            name="legacy",
+            etag=row.etag,
+            changes=CifsExposerUpdate(read_only=True),
         )
         assert state.name == "Active", state.message
         assert "[legacy]" not in server.conf.read_text()
@@ -136,6 +145,9 @@ def test_unmanaged_shares_follow_the_migration_mode(tmp_path: Path, storeflow_ho
         # a share outside every space cannot be adopted
         other = auto.read("cifs-exposer", "elsewhere")
         state = auto.run(
-            cifs_exposer_update, name="elsewhere", etag=other.etag, changes=CifsExposerUpdate(read_only=True)
+            cifs_exposer_update,
+            name="elsewhere",
+            etag=other.etag,
+            changes=CifsExposerUpdate(read_only=True),
         )
         assert state.name == "Refused" and "not a storeflow space" in (state.message or "")

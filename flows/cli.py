@@ -372,7 +372,7 @@ def reconcile_cmd(
         launch(reconcile_flows.reconcile, {"config": config}, True, as_json)
         return
     outcome = guarded(lambda: run_here(reconcile_flows.reconcile, config=config))
-    changes = [c.row() if hasattr(c, "row") else c for c in outcome.result or []]
+    changes = [change.row() for change in outcome.result or []]
     if as_json:
         print(json.dumps({**outcome.as_dict(), "result": changes}, default=str))
     else:

@@ -9,11 +9,15 @@ deletes and a reconcile. The runs stay in the Prefect history: start
 """
 
 import json
+import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from prefect.logging.handlers import PrefectConsoleHandler
 from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
@@ -79,14 +83,38 @@ def _step(step: str, outcome: RunOutcome, expect_ok: bool) -> DemoStep:
     )
 
 
+@contextmanager
+def quiet_console() -> Iterator[None]:
+    """Keep Prefect's console log out of the demo's table (the UI has every log)."""
+    handlers = [
+        handler
+        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        if isinstance(logger, logging.Logger)
+        for handler in logger.handlers
+        if isinstance(handler, PrefectConsoleHandler)
+    ]
+    levels = [handler.level for handler in handlers]
+    for handler in handlers:
+        handler.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for handler, level in zip(handlers, levels, strict=True):
+            handler.setLevel(level)
+
+
 def run_demo(home: Path | None = None) -> list[DemoStep]:
     root = (home or storeflow_home()) / "demo"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     sample = make_sample_tree(root)
     config = demo_config(root)
-    with in_process_runtime():
+    with in_process_runtime(), quiet_console():
         config.save(CONFIG_BLOCK, overwrite=True)
+        return _run_steps(config, sample)
+
+
+def _run_steps(config: StoreflowConfig, sample: Path) -> list[DemoStep]:
     steps: list[DemoStep] = []
 
     def run(step: str, flow: Any, expect_ok: bool = True, **params: Any) -> RunOutcome:

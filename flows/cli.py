@@ -18,6 +18,7 @@ from rich.table import Table
 
 from blocks.config import resolve_config
 from flows import reconcile as reconcile_flows
+from flows.exposer_cli import exposer_app
 from flows.periodic_hooks import periodic_hooks
 from flows.runner import RunOutcome, run_here, submit
 from flows.snapshots import snapshot_create, snapshot_delete
@@ -55,6 +56,7 @@ app.add_typer(template_app, name="template")
 app.add_typer(hooks_app, name="hooks")
 app.add_typer(callback_app, name="callback")
 app.add_typer(transfer_app, name="transfer")
+app.add_typer(exposer_app, name="exposer")
 
 out = Console()
 err = Console(stderr=True)

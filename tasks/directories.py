@@ -9,6 +9,26 @@ from tasks import fstools
 from tasks.lifecycle import ResourceOperation
 
 
+class DirectoryBuilder(ResourceOperation):
+    """Create a directory resource; a failure removes the tree it made.
+
+    `perform` calls `made(path)` as soon as the tree exists, so a rollback
+    (of a half-done perform, or after post failed) removes exactly that tree
+    and never one that was there before.
+    """
+
+    _made: Path | None = None
+
+    def made(self, path: Path) -> Path:
+        self._made = path
+        return path
+
+    def rollback(self, resource: ResourceView) -> None:
+        if self._made is not None:
+            fstools.remove_tree(self._made)
+            self._made = None
+
+
 class DirectoryDeleter(ResourceOperation):
     """Delete a directory resource in two phases.
 

@@ -15,7 +15,7 @@ from models.errors import Refused
 from models.schemas import ResourceView, SnapshotSpec
 from models.status import Action, Status
 from tasks import fstools
-from tasks.directories import DirectoryDeleter
+from tasks.directories import DirectoryBuilder, DirectoryDeleter
 from tasks.lifecycle import ResourceOperation
 from tasks.spaces import space_path
 
@@ -50,7 +50,7 @@ class SnapshotOperation(ResourceOperation):
         return repository.find(session, KIND, self.name, scope=str(self.space(session).id))
 
 
-class SnapshotBuilder(SnapshotOperation):
+class SnapshotBuilder(SnapshotOperation, DirectoryBuilder):
     kind = KIND
     action = Action.CREATE
 
@@ -58,7 +58,6 @@ class SnapshotBuilder(SnapshotOperation):
         super().__init__(config, spec.space, spec.name)
         self.spec = spec
         self._space: ResourceView | None = None
-        self._created: Path | None = None
 
     def check(self, session: Session, resource: ResourceView | None) -> None:
         space = self.space(session)
@@ -85,7 +84,7 @@ class SnapshotBuilder(SnapshotOperation):
         if dest.exists():
             raise FileExistsError(f"{dest} already exists")
         used_mode = fstools.snapshot_tree(source, dest, self.spec.mode)
-        self._created = dest
+        self.made(dest)
         used = fstools.usage(dest)
         self.new_state = {
             "path": str(dest),
@@ -94,11 +93,6 @@ class SnapshotBuilder(SnapshotOperation):
             "files": used.files,
         }
         return Status.ACTIVE
-
-    def rollback(self, resource: ResourceView) -> None:
-        if self._created is not None:
-            fstools.remove_tree(self._created)
-            self._created = None
 
 
 class SnapshotDeleter(SnapshotOperation, DirectoryDeleter):

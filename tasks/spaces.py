@@ -15,7 +15,7 @@ from models.names import format_size
 from models.schemas import ResourceView, SpaceSpec, SpaceUpdate
 from models.status import Action, Status
 from tasks import fstools
-from tasks.directories import DirectoryDeleter
+from tasks.directories import DirectoryBuilder, DirectoryDeleter
 from tasks.lifecycle import ResourceOperation
 
 KIND = "space"
@@ -56,7 +56,7 @@ def check_quota(quota: int, needed: int, what: str) -> None:
         )
 
 
-class SpaceBuilder(ResourceOperation):
+class SpaceBuilder(DirectoryBuilder):
     kind = KIND
     action = Action.CREATE
 
@@ -64,7 +64,6 @@ class SpaceBuilder(ResourceOperation):
         super().__init__(config, spec.name)
         self.spec = spec
         self.template: ResourceView | None = None
-        self._created: Path | None = None
 
     def parameters(self) -> dict[str, Any]:
         return self.spec.model_dump(mode="json")
@@ -88,7 +87,7 @@ class SpaceBuilder(ResourceOperation):
         self.config.storage.ensure_layout()
         path = space_path(self.config, self.spec.name)
         path.mkdir()
-        self._created = path
+        self.made(path)
         if self.template is not None:
             store = self.config.storage.templates_dir
             fstools.install_tree(fstools.child_path(store, self.template.name, "template"), path)
@@ -97,11 +96,6 @@ class SpaceBuilder(ResourceOperation):
             path, template.name if template else None, template.id if template else None
         )
         return Status.ACTIVE
-
-    def rollback(self, resource: ResourceView) -> None:
-        if self._created is not None:
-            fstools.remove_tree(self._created)
-            self._created = None
 
 
 class SpaceUpdater(ResourceOperation):
@@ -125,6 +119,12 @@ class SpaceUpdater(ResourceOperation):
         assert resource is not None
         changes = self.changes
         if changes.rename and changes.rename != resource.name:
+            # Exposers (and anything else but snapshots, which are keyed by the
+            # space's id) point at the space's path: a rename would strand them.
+            users = [c for c in repository.children(session, resource.id) if c.kind != "snapshot"]
+            if users:
+                names = ", ".join(f"{c.kind} {c.name}" for c in users)
+                raise Refused(f"space {resource.name!r} is in use by {names}; cannot rename it")
             try:
                 repository.find(session, KIND, changes.rename)
             except NotFound:

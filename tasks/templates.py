@@ -17,7 +17,7 @@ from models.names import format_size
 from models.schemas import ResourceView, TemplateSpec, TemplateUpdate
 from models.status import Action, Status
 from tasks import fstools
-from tasks.directories import DirectoryDeleter
+from tasks.directories import DirectoryBuilder, DirectoryDeleter
 from tasks.lifecycle import ResourceOperation
 
 KIND = "template"
@@ -71,14 +71,13 @@ def spaces_using(session: Session, template_id: int) -> list[str]:
     ]
 
 
-class TemplateBuilder(ResourceOperation):
+class TemplateBuilder(DirectoryBuilder):
     kind = KIND
     action = Action.CREATE
 
     def __init__(self, config: StoreflowConfig, spec: TemplateSpec) -> None:
         super().__init__(config, spec.name)
         self.spec = spec
-        self._created: Path | None = None
 
     def parameters(self) -> dict[str, Any]:
         return self.spec.model_dump(mode="json")
@@ -95,13 +94,8 @@ class TemplateBuilder(ResourceOperation):
     def perform(self, resource: ResourceView) -> Status:
         dest = template_path(self.config, self.spec.name)
         self.new_state = copy_into_store(self.config, self.spec.source, dest)
-        self._created = dest
+        self.made(dest)
         return Status.ACTIVE
-
-    def rollback(self, resource: ResourceView) -> None:
-        if self._created is not None:
-            fstools.remove_tree(self._created)
-            self._created = None
 
 
 class TemplateUpdater(ResourceOperation):

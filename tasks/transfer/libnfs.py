@@ -98,6 +98,9 @@ class _URL(ctypes.Structure):
     _fields_ = (("server", ctypes.c_char_p), ("path", ctypes.c_char_p), ("file", ctypes.c_char_p))
 
 
+_PATH_MAX = 4096
+
+
 class NFSError(OSError):
     """A libnfs call failed; ``errno`` is set when libnfs returned -errno."""
 
@@ -255,11 +258,15 @@ class Mount:
         return st
 
     def readlink(self, path: str) -> str:
-        # libnfs 4.0's NFSv4 readlink does not NUL-terminate the target: read it into a
-        # zeroed buffer and keep exactly the link's size (lstat reports its length).
+        # libnfs 4.0's NFSv4 readlink does not NUL-terminate the target it copies,
+        # so bytes after it are whatever followed in its reply buffer (and it may
+        # say "too small buffer" when they run long). Give it PATH_MAX and keep
+        # exactly the link's length, which lstat reports.
         size = int(self.lstat(path).size)
-        buffer = ctypes.create_string_buffer(size + 1)
-        self.check(self.lib.nfs_readlink(self.ctx, _b(path), buffer, size + 1), f"readlink {path}")
+        if not 0 < size <= _PATH_MAX:
+            raise NFSError(errno.EINVAL, f"readlink {path}: implausible link length {size}")
+        buffer = ctypes.create_string_buffer(_PATH_MAX + 1)
+        self.check(self.lib.nfs_readlink(self.ctx, _b(path), buffer, _PATH_MAX), f"readlink {path}")
         return os.fsdecode(buffer.raw[:size])
 
     def open(self, path: str, write: bool = False, mode: int = 0o666) -> ctypes.c_void_p:

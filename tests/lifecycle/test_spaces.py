@@ -187,3 +187,18 @@ def test_bad_names_never_reach_the_filesystem(config: StoreflowConfig) -> None:
         with pytest.raises(ValidationError):
             SpaceSpec(name=bad)
     assert not config.storage.spaces_dir.exists() or not any(config.storage.spaces_dir.iterdir())
+
+
+def test_rename_refused_while_something_points_at_the_path(config: StoreflowConfig) -> None:
+    from models import repository
+    from models.db import session_scope
+
+    run(space_create, spec=SpaceSpec(name="exposed"))
+    space = read(config, "space", "exposed")
+    with session_scope(config.database_url) as session:  # e.g. a CIFS share of this space
+        repository.insert(
+            session, "cifs_exposer", "share1", {}, status=Status.ACTIVE, parent_id=space.id
+        )
+    state = run(space_update, name="exposed", etag=space.etag, changes=SpaceUpdate(rename="moved"))
+    assert state.name == "Refused" and "in use by cifs_exposer share1" in str(state.message)
+    assert (config.storage.spaces_dir / "exposed").is_dir()

@@ -93,6 +93,7 @@ def compare_end_to_end(label: str, src: Path, work: Path, runs: int) -> None:
     `prefect server start` on 127.0.0.1) against `cp -r` on the same files."""
     from tests.e2e.server import PREFECT, free_port, started, wait_until_healthy
 
+    work.mkdir(parents=True, exist_ok=True)
     dst = work / "dst"
     definition = work / "e2e.json"
     definition.write_text(

@@ -46,6 +46,7 @@ def timed(fn: Callable[[int], Any], n: int) -> list[float]:
 
 
 def measure(label: str, repeat: int, prefix: str) -> tuple[float, float]:
+    """Median seconds of a bare three-task flow and of a space create, same conditions."""
     from flows.spaces import space_create
     from models.schemas import SpaceSpec
 

@@ -34,10 +34,10 @@ def find(session: Session, kind: str, name: str, scope: str = "") -> ResourceVie
 
 
 def get(session: Session, resource_id: int) -> ResourceView:
-    row = session.get(ResourceRow, resource_id)
+    # populate_existing: our UPDATEs bypass the identity map, so re-read the row.
+    row = session.get(ResourceRow, resource_id, populate_existing=True)
     if row is None:
         raise NotFound(f"resource #{resource_id} does not exist")
-    session.refresh(row)
     return view(row)
 
 

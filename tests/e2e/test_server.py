@@ -1,7 +1,9 @@
 """End to end: prefect server start, prefect deploy --all, a process worker,
 runs created through the REST API, final states read back through it."""
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -81,10 +83,34 @@ def test_space_lifecycle_through_a_real_server(tmp_path: Path) -> None:
                 assert refused["state"]["name"] == "Refused"
                 assert "etag 1 given" in refused["state"]["message"]
 
+                # The CLI's --submit creates a run of the deployment and returns at once.
+                storeflow = str(Path(PREFECT).with_name("storeflow"))
+                submitted = subprocess.run(
+                    [
+                        storeflow,
+                        "space",
+                        "create",
+                        "via-cli",
+                        "--quota",
+                        "5G",
+                        "--submit",
+                        "--json",
+                    ],
+                    env=client_env,
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    stdin=subprocess.DEVNULL,
+                    check=True,
+                )
+                cli_run = json.loads(submitted.stdout)["flow_run_id"]
+                assert wait_for_final_state(api_url, cli_run, 240)["state"]["name"] == "Active"
+
                 # Custom state names are filterable, as the UI does.
                 active = api(
                     f"{api_url}/flow_runs/filter",
                     "POST",
                     {"flow_runs": {"state": {"name": {"any_": ["Active"]}}}},
                 )
-                assert [r["id"] for r in active] == [run_id]
+                assert sorted(r["id"] for r in active) == sorted([run_id, cli_run])

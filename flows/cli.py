@@ -6,37 +6,45 @@ PREFECT_API_URL names. Every verb a script might parse has --json.
 """
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
 
 import typer
-from prefect import Flow
 from pydantic import BaseModel
-from rich.console import Console
 from rich.table import Table
 
-from blocks.config import resolve_config
 from flows import reconcile as reconcile_flows
+from flows.cli_common import (
+    ConfigOption,
+    EtagOption,
+    JsonOption,
+    SubmitOption,
+    current_etag,
+    fail,
+    guarded,
+    launch,
+    list_kind,
+    lookup,
+    out,
+    report,
+    show_one,
+    show_resources,
+    spec,
+)
 from flows.exposer_cli import exposer_app
 from flows.periodic_hooks import periodic_hooks
-from flows.runner import RunOutcome, run_here, submit
+from flows.replica_cli import profile_app, provider_app, replica_app
+from flows.runner import run_here
 from flows.snapshots import snapshot_create, snapshot_delete
 from flows.spaces import space_create, space_delete, space_update
 from flows.templates import template_create, template_delete, template_update
 from flows.transfer_cli import transfer_app
-from models import repository
-from models.db import session_scope
-from models.errors import StoreflowError
-from models.names import format_size
+from models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
 from models.schemas import (
-    ResourceView,
     SnapshotSpec,
     SpaceSpec,
     SpaceUpdate,
     TemplateSpec,
     TemplateUpdate,
-    parse_spec,
 )
 from sandbox.cli import callback_app
 
@@ -57,119 +65,9 @@ app.add_typer(hooks_app, name="hooks")
 app.add_typer(callback_app, name="callback")
 app.add_typer(transfer_app, name="transfer")
 app.add_typer(exposer_app, name="exposer")
-
-out = Console()
-err = Console(stderr=True)
-
-JsonOption = typer.Option(False, "--json", help="Print one JSON object.")
-SubmitOption = typer.Option(
-    False, "--submit", help="Create a run of the deployment instead of running here."
-)
-ConfigOption = typer.Option(
-    None, "--config", help="Name of a saved StoreflowConfig block (default: environment)."
-)
-EtagOption = typer.Option(
-    None, "--etag", help="The etag you last read; omitted: whatever it is now."
-)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def guarded(fn: Callable[[], RunOutcome]) -> RunOutcome:
-    try:
-        return fn()
-    except StoreflowError as exc:
-        fail(str(exc))
-
-
-def report(outcome: RunOutcome, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(outcome.as_dict(), default=str))
-    elif outcome.ok:
-        etag = outcome.result.get("etag") if isinstance(outcome.result, dict) else None
-        suffix = f" (etag {etag})" if etag is not None else ""
-        out.print(f"{outcome.flow_run_name or ''}: [green]{outcome.state_name}[/green]{suffix}")
-    else:
-        err.print(
-            f"{outcome.flow_run_name or ''}: [red]{outcome.state_name}[/red]: {outcome.message}"
-        )
-    if not outcome.ok:
-        raise typer.Exit(1)
-
-
-def launch(
-    flow: Flow[..., Any], parameters: dict[str, Any], do_submit: bool, as_json: bool
-) -> None:
-    if do_submit:
-        wire = json.loads(json.dumps(parameters, default=_jsonable))
-        report(guarded(lambda: submit(flow, wire)), as_json)
-    else:
-        report(guarded(lambda: run_here(flow, **parameters)), as_json)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    return str(value)
-
-
-def current_etag(kind: str, name: str, config: str | None, scope_space: str | None = None) -> int:
-    return lookup(kind, name, config, scope_space).etag
-
-
-def lookup(
-    kind: str, name: str, config: str | None, scope_space: str | None = None
-) -> ResourceView:
-    try:
-        with session_scope(resolve_config(config).database_url) as session:
-            scope = ""
-            if scope_space is not None:
-                scope = str(repository.find(session, "space", scope_space).id)
-            return repository.find(session, kind, name, scope)
-    except StoreflowError as exc:
-        fail(str(exc))
-
-
-def spec(model: type[Any], data: dict[str, Any], what: str) -> Any:
-    try:
-        return parse_spec(model, {k: v for k, v in data.items() if v is not None}, what)
-    except StoreflowError as exc:
-        fail(str(exc))
-
-
-def show_resources(rows: list[ResourceView], as_json: bool, columns: list[str]) -> None:
-    if as_json:
-        print(json.dumps([r.model_dump(mode="json") for r in rows]))
-        return
-    table = Table("name", "status", "etag", *columns)
-    for row in rows:
-        table.add_row(row.name, row.status.value, str(row.etag), *cells(row, columns))
-    out.print(table)
-
-
-def cells(row: ResourceView, columns: list[str]) -> list[str]:
-    values = {
-        "quota": format_size(row.spec.get("quota") or 0) if row.spec.get("quota") else "-",
-        "used": format_size(row.state.get("usage_bytes") or 0),
-        "files": str(row.state.get("files", "")),
-        "template": row.state.get("template") or "-",
-        "mode": row.state.get("mode") or "-",
-        "message": row.status_message or "",
-    }
-    return [values[c] for c in columns]
-
-
-def list_kind(kind: str, config: str | None, parent: str | None = None) -> list[ResourceView]:
-    try:
-        with session_scope(resolve_config(config).database_url) as session:
-            parent_id = repository.find(session, "space", parent).id if parent else None
-            return repository.list_kind(session, kind, parent_id=parent_id)
-    except StoreflowError as exc:
-        fail(str(exc))
-
+app.add_typer(provider_app, name="provider")
+app.add_typer(replica_app, name="replica")
+app.add_typer(profile_app, name="profile")
 
 # -- spaces -------------------------------------------------------------------------
 
@@ -237,13 +135,6 @@ def space_show_cmd(
 ) -> None:
     """Show one space."""
     show_one(lookup("space", name, config), as_json)
-
-
-def show_one(row: ResourceView, as_json: bool) -> None:
-    if as_json:
-        print(row.model_dump_json())
-    else:
-        out.print_json(row.model_dump_json())
 
 
 # -- snapshots ----------------------------------------------------------------------
@@ -393,12 +284,17 @@ def periodic_cmd(config: str | None = ConfigOption, as_json: bool = JsonOption) 
 
 
 @app.command("schema")
-def schema_cmd(kind: str = typer.Argument(..., help="space, snapshot or template")) -> None:
+def schema_cmd(
+    kind: str = typer.Argument(..., help="space, snapshot, template, provider, replica, profile"),
+) -> None:
     """Print the JSON Schema of a kind's spec."""
     models: dict[str, type[BaseModel]] = {
         "space": SpaceSpec,
         "snapshot": SnapshotSpec,
         "template": TemplateSpec,
+        "provider": ProviderSpec,
+        "replica": ReplicaSpec,
+        "profile": ProfileSpec,
     }
     if kind not in models:
         fail(f"kind: {kind!r} is not one of {', '.join(models)}")

@@ -1,0 +1,158 @@
+"""What every `storeflow` verb shares: options, one-line errors, running or submitting a
+flow, reading resources and printing them.
+
+flows/cli.py and the sub-apps it mounts (flows/replica_cli.py, ...) import from here, so
+a sub-app can use these helpers at import time without importing flows/cli.py.
+"""
+
+import json
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import typer
+from prefect import Flow
+from rich.console import Console
+from rich.table import Table
+
+from blocks.config import resolve_config
+from flows.runner import RunOutcome, run_here, submit
+from models import repository
+from models.db import session_scope
+from models.errors import StoreflowError
+from models.names import format_size
+from models.schemas import ResourceView, parse_spec
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOption = typer.Option(False, "--json", help="Print one JSON object.")
+SubmitOption = typer.Option(
+    False, "--submit", help="Create a run of the deployment instead of running here."
+)
+ConfigOption = typer.Option(
+    None, "--config", help="Name of a saved StoreflowConfig block (default: environment)."
+)
+EtagOption = typer.Option(
+    None, "--etag", help="The etag you last read; omitted: whatever it is now."
+)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[[], RunOutcome]) -> RunOutcome:
+    try:
+        return fn()
+    except StoreflowError as exc:
+        fail(str(exc))
+
+
+def report(outcome: RunOutcome, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(outcome.as_dict(), default=str))
+    elif outcome.ok:
+        etag = outcome.result.get("etag") if isinstance(outcome.result, dict) else None
+        suffix = f" (etag {etag})" if etag is not None else ""
+        out.print(f"{outcome.flow_run_name or ''}: [green]{outcome.state_name}[/green]{suffix}")
+    else:
+        err.print(
+            f"{outcome.flow_run_name or ''}: [red]{outcome.state_name}[/red]: {outcome.message}"
+        )
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def launch(
+    flow: Flow[..., Any], parameters: dict[str, Any], do_submit: bool, as_json: bool
+) -> None:
+    if do_submit:
+        wire = json.loads(json.dumps(parameters, default=_jsonable))
+        report(guarded(lambda: submit(flow, wire)), as_json)
+    else:
+        report(guarded(lambda: run_here(flow, **parameters)), as_json)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+def current_etag(kind: str, name: str, config: str | None, scope_space: str | None = None) -> int:
+    return lookup(kind, name, config, scope_space).etag
+
+
+def lookup(
+    kind: str, name: str, config: str | None, scope_space: str | None = None
+) -> ResourceView:
+    try:
+        with session_scope(resolve_config(config).database_url) as session:
+            scope = ""
+            if scope_space is not None:
+                scope = str(repository.find(session, "space", scope_space).id)
+            return repository.find(session, kind, name, scope)
+    except StoreflowError as exc:
+        fail(str(exc))
+
+
+def spec(model: type[Any], data: dict[str, Any], what: str) -> Any:
+    try:
+        return parse_spec(model, {k: v for k, v in data.items() if v is not None}, what)
+    except StoreflowError as exc:
+        fail(str(exc))
+
+
+def show_resources(rows: list[ResourceView], as_json: bool, columns: list[str]) -> None:
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows]))
+        return
+    table = Table("name", "status", "etag", *columns)
+    for row in rows:
+        table.add_row(row.name, row.status.value, str(row.etag), *cells(row, columns))
+    out.print(table)
+
+
+def cells(row: ResourceView, columns: list[str]) -> list[str]:
+    """Table cells; a column not named here shows the spec (or else state) field of its name."""
+    values = {
+        "quota": format_size(row.spec.get("quota") or 0) if row.spec.get("quota") else "-",
+        "used": format_size(row.state.get("usage_bytes") or 0),
+        "files": str(row.state.get("files", "")),
+        "template": row.state.get("template") or "-",
+        "mode": row.state.get("mode") or "-",
+        "pools": " -> ".join(str(p.get("name")) for p in row.spec.get("pools") or []) or "-",
+        "schedule": _schedule(row.spec.get("schedule")),
+        "message": row.status_message or "",
+    }
+    return [values[c] if c in values else _field(row, c) for c in columns]
+
+
+def _schedule(schedule: Any) -> str:
+    if not isinstance(schedule, dict):
+        return "-"
+    if schedule.get("interval") is not None:
+        return f"every {schedule['interval']}s"
+    return f"cron {schedule.get('cron')}" if schedule.get("cron") else "-"
+
+
+def _field(row: ResourceView, column: str) -> str:
+    value = row.spec.get(column, row.state.get(column))
+    return "-" if value is None or value == "" else str(value)
+
+
+def list_kind(kind: str, config: str | None, parent: str | None = None) -> list[ResourceView]:
+    try:
+        with session_scope(resolve_config(config).database_url) as session:
+            parent_id = repository.find(session, "space", parent).id if parent else None
+            return repository.list_kind(session, kind, parent_id=parent_id)
+    except StoreflowError as exc:
+        fail(str(exc))
+
+
+def show_one(row: ResourceView, as_json: bool) -> None:
+    if as_json:
+        print(row.model_dump_json())
+    else:
+        out.print_json(row.model_dump_json())

@@ -9,6 +9,10 @@ BIN := $(VENV)/bin
 bootstrap:
 	./scripts/bootstrap.sh
 
+# No telemetry from the machine's Prefect (the network is closed anyway).
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
 demo:
 	./scripts/bootstrap.sh no-services
 	$(BIN)/storeflow demo

@@ -173,6 +173,8 @@ def print_demo(steps: list[DemoStep], as_json: bool, console: Console) -> None:
     if as_json:
         print(json.dumps([asdict(s) for s in steps]))
         return
+    if not console.is_terminal:  # piped or logged: do not squeeze the table into 80 columns
+        console = Console(width=132)
     table = Table(
         "step", "flow run", "final state", "status", "etag", "as expected", title="storeflow demo"
     )

@@ -22,8 +22,17 @@ install_debian_packages() {
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Keep package scripts from starting system daemons (smbd, nfsd, ...): the
+    # tests run private ones, and start_services starts PostgreSQL and RabbitMQ.
+    local policy=/usr/sbin/policy-rc.d added_policy=""
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && added_policy=1
+    fi
+    local rc=0
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } \
+      || rc=$?
+    [ -z "$added_policy" ] || rm -f "$policy"
+    [ "$rc" -eq 0 ] || { log "apt-get failed ($rc) installing: ${missing[*]}"; exit "$rc"; }
   fi
 }
 

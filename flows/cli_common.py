@@ -58,7 +58,8 @@ def report(outcome: RunOutcome, as_json: bool) -> None:
         out.print(f"{outcome.flow_run_name or ''}: [green]{outcome.state_name}[/green]{suffix}")
     else:
         err.print(
-            f"{outcome.flow_run_name or ''}: [red]{outcome.state_name}[/red]: {outcome.message}"
+            f"{outcome.flow_run_name or ''}: [red]{outcome.state_name}[/red]: {outcome.message}",
+            soft_wrap=True,  # one line, however long the reason
         )
     if not outcome.ok:
         raise typer.Exit(1)

@@ -1,9 +1,25 @@
-"""Transfer benchmark: the engine's copy phase against cp -r, rsync -a and smbclient put.
+"""Transfer benchmark: storeflow against cp -r, rsync -a, opentaskpy and smbclient put.
 
-    .venv/bin/python -m bench.transfer [--small-count 10000] [--large-mib 1024] [--smb-mib 1024]
+    .venv/bin/python -m bench.transfer                        # the issue's sizes (minutes)
+    .venv/bin/python -m bench.transfer --small-count 2000 --large-mib 128 --smb-mib 64 --runs 1
 
-Defaults are smaller than the issue's figures (10,000 x 4 KiB, 1 GiB) so a run takes a
-few minutes; ratios are engine time / tool time (below 1.0: the engine is faster).
+Defaults are issue 5's: 10,000 files of 4 KiB and one 1 GiB file, local to local, and
+1 GiB local -> SMB.  Every figure is printed as a ratio against a baseline measured in the
+same run (`cp -r` for local copies, opentaskpy's `task-run` for storeflow end to end,
+`smbclient put` for SMB), next to the issue's target:
+
+- copy phase (plan made beforehand; deliver + finalize) <= 1.5x `cp -r` for small
+  files, <= 1.1x for the large file;
+- end to end (`storeflow transfer run` in a new process against a running
+  `prefect server start`) faster than `task-run` on the same definition file;
+- SMB throughput >= 0.8x of `smbclient put`.
+
+opentaskpy is never a storeflow dependency: the bench installs it into a throwaway
+virtualenv (`--otf-venv`, default /tmp/storeflow-bench-otf) the first time, with
+
+    python3 -m venv /tmp/storeflow-bench-otf && /tmp/storeflow-bench-otf/bin/pip install opentaskpy
+
+`--no-otf`, `--no-e2e`, `--no-smb` skip those parts.
 """
 
 from __future__ import annotations
@@ -16,12 +32,45 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from models.transfer import TransferDefinition, parse_definition
 from tasks.transfer import deliver, finalize, plan_transfer
 from tests.services import SmbShare, smb_server
+
+OTF_VENV = Path(tempfile.gettempdir()) / "storeflow-bench-otf"
+
+
+@dataclass
+class Row:
+    case: str
+    tool: str
+    seconds: float
+    baseline: str
+    baseline_seconds: float
+    #: "time": lower is better (ratio = seconds / baseline); "throughput": the inverse.
+    measure: str = "time"
+    #: The issue's bound on the ratio, as text ("<= 1.5"), or "" for none.
+    target: str = ""
+
+    @property
+    def ratio(self) -> float:
+        if self.measure == "throughput":
+            return self.baseline_seconds / self.seconds
+        return self.seconds / self.baseline_seconds
+
+    @property
+    def verdict(self) -> str:
+        if not self.target:
+            return ""
+        op, bound = self.target.split()
+        limit = float(bound)
+        ok = {"<=": self.ratio <= limit, "<": self.ratio < limit, ">=": self.ratio >= limit}[op]
+        return "ok" if ok else "MISSED"
 
 
 def timed(func: Callable[[], object]) -> float:
@@ -38,14 +87,28 @@ def best(runs: int, prepare: Callable[[], None], func: Callable[[], object]) -> 
     return min(times)
 
 
-def local_definition(src: Path, dst: Path) -> TransferDefinition:
-    return parse_definition(
-        {
-            "type": "transfer",
-            "source": {"directory": str(src), "fileRegex": ".*", "protocol": {"name": "local"}},
-            "destination": [{"directory": str(dst), "protocol": {"name": "local"}}],
-        }
-    )
+def run_quietly(cmd: list[str], env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(cmd, env=env, capture_output=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd)} exited {done.returncode}:\n"
+            f"{done.stdout.decode()[-2000:]}\n{done.stderr.decode()[-2000:]}"
+        )
+
+
+def definition_dict(src: Path, dst: Path) -> dict[str, Any]:
+    """One OTF definition, as both storeflow and opentaskpy read it."""
+    return {
+        "type": "transfer",
+        "source": {"directory": str(src), "fileRegex": ".*", "protocol": {"name": "local"}},
+        "destination": [
+            {
+                "directory": str(dst),
+                "createDirectoryIfNotExists": True,
+                "protocol": {"name": "local"},
+            }
+        ],
+    }
 
 
 def engine_copy(definition: TransferDefinition) -> Callable[[], None]:
@@ -67,38 +130,53 @@ def fresh(path: Path) -> Callable[[], None]:
     return prepare
 
 
-def compare_local(label: str, src: Path, work: Path, runs: int) -> None:
-    dst = work / "dst"
+def gone(path: Path) -> Callable[[], None]:
+    return lambda: shutil.rmtree(path, ignore_errors=True)
+
+
+def check_copied(src: Path, dst: Path) -> None:
+    want = sorted(os.listdir(src))
+    have = sorted(os.listdir(dst))
+    if want != have:
+        raise RuntimeError(f"{dst}: {len(have)} files, {len(want)} expected")
+
+
+# -- copy phase -----------------------------------------------------------------------------
+
+
+def local_copy(case: str, src: Path, dst: Path, runs: int, target: str) -> tuple[float, list[Row]]:
+    """storeflow's copy phase and rsync -a against cp -r; returns cp -r's time too."""
     fresh(dst)()
-    engine = engine_copy(local_definition(src, dst))
-    t_engine = best(runs, fresh(dst), engine)
-    t_cp = best(
-        runs,
-        lambda: shutil.rmtree(dst, ignore_errors=True),
-        lambda: subprocess.run(["cp", "-r", str(src), str(dst)], check=True),
-    )
-    t_rsync = best(
-        runs,
-        lambda: shutil.rmtree(dst, ignore_errors=True),
-        lambda: subprocess.run(["rsync", "-a", f"{src}/", f"{dst}/"], check=True),
-    )
-    print(
-        f"{label:<28} engine {t_engine:7.3f}s  cp -r {t_cp:7.3f}s ({t_engine / t_cp:4.2f}x)  "
-        f"rsync -a {t_rsync:7.3f}s ({t_engine / t_rsync:4.2f}x)"
-    )
+    t_engine = best(runs, fresh(dst), engine_copy(parse_definition(definition_dict(src, dst))))
+    check_copied(src, dst)
+    t_cp = best(runs, gone(dst), lambda: run_quietly(["cp", "-r", str(src), str(dst)]))
+    t_rsync = best(runs, gone(dst), lambda: run_quietly(["rsync", "-a", f"{src}/", f"{dst}/"]))
+    shutil.rmtree(dst, ignore_errors=True)
+    return t_cp, [
+        Row(case, "cp -r", t_cp, "cp -r", t_cp),
+        Row(case, "storeflow copy phase", t_engine, "cp -r", t_cp, target=target),
+        Row(case, "rsync -a", t_rsync, "cp -r", t_cp),
+    ]
 
 
-def compare_end_to_end(label: str, src: Path, work: Path, runs: int) -> None:
-    """`storeflow transfer run` as a user runs it (a new process, the flow on a running
-    `prefect server start` on 127.0.0.1) against `cp -r` on the same files."""
+# -- end to end -----------------------------------------------------------------------------
+
+
+def otf_task_run(venv: Path) -> Path:
+    """opentaskpy's `task-run` in a throwaway virtualenv (created on first use)."""
+    task_run = venv / "bin" / "task-run"
+    if not task_run.exists():
+        print(f"installing opentaskpy into {venv} (not a storeflow dependency)", file=sys.stderr)
+        run_quietly([sys.executable, "-m", "venv", str(venv)])
+        run_quietly([str(venv / "bin" / "pip"), "install", "--quiet", "opentaskpy"])
+    return task_run
+
+
+@contextmanager
+def prefect_server(work: Path) -> Iterator[dict[str, str]]:
+    """A `prefect server start` on 127.0.0.1; yields the client environment."""
     from tests.e2e.server import PREFECT, free_port, started, wait_until_healthy
 
-    work.mkdir(parents=True, exist_ok=True)
-    dst = work / "dst"
-    definition = work / "e2e.json"
-    definition.write_text(
-        json.dumps(local_definition(src, dst).model_dump(mode="json", by_alias=True))
-    )
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {
@@ -110,34 +188,59 @@ def compare_end_to_end(label: str, src: Path, work: Path, runs: int) -> None:
         "STOREFLOW_HOME": str(work / "storeflow-home"),
     }
     server = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    storeflow = str(Path(sys.executable).with_name("storeflow"))
     with started(server, env, work / "server.log", work) as process:
         wait_until_healthy(api_url, process, work / "server.log", 120)
-        client_env = {**env, "PREFECT_API_URL": api_url}
-        t_cli = best(
-            runs,
-            fresh(dst),
-            lambda: subprocess.run(
-                [storeflow, "transfer", "run", str(definition), "--json"],
-                env=client_env,
-                check=True,
-                capture_output=True,
-            ),
-        )
-    t_cp = best(
+        yield {**env, "PREFECT_API_URL": api_url}
+
+
+def end_to_end(
+    case: str,
+    src: Path,
+    work: Path,
+    runs: int,
+    t_cp: float,
+    client_env: dict[str, str],
+    task_run: Path | None,
+) -> list[Row]:
+    """`storeflow transfer run` as a user runs it (a new process, the flow on a running
+    Prefect server) and opentaskpy's `task-run` on the same definition file."""
+    config = work / "otf-config"
+    config.mkdir(parents=True, exist_ok=True)
+    dst = work / "dst"
+    definition = config / "transfer.json"
+    definition.write_text(json.dumps(definition_dict(src, dst), indent=2))
+    (config / "variables.json").write_text("{}")
+    storeflow = str(Path(sys.executable).with_name("storeflow"))
+    t_cli = best(
         runs,
-        lambda: shutil.rmtree(dst, ignore_errors=True),
-        lambda: subprocess.run(["cp", "-r", str(src), str(dst)], check=True),
+        gone(dst),
+        lambda: run_quietly([storeflow, "transfer", "run", str(definition), "--json"], client_env),
     )
-    print(
-        f"{label + ' (CLI e2e)':<28} storeflow {t_cli:7.3f}s  cp -r {t_cp:7.3f}s "
-        f"({t_cli / t_cp:5.2f}x)"
-    )
+    check_copied(src, dst)
+    rows = [Row(case, "storeflow CLI end to end", t_cli, "cp -r", t_cp)]
+    if task_run is not None:
+        otf_env = {**os.environ, "OTF_NO_LOG": "1", "OTF_STAGING_DIR": str(work / "staging")}
+        t_otf = best(
+            runs,
+            gone(dst),
+            lambda: run_quietly([str(task_run), "-t", "transfer", "-c", str(config)], otf_env),
+        )
+        check_copied(src, dst)
+        rows += [
+            Row(case, "opentaskpy task-run", t_otf, "cp -r", t_cp),
+            Row(case, "storeflow CLI end to end", t_cli, "opentaskpy", t_otf, target="< 1.0"),
+        ]
+    shutil.rmtree(dst, ignore_errors=True)
+    return rows
 
 
-def compare_smb(src: Path, work: Path, runs: int) -> None:
+# -- SMB ------------------------------------------------------------------------------------
+
+
+def smb_copy(case: str, src: Path, work: Path, runs: int) -> list[Row]:
     share = work / "share"
     share.mkdir(parents=True)
+    name = next(iter(os.listdir(src)))
     with smb_server(work / "smbd", [SmbShare("data", share)]) as server:
         protocol = {
             "name": "smb",
@@ -157,11 +260,12 @@ def compare_smb(src: Path, work: Path, runs: int) -> None:
             }
         )
         t_engine = best(runs, lambda: None, engine_copy(definition))
-        name = next(iter(os.listdir(src)))
+        if (share / name).stat().st_size != (src / name).stat().st_size:
+            raise RuntimeError("SMB copy is short")
         t_tool = best(
             runs,
             lambda: None,
-            lambda: subprocess.run(
+            lambda: run_quietly(
                 [
                     "smbclient",
                     f"//{server.host}/data",
@@ -171,31 +275,68 @@ def compare_smb(src: Path, work: Path, runs: int) -> None:
                     f"{server.username}%{server.password}",
                     "-c",
                     f'put "{src / name}" "copy.bin"',
-                ],
-                check=True,
-                capture_output=True,
+                ]
             ),
         )
-        size = (src / name).stat().st_size / 2**20
-        print(
-            f"{f'{size:.0f} MiB local -> SMB':<28} engine {t_engine:7.3f}s  smbclient put "
-            f"{t_tool:7.3f}s  (throughput {t_tool / t_engine:4.2f}x of smbclient)"
+    return [
+        Row(case, "smbclient put", t_tool, "smbclient put", t_tool, "throughput"),
+        Row(
+            case, "storeflow copy phase", t_engine, "smbclient put", t_tool, "throughput", ">= 0.8"
+        ),
+    ]
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def table(rows: list[Row]) -> str:
+    head = ("case", "tool", "seconds", "ratio", "against", "target", "")
+    lines = [head]
+    for row in rows:
+        unit = "x throughput" if row.measure == "throughput" else "x time"
+        lines.append(
+            (
+                row.case,
+                row.tool,
+                f"{row.seconds:.3f}",
+                f"{row.ratio:.2f}{unit}",
+                row.baseline,
+                row.target,
+                row.verdict,
+            )
         )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join(
+        "| "
+        + " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        + " |"
+        for line in [lines[0], tuple("-" * w for w in widths), *lines[1:]]
+    )
+
+
+def write_file(path: Path, size: int, block: bytes) -> None:
+    with open(path, "wb") as out:
+        for _ in range(size // len(block)):
+            out.write(block)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small-count", type=int, default=2000)
-    parser.add_argument("--small-size", type=int, default=4096)
-    parser.add_argument("--large-mib", type=int, default=256)
-    parser.add_argument("--smb-mib", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=3, help="best of N")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--small-count", type=int, default=10_000)
+    parser.add_argument("--small-size", type=int, default=4096, help="bytes per small file")
+    parser.add_argument("--large-mib", type=int, default=1024)
+    parser.add_argument("--smb-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3, help="best of N, for every figure")
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument(
-        "--no-e2e", action="store_true", help="skip the CLI run against a Prefect server"
-    )
+    parser.add_argument("--otf-venv", type=Path, default=OTF_VENV)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--no-e2e", action="store_true", help="skip the CLI and opentaskpy runs")
+    parser.add_argument("--no-otf", action="store_true", help="skip opentaskpy")
+    parser.add_argument("--no-smb", action="store_true", help="skip SMB")
     args = parser.parse_args()
 
+    task_run = None if args.no_e2e or args.no_otf else otf_task_run(args.otf_venv)
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
         small = work / "small"
@@ -203,25 +344,39 @@ def main() -> None:
         payload = os.urandom(args.small_size)
         for i in range(args.small_count):
             (small / f"file-{i:06}.dat").write_bytes(payload)
+        block = os.urandom(1 << 20)
         large = work / "large"
         large.mkdir()
-        block = os.urandom(1 << 20)
-        with open(large / "large.bin", "wb") as out:
-            for _ in range(args.large_mib):
-                out.write(block)
-        smb_src = work / "smbsrc"
-        smb_src.mkdir()
-        with open(smb_src / "large.bin", "wb") as out:
-            for _ in range(args.smb_mib):
-                out.write(block)
+        write_file(large / "large.bin", args.large_mib << 20, block)
 
-        size_kib = args.small_size // 1024
-        compare_local(f"{args.small_count} x {size_kib} KiB", small, work / "s", args.runs)
-        compare_local(f"1 x {args.large_mib} MiB", large, work / "l", args.runs)
-        compare_smb(smb_src, work / "smb", args.runs)
+        small_case = f"{args.small_count} x {args.small_size // 1024} KiB local"
+        large_case = f"1 x {args.large_mib} MiB local"
+        t_cp_small, found = local_copy(small_case, small, work / "s", args.runs, "<= 1.5")
+        rows += found
+        t_cp_large, found = local_copy(large_case, large, work / "l", args.runs, "<= 1.1")
+        rows += found
         if not args.no_e2e:
-            compare_end_to_end(f"{args.small_count} x {size_kib} KiB", small, work / "es", 1)
-            compare_end_to_end(f"1 x {args.large_mib} MiB", large, work / "el", 1)
+            with prefect_server(work) as env:
+                rows += end_to_end(
+                    small_case, small, work / "es", args.runs, t_cp_small, env, task_run
+                )
+                rows += end_to_end(
+                    large_case, large, work / "el", args.runs, t_cp_large, env, task_run
+                )
+        shutil.rmtree(large)
+        if not args.no_smb:
+            smb_src = work / "smbsrc"
+            smb_src.mkdir()
+            write_file(smb_src / "large.bin", args.smb_mib << 20, block)
+            rows += smb_copy(
+                f"1 x {args.smb_mib} MiB local -> SMB", smb_src, work / "smb", args.runs
+            )
+
+    order = {case: index for index, case in reversed(list(enumerate(r.case for r in rows)))}
+    rows.sort(key=lambda r: order[r.case])
+    print(table(rows))
+    if args.json is not None:
+        args.json.write_text(json.dumps([{**asdict(r), "ratio": r.ratio} for r in rows], indent=2))
 
 
 if __name__ == "__main__":

@@ -9,22 +9,33 @@ to and cannot judge where it leads: keeping links inside the share is the server
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, cast
 
 import smbclient
+from smbprotocol import MAX_PAYLOAD_SIZE
 from smbprotocol.exceptions import SMBException, SMBOSError
 
 from models.transfer import SMBCredentials
 from tasks.transfer.entries import Entry, Kind
 from tasks.transfer.handler import Spec, TransferHandler
+from tasks.transfer.streams import BytesDone, Readable
 
 # FILE_ATTRIBUTE_* bits of MS-FSCC 2.6.
 _DIRECTORY = 0x10
 _REPARSE_POINT = 0x400
 _EPOCH_NS = 0
+
+# smbprotocol's file objects send one request and wait for its answer; writing with several
+# requests in flight keeps the server busy while this process signs and sends the next.
+# Measured against a local smbd (SMB 3.1.1, signed, 8 MiB max write): 1 MiB x 4 in flight
+# is 2-3x faster than one 4 MiB write at a time; bigger requests gain nothing (credits).
+WRITE_CHUNK = 1 << 20
+WRITES_IN_FLIGHT = 4
 
 
 def _ns(value: Any) -> int:
@@ -119,6 +130,22 @@ class SMBTransfer(TransferHandler):
             self._call("create", path, smbclient.open_file, self.unc(path), mode="wb", buffering=0),
         )
 
+    def receive(
+        self,
+        source: TransferHandler,
+        entry: Entry,
+        path: str,
+        mode: int | None,
+        on_bytes: BytesDone | None = None,
+    ) -> None:
+        """Stream ``entry`` into ``path`` with several write requests in flight."""
+        with source.open_read(entry.path) as reader, self.open_write(path) as writer:
+            try:
+                pipelined_write(cast(Readable, reader), writer, on_bytes, durable=self.sync_writes)
+            except (SMBException, SMBOSError, OSError, ValueError) as exc:
+                raise self._fail("write", path, exc) from exc
+        self.finish_file(path, entry, mode)
+
     def rename(self, source: str, target: str) -> None:
         self._call(
             "rename", f"{source} -> {target}", smbclient.replace, self.unc(source), self.unc(target)
@@ -151,3 +178,83 @@ class SMBTransfer(TransferHandler):
             if self._registered:
                 smbclient.reset_connection_cache(connection_cache=self._cache)
                 self._registered = False
+
+
+def pipelined_write(
+    reader: Readable,
+    writer: Any,
+    on_bytes: BytesDone | None = None,
+    chunk: int = WRITE_CHUNK,
+    depth: int = WRITES_IN_FLIGHT,
+    durable: bool = False,
+) -> int:
+    """Copy ``reader`` to the smbclient raw file ``writer`` (opened ``wb``, unbuffered)
+    from offset 0, keeping up to ``depth`` write requests outstanding; return the bytes.
+
+    Every request is answered before this returns (or raises): a short or failed write
+    raises, so the file is complete exactly when this returns normally.  ``durable``:
+    closing the file sends an SMB2 FLUSH (the server fsyncs it), as the engine asks
+    when the source is deleted afterwards; otherwise, like ``smbclient put`` and the
+    local handler, the data is left to the server's own write-back.
+    """
+    fd = writer.fd
+    conn = fd.connection
+    sid = fd.tree_connect.session.session_id
+    tid = fd.tree_connect.tree_connect_id
+    chunk = max(MAX_PAYLOAD_SIZE, min(chunk, conn.max_write_size))
+    wanted_credits = depth * ((chunk - 1) // MAX_PAYLOAD_SIZE + 1)
+    pending: deque[tuple[Any, Callable[[Any], int], int, int]] = deque()
+    buffer = memoryview(bytearray(chunk))
+    offset = 0
+
+    def credits() -> int:
+        return int(conn.sequence_window["high"] - conn.sequence_window["low"])
+
+    def charge(size: int) -> int:
+        return (size - 1) // MAX_PAYLOAD_SIZE + 1
+
+    def settle() -> None:
+        request, receive, at, size = pending.popleft()
+        written = receive(request)
+        if written != size:
+            raise OSError(f"short write at offset {at}: {written} of {size} bytes")
+        if on_bytes is not None:
+            on_bytes(size)
+
+    try:
+        while got := reader.readinto(buffer):
+            start = 0
+            while start < got:
+                size = got - start
+                # Wait for answers (they grant credits) until this request may be sent.
+                while pending and (len(pending) >= depth or credits() < charge(size)):
+                    settle()
+                # Nothing outstanding and still short of credits: send what they allow.
+                size = min(size, max(1, credits()) * MAX_PAYLOAD_SIZE)
+                message, receive = fd.write(
+                    bytes(buffer[start : start + size]), offset=offset, send=False
+                )
+                # Ask for enough credits to keep `depth` full-size requests in flight.
+                after = credits() - charge(size)
+                request = conn.send(
+                    message,
+                    sid=sid,
+                    tid=tid,
+                    credit_request=charge(size) + max(0, wanted_credits - after),
+                )
+                pending.append((request, receive, offset, size))
+                start += size
+                offset += size
+        while pending:
+            settle()
+    except BaseException:
+        # Collect what is still outstanding so the connection stays usable.
+        while pending:
+            with contextlib.suppress(Exception):
+                settle()
+        raise
+    # Keep the file object's own view consistent; close() sends FLUSH when _flush is set.
+    writer._offset = offset
+    fd.end_of_file = max(fd.end_of_file, offset)
+    writer._flush = durable
+    return offset

@@ -171,3 +171,53 @@ def test_wrong_password_names_the_server(smb_protocol: dict[str, Any], tmp_path:
     }
     with pytest.raises(ProtocolError, match=r"smb: connect to '127\.0\.0\.1:\d+'"):
         run_transfer(parse_definition(d))
+
+
+@pytest.mark.parametrize(("chunk", "depth"), [(64 << 10, 1), (64 << 10, 3), (1 << 20, 4)])
+def test_smb_pipelined_write_is_whole_and_counted(
+    chunk: int,
+    depth: int,
+    smb_service: Served,
+    smb_protocol: dict[str, Any],
+    tmp_path: Path,
+    unique: str,
+) -> None:
+    """Several writes in flight: every byte lands at its offset, each counted once."""
+    from tasks.transfer.registry import open_handler
+    from tasks.transfer.smb import pipelined_write
+
+    data = os.urandom((3 << 20) + 12345)  # not a multiple of any chunk
+    (tmp_path / "src.bin").write_bytes(data)
+    definition = parse_definition(
+        {
+            "type": "transfer",
+            "source": {
+                "directory": str(tmp_path),
+                "fileRegex": ".*",
+                "protocol": {"name": "local"},
+            },
+            "destination": [
+                {
+                    "directory": f"/{unique}",
+                    "createDirectoryIfNotExists": True,
+                    "protocol": smb_protocol,
+                }
+            ],
+        }
+    )
+    handler = open_handler(definition.destination[0])
+    counted: list[int] = []
+    try:
+        handler.make_dirs(f"/{unique}")
+        with (
+            open(tmp_path / "src.bin", "rb", buffering=0) as reader,
+            handler.open_write(f"/{unique}/out.bin") as writer,
+        ):
+            written = pipelined_write(reader, writer, counted.append, chunk=chunk, depth=depth)
+        # The same connection still works afterwards.
+        assert handler.exists(f"/{unique}/out.bin")
+    finally:
+        handler.tidy()
+    assert written == sum(counted) == len(data)
+    assert max(counted) <= chunk
+    assert (smb_service.data / unique / "out.bin").read_bytes() == data

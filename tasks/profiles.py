@@ -107,31 +107,12 @@ class ProfileBuilder(ResourceOperation):
         self._made = []
 
 
-class ProfileDeleter(ResourceOperation):
+class ProfileDeleter(schedules.ScheduleDeleter):
     """Pause the schedule in perform (reversible); delete it once the delete commits."""
 
     kind = KIND
     action = Action.DELETE
-
-    def __init__(self, config: StoreflowConfig, name: str, etag: int | None = None) -> None:
-        super().__init__(config, name, etag)
-        self._paused: UUID | None = None
-
-    def perform(self, resource: ResourceView) -> Status:
-        found = schedules.read(f"{FLOW}/{resource.name}")
-        if found is not None:
-            schedules.pause(found.id)
-            self._paused = found.id
-        return Status.ACTIVE
-
-    def rollback(self, resource: ResourceView) -> None:
-        if self._paused is not None:
-            schedules.resume(self._paused)
-            self._paused = None
-
-    def commit(self, resource: ResourceView) -> None:
-        if self._paused is not None:
-            schedules.delete(self._paused)
+    flow = FLOW
 
 
 def tier(spec: ProfileSpec) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ which is said in the logs.
 
 from contextlib import suppress
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -24,6 +24,9 @@ from prefect.settings import PREFECT_API_URL, get_current_settings
 
 from models.errors import Refused
 from models.replicas import ScheduleSpec
+from models.schemas import ResourceView
+from models.status import Status
+from tasks.lifecycle import ResourceOperation
 
 LOG = get_logger("storeflow.schedules")
 
@@ -117,3 +120,30 @@ def delete(deployment_id: UUID) -> None:
     """Delete the deployment (and so its schedule); gone already is fine."""
     with get_client(sync_client=True) as client, suppress(ObjectNotFound):
         client.delete_deployment(deployment_id)
+
+
+class ScheduleDeleter(ResourceOperation):
+    """Delete a resource that owns the scheduled deployment `<flow>/<name>`.
+
+    perform only pauses the schedule (reversible: a rollback resumes it); the
+    deployment is deleted once the whole delete has committed.
+    """
+
+    flow: ClassVar[str]
+    _paused: UUID | None = None
+
+    def perform(self, resource: ResourceView) -> Status:
+        found = read(f"{self.flow}/{resource.name}")
+        if found is not None:
+            pause(found.id)
+            self._paused = found.id
+        return Status.ACTIVE
+
+    def rollback(self, resource: ResourceView) -> None:
+        if self._paused is not None:
+            resume(self._paused)
+            self._paused = None
+
+    def commit(self, resource: ResourceView) -> None:
+        if self._paused is not None:
+            delete(self._paused)

@@ -21,6 +21,7 @@ from smbprotocol import MAX_PAYLOAD_SIZE
 from smbprotocol.exceptions import SMBException, SMBOSError
 
 from models.transfer import SMBCredentials
+from tasks.transfer import smbput
 from tasks.transfer.entries import Entry, Kind
 from tasks.transfer.handler import Spec, TransferHandler
 from tasks.transfer.streams import BytesDone, Readable
@@ -36,6 +37,14 @@ _EPOCH_NS = 0
 # is 2-3x faster than one 4 MiB write at a time; bigger requests gain nothing (credits).
 WRITE_CHUNK = 1 << 20
 WRITES_IN_FLIGHT = 4
+
+# Files at least this big are written by Samba's ``smbclient`` when it is installed (see
+# tasks/transfer/smbput.py): about 3x smbprotocol's speed.  None: always smbprotocol.
+SMBCLIENT_THRESHOLD: int | None = 64 << 20
+# smbclient is stopped (by PID) when it runs longer than SMBCLIENT_TIMEOUT seconds plus the
+# file's size at SMBCLIENT_MIN_RATE.
+SMBCLIENT_TIMEOUT = 300.0
+SMBCLIENT_MIN_RATE = 1 << 20  # bytes per second
 
 
 def _ns(value: Any) -> int:
@@ -53,6 +62,8 @@ class SMBTransfer(TransferHandler):
         self._cache: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._registered = False
+        #: Size from which uploads go through ``smbclient`` (None: never).
+        self.smbclient_threshold = SMBCLIENT_THRESHOLD
 
     def credentials(self) -> SMBCredentials:
         if self._credentials is None:
@@ -138,13 +149,61 @@ class SMBTransfer(TransferHandler):
         mode: int | None,
         on_bytes: BytesDone | None = None,
     ) -> None:
-        """Stream ``entry`` into ``path`` with several write requests in flight."""
+        """Stream ``entry`` into ``path`` with several write requests in flight, or for a big
+        file through ``smbclient`` when it is installed."""
+        threshold = self.smbclient_threshold
+        if threshold is not None and entry.size >= threshold:
+            tool = smbput.binary()
+            directory, name = posixpath.split(path)
+            if tool is not None and smbput.usable(self.credentials(), directory, name):
+                self._receive_with_smbclient(tool, source, entry, path, mode, on_bytes)
+                return
         with source.open_read(entry.path) as reader, self.open_write(path) as writer:
             try:
                 pipelined_write(cast(Readable, reader), writer, on_bytes, durable=self.sync_writes)
             except (SMBException, SMBOSError, OSError, ValueError) as exc:
                 raise self._fail("write", path, exc) from exc
         self.finish_file(path, entry, mode)
+
+    def _receive_with_smbclient(
+        self,
+        tool: str,
+        source: TransferHandler,
+        entry: Entry,
+        path: str,
+        mode: int | None,
+        on_bytes: BytesDone | None,
+    ) -> None:
+        c = self.credentials()
+        directory, name = posixpath.split(path)
+        timeout = SMBCLIENT_TIMEOUT + entry.size / SMBCLIENT_MIN_RATE
+        try:
+            with source.open_read(entry.path) as reader:
+                try:
+                    sent = smbput.put(
+                        tool, c, directory, name, cast(Readable, reader), on_bytes, timeout
+                    )
+                except smbput.SmbclientError as exc:
+                    if exc.connect:
+                        raise self._fail("connect to", f"{c.host}:{c.port}", exc) from exc
+                    raise self._fail("write", path, exc) from exc
+            st = self._call("stat", path, smbclient.stat, self.unc(path))
+            if st.st_size != sent:
+                raise self._fail(
+                    "write", path, OSError(f"{st.st_size} bytes arrived of {sent} sent")
+                )
+            if self.sync_writes:
+                # smbclient does not FLUSH: do it here, as pipelined_write's close does.
+                with self._call(
+                    "flush", path, smbclient.open_file, self.unc(path), mode="ab", buffering=0
+                ) as opened:
+                    opened._flush = True
+                    opened.flush()
+            self.finish_file(path, entry, mode)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.delete(path)
+            raise
 
     def rename(self, source: str, target: str) -> None:
         self._call(
@@ -193,7 +252,7 @@ def pipelined_write(
 
     Every request is answered before this returns (or raises): a short or failed write
     raises, so the file is complete exactly when this returns normally.  ``durable``:
-    closing the file sends an SMB2 FLUSH (the server fsyncs it), as the engine asks
+    an SMB2 FLUSH is sent at the end (the server fsyncs the file), as the engine asks
     when the source is deleted afterwards; otherwise, like ``smbclient put`` and the
     local handler, the data is left to the server's own write-back.
     """
@@ -253,8 +312,11 @@ def pipelined_write(
             with contextlib.suppress(Exception):
                 settle()
         raise
-    # Keep the file object's own view consistent; close() sends FLUSH when _flush is set.
+    # Keep the file object's own view consistent.  smbclient's close() never flushes:
+    # send the FLUSH (the server fsyncs) here when asked.
     writer._offset = offset
     fd.end_of_file = max(fd.end_of_file, offset)
     writer._flush = durable
+    if durable:
+        writer.flush()
     return offset

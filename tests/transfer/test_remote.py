@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +223,115 @@ def test_smb_pipelined_write_is_whole_and_counted(
     assert written == sum(counted) == len(data)
     assert max(counted) <= chunk
     assert (smb_service.data / unique / "out.bin").read_bytes() == data
+
+
+needs_smbclient = pytest.mark.skipif(
+    shutil.which("smbclient") is None, reason="Samba's smbclient is not installed"
+)
+
+
+@needs_smbclient
+@pytest.mark.parametrize("source", ["local", "smb"])
+def test_smb_large_upload_through_smbclient(
+    source: str,
+    smb_service: Served,
+    smb_protocol: dict[str, Any],
+    tmp_path: Path,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above the threshold smbclient writes the temp name; the file arrives whole, with its
+    mtime, only under its final name; the password is never on a command line or in an
+    environment, and its auth file is gone afterwards."""
+    from tasks.transfer import smb, smbput
+
+    monkeypatch.setattr(smb, "SMBCLIENT_THRESHOLD", 2 << 20)
+    password = smb_protocol["credentials"]["password"]
+    launched: list[tuple[list[str], dict[str, str]]] = []
+    real_popen = subprocess.Popen
+
+    def popen(args: list[str], **kwargs: Any) -> Any:
+        launched.append((list(args), dict(kwargs["env"])))
+        auth = args[args.index("--authentication-file") + 1]
+        assert os.stat(auth).st_mode & 0o777 == 0o600
+        assert os.stat(os.path.dirname(auth)).st_mode & 0o777 == 0o700
+        return real_popen(args, **kwargs)
+
+    monkeypatch.setattr(smbput.subprocess, "Popen", popen)
+    big = os.urandom((2 << 20) + 4321)
+    small = b"small"
+    if source == "local":
+        src_dir: Path = tmp_path / "src"
+        src_protocol: dict[str, Any] = {"name": "local"}
+        src_path = str(src_dir)
+    else:
+        src_dir = smb_service.data / unique / "src"
+        src_protocol = smb_protocol
+        src_path = f"/{unique}/src"
+    src_dir.mkdir(parents=True)
+    (src_dir / "big file.bin").write_bytes(big)
+    (src_dir / "small.txt").write_bytes(small)
+    os.utime(src_dir / "big file.bin", (1_500_000_000, 1_500_000_123))
+    d = {
+        "type": "transfer",
+        "source": {
+            "directory": src_path,
+            "fileRegex": ".*",
+            "protocol": src_protocol,
+            "postCopyAction": {"action": "delete"},  # durable writes: FLUSH after smbclient
+        },
+        "destination": [
+            {
+                "directory": f"/{unique}/in dir",
+                "createDirectoryIfNotExists": True,
+                "protocol": smb_protocol,
+            }
+        ],
+    }
+    run_transfer(parse_definition(d))
+    out = smb_service.data / unique / "in dir"
+    assert sorted(os.listdir(out)) == ["big file.bin", "small.txt"]  # no temp names left
+    assert (out / "big file.bin").read_bytes() == big
+    assert (out / "big file.bin").stat().st_mtime == 1_500_000_123
+    assert (out / "small.txt").read_bytes() == small
+    assert os.listdir(src_dir) == []
+    assert len(launched) == 1  # the big file only
+    args, env = launched[0]
+    assert not any(password in a for a in args)
+    assert not any(password in v for v in env.values())
+    assert not os.path.exists(os.path.dirname(args[args.index("--authentication-file") + 1]))
+
+
+@needs_smbclient
+def test_smbclient_wrong_password_names_the_server_and_leaves_nothing(
+    smb_service: Served, smb_protocol: dict[str, Any], tmp_path: Path, unique: str
+) -> None:
+    from tasks.transfer.registry import open_handler
+
+    (tmp_path / "big.bin").write_bytes(os.urandom(3 << 20))
+    (smb_service.data / unique).mkdir()
+    smb_protocol["credentials"]["password"] = "wrong-password"
+    definition = parse_definition(
+        {
+            "type": "transfer",
+            "source": {
+                "directory": str(tmp_path),
+                "fileRegex": ".*",
+                "protocol": {"name": "local"},
+            },
+            "destination": [{"directory": f"/{unique}", "protocol": smb_protocol}],
+        }
+    )
+    src = open_handler(definition.source)
+    dst = open_handler(definition.destination[0])
+    dst.smbclient_threshold = 1 << 20  # type: ignore[attr-defined]
+    try:
+        (entry,) = src.list_entries(str(tmp_path), ".*")
+        with pytest.raises(ProtocolError, match=r"smb: connect to '127\.0\.0\.1:\d+'") as caught:
+            dst.receive(src, entry, dst.temp_path("big.bin"), None)
+    finally:
+        src.tidy()
+        dst.tidy()
+    assert "LOGON_FAILURE" in str(caught.value)
+    assert "wrong-password" not in str(caught.value)
+    assert os.listdir(smb_service.data / unique) == []

@@ -18,6 +18,9 @@ from flows.cli_common import (
     EtagOption,
     JsonOption,
     SubmitOption,
+    add_delete_verb,
+    add_list_verb,
+    add_show_verb,
     current_etag,
     fail,
     guarded,
@@ -123,21 +126,11 @@ def space_delete_cmd(
     launch(space_delete, params, submit_run, as_json)
 
 
-@space_app.command("list")
-def space_list_cmd(config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
-    """List spaces."""
-    show_resources(list_kind("space", config), as_json, ["quota", "used", "template", "message"])
-
-
-@space_app.command("show")
-def space_show_cmd(
-    name: str, config: str | None = ConfigOption, as_json: bool = JsonOption
-) -> None:
-    """Show one space."""
-    show_one(lookup("space", name, config), as_json)
-
-
 # -- snapshots ----------------------------------------------------------------------
+
+
+add_list_verb(space_app, "space", ["quota", "used", "template", "message"], "List spaces.")
+add_show_verb(space_app, "space", "Show one space.")
 
 
 @snapshot_app.command("create")
@@ -224,31 +217,9 @@ def template_update_cmd(
     launch(template_update, params, submit_run, as_json)
 
 
-@template_app.command("delete")
-def template_delete_cmd(
-    name: str,
-    etag: int | None = EtagOption,
-    config: str | None = ConfigOption,
-    submit_run: bool = SubmitOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Delete a template from the store."""
-    etag = etag if etag is not None else current_etag("template", name, config)
-    launch(template_delete, {"name": name, "etag": etag, "config": config}, submit_run, as_json)
-
-
-@template_app.command("list")
-def template_list_cmd(config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
-    """List templates."""
-    show_resources(list_kind("template", config), as_json, ["used", "files", "message"])
-
-
-@template_app.command("show")
-def template_show_cmd(
-    name: str, config: str | None = ConfigOption, as_json: bool = JsonOption
-) -> None:
-    """Show one template."""
-    show_one(lookup("template", name, config), as_json)
+add_delete_verb(template_app, "template", template_delete, "Delete a template from the store.")
+add_list_verb(template_app, "template", ["used", "files", "message"], "List templates.")
+add_show_verb(template_app, "template", "Show one template.")
 
 
 # -- whole-system verbs --------------------------------------------------------------

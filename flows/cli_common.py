@@ -157,3 +157,34 @@ def show_one(row: ResourceView, as_json: bool) -> None:
         print(row.model_dump_json())
     else:
         out.print_json(row.model_dump_json())
+
+
+def add_show_verb(app: typer.Typer, kind: str, help: str) -> None:
+    """`KIND show NAME [--json]` for a top-level kind."""
+
+    @app.command("show", help=help)
+    def show(name: str, config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
+        show_one(lookup(kind, name, config), as_json)
+
+
+def add_list_verb(app: typer.Typer, kind: str, columns: list[str], help: str) -> None:
+    """`KIND list [--json]`: a table with the given columns, or JSON."""
+
+    @app.command("list", help=help)
+    def list_(config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
+        show_resources(list_kind(kind, config), as_json, columns)
+
+
+def add_delete_verb(app: typer.Typer, kind: str, flow: Flow[..., Any], help: str) -> None:
+    """`KIND delete NAME [--etag N]`, run by the kind's delete flow."""
+
+    @app.command("delete", help=help)
+    def delete(
+        name: str,
+        etag: int | None = EtagOption,
+        config: str | None = ConfigOption,
+        submit_run: bool = SubmitOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        etag = etag if etag is not None else current_etag(kind, name, config)
+        launch(flow, {"name": name, "etag": etag, "config": config}, submit_run, as_json)

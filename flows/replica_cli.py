@@ -16,10 +16,11 @@ from prefect import Flow
 
 from flows.cli_common import (
     ConfigOption,
-    EtagOption,
     JsonOption,
     SubmitOption,
-    current_etag,
+    add_delete_verb,
+    add_list_verb,
+    add_show_verb,
     fail,
     guarded,
     launch,
@@ -27,7 +28,6 @@ from flows.cli_common import (
     lookup,
     out,
     report,
-    show_one,
     show_resources,
     spec,
 )
@@ -122,34 +122,6 @@ def provider_create_cmd(
     launch(provider_create, {"spec": s, "config": config}, submit_run, as_json)
 
 
-@provider_app.command("delete")
-def provider_delete_cmd(
-    name: str,
-    etag: int | None = EtagOption,
-    config: str | None = ConfigOption,
-    submit_run: bool = SubmitOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Delete a provider (refused while replicas use it)."""
-    etag = etag if etag is not None else current_etag("provider", name, config)
-    launch(provider_delete, {"name": name, "etag": etag, "config": config}, submit_run, as_json)
-
-
-@provider_app.command("list")
-def provider_list_cmd(config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
-    """List providers."""
-    rows = list_kind("provider", config)
-    show_resources(rows, as_json, ["protocol", "directory", "block", "message"])
-
-
-@provider_app.command("show")
-def provider_show_cmd(
-    name: str, config: str | None = ConfigOption, as_json: bool = JsonOption
-) -> None:
-    """Show one provider."""
-    show_one(lookup("provider", name, config), as_json)
-
-
 # -- replicas ----------------------------------------------------------------------------
 
 
@@ -185,19 +157,6 @@ def replica_create_cmd(
     launch(replica_create, {"spec": s, "config": config}, submit_run, as_json)
 
 
-@replica_app.command("delete")
-def replica_delete_cmd(
-    name: str,
-    etag: int | None = EtagOption,
-    config: str | None = ConfigOption,
-    submit_run: bool = SubmitOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Delete a replica and its schedule (the data on both sides stays)."""
-    etag = etag if etag is not None else current_etag("replica", name, config)
-    launch(replica_delete, {"name": name, "etag": etag, "config": config}, submit_run, as_json)
-
-
 @replica_app.command("list")
 def replica_list_cmd(
     space: str | None = typer.Option(None, help="Only this space's replicas."),
@@ -208,14 +167,6 @@ def replica_list_cmd(
     rows = list_kind("replica", config, space)
     columns = ["space", "provider", "direction", "schedule", "last_run", "message"]
     show_resources(rows, as_json, columns)
-
-
-@replica_app.command("show")
-def replica_show_cmd(
-    name: str, config: str | None = ConfigOption, as_json: bool = JsonOption
-) -> None:
-    """Show one replica (its last sync is in state.last)."""
-    show_one(lookup("replica", name, config), as_json)
 
 
 @replica_app.command("sync")
@@ -289,34 +240,6 @@ def profile_create_cmd(
     launch(profile_create, {"spec": s, "config": config}, submit_run, as_json)
 
 
-@profile_app.command("delete")
-def profile_delete_cmd(
-    name: str,
-    etag: int | None = EtagOption,
-    config: str | None = ConfigOption,
-    submit_run: bool = SubmitOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Delete a profile and its schedule (the pools and their files stay)."""
-    etag = etag if etag is not None else current_etag("profile", name, config)
-    launch(profile_delete, {"name": name, "etag": etag, "config": config}, submit_run, as_json)
-
-
-@profile_app.command("list")
-def profile_list_cmd(config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
-    """List profiles."""
-    rows = list_kind("profile", config)
-    show_resources(rows, as_json, ["pools", "schedule", "last_run", "message"])
-
-
-@profile_app.command("show")
-def profile_show_cmd(
-    name: str, config: str | None = ConfigOption, as_json: bool = JsonOption
-) -> None:
-    """Show one profile (its last pass is in state.last)."""
-    show_one(lookup("profile", name, config), as_json)
-
-
 @profile_app.command("tier")
 def profile_tier_cmd(
     name: str,
@@ -327,3 +250,29 @@ def profile_tier_cmd(
     """Run one tiering pass now: each rule moves its files one pool down."""
     lookup("profile", name, config)  # a missing profile is bad input (exit 2), not a run
     run_now(profile_tier, name, config, submit_run, as_json)
+
+
+add_delete_verb(
+    provider_app, "provider", provider_delete, "Delete a provider (refused while replicas use it)."
+)
+add_list_verb(
+    provider_app, "provider", ["protocol", "directory", "block", "message"], "List providers."
+)
+add_show_verb(provider_app, "provider", "Show one provider.")
+add_delete_verb(
+    replica_app,
+    "replica",
+    replica_delete,
+    "Delete a replica and its schedule (the data on both sides stays).",
+)
+add_show_verb(replica_app, "replica", "Show one replica (its last sync is in state.last).")
+add_delete_verb(
+    profile_app,
+    "profile",
+    profile_delete,
+    "Delete a profile and its schedule (the pools and their files stay).",
+)
+add_list_verb(
+    profile_app, "profile", ["pools", "schedule", "last_run", "message"], "List profiles."
+)
+add_show_verb(profile_app, "profile", "Show one profile (its last pass is in state.last).")

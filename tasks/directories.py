@@ -1,8 +1,13 @@
 """Pieces shared by the kinds whose resource is a directory tree."""
 
+import os
 from abc import abstractmethod
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
+from models import repository
+from models.errors import NotFound, Refused
 from models.schemas import ResourceView
 from models.status import Status
 from tasks import fstools
@@ -27,6 +32,38 @@ class DirectoryBuilder(ResourceOperation):
         if self._made is not None:
             fstools.remove_tree(self._made)
             self._made = None
+
+
+class DirectoryUpdater(ResourceOperation):
+    """Update a directory resource; a rename is checked up front and undone on rollback."""
+
+    _renamed: tuple[Path, Path] | None = None
+
+    def check_rename(self, session: Session, new_name: str, target: Path) -> None:
+        """Refuse a new name taken in the database or on disk."""
+        try:
+            repository.find(session, self.kind, new_name)
+        except NotFound:
+            pass
+        else:
+            raise Refused(f"{self.kind} {new_name!r} already exists")
+        if os.path.lexists(target):
+            raise Refused(f"{target} already exists on disk")
+
+    def rename_tree(self, path: Path, target: Path, new_name: str) -> Path:
+        # Checked again here: os.rename would silently replace an empty directory.
+        if os.path.lexists(target):
+            raise FileExistsError(f"{target} already exists")
+        path.rename(target)
+        self._renamed = (path, target)
+        self.new_name = new_name
+        return target
+
+    def rollback(self, resource: ResourceView) -> None:
+        if self._renamed is not None:
+            original, renamed = self._renamed
+            renamed.rename(original)
+            self._renamed = None
 
 
 class DirectoryDeleter(ResourceOperation):

@@ -10,13 +10,12 @@ from sqlalchemy.orm import Session
 
 from blocks.config import StoreflowConfig
 from models import repository
-from models.errors import NotFound, Refused
+from models.errors import Refused
 from models.names import format_size
 from models.schemas import ResourceView, SpaceSpec, SpaceUpdate
 from models.status import Action, Status
 from tasks import fstools
-from tasks.directories import DirectoryBuilder, DirectoryDeleter
-from tasks.lifecycle import ResourceOperation
+from tasks.directories import DirectoryBuilder, DirectoryDeleter, DirectoryUpdater
 
 KIND = "space"
 
@@ -98,7 +97,7 @@ class SpaceBuilder(DirectoryBuilder):
         return Status.ACTIVE
 
 
-class SpaceUpdater(ResourceOperation):
+class SpaceUpdater(DirectoryUpdater):
     """Rename, resize (quota) or uninstall the template of a space."""
 
     kind = KIND
@@ -109,7 +108,6 @@ class SpaceUpdater(ResourceOperation):
     ) -> None:
         super().__init__(config, name, etag)
         self.changes = changes
-        self._renamed: tuple[Path, Path] | None = None
         self._uninstalled: list[str] = []
 
     def parameters(self) -> dict[str, Any]:
@@ -125,14 +123,7 @@ class SpaceUpdater(ResourceOperation):
             if users:
                 names = ", ".join(f"{c.kind} {c.name}" for c in users)
                 raise Refused(f"space {resource.name!r} is in use by {names}; cannot rename it")
-            try:
-                repository.find(session, KIND, changes.rename)
-            except NotFound:
-                pass
-            else:
-                raise Refused(f"space {changes.rename!r} already exists")
-            if space_path(self.config, changes.rename).exists():
-                raise Refused(f"{space_path(self.config, changes.rename)} already exists on disk")
+            self.check_rename(session, changes.rename, space_path(self.config, changes.rename))
         if changes.quota:
             used = fstools.usage(space_path(self.config, resource.name)).bytes
             check_quota(changes.quota, used, f"space {resource.name!r} (in use)")
@@ -151,23 +142,16 @@ class SpaceUpdater(ResourceOperation):
             spec["template"] = template = template_id = None
         if self.changes.quota is not None:
             spec["quota"] = self.changes.quota
-        if self.changes.rename and self.changes.rename != resource.name:
-            target = space_path(self.config, self.changes.rename)
-            if target.exists():
-                raise FileExistsError(f"{target} already exists")
-            path.rename(target)
-            self._renamed = (path, target)
-            path = target
-            spec["name"] = self.new_name = self.changes.rename
+        rename = self.changes.rename
+        if rename and rename != resource.name:
+            path = self.rename_tree(path, space_path(self.config, rename), rename)
+            spec["name"] = rename
         self.new_spec = spec
         self.new_state = observed_state(path, template, template_id)
         return Status.ACTIVE
 
     def rollback(self, resource: ResourceView) -> None:
-        if self._renamed is not None:
-            original, renamed = self._renamed
-            renamed.rename(original)
-            self._renamed = None
+        super().rollback(resource)
         if self._uninstalled:
             store = self.config.storage.templates_dir
             template = store / resource.state["template"]

@@ -12,13 +12,12 @@ from sqlalchemy.orm import Session
 
 from blocks.config import StoreflowConfig
 from models import repository
-from models.errors import NotFound, Refused, StoreflowError
+from models.errors import Refused, StoreflowError
 from models.names import format_size
 from models.schemas import ResourceView, TemplateSpec, TemplateUpdate
 from models.status import Action, Status
 from tasks import fstools
-from tasks.directories import DirectoryBuilder, DirectoryDeleter
-from tasks.lifecycle import ResourceOperation
+from tasks.directories import DirectoryBuilder, DirectoryDeleter, DirectoryUpdater
 
 KIND = "template"
 
@@ -98,7 +97,7 @@ class TemplateBuilder(DirectoryBuilder):
         return Status.ACTIVE
 
 
-class TemplateUpdater(ResourceOperation):
+class TemplateUpdater(DirectoryUpdater):
     """Rename within the store, or replace the tree from another directory."""
 
     kind = KIND
@@ -109,7 +108,6 @@ class TemplateUpdater(ResourceOperation):
     ) -> None:
         super().__init__(config, name, etag)
         self.changes = changes
-        self._renamed: tuple[Path, Path] | None = None
         self._replaced: tuple[Path, Path] | None = None  # (live path, old tree moved aside)
 
     def parameters(self) -> dict[str, Any]:
@@ -120,14 +118,7 @@ class TemplateUpdater(ResourceOperation):
             check_source(self.config, self.changes.source, "template.source")
         rename = self.changes.rename
         if rename and rename != self.name:
-            try:
-                repository.find(session, KIND, rename)
-            except NotFound:
-                pass
-            else:
-                raise Refused(f"template {rename!r} already exists")
-            if template_path(self.config, rename).exists():
-                raise fstools.MoveNotAllowed(f"{template_path(self.config, rename)} already exists")
+            self.check_rename(session, rename, template_path(self.config, rename))
 
     def perform(self, resource: ResourceView) -> Status:
         path = template_path(self.config, resource.name)
@@ -138,20 +129,16 @@ class TemplateUpdater(ResourceOperation):
             self._replaced = (path, aside)
             state.update(copy_into_store(self.config, self.changes.source, path))
             spec["source"] = str(self.changes.source)
-        if self.changes.rename and self.changes.rename != resource.name:
-            target = template_path(self.config, self.changes.rename)
-            path.rename(target)
-            self._renamed = (path, target)
-            state["path"] = str(target)
-            spec["name"] = self.new_name = self.changes.rename
+        rename = self.changes.rename
+        if rename and rename != resource.name:
+            path = self.rename_tree(path, template_path(self.config, rename), rename)
+            state["path"] = str(path)
+            spec["name"] = rename
         self.new_spec, self.new_state = spec, state
         return Status.ACTIVE
 
     def rollback(self, resource: ResourceView) -> None:
-        if self._renamed is not None:
-            original, renamed = self._renamed
-            renamed.rename(original)
-            self._renamed = None
+        super().rollback(resource)
         if self._replaced is not None:
             live, aside = self._replaced
             fstools.remove_tree(live)

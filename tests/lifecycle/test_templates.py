@@ -148,3 +148,24 @@ def test_delete_of_installed_template_errors_but_it_stays_usable(
     state = run(template_delete, name="starter", etag=read(config, "template", "starter").etag)
     assert state.name == "Deleted"
     assert not (config.storage.templates_dir / "starter").exists()
+
+
+def test_rename_onto_an_existing_name_is_refused_untouched(
+    config: StoreflowConfig, sample_tree: Path
+) -> None:
+    run(template_create, spec=TemplateSpec(name="a", source=sample_tree))
+    run(template_create, spec=TemplateSpec(name="b", source=sample_tree))
+    (config.storage.templates_dir / "stray").mkdir()  # on disk only, empty
+    template = read(config, "template", "a")
+
+    for target, reason in (
+        ("b", "template 'b' already exists"),
+        ("stray", "already exists on disk"),
+    ):
+        state = run(
+            template_update, name="a", etag=template.etag, changes=TemplateUpdate(rename=target)
+        )
+        assert state.name == "Refused" and reason in str(state.message)
+    assert read(config, "template", "a") == template
+    assert tree(config.storage.templates_dir / "a") == tree(sample_tree)
+    assert not any((config.storage.templates_dir / "stray").iterdir())

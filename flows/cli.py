@@ -41,6 +41,7 @@ from flows.snapshots import snapshot_create, snapshot_delete
 from flows.spaces import space_create, space_delete, space_update
 from flows.templates import template_create, template_delete, template_update
 from flows.transfer_cli import transfer_app
+from flows.warm.cli import warm_app
 from models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
 from models.schemas import (
     SnapshotSpec,
@@ -71,6 +72,7 @@ app.add_typer(exposer_app, name="exposer")
 app.add_typer(provider_app, name="provider")
 app.add_typer(replica_app, name="replica")
 app.add_typer(profile_app, name="profile")
+app.add_typer(warm_app, name="warm")
 
 # -- spaces -------------------------------------------------------------------------
 
@@ -243,7 +245,7 @@ def reconcile_cmd(
         table = Table("kind", "name", "change", "detail", title=f"reconcile: {outcome.state_name}")
         for change in changes:
             table.add_row(change["kind"], change["name"], change["change"], change["detail"])
-        out.print(table)
+        out().print(table)
     if not outcome.ok:
         raise typer.Exit(1)
 
@@ -278,7 +280,7 @@ def demo_cmd(as_json: bool = JsonOption) -> None:
     from flows.demo import print_demo, run_demo
 
     rows = run_demo()
-    print_demo(rows, as_json, out)
+    print_demo(rows, as_json, out())
     if not all(r.expected for r in rows):
         raise typer.Exit(1)
 

@@ -6,6 +6,7 @@ a sub-app can use these helpers at import time without importing flows/cli.py.
 """
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -22,8 +23,27 @@ from models.errors import StoreflowError
 from models.names import format_size
 from models.schemas import ResourceView, parse_spec
 
-out = Console()
-err = Console(stderr=True)
+_consoles: dict[tuple[int, bool], Console] = {}
+
+
+def _console(stderr: bool) -> Console:
+    # Made on first use in each process: a warm runner's child must see its client's
+    # terminal (colour, width), not the log file the runner started with.
+    key = (os.getpid(), stderr)
+    if key not in _consoles:
+        _consoles[key] = Console(stderr=stderr)
+    return _consoles[key]
+
+
+def out() -> Console:
+    """The console for results (stdout)."""
+    return _console(stderr=False)
+
+
+def err() -> Console:
+    """The console for errors and progress (stderr)."""
+    return _console(stderr=True)
+
 
 JsonOption = typer.Option(False, "--json", help="Print one JSON object.")
 SubmitOption = typer.Option(
@@ -38,7 +58,7 @@ EtagOption = typer.Option(
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err().print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -55,9 +75,9 @@ def report(outcome: RunOutcome, as_json: bool) -> None:
     elif outcome.ok:
         etag = outcome.result.get("etag") if isinstance(outcome.result, dict) else None
         suffix = f" (etag {etag})" if etag is not None else ""
-        out.print(f"{outcome.flow_run_name or ''}: [green]{outcome.state_name}[/green]{suffix}")
+        out().print(f"{outcome.flow_run_name or ''}: [green]{outcome.state_name}[/green]{suffix}")
     else:
-        err.print(
+        err().print(
             f"{outcome.flow_run_name or ''}: [red]{outcome.state_name}[/red]: {outcome.message}",
             soft_wrap=True,  # one line, however long the reason
         )
@@ -112,7 +132,7 @@ def show_resources(rows: list[ResourceView], as_json: bool, columns: list[str]) 
     table = Table("name", "status", "etag", *columns)
     for row in rows:
         table.add_row(row.name, row.status.value, str(row.etag), *cells(row, columns))
-    out.print(table)
+    out().print(table)
 
 
 def cells(row: ResourceView, columns: list[str]) -> list[str]:
@@ -156,7 +176,7 @@ def show_one(row: ResourceView, as_json: bool) -> None:
     if as_json:
         print(row.model_dump_json())
     else:
-        out.print_json(row.model_dump_json())
+        out().print_json(row.model_dump_json())
 
 
 def add_show_verb(app: typer.Typer, kind: str, help: str) -> None:

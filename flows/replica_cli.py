@@ -88,7 +88,7 @@ def run_now(
         report(outcome, False)  # the reason on stderr, exit 1
     head, _, detail = (outcome.message or "").partition(": ")
     run_name = outcome.flow_run_name or head
-    out.print(
+    out().print(
         f"{run_name}: [green]{outcome.state_name}[/green]: {detail}",
         highlight=False,
         soft_wrap=True,

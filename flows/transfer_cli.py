@@ -11,7 +11,6 @@ from typing import Any, NoReturn
 
 import typer
 import yaml
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -22,6 +21,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from flows.cli_common import err, out
 from flows.runner import RunOutcome, run_here, submit
 from flows.transfers import transfer
 from models.errors import StoreflowError
@@ -35,8 +35,6 @@ transfer_app = typer.Typer(
     help="Open Task Framework transfers (local, SMB, NFS) with callbacks.",
     no_args_is_help=True,
 )
-out = Console()
-err = Console(stderr=True)
 
 
 @transfer_app.callback()
@@ -49,7 +47,7 @@ def one_line(text: str | None) -> str:
 
 
 def fail(message: str, code: int) -> NoReturn:
-    err.print(f"[red]error:[/red] {one_line(message)}", highlight=False, soft_wrap=True)
+    err().print(f"[red]error:[/red] {one_line(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -63,7 +61,7 @@ def raw_definition(path: Path) -> dict[str, Any]:
 
 def run_with_bar(parameters: dict[str, Any], show_bar: bool) -> RunOutcome:
     # A bar only makes sense on a terminal; in a pipe it would add stray lines.
-    if not (show_bar and err.is_terminal):
+    if not (show_bar and err().is_terminal):
         return run_here(transfer, **parameters)
     bar = Progress(
         TextColumn("{task.description}"),
@@ -72,7 +70,7 @@ def run_with_bar(parameters: dict[str, Any], show_bar: bool) -> RunOutcome:
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=err(),
         transient=True,
     )
     task = bar.add_task("starting", total=None)
@@ -93,7 +91,7 @@ def report(outcome: RunOutcome, as_json: bool) -> None:
     if as_json:
         print(json.dumps(outcome.as_dict(), default=str))
     elif outcome.ok:
-        out.print(
+        out().print(
             f"{outcome.flow_run_name or 'transfer'}: [green]{outcome.state_name}[/green]"
             f" {one_line(outcome.message).removeprefix(f'{outcome.flow_run_name}: ')}",
             highlight=False,
@@ -101,7 +99,7 @@ def report(outcome: RunOutcome, as_json: bool) -> None:
         )
     else:
         # The state message already starts with the run name: "transfer/x: cause".
-        err.print(
+        err().print(
             f"[red]{outcome.state_name}:[/red] {one_line(outcome.message)}",
             highlight=False,
             soft_wrap=True,

@@ -1,0 +1,129 @@
+"""Hand one `storeflow` command to the warm runner, if one can take it.
+
+Standard library only: this runs before Prefect is imported, and when a warm runner
+takes the command, Prefect is never imported here at all.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from types import FrameType
+
+from flows.warm import wire
+
+#: Commands that manage the warm runner itself always run here.
+LOCAL_COMMANDS = ("warm",)
+CONNECT_TIMEOUT = 5.0
+#: Forking a child and answering takes milliseconds; a runner silent this long is stuck.
+REPLY_TIMEOUT = 30.0
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+class WarmUnavailable(Exception):
+    """No warm runner can take this command (with STOREFLOW_WARM=require: an error)."""
+
+
+def request(argv: list[str], env: dict[str, str], cwd: Path) -> dict[str, object]:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return {
+        "op": "run",
+        "protocol": wire.PROTOCOL,
+        "argv": argv,
+        "cwd": str(cwd),
+        "env": env,
+        "umask": umask,
+        "settings": wire.settings_fingerprint(env, cwd),
+        "code": wire.code_fingerprint(),
+    }
+
+
+def connect(env: dict[str, str]) -> socket.socket:
+    try:
+        wire.ensure_private_dir(wire.runtime_dir(env), create=False)
+    except FileNotFoundError:
+        raise WarmUnavailable("no warm runner is running (storeflow warm start)") from None
+    except wire.UnsafeRuntimeDir as exc:
+        raise WarmUnavailable(f"not using the warm runner: {exc}") from None
+    path, _pid = wire.runner_paths(env)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(CONNECT_TIMEOUT)
+    try:
+        sock.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        raise WarmUnavailable("no warm runner is running (storeflow warm start)") from None
+    except OSError as exc:
+        sock.close()
+        raise WarmUnavailable(f"cannot reach the warm runner at {path}: {exc}") from None
+    return sock
+
+
+def hand_over(argv: list[str]) -> int | None:
+    """Run `argv` in the warm runner and return its exit status; None when it should
+    run in this process instead (no runner, a runner for other settings or code, or
+    STOREFLOW_WARM=off)."""
+    env = dict(os.environ)
+    try:
+        chosen = wire.mode(env)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if chosen == "off" or (argv and argv[0] in LOCAL_COMMANDS):
+        return None
+    try:
+        return _run_remote(argv, env)
+    except WarmUnavailable as exc:
+        if chosen == "require":
+            print(f"error: {wire.MODE_ENV}=require: {exc}", file=sys.stderr)
+            return 2
+        return None
+
+
+def _run_remote(argv: list[str], env: dict[str, str]) -> int:
+    sock = connect(env)
+    with sock:
+        reader = wire.Reader(sock)
+        try:
+            wire.send(sock, request(argv, env, Path.cwd()), fds=[0, 1, 2])
+            sock.settimeout(REPLY_TIMEOUT)
+            reply, _ = reader.receive()
+        except (OSError, wire.WireError) as exc:
+            raise WarmUnavailable(f"the warm runner did not answer: {exc}") from None
+        if reply is None:
+            raise WarmUnavailable("the warm runner closed the connection")
+        if not reply.get("ok"):
+            raise WarmUnavailable(str(reply.get("reason", "refused")))
+        child = int(str(reply["pid"]))
+        return _wait_for_exit(sock, reader, child)
+
+
+def _wait_for_exit(sock: socket.socket, reader: wire.Reader, child: int) -> int:
+    """Relay signals to the child's process group until its exit status arrives.
+
+    No timeout here on purpose: the command runs as long as it runs (a transfer can take
+    hours), exactly as it would in this process; the child reports its status and so
+    does the runner when it reaps it, so a dead child or a dead runner both end this."""
+
+    def relay(signum: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child, signum)
+
+    previous = {sig: signal.signal(sig, relay) for sig in FORWARDED}
+    try:
+        sock.settimeout(None)
+        try:
+            message, _ = reader.receive()
+        except (OSError, wire.WireError) as exc:
+            print(f"error: lost the warm runner: {exc}", file=sys.stderr)
+            return 1
+        if message is None or "exit" not in message:
+            print("error: the warm runner went away before the command ended", file=sys.stderr)
+            return 1
+        return int(str(message["exit"]))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

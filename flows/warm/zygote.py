@@ -1,0 +1,528 @@
+"""The warm runner process: import everything once, then fork a child per command.
+
+Run as `python -m flows.warm.zygote` (`storeflow warm start` does that). The parent
+never starts a thread, opens a database or talks to Prefect: it only imports, so a
+fork is safe. Its loop is single-threaded (a selector over the listening socket, the
+clients' connections and a signal wake-up pipe). Each child takes the client's
+stdin/stdout/stderr, working directory, umask and environment, runs the command
+exactly as `storeflow` would, reports its exit status, and exits like any process.
+"""
+
+import argparse
+import contextlib
+import importlib
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flows.warm import wire
+
+LISTEN_BACKLOG = 64
+#: A client that connects and then says nothing is dropped after this long.
+REQUEST_TIMEOUT = 5.0
+_PEERCRED = struct.Struct("3i")
+
+
+def log(message: str) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    print(f"{stamp} storeflow-warm[{os.getpid()}] {message}", file=sys.stderr, flush=True)
+
+
+def command_words(argv: list[str]) -> str:
+    """The verb, for the log: never option values, which can hold secrets."""
+    words = [a for a in argv if not a.startswith("-")][:2]
+    return " ".join(words) or "(no command)"
+
+
+#: Built-in transfer protocols, resolved (entry points read, modules loaded) once.
+PROTOCOLS = ("local", "smb", "nfs")
+#: Modules Prefect, SQLAlchemy and friends import lazily during a process's first flow
+#: run (found by diffing sys.modules around one): about a second, paid once here
+#: instead of in every child. A name missing from a later release is skipped.
+FIRST_RUN_MODULES = (
+    "prefect.engine",
+    "prefect.flow_engine",
+    "prefect.task_engine",
+    "prefect.utilities.visualization",
+    "prefect._internal.attempt_control",
+    "prefect._internal.control_listener",
+    "prefect._internal.metrics",
+    "prefect.concurrency.context",
+    "prefect.concurrency.v1.context",
+    "fastapi.encoders",
+    "anyio._backends._asyncio",
+    "anyio.streams.memory",
+    "anyio.streams.stapled",
+    "anyio.streams.tls",
+    "opentelemetry._logs",
+    "opentelemetry.metrics",
+    "sqlite3",
+    "sqlalchemy.dialects.sqlite",
+    "sqlalchemy.dialects.postgresql",
+    "pydantic.color",
+    "http.cookies",
+    "encodings.idna",
+)
+
+
+def warm_up() -> list[str]:
+    """Import what any command can need; read files, open nothing. Returns the
+    modules that could not be imported."""
+    import flows.cli  # noqa: F401  every verb, flow, task, block and model
+    from tasks.transfer.registry import handler_class
+
+    for name in PROTOCOLS:
+        handler_class(name)
+    missing = []
+    for module in FIRST_RUN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    return missing
+
+
+def assert_forkable() -> None:
+    threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if threads:
+        raise RuntimeError(
+            f"the warm-up started threads ({', '.join(threads)}); forking would be unsafe"
+        )
+
+
+# -- the child ------------------------------------------------------------------------------
+
+
+class BecomeChild(BaseException):
+    """Raised in a freshly forked child to leave the server's loop and its stack."""
+
+    def __init__(self, conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None:
+        super().__init__("forked")
+        self.conn, self.fds, self.request = conn, fds, request
+
+
+def exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def run_command(argv: list[str]) -> int:
+    from flows.cli import app
+
+    try:
+        app(args=argv, prog_name="storeflow")
+    except SystemExit as exc:
+        return exit_status(exc.code)
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    return 0
+
+
+def default_signals() -> None:
+    """A command handles signals as the plain CLI does (Ctrl-C: KeyboardInterrupt)."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def become_client(child: BecomeChild) -> None:
+    """Take over the client's terminal, directory, umask and environment."""
+    # Its own process group: the client relays Ctrl-C to the command and everything it
+    # started, as a terminal would.
+    os.setpgid(0, 0)
+    for target, fd in enumerate(child.fds):
+        os.dup2(fd, target)
+    for fd in child.fds:
+        if fd > 2:
+            os.close(fd)
+    request = child.request
+    os.umask(int(request["umask"]))
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})
+    sys.argv = ["storeflow", *request["argv"]]
+    os.chdir(str(request["cwd"]))
+
+
+class ClientWatch:
+    """A client that dies mid-command interrupts it, like a terminal that goes away."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.done = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._wait, name="storeflow-warm-client", daemon=True).start()
+
+    def _wait(self) -> None:
+        # The runner shares this socket and sets it non-blocking for its selector, so
+        # wait in timeout mode (poll, then read), which works either way.
+        self.conn.settimeout(60)
+        while True:
+            try:
+                if not self.conn.recv(4096):
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        if not self.done.is_set():
+            os.killpg(0, signal.SIGINT)
+
+
+def run_child(child: BecomeChild) -> int:
+    """The forked child's whole life after the loop: returns the exit status."""
+    code = 1
+    watch = ClientWatch(child.conn)
+    runner_log = os.dup(2)
+    try:
+        become_client(child)
+        watch.start()
+        code = run_command(list(child.request["argv"]))
+    except KeyboardInterrupt:
+        code = 128 + signal.SIGINT
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        watch.done.set()
+        release_client(runner_log)
+        with contextlib.suppress(OSError):
+            wire.send(child.conn, {"exit": code})
+    return code
+
+
+def release_client(runner_log: int) -> None:
+    """Give the client its terminal back before the exit status goes: what the process
+    does on its way out (Prefect draining logs and events to the server) must not print
+    after the client's shell prompt, so it goes to the runner's log instead."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(runner_log, 1)
+    os.dup2(runner_log, 2)
+    os.close(devnull)
+    os.close(runner_log)
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    conn: socket.socket
+    words: str
+    started: float = field(default_factory=time.monotonic)
+
+
+class Zygote:
+    """The single-threaded loop: accept, fork, reap, relay exit statuses, go idle."""
+
+    def __init__(self, socket_path: Path, pid_path: Path, idle_timeout: float) -> None:
+        self.socket_path = socket_path
+        self.pid_path = pid_path
+        self.idle_timeout = idle_timeout
+        self.owner = os.getpid()
+        self.settings = wire.settings_fingerprint(dict(os.environ), Path.cwd())
+        self.code = wire.code_fingerprint()
+        self.children: dict[int, Running] = {}
+        self.accepting = True
+        self.served = 0
+        self.started = time.time()
+        self.last_activity = time.monotonic()
+        self.stop_reason = ""
+        self.selector: selectors.BaseSelector = selectors.DefaultSelector()
+        self.listener: socket.socket | None = None
+
+    # -- lifecycle --
+
+    def serve(self) -> None:
+        wake_r, wake_w = socket.socketpair()
+        for end in (wake_r, wake_w):
+            end.setblocking(False)
+        try:
+            with self.selector, wake_r, wake_w, self._listen() as listener:
+                self.listener = listener
+                self._install_signals(wake_w)
+                self.selector.register(listener, selectors.EVENT_READ, "accept")
+                self.selector.register(wake_r, selectors.EVENT_READ, "signal")
+                log(f"ready on {self.socket_path} (idle timeout {self.idle_timeout:g}s)")
+                while self.accepting or self.children:
+                    for key, _ in self.selector.select(timeout=self._select_timeout()):
+                        self._dispatch(key)
+                    if self._idle():
+                        self.stop("idle")
+        finally:
+            if os.getpid() == self.owner:
+                self._remove_files()
+                log(f"stopped ({self.stop_reason or 'error'}), served {self.served} commands")
+
+    def stop(self, reason: str) -> None:
+        """Take no new commands (the socket goes at once); exit when the running ones end."""
+        if not self.accepting:
+            return
+        self.accepting = False
+        self.stop_reason = reason
+        if self.listener is not None:
+            self.selector.unregister(self.listener)
+        self._unlink_socket()
+        log(f"stopping ({reason}); {len(self.children)} commands still running")
+
+    def _listen(self) -> socket.socket:
+        wire.ensure_private_dir(self.socket_path.parent, create=True)
+        if self.socket_path.exists():
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            probe.settimeout(2)
+            try:
+                probe.connect(str(self.socket_path))
+            except OSError:
+                self.socket_path.unlink()  # left behind by a runner that died
+            else:
+                raise RuntimeError(f"a warm runner already listens on {self.socket_path}")
+            finally:
+                probe.close()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # the socket is born 0600
+        try:
+            listener.bind(str(self.socket_path))
+        finally:
+            os.umask(old)
+        listener.listen(LISTEN_BACKLOG)
+        listener.setblocking(False)
+        scratch = self.pid_path.with_suffix(".tmp")
+        scratch.write_text(f"{os.getpid()}\n")
+        scratch.replace(self.pid_path)
+        return listener
+
+    def _remove_files(self) -> None:
+        try:
+            if self.pid_path.read_text().strip() == str(self.owner):
+                self.pid_path.unlink()
+        except OSError:
+            pass
+        if self.accepting:  # after stop() the path may already be a newer runner's
+            self._unlink_socket()
+
+    def _unlink_socket(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+    def _install_signals(self, wake_w: socket.socket) -> None:
+        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        self.pending_signal = ""
+
+        def on_stop(signum: int, _frame: object) -> None:
+            self.pending_signal = signal.Signals(signum).name
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, on_stop)
+        # A handler, even one that does nothing, makes SIGCHLD wake the loop.
+        signal.signal(signal.SIGCHLD, lambda _s, _f: None)
+
+    def _select_timeout(self) -> float:
+        if not self.accepting or self.children or self.idle_timeout <= 0:
+            return 60.0
+        left = self.idle_timeout - (time.monotonic() - self.last_activity)
+        return max(0.05, min(60.0, left))
+
+    def _idle(self) -> bool:
+        return (
+            self.accepting
+            and self.idle_timeout > 0
+            and not self.children
+            and time.monotonic() - self.last_activity >= self.idle_timeout
+        )
+
+    # -- events --
+
+    def _dispatch(self, key: selectors.SelectorKey) -> None:
+        if key.data == "signal":
+            _drain(key.fileobj)
+            if self.pending_signal:
+                self.stop(f"signal {self.pending_signal}")
+            self._reap()
+        elif key.data == "accept":
+            self._accept()
+        else:  # a client's connection: readable only when the client went away
+            conn = key.fileobj
+            assert isinstance(conn, socket.socket)
+            try:
+                gone = not conn.recv(4096)
+            except OSError:
+                gone = True
+            if gone:
+                self.selector.unregister(conn)
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        self.last_activity = time.monotonic()
+        conn.settimeout(REQUEST_TIMEOUT)
+        pid, uid, _gid = _PEERCRED.unpack(
+            conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        )
+        if uid != os.getuid():
+            log(f"refused a connection from pid {pid}: uid {uid}, not {os.getuid()}")
+            conn.close()
+            return
+        try:
+            request, fds = wire.Reader(conn).receive(with_fds=3)
+        except (OSError, wire.WireError, ValueError) as exc:
+            log(f"dropped a request from pid {pid}: {exc}")
+            conn.close()
+            return
+        try:
+            if request is None:
+                conn.close()
+            else:
+                self._handle(conn, fds, request)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _handle(self, conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None:
+        op = request.get("op")
+        if op == "status":
+            _reply(conn, self.status(), close=True)
+        elif op == "stop":
+            _reply(conn, {"ok": True, "pid": self.owner, "running": len(self.children)}, True)
+            self.stop("asked to stop")
+        elif op == "run":
+            refusal = self._refusal(request, fds)
+            if refusal:
+                _reply(conn, {"ok": False, "reason": refusal}, close=True)
+            else:
+                self._fork(conn, fds, request)
+        else:
+            _reply(conn, {"ok": False, "reason": f"unknown op {op!r}"}, close=True)
+
+    def _refusal(self, request: dict[str, Any], fds: list[int]) -> str:
+        if request.get("protocol") != wire.PROTOCOL:
+            return f"protocol {request.get('protocol')!r} (this runner speaks {wire.PROTOCOL})"
+        if len(fds) != 3:
+            return f"expected stdin, stdout and stderr, got {len(fds)} descriptors"
+        argv, env = request.get("argv"), request.get("env")
+        if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
+            return "argv must be a list of strings"
+        if not (isinstance(env, dict) and all(isinstance(v, str) for v in env.values())):
+            return "env must map names to strings"
+        if not isinstance(request.get("cwd"), str) or not isinstance(request.get("umask"), int):
+            return "a run request needs cwd (a string) and umask (an integer)"
+        if request.get("code") != self.code:
+            self.stop("stale: storeflow's code or packages changed since it started")
+            return "the warm runner runs an older copy of storeflow's code; it is stopping"
+        if request.get("settings") != self.settings:
+            return (
+                "the warm runner was started with other Prefect/storeflow settings "
+                "(environment, profile or settings files)"
+            )
+        return ""
+
+    def _fork(self, conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # or the child would print our buffered lines again
+        pid = os.fork()
+        if pid == 0:
+            default_signals()
+            for running in self.children.values():
+                running.conn.close()  # other clients' connections are not the child's
+            kept = list(fds)
+            fds.clear()  # the caller's finally must not close the child's copies
+            raise BecomeChild(conn, kept, request)
+        self.served += 1
+        words = command_words(request["argv"])
+        self.children[pid] = Running(conn, words)
+        _reply(conn, {"ok": True, "pid": pid}, close=False)
+        self.selector.register(conn, selectors.EVENT_READ, pid)
+        log(f"pid {pid}: {words}")
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            running = self.children.pop(pid, None)
+            if running is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            code = 128 - code if code < 0 else code  # killed by a signal: shell convention
+            with contextlib.suppress(KeyError, ValueError):  # the client had gone already
+                self.selector.unregister(running.conn)
+            _reply(running.conn, {"exit": code}, close=True)
+            self.last_activity = time.monotonic()
+            seconds = time.monotonic() - running.started
+            log(f"pid {pid}: {running.words} exited {code} after {seconds:.2f}s")
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "pid": self.owner,
+            "started": self.started,
+            "served": self.served,
+            "running": len(self.children),
+            "idle_timeout": self.idle_timeout,
+            "socket": str(self.socket_path),
+            "settings": self.settings,
+            "code": self.code,
+        }
+
+
+def _reply(conn: socket.socket, message: dict[str, Any], close: bool) -> None:
+    # A client that went away: its command (if any) still runs to its end.
+    with contextlib.suppress(OSError):
+        wire.send(conn, message)
+    if close:
+        conn.close()
+
+
+def _drain(wake: Any) -> None:
+    try:
+        while wake.recv(4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m flows.warm.zygote", description=__doc__)
+    parser.add_argument(
+        "--idle-timeout", type=float, default=3600, help="exit after this long idle; 0: never"
+    )
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    socket_path, pid_path = wire.runner_paths(env)
+    started = time.monotonic()
+    missing = warm_up()
+    assert_forkable()
+    zygote = Zygote(socket_path, pid_path, args.idle_timeout)
+    log(f"warmed up in {time.monotonic() - started:.2f}s")
+    if missing:
+        log(f"not pre-imported (not installed): {', '.join(missing)}")
+    try:
+        zygote.serve()
+    except BecomeChild as child:
+        sys.exit(run_child(child))
+
+
+if __name__ == "__main__":
+    main()

@@ -41,14 +41,14 @@ def ask(op: str) -> dict[str, Any] | None:
 
 
 def fits(status: dict[str, Any]) -> bool:
+    """Would this shell's commands be served by that runner (same settings and code)?"""
     env = dict(os.environ)
-    return status.get("settings") == wire.settings_fingerprint(env, Path.cwd()) and status.get(
-        "code"
-    ) == wire.code_fingerprint(wire.package_roots())
+    settings = wire.settings_fingerprint(env, os.getcwd())
+    return status.get("settings") == settings and status.get("code") == wire.code_fingerprint()
 
 
 def log_path() -> Path:
-    home = wire.storeflow_home(dict(os.environ))
+    home = Path(wire.storeflow_home(dict(os.environ)))
     home.mkdir(parents=True, exist_ok=True)
     return home / "warm.log"
 
@@ -122,7 +122,9 @@ def _stop_and_wait() -> int | None:
         return None
     pid = int(reply["pid"])
     socket_path, _ = wire.runner_paths(dict(os.environ))
-    wait_until(lambda: not socket_path.exists(), STOP_TIMEOUT, "the warm runner kept its socket")
+    wait_until(
+        lambda: not os.path.exists(socket_path), STOP_TIMEOUT, "the warm runner kept its socket"
+    )
     return pid
 
 

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 from types import FrameType
 
 from flows.warm import wire
@@ -26,14 +25,14 @@ class WarmUnavailable(Exception):
     """No warm runner can take this command (with STOREFLOW_WARM=require: an error)."""
 
 
-def request(argv: list[str], env: dict[str, str], cwd: Path) -> dict[str, object]:
+def request(argv: list[str], env: dict[str, str], cwd: str) -> dict[str, object]:
     umask = os.umask(0o022)
     os.umask(umask)
     return {
         "op": "run",
         "protocol": wire.PROTOCOL,
         "argv": argv,
-        "cwd": str(cwd),
+        "cwd": cwd,
         "env": env,
         "umask": umask,
         "settings": wire.settings_fingerprint(env, cwd),
@@ -88,7 +87,7 @@ def _run_remote(argv: list[str], env: dict[str, str]) -> int:
     with sock:
         reader = wire.Reader(sock)
         try:
-            wire.send(sock, request(argv, env, Path.cwd()), fds=[0, 1, 2])
+            wire.send(sock, request(argv, env, os.getcwd()), fds=[0, 1, 2])
             sock.settimeout(REPLY_TIMEOUT)
             reply, _ = reader.receive()
         except (OSError, wire.WireError) as exc:

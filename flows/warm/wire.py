@@ -11,9 +11,6 @@ import socket
 import stat
 import struct
 import sys
-import sysconfig
-import tomllib
-from pathlib import Path
 from typing import Any
 
 #: STOREFLOW_WARM: "auto" (use a running warm runner when it fits, else run here),
@@ -47,30 +44,27 @@ def mode(env: dict[str, str]) -> str:
     return value
 
 
-def storeflow_home(env: dict[str, str]) -> Path:
+# Paths are plain strings here: pathlib alone would add ~10 ms to every command's start.
+
+
+def storeflow_home(env: dict[str, str]) -> str:
     # Same rule as models.settings.storeflow_home, which this module cannot import.
-    raw = env.get("STOREFLOW_HOME") or str(Path.home() / ".storeflow")
-    return Path(raw).expanduser().absolute()
+    raw = env.get("STOREFLOW_HOME") or os.path.join(os.path.expanduser("~"), ".storeflow")
+    return os.path.abspath(os.path.expanduser(raw))
 
 
-def runtime_dir(env: dict[str, str]) -> Path:
+def runtime_dir(env: dict[str, str]) -> str:
     """This user's private directory for sockets: $XDG_RUNTIME_DIR/storeflow or
     /tmp/storeflow-<uid> (short paths: a socket path must fit in 107 bytes)."""
     base = env.get("XDG_RUNTIME_DIR")
-    return Path(base) / "storeflow" if base else Path(f"/tmp/storeflow-{os.getuid()}")
+    return os.path.join(base, "storeflow") if base else f"/tmp/storeflow-{os.getuid()}"
 
 
-def ensure_private_dir(path: Path, create: bool) -> Path:
+def ensure_private_dir(path: str, create: bool) -> str:
     """`path` as a directory only this user can enter; refuse anything else (a directory
     another user made in /tmp could otherwise receive our commands)."""
     if create:
-        try:
-            path.mkdir(mode=0o700, parents=False)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path.mkdir(mode=0o700, exist_ok=True)
+        os.makedirs(path, mode=0o700, exist_ok=True)
     info = os.lstat(path)
     if not stat.S_ISDIR(info.st_mode):
         raise UnsafeRuntimeDir(f"{path}: not a directory")
@@ -81,11 +75,11 @@ def ensure_private_dir(path: Path, create: bool) -> Path:
     return path
 
 
-def runner_paths(env: dict[str, str]) -> tuple[Path, Path]:
+def runner_paths(env: dict[str, str]) -> tuple[str, str]:
     """(socket, pid file) of the warm runner for this environment's storeflow home."""
-    key = hashlib.sha256(str(storeflow_home(env)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(storeflow_home(env).encode()).hexdigest()[:16]
     base = runtime_dir(env)
-    return base / f"warm-{key}.sock", base / f"warm-{key}.pid"
+    return os.path.join(base, f"warm-{key}.sock"), os.path.join(base, f"warm-{key}.pid")
 
 
 # -- fingerprint ----------------------------------------------------------------------------
@@ -95,14 +89,15 @@ def _digest(parts: list[tuple[str, str]]) -> str:
     return hashlib.sha256(json.dumps(sorted(parts)).encode()).hexdigest()[:32]
 
 
-def _file_text(path: Path) -> str:
+def _file_text(path: str) -> str:
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return file.read()
     except OSError:
         return ""
 
 
-def settings_fingerprint(env: dict[str, str], cwd: Path) -> str:
+def settings_fingerprint(env: dict[str, str], cwd: str) -> str:
     """Everything Prefect and storeflow read their settings from before a fork: the
     PREFECT_*/STOREFLOW_* environment, Prefect's profiles file, and the settings files
     Prefect reads from the working directory (.env, prefect.toml, pyproject's
@@ -112,40 +107,43 @@ def settings_fingerprint(env: dict[str, str], cwd: Path) -> str:
         for key, value in env.items()
         if (key.startswith(SETTING_PREFIXES) or key in SETTING_NAMES) and key != MODE_ENV
     ]
-    prefect_home = Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
-    profiles = Path(env.get("PREFECT_PROFILES_PATH") or prefect_home / "profiles.toml")
-    parts.append(("profiles", _file_text(profiles.expanduser())))
-    parts.append(("prefect.toml", _file_text(cwd / "prefect.toml")))
-    dotenv = _file_text(cwd / ".env")
+    prefect_home = env.get("PREFECT_HOME") or os.path.join(os.path.expanduser("~"), ".prefect")
+    profiles = env.get("PREFECT_PROFILES_PATH") or os.path.join(prefect_home, "profiles.toml")
+    parts.append(("profiles", _file_text(os.path.expanduser(profiles))))
+    parts.append(("prefect.toml", _file_text(os.path.join(cwd, "prefect.toml"))))
+    dotenv = _file_text(os.path.join(cwd, ".env"))
     parts.append((".env", "\n".join(ln for ln in dotenv.splitlines() if "PREFECT_" in ln)))
-    parts.append(("pyproject", _tool_prefect(cwd / "pyproject.toml")))
+    parts.append(("pyproject", _tool_prefect(os.path.join(cwd, "pyproject.toml"))))
     return _digest(parts)
 
 
-def _tool_prefect(path: Path) -> str:
+def _tool_prefect(path: str) -> str:
     text = _file_text(path)
     if "prefect" not in text:
         return ""
+    import tomllib  # only here: most directories have no such file
+
     try:
         section = tomllib.loads(text).get("tool", {}).get("prefect", {})
     except tomllib.TOMLDecodeError:
         return text  # Prefect would choke on it too: any change counts
-    return json.dumps(section, sort_keys=True, default=str)
+    return json.dumps(section, sort_keys=True, default=str) if section else ""
 
 
-def package_roots() -> list[Path]:
+def package_roots() -> list[str]:
     """Where storeflow's own packages are installed (one folder for each)."""
-    root = Path(__file__).resolve().parents[2]
-    return [root / name for name in PACKAGES if (root / name).is_dir()]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+    folders = [os.path.join(root, name) for name in PACKAGES]
+    return [folder for folder in folders if os.path.isdir(folder)]
 
 
-def code_fingerprint(roots: list[Path] | None = None) -> str:
+def code_fingerprint(roots: list[str] | None = None) -> str:
     """The interpreter, the installed distributions (site-packages changes when one is
     added or removed) and every storeflow source file's size and mtime."""
     parts = [("python", f"{sys.executable} {sys.version}")]
-    for key in ("purelib", "platlib"):
-        site = Path(sysconfig.get_paths()[key])
-        parts.append((key, str(site.stat().st_mtime_ns) if site.is_dir() else ""))
+    for entry in sys.path:
+        if entry.endswith("-packages") and os.path.isdir(entry):
+            parts.append((entry, str(os.stat(entry).st_mtime_ns)))
     for root in roots if roots is not None else package_roots():
         for folder, dirs, files in os.walk(root):
             dirs[:] = [d for d in dirs if d != "__pycache__"]

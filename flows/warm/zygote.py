@@ -237,7 +237,7 @@ class Zygote:
         self.pid_path = pid_path
         self.idle_timeout = idle_timeout
         self.owner = os.getpid()
-        self.settings = wire.settings_fingerprint(dict(os.environ), Path.cwd())
+        self.settings = wire.settings_fingerprint(dict(os.environ), os.getcwd())
         self.code = wire.code_fingerprint()
         self.children: dict[int, Running] = {}
         self.accepting = True
@@ -283,7 +283,7 @@ class Zygote:
         log(f"stopping ({reason}); {len(self.children)} commands still running")
 
     def _listen(self) -> socket.socket:
-        wire.ensure_private_dir(self.socket_path.parent, create=True)
+        wire.ensure_private_dir(str(self.socket_path.parent), create=True)
         if self.socket_path.exists():
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             probe.settimeout(2)
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     missing = warm_up()
     assert_forkable()
-    zygote = Zygote(socket_path, pid_path, args.idle_timeout)
+    zygote = Zygote(Path(socket_path), Path(pid_path), args.idle_timeout)
     log(f"warmed up in {time.monotonic() - started:.2f}s")
     if missing:
         log(f"not pre-imported (not installed): {', '.join(missing)}")

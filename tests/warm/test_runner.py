@@ -1,0 +1,303 @@
+"""The warm runner for real: `prefect server start` on 127.0.0.1, `storeflow warm start`,
+and `storeflow` commands as a user runs them (new processes), checked end to end.
+
+Every runner a test starts is stopped by the test, by its PID.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.server import PREFECT, api, free_port, started, wait_until_healthy
+from tests.prefect_backend import scratch_database
+from tests.transfer.conftest import local_def
+
+STOREFLOW = str(Path(sys.executable).with_name("storeflow"))
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A Prefect server; yields the environment a user's shell would have."""
+    work = tmp_path_factory.mktemp("warm-server")
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "STOREFLOW_"))}
+    with scratch_database("storeflow_warm_prefect") as database:
+        env = {
+            **base,
+            "PREFECT_HOME": str(work / "prefect-home"),
+            "PREFECT_API_DATABASE_CONNECTION_URL": (
+                f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+            ),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+        cmd = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+        with started(cmd, env, work / "server.log", work) as process:
+            wait_until_healthy(api_url, process, work / "server.log", 180)
+            yield {**env, "PREFECT_API_URL": api_url}
+
+
+@pytest.fixture
+def shell(server: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+    """This test's environment: its own storeflow home and its own runtime directory
+    (short: a socket path must fit in 107 bytes)."""
+    runtime = tempfile.mkdtemp(prefix="sfw-", dir="/tmp")
+    try:
+        yield {
+            **server,
+            "STOREFLOW_HOME": str(tmp_path / "home"),
+            "XDG_RUNTIME_DIR": runtime,
+        }
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def storeflow(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120, **kw: Any
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [STOREFLOW, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **kw,
+    )
+
+
+def status(env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    result = storeflow(["warm", "status", "--json"], env, cwd, timeout=30)
+    return dict(json.loads(result.stdout))
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} after {seconds}s")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kill_by_pid(pid: int) -> None:
+    """Teardown: stop a runner and its process group by PID, whatever state it is in."""
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
+        if not alive(pid):
+            return
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def runner(shell: dict[str, str], tmp_path: Path) -> Iterator[int]:
+    """A warm runner for `shell`; yields its PID."""
+    started_run = storeflow(["warm", "start", "--idle-timeout", "600"], shell, tmp_path, 180)
+    assert started_run.returncode == 0, started_run.stderr + started_run.stdout
+    pid = int(status(shell, tmp_path)["pid"])
+    try:
+        yield pid
+    finally:
+        storeflow(["warm", "stop"], shell, tmp_path, timeout=60)
+        kill_by_pid(pid)
+        log = Path(shell["STOREFLOW_HOME"]) / "warm.log"
+        print(log.read_text() if log.exists() else "(no warm log)")
+
+
+def definition(tmp_path: Path, **source: Any) -> Path:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    (src / "report 1.csv").write_bytes(b"a,b\n" * 1000)
+    path = tmp_path / "nightly.json"
+    path.write_text(json.dumps(local_def(src, tmp_path / "dst", **source)))
+    return path
+
+
+def test_a_transfer_runs_in_the_warm_runner(
+    shell: dict[str, str], runner: int, tmp_path: Path
+) -> None:
+    served = status(shell, tmp_path)["served"]
+    result = storeflow(["transfer", "run", str(definition(tmp_path)), "--json"], shell, tmp_path)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["state"] == "Delivered" and outcome["flow_run_name"] == "transfer/nightly"
+    assert (tmp_path / "dst" / "report 1.csv").read_bytes() == b"a,b\n" * 1000
+    after = status(shell, tmp_path)
+    assert after["served"] == served + 1 and after["pid"] == runner and after["fits"]
+    run = api(f"{shell['PREFECT_API_URL']}/flow_runs/{outcome['flow_run_id']}")
+    assert run["state"]["type"] == "COMPLETED" and run["state"]["name"] == "Delivered"
+
+
+def test_exit_status_and_both_streams_come_back(
+    shell: dict[str, str], runner: int, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"type": "transfer", "source": {"directory": "/x"}}))
+    served = status(shell, tmp_path)["served"]
+    result = storeflow(["transfer", "run", str(bad)], shell, tmp_path)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "destination" in result.stderr
+    assert result.stdout == ""
+    listed = storeflow(["space", "list", "--json"], shell, tmp_path)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    assert status(shell, tmp_path)["served"] == served + 2
+    # The working directory is the client's: a relative path resolves where the user is.
+    (tmp_path / "sub").mkdir()
+    shutil.copy(definition(tmp_path), tmp_path / "sub" / "rel.json")
+    relative = storeflow(["transfer", "run", "rel.json", "--json"], shell, tmp_path / "sub")
+    assert relative.returncode == 0, relative.stderr
+    assert json.loads(relative.stdout)["flow_run_name"] == "transfer/rel"
+
+
+def test_other_settings_run_here_or_are_refused_when_required(
+    shell: dict[str, str], runner: int, tmp_path: Path
+) -> None:
+    served = status(shell, tmp_path)["served"]
+    other = {**shell, "STOREFLOW_HOOK_DRIVERS": "tasks.hook_drivers.audit.AuditHookDriver"}
+    result = storeflow(["transfer", "run", str(definition(tmp_path)), "--json"], other, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "Delivered"
+    assert status(shell, tmp_path)["served"] == served  # ran in its own process
+    required = storeflow(["space", "list"], {**other, "STOREFLOW_WARM": "require"}, tmp_path)
+    assert required.returncode == 2
+    assert "other Prefect/storeflow settings" in required.stderr
+    off = storeflow(["space", "list", "--json"], {**shell, "STOREFLOW_WARM": "off"}, tmp_path)
+    assert off.returncode == 0 and status(shell, tmp_path)["served"] == served
+
+
+def start_waiting_transfer(shell: dict[str, str], tmp_path: Path) -> subprocess.Popen[str]:
+    """A transfer that waits (fileWatch) for a file that never comes."""
+    watching = definition(tmp_path, fileWatch={"timeout": 300, "fileRegex": "never.txt"})
+    client = subprocess.Popen(
+        [STOREFLOW, "transfer", "run", str(watching)],
+        env=shell,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: status(shell, tmp_path)["commands_running"] == 1, 60, "not started")
+    return client
+
+
+def test_ctrl_c_reaches_the_command(shell: dict[str, str], runner: int, tmp_path: Path) -> None:
+    client = start_waiting_transfer(shell, tmp_path)
+    try:
+        time.sleep(2)  # well inside the watch
+        client.send_signal(signal.SIGINT)
+        _out, err = client.communicate(timeout=60)
+    finally:
+        client.kill()
+    assert client.returncode != 0
+    assert "Aborted" in err or "interrupt" in err.lower(), err
+    wait_for(lambda: status(shell, tmp_path)["commands_running"] == 0, 60, "still running")
+
+
+def test_a_client_that_dies_interrupts_its_command(
+    shell: dict[str, str], runner: int, tmp_path: Path
+) -> None:
+    client = start_waiting_transfer(shell, tmp_path)
+    client.kill()
+    client.wait(timeout=10)
+    wait_for(lambda: status(shell, tmp_path)["commands_running"] == 0, 60, "orphan still running")
+
+
+def test_idle_runner_exits_and_stop_stops(shell: dict[str, str], tmp_path: Path) -> None:
+    first = storeflow(["warm", "start", "--idle-timeout", "1"], shell, tmp_path, 180)
+    assert first.returncode == 0, first.stderr
+    pid_file = next(Path(shell["XDG_RUNTIME_DIR"], "storeflow").glob("warm-*.pid"))
+    pid = int(pid_file.read_text())
+    try:
+        wait_for(lambda: not alive(pid), 60, "idle runner still alive")
+        assert not pid_file.exists() and not list(pid_file.parent.glob("*.sock"))
+        gone = storeflow(["warm", "status"], shell, tmp_path)
+        assert gone.returncode == 1 and "no warm runner" in gone.stderr
+    finally:
+        kill_by_pid(pid)
+    second = storeflow(["warm", "start", "--idle-timeout", "0"], shell, tmp_path, 180)
+    assert second.returncode == 0, second.stderr
+    pid = int(status(shell, tmp_path)["pid"])
+    try:
+        again = storeflow(["warm", "start"], shell, tmp_path, 60)
+        assert "already running" in again.stdout and int(status(shell, tmp_path)["pid"]) == pid
+        stopped = storeflow(["warm", "stop"], shell, tmp_path, 60)
+        assert stopped.returncode == 0 and f"stopped (pid {pid})" in stopped.stdout
+        assert not alive(pid)
+    finally:
+        kill_by_pid(pid)
+
+
+def test_start_refuses_without_a_server_or_with_an_open_runtime_dir(
+    shell: dict[str, str], tmp_path: Path
+) -> None:
+    no_server = {k: v for k, v in shell.items() if k != "PREFECT_API_URL"}
+    result = storeflow(["warm", "start"], no_server, tmp_path, 120)
+    assert result.returncode == 2 and "needs a Prefect server" in result.stderr
+    runtime = Path(shell["XDG_RUNTIME_DIR"], "storeflow")
+    runtime.mkdir(mode=0o777)
+    runtime.chmod(0o777)
+    result = storeflow(["warm", "start"], shell, tmp_path, 120)
+    assert result.returncode == 2 and "must be 700" in result.stderr
+    required = storeflow(["space", "list"], {**shell, "STOREFLOW_WARM": "require"}, tmp_path)
+    assert required.returncode == 2 and "must be 700" in required.stderr
+    assert list(runtime.iterdir()) == []
+
+
+def test_another_user_is_refused(shell: dict[str, str], runner: int, tmp_path: Path) -> None:
+    """Even with the directory opened up, a connection from another uid gets nothing."""
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.fail("this test needs root and setpriv (util-linux) to act as another user")
+    runtime = Path(shell["XDG_RUNTIME_DIR"], "storeflow")
+    sock = next(runtime.glob("warm-*.sock"))
+    os.chmod(shell["XDG_RUNTIME_DIR"], 0o711)
+    runtime.chmod(0o711)
+    sock.chmod(0o666)
+    probe = (
+        "import socket,struct,json\n"
+        "s=socket.socket(socket.AF_UNIX); s.settimeout(20); s.connect(%r)\n"
+        "b=json.dumps({'op':'status','protocol':1}).encode()\n"
+        "s.sendall(struct.pack('!I',len(b))+b); print(repr(s.recv(100)))\n" % str(sock)
+    )
+    try:
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3"],
+            input=probe,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        runtime.chmod(0o700)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "b''"  # closed without a word
+    log = (Path(shell["STOREFLOW_HOME"]) / "warm.log").read_text()
+    assert "uid 65534" in log

@@ -520,8 +520,12 @@ def main(argv: list[str] | None = None) -> None:
         log(f"not pre-imported (not installed): {', '.join(missing)}")
     try:
         zygote.serve()
-    except BecomeChild as child:
-        sys.exit(run_child(child))
+        return
+    except BecomeChild as forked:
+        # Out of the except block before running anything: the command must not see
+        # this as the exception "being handled" (its tracebacks would show it).
+        child = forked.with_traceback(None)
+    sys.exit(run_child(child))
 
 
 if __name__ == "__main__":

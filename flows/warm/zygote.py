@@ -10,6 +10,7 @@ exactly as `storeflow` would, reports its exit status, and exits like any proces
 
 import argparse
 import contextlib
+import gc
 import importlib
 import os
 import selectors
@@ -514,6 +515,11 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     missing = warm_up()
     assert_forkable()
+    # Everything imported so far lives as long as the runner: move it out of the
+    # collector's sight, or a child's first collection would walk (and so copy-on-write
+    # fault) the whole inherited heap.
+    gc.collect()
+    gc.freeze()
     zygote = Zygote(Path(socket_path), Path(pid_path), args.idle_timeout)
     log(f"warmed up in {time.monotonic() - started:.2f}s")
     if missing:

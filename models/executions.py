@@ -2,7 +2,9 @@
 
 A transfer task is identified by its `task_id` (the definition's name, or its source
 directory); each flow run of it is one execution.  Flags are only ever added while a run
-goes on, so a crash leaves the last step reached on record.
+goes on, so a crash leaves the last step reached on record.  (The transfer steps write
+them without a disk sync, which a killed process does not undo; after an OS crash or a
+power cut, the flags since the last synced commit of the database may be missing.)
 """
 
 from datetime import datetime

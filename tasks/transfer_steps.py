@@ -77,8 +77,10 @@ class TransferRun:
         return f"transfer/{self.task_id}"
 
     def flag(self, flags: Progress) -> None:
+        # Not synced at once (one fsync a step): a killed run still leaves its last step
+        # on record, and the durable commit of _close syncs them all.
         self.flags |= flags
-        with session_scope(self.config.database_url) as session:
+        with session_scope(self.config.database_url, durable=False) as session:
             executions.add_flags(session, self.execution_id, flags)
 
 
@@ -86,7 +88,7 @@ class TransferRun:
 
 
 def open_execution(run: TransferRun) -> None:
-    with session_scope(run.config.database_url) as session:
+    with session_scope(run.config.database_url, durable=False) as session:
         execution = executions.start(session, run.task_id, run.flow_run_id)
         run.execution_id = execution.id
         run.previous = executions.last_before(session, run.task_id, execution.id)

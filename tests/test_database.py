@@ -3,11 +3,14 @@ and on PostgreSQL at 127.0.0.1:5432."""
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import inspect
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
-from models import repository
+from models import db, repository
 from models.db import engine_for, session_scope
 from models.errors import Busy, EtagConflict, NameTaken, NotFound
 from models.status import Status
@@ -87,3 +90,44 @@ def test_missing_resource_is_not_found(database_url: str) -> None:
         session_scope(database_url) as session,
     ):
         repository.find(session, "space", "ghost")
+
+
+def test_warm_up_reads_the_newest_revision_without_opening_anything(database_url: str) -> None:
+    engines = db._engine_for.cache_info().currsize
+    db.warm_up()
+    assert db._engine_for.cache_info().currsize == engines
+    newest = ScriptDirectory.from_config(db._alembic_config()).get_current_head()
+    assert db.head_revision() == newest
+
+    with engine_for(database_url).connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == newest
+
+
+def test_quick_commits_are_seen_at_once_and_only_skip_the_disk_sync(database_url: str) -> None:
+    with session_scope(database_url, durable=False) as session:
+        repository.insert(session, "space", "quick", {})
+    with session_scope(database_url) as session:  # another connection, another pool
+        assert repository.find(session, "space", "quick").name == "quick"
+    if database_url.startswith("sqlite"):
+        # SQLite's synchronous levels: 1 NORMAL (no fsync per WAL commit), 2 FULL.
+        with session_scope(database_url, durable=False) as session:
+            assert session.execute(text("PRAGMA synchronous")).scalar() == 1
+        with session_scope(database_url) as session:
+            assert session.execute(text("PRAGMA synchronous")).scalar() == 2
+            assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    else:
+        assert db.quick_engine_for(database_url) is engine_for(database_url)
+
+
+def test_a_forked_process_gets_engines_of_its_own(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = engine_for(database_url)
+    # What a forked child sees: another process id (models.db uses os for nothing else).
+    monkeypatch.setattr(db, "os", SimpleNamespace(getpid=lambda: -1))
+    child = engine_for(database_url)
+    assert child is not parent
+    assert engine_for(database_url) is child
+    with session_scope(database_url) as session:
+        repository.insert(session, "space", "from-child", {})
+    child.dispose()

@@ -1,9 +1,15 @@
 """Transfer progress, as the Prefect UI and the CLI see it.
 
 The engine calls one hook with counters (from its copy threads, throttled); this turns
-it into a Prefect progress artifact kept current (percent) and passes it to any local
-listener (the CLI's rich progress bar).  Artifact updates are an API call each, so they
-are throttled further: at most one per `interval` seconds, plus the final one.
+it into a Prefect progress artifact (percent; files and bytes done in its description)
+and passes it to any local listener (the CLI's rich progress bar).
+
+Artifact writes are an API call each, so they are throttled further.  The artifact is
+created only once the copy has run `first_after` seconds, or at the end: a short copy
+costs one call, with its final figures.  After that it is updated at most once per
+`interval` seconds, plus the final figures.  Every call goes through the client of the
+task run that started the reporter, with that run's ids, from whichever thread reports:
+a copy thread has no Prefect context and would otherwise open a client of its own.
 """
 
 import re
@@ -13,8 +19,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from uuid import UUID
 
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.logging import get_logger
+from prefect.utilities.context import get_task_and_flow_run_ids
 
 from tasks.transfer import Progress
 
@@ -44,24 +52,36 @@ def artifact_key(task_id: str) -> str:
     return f"transfer-{slug}"
 
 
+def describe(progress: Progress) -> str:
+    return (
+        f"{progress.files_done}/{progress.files_total} files, "
+        f"{progress.bytes_done}/{progress.bytes_total} bytes delivered"
+    )
+
+
 class ProgressReporter:
-    def __init__(self, task_id: str, interval: float = 1.0) -> None:
+    def __init__(self, task_id: str, interval: float = 1.0, first_after: float = 0.5) -> None:
         self.key = artifact_key(task_id)
         self.interval = interval
+        self.first_after = first_after
         self.artifact_id: UUID | None = None
         self.last: Progress | None = None
+        self._client: SyncPrefectClient | None = None
+        self._flow_run_id: UUID | None = None
+        self._task_run_id: UUID | None = None
+        self._started_at = 0.0
         self._sent_at = 0.0
-        self._sent_percent = -1.0
+        self._sent: Progress | None = None
         self._lock = threading.Lock()
 
     def start(self, files: int, nbytes: int) -> None:
-        created = create_progress_artifact(
-            progress=0.0,
-            key=self.key,
-            description=f"{files} files, {nbytes} bytes to deliver",
-        )
-        assert isinstance(created, UUID)  # the sync flavour, called from a sync task
-        self.artifact_id = created
+        """Note the totals and the calling task run; nothing is sent yet."""
+        self._task_run_id, self._flow_run_id = get_task_and_flow_run_ids()
+        # The run's own client (from its client context); not entered here: it lives as
+        # long as the flow run, which outlives this task.
+        self._client = get_client(sync_client=True)
+        self.last = Progress(0, files, 0, nbytes)
+        self._started_at = time.monotonic()
 
     def __call__(self, progress: Progress) -> None:
         with self._lock:
@@ -69,21 +89,43 @@ class ProgressReporter:
             for listener in list(_listeners):
                 listener(progress)
             now = time.monotonic()
-            if now - self._sent_at >= self.interval:
-                self._send(progress.percent)
+            due = (
+                now - self._sent_at >= self.interval
+                if self.artifact_id is not None
+                else now - self._started_at >= self.first_after
+            )
+            if due and progress != self._sent:
+                self._send(progress)
                 self._sent_at = now
 
     def finish(self) -> None:
-        """Send the last counters whatever the throttle says."""
+        """Send the last counters whatever the throttle says (creating the artifact if the
+        copy was too short to have it yet)."""
         with self._lock:
-            if self.last is not None:
-                self._send(self.last.percent, final=True)
+            if self.last is not None and (self.artifact_id is None or self.last != self._sent):
+                self._send(self.last)
 
-    def _send(self, percent: float, final: bool = False) -> None:
-        if self.artifact_id is None or (percent == self._sent_percent and not final):
+    def _send(self, progress: Progress) -> None:
+        if self._client is None:
             return
+        percent = min(100.0, progress.percent)
         try:
-            update_progress_artifact(self.artifact_id, min(100.0, percent))
-            self._sent_percent = percent
+            if self.artifact_id is None:
+                created = self._client.create_artifact(
+                    ArtifactCreate(
+                        type="progress",
+                        key=self.key,
+                        description=describe(progress),
+                        data=percent,
+                        flow_run_id=self._flow_run_id,
+                        task_run_id=self._task_run_id,
+                    )
+                )
+                self.artifact_id = created.id
+            else:
+                self._client.update_artifact(
+                    self.artifact_id, ArtifactUpdate(data=percent, description=describe(progress))
+                )
+            self._sent = progress
         except Exception as exc:  # progress is informative: never fail a copy over it
             get_logger("storeflow.transfer").warning("progress artifact update failed: %s", exc)

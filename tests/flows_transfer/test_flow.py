@@ -107,6 +107,8 @@ def test_filter_skips_files_and_after_result_metadata_lands_on_delivered_files(
     artifacts = artifacts_of(state)
     assert artifacts["progress"].data == 100.0
     assert artifacts["progress"].key == "transfer-nightly"
+    done = sum(len(FILES[name]) for name in delivered)
+    assert artifacts["progress"].description == f"3/3 files, {done}/{done} bytes delivered"
     table = artifacts["table"]
     assert table.key == "transfer-nightly-summary" and '"files"' in str(table.data)
 

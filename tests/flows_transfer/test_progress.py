@@ -1,0 +1,136 @@
+"""The progress artifact: one write for a short copy, kept current during a long one."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
+from prefect.client.schemas.objects import Artifact
+from prefect.context import TaskRunContext
+
+from tasks.transfer import Progress
+from tasks.transfer_progress import ProgressReporter, listening
+
+Calls = list[str]
+
+
+@pytest.fixture
+def api_calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    """The artifact writes the reporter makes, in order."""
+    calls: Calls = []
+    create, update = SyncPrefectClient.create_artifact, SyncPrefectClient.update_artifact
+
+    def counted_create(self: SyncPrefectClient, artifact: Any) -> Any:
+        calls.append("create")
+        return create(self, artifact)
+
+    def counted_update(self: SyncPrefectClient, artifact_id: UUID, artifact: Any) -> None:
+        calls.append("update")
+        update(self, artifact_id, artifact)
+
+    monkeypatch.setattr(SyncPrefectClient, "create_artifact", counted_create)
+    monkeypatch.setattr(SyncPrefectClient, "update_artifact", counted_update)
+    return calls
+
+
+def read_artifact(artifact_id: UUID | None) -> Artifact:
+    assert artifact_id is not None
+    with get_client(sync_client=True) as client:
+        (found,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(id=ArtifactFilterId(any_=[artifact_id]))
+        )
+    return found
+
+
+def in_a_thread(func: Any, *args: Any) -> None:
+    """Call as the engine's copy threads do: no Prefect context there."""
+    thread = threading.Thread(target=func, args=args)
+    thread.start()
+    thread.join()
+
+
+def test_a_short_copy_writes_the_artifact_once_with_its_final_figures(api_calls: Calls) -> None:
+    seen: list[Progress] = []
+
+    @task(cache_policy=NO_CACHE)
+    def copy() -> UUID | None:
+        reporter = ProgressReporter("short copy", first_after=3600)
+        reporter.start(2, 10)
+        in_a_thread(reporter, Progress(1, 2, 4, 10))
+        in_a_thread(reporter, Progress(2, 2, 10, 10))
+        reporter.finish()
+        return reporter.artifact_id
+
+    @flow
+    def short() -> UUID | None:
+        with listening(seen.append):
+            return copy()
+
+    artifact = read_artifact(short())
+
+    assert api_calls == ["create"]
+    assert artifact.type == "progress" and artifact.key == "transfer-short-copy"
+    assert artifact.data == 100.0
+    assert artifact.description == "2/2 files, 10/10 bytes delivered"
+    assert seen == [Progress(1, 2, 4, 10), Progress(2, 2, 10, 10)]  # the CLI's bar saw all
+
+
+def test_a_long_copy_keeps_the_artifact_current(api_calls: Calls) -> None:
+    snapshots: list[tuple[Any, str | None]] = []
+    ids: dict[str, Any] = {}
+
+    @task(cache_policy=NO_CACHE)
+    def copy() -> UUID | None:
+        context = TaskRunContext.get()
+        assert context is not None
+        ids["task_run"], ids["flow_run"] = context.task_run.id, context.task_run.flow_run_id
+        # No waiting in a test: due at once, every time.
+        reporter = ProgressReporter("long", interval=0, first_after=0)
+        reporter.start(4, 400)
+        for done in (1, 2, 3):
+            in_a_thread(reporter, Progress(done, 4, done * 100, 400))
+            found = read_artifact(reporter.artifact_id)
+            snapshots.append((found.data, found.description))
+        in_a_thread(reporter, Progress(4, 4, 400, 400))
+        reporter.finish()  # already sent: nothing more
+        return reporter.artifact_id
+
+    @flow
+    def long() -> UUID | None:
+        return copy()
+
+    artifact = read_artifact(long())
+
+    assert snapshots == [
+        (25.0, "1/4 files, 100/400 bytes delivered"),
+        (50.0, "2/4 files, 200/400 bytes delivered"),
+        (75.0, "3/4 files, 300/400 bytes delivered"),
+    ]
+    assert (artifact.data, artifact.description) == (100.0, "4/4 files, 400/400 bytes delivered")
+    assert api_calls == ["create", "update", "update", "update"]
+    # Written from threads without a Prefect context, still the task run's artifact.
+    assert artifact.task_run_id == ids["task_run"] and artifact.flow_run_id == ids["flow_run"]
+
+
+def test_a_copy_that_failed_at_once_still_has_its_artifact(api_calls: Calls) -> None:
+    @task(cache_policy=NO_CACHE)
+    def copy() -> UUID | None:
+        reporter = ProgressReporter("failed")
+        reporter.start(3, 30)
+        reporter.finish()
+        return reporter.artifact_id
+
+    @flow
+    def failed() -> UUID | None:
+        return copy()
+
+    artifact = read_artifact(failed())
+
+    assert api_calls == ["create"]
+    assert (artifact.data, artifact.description) == (0.0, "0/3 files, 0/30 bytes delivered")

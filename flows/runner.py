@@ -5,24 +5,32 @@ server PREFECT_API_URL points at) and skip the flow heartbeat, which only
 matters to workers and costs every sync flow run about a second at exit.
 """
 
+import importlib
+import ssl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, cast
 
+import certifi
 from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
-from prefect.deployments import run_deployment
-from prefect.settings import (
-    PREFECT_API_URL,
-    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-    PREFECT_SERVER_ANALYTICS_ENABLED,
-    temporary_settings,
+from prefect.context import (
+    FlowRunContext,
+    SettingsContext,
+    SyncClientContext,
+    get_settings_context,
 )
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, Settings, get_current_settings
 from prefect.states import State
 from pydantic import BaseModel
 
+from models import db
 from models.errors import StoreflowError
 
 
@@ -56,12 +64,112 @@ class RunOutcome:
         }
 
 
+# The last settings in_process_runtime derived, and what from: a warm process (or a
+# zygote's children) reuses them instead of rebuilding Prefect's settings every run.
+_derived: tuple[Settings, Settings] | None = None
+_derived_lock = threading.Lock()
+
+
+def in_process_settings(base: Settings) -> Settings:
+    """`base` without the flow heartbeat and with server analytics off.
+
+    A copy of the already validated settings with two leaves changed: Prefect's
+    `temporary_settings` would rebuild every setting from the environment and profiles
+    (0.1-0.3 s a run), and nothing derives from these two.  `base` itself when it
+    already has them (e.g. PREFECT_FLOWS_HEARTBEAT_FREQUENCY unset by a test harness).
+    """
+    global _derived
+    if base.flows.heartbeat_frequency is None and base.server.analytics_enabled is False:
+        return base
+    with _derived_lock:
+        if _derived is not None and _derived[0] is base:
+            return _derived[1]
+        derived = base.model_copy(
+            update={
+                "flows": base.flows.model_copy(update={"heartbeat_frequency": None}),
+                "server": base.server.model_copy(update={"analytics_enabled": False}),
+            }
+        )
+        _derived = (base, derived)
+        return derived
+
+
 @contextmanager
 def in_process_runtime() -> Iterator[None]:
-    with temporary_settings(
-        {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_SERVER_ANALYTICS_ENABLED: False}
-    ):
+    context = get_settings_context()
+    settings = in_process_settings(context.settings)
+    if settings is context.settings:
         yield
+        return
+    with SettingsContext(profile=context.profile, settings=settings):
+        yield
+
+
+@cache
+def _tls_context(insecure: bool, cafile: str | None) -> ssl.SSLContext:
+    """What Prefect's client builds for itself every time (loading the CA bundle: 50 ms
+    and more): the same context, built once per process."""
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=cafile or certifi.where())
+
+
+def _current_tls_context() -> ssl.SSLContext:
+    api = get_current_settings().api
+    return _tls_context(bool(api.tls_insecure_skip_verify), api.ssl_cert_file)
+
+
+@contextmanager
+def client_context() -> Iterator[None]:
+    """The sync client the flow engine and everything in the run share, built with the
+    process's TLS context.  The caller's own client context, if it has one, is kept."""
+    if SyncClientContext.get() is not None:
+        yield
+        return
+    context = SyncClientContext(httpx_settings={"verify": _current_tls_context()})
+    # Prefect's own default client, bar the TLS context object: let every get_client()
+    # of the run (artifacts, result storage) use it rather than build another.
+    context._httpx_settings = None
+    with context:
+        yield
+
+
+# Prefect's API schemas: pydantic builds many of them on first use (forward references),
+# 30 ms or so of a process's first flow run.
+_SCHEMA_MODULES = (
+    "prefect.client.schemas.actions",
+    "prefect.client.schemas.objects",
+    "prefect.client.schemas.responses",
+    "prefect.events.schemas.events",
+    "prefect.artifacts",
+)
+
+
+def _complete_models(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    for value in list(vars(module).values()):
+        if (
+            isinstance(value, type)
+            and issubclass(value, BaseModel)
+            and value.__module__ == module_name
+            and not value.__pydantic_complete__
+        ):
+            value.model_rebuild(raise_errors=False)
+
+
+def warm_up() -> None:
+    """Work a process can do once, before it forks children that each run a flow: the
+    settings an in-process run uses, the API client's TLS context, Prefect's API
+    schemas and the database's (models.db.warm_up).  Reads files (CA bundle, migration
+    scripts); opens no connection, starts no thread."""
+    in_process_settings(get_settings_context().settings)
+    _current_tls_context()
+    for name in _SCHEMA_MODULES:
+        _complete_models(name)
+    db.warm_up()
 
 
 def outcome_of(state: State[Any], flow_run_name: str | None = None) -> RunOutcome:
@@ -80,17 +188,38 @@ def outcome_of(state: State[Any], flow_run_name: str | None = None) -> RunOutcom
     )
 
 
+# Where a flow run by run_here reports its name (flow run id -> name); None elsewhere.
+_run_names: ContextVar[dict[str, str] | None] = ContextVar("storeflow_run_names", default=None)
+
+
+def note_run_name() -> None:
+    """Tell run_here the current flow run's name (call it in a flow's body): it then
+    needs no API read to report it.  A no-op in runs that run_here did not start."""
+    names = _run_names.get()
+    context = FlowRunContext.get()
+    if names is not None and context is not None and context.flow_run is not None:
+        names[str(context.flow_run.id)] = context.flow_run.name
+
+
 def run_here(flow: Flow[..., Any], **parameters: Any) -> RunOutcome:
     """Run `flow` in this process and wait for its final state."""
-    with in_process_runtime():
-        state = cast(State[Any], flow(**parameters, return_state=True))
-    return outcome_of(state, _run_name(state))
+    names: dict[str, str] = {}
+    token = _run_names.set(names)
+    try:
+        with in_process_runtime(), client_context():
+            state = cast(State[Any], flow(**parameters, return_state=True))
+            name = _run_name(state, names)
+    finally:
+        _run_names.reset(token)
+    return outcome_of(state, name)
 
 
-def _run_name(state: State[Any]) -> str | None:
+def _run_name(state: State[Any], noted: dict[str, str]) -> str | None:
     run_id = state.state_details.flow_run_id
     if run_id is None:
         return None
+    if str(run_id) in noted:
+        return noted[str(run_id)]
     with get_client(sync_client=True) as client:
         return client.read_flow_run(run_id).name
 

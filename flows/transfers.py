@@ -19,6 +19,7 @@ from pydantic import Field
 
 from blocks.config import resolve_config
 from blocks.sandbox import SandboxPolicy
+from flows.runner import note_run_name
 from models import executions
 from models.db import session_scope
 from models.transfer import TransferDefinition
@@ -98,6 +99,7 @@ def transfer(
     a saved SandboxPolicy block (its hook directories are searched too).  config: a
     saved StoreflowConfig block.
     """
+    note_run_name()  # run_here reports the name without reading the run back
     task_id = task_id_of(definition, name)
     settings = sandbox_settings(sandbox_policy, callbacks_dir)
     found = discover(settings) if (sandbox_policy or callbacks_dir) else []

@@ -79,8 +79,10 @@ def warm_up() -> list[str]:
     """Import what any command can need; read files, open nothing. Returns the
     modules that could not be imported."""
     import flows.cli  # noqa: F401  every verb, flow, task, block and model
+    from flows.runner import warm_up as warm_up_runs
     from tasks.transfer.registry import handler_class
 
+    warm_up_runs()  # settings, TLS context, Prefect's API schemas, the database's
     for name in PROTOCOLS:
         handler_class(name)
     missing = []

@@ -7,14 +7,14 @@ and passes it to any local listener (the CLI's rich progress bar).
 Artifact writes are an API call each, so they are throttled further.  The artifact is
 created only once the copy has run `first_after` seconds, or at the end: a short copy
 costs one call, with its final figures.  After that it is updated at most once per
-`interval` seconds, plus the final figures.  Every call goes through the client of the
-task run that started the reporter, with that run's ids, from whichever thread reports:
-a copy thread has no Prefect context and would otherwise open a client of its own.
+`interval` seconds, plus the final figures.  The writes come from one sender thread
+(then the task's own thread, at the end), through the client of the task run that
+started the reporter, with that run's ids: a thread without Prefect's context would
+otherwise open a client of its own.
 """
 
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from uuid import UUID
@@ -60,6 +60,10 @@ def describe(progress: Progress) -> str:
 
 
 class ProgressReporter:
+    """The engine's progress hook for one `perform`: listeners at once, the artifact from
+    a sender thread of its own.  The copy threads never wait for the API: a server slow
+    to answer (its own disk busy with the copy's writeback) would stall the copy."""
+
     def __init__(self, task_id: str, interval: float = 1.0, first_after: float = 0.5) -> None:
         self.key = artifact_key(task_id)
         self.interval = interval
@@ -69,41 +73,51 @@ class ProgressReporter:
         self._client: SyncPrefectClient | None = None
         self._flow_run_id: UUID | None = None
         self._task_run_id: UUID | None = None
-        self._started_at = 0.0
-        self._sent_at = 0.0
         self._sent: Progress | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards `last`
+        self._send_lock = threading.Lock()  # one API write at a time
+        self._done = threading.Event()
+        self._sender: threading.Thread | None = None
 
     def start(self, files: int, nbytes: int) -> None:
-        """Note the totals and the calling task run; nothing is sent yet."""
+        """Note the totals and the calling task run, and start the sender; nothing is
+        sent before `first_after` seconds."""
         self._task_run_id, self._flow_run_id = get_task_and_flow_run_ids()
         # The run's own client (from its client context); not entered here: it lives as
         # long as the flow run, which outlives this task.
         self._client = get_client(sync_client=True)
         self.last = Progress(0, files, 0, nbytes)
-        self._started_at = time.monotonic()
+        self._sender = threading.Thread(target=self._send_now_and_then, name="sf-progress")
+        self._sender.daemon = True
+        self._sender.start()
 
     def __call__(self, progress: Progress) -> None:
         with self._lock:
             self.last = progress
             for listener in list(_listeners):
                 listener(progress)
-            now = time.monotonic()
-            due = (
-                now - self._sent_at >= self.interval
-                if self.artifact_id is not None
-                else now - self._started_at >= self.first_after
-            )
-            if due and progress != self._sent:
+
+    def flush(self) -> None:
+        """Write the latest counters to the artifact, if they changed since the last write."""
+        with self._lock:
+            progress = self.last
+        with self._send_lock:
+            if progress is not None and (self.artifact_id is None or progress != self._sent):
                 self._send(progress)
-                self._sent_at = now
 
     def finish(self) -> None:
-        """Send the last counters whatever the throttle says (creating the artifact if the
-        copy was too short to have it yet)."""
-        with self._lock:
-            if self.last is not None and (self.artifact_id is None or self.last != self._sent):
-                self._send(self.last)
+        """Stop the sender, then write the last counters (creating the artifact if the copy
+        was too short to have it yet)."""
+        self._done.set()
+        if self._sender is not None:
+            self._sender.join()
+        self.flush()
+
+    def _send_now_and_then(self) -> None:
+        wait = self.first_after
+        while not self._done.wait(wait):
+            self.flush()
+            wait = self.interval
 
     def _send(self, progress: Progress) -> None:
         if self._client is None:

@@ -52,7 +52,8 @@ def in_a_thread(func: Any, *args: Any) -> None:
     """Call as the engine's copy threads do: no Prefect context there."""
     thread = threading.Thread(target=func, args=args)
     thread.start()
-    thread.join()
+    thread.join(60)
+    assert not thread.is_alive(), "the call never returned"
 
 
 def test_a_short_copy_writes_the_artifact_once_with_its_final_figures(api_calls: Calls) -> None:
@@ -90,15 +91,17 @@ def test_a_long_copy_keeps_the_artifact_current(api_calls: Calls) -> None:
         context = TaskRunContext.get()
         assert context is not None
         ids["task_run"], ids["flow_run"] = context.task_run.id, context.task_run.flow_run_id
-        # No waiting in a test: due at once, every time.
-        reporter = ProgressReporter("long", interval=0, first_after=0)
+        # The sender thread stays idle here: flush() does what it does when due.
+        reporter = ProgressReporter("long", first_after=3600)
         reporter.start(4, 400)
         for done in (1, 2, 3):
             in_a_thread(reporter, Progress(done, 4, done * 100, 400))
+            in_a_thread(reporter.flush)
             found = read_artifact(reporter.artifact_id)
             snapshots.append((found.data, found.description))
+        in_a_thread(reporter.flush)  # nothing new: no write
         in_a_thread(reporter, Progress(4, 4, 400, 400))
-        reporter.finish()  # already sent: nothing more
+        reporter.finish()
         return reporter.artifact_id
 
     @flow
@@ -116,6 +119,43 @@ def test_a_long_copy_keeps_the_artifact_current(api_calls: Calls) -> None:
     assert api_calls == ["create", "update", "update", "update"]
     # Written from threads without a Prefect context, still the task run's artifact.
     assert artifact.task_run_id == ids["task_run"] and artifact.flow_run_id == ids["flow_run"]
+
+
+def test_the_sender_writes_while_the_copy_goes_on_and_never_holds_it_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writing, release = threading.Event(), threading.Event()
+    create = SyncPrefectClient.create_artifact
+
+    def slow_create(self: SyncPrefectClient, artifact: Any) -> Any:
+        writing.set()
+        release.wait(60)  # a server busy elsewhere
+        return create(self, artifact)
+
+    monkeypatch.setattr(SyncPrefectClient, "create_artifact", slow_create)
+    result: dict[str, Any] = {}
+
+    @task(cache_policy=NO_CACHE)
+    def copy() -> UUID | None:
+        reporter = ProgressReporter("sender", interval=0.01, first_after=0)
+        reporter.start(2, 200)
+        reporter(Progress(1, 2, 100, 200))
+        assert writing.wait(60), "the sender never wrote"
+        # The write hangs; the copy threads' reports still go through at once.
+        in_a_thread(reporter, Progress(2, 2, 200, 200))
+        result["reported"] = reporter.last
+        release.set()
+        reporter.finish()
+        return reporter.artifact_id
+
+    @flow
+    def sender() -> UUID | None:
+        return copy()
+
+    artifact = read_artifact(sender())
+
+    assert result["reported"] == Progress(2, 2, 200, 200)
+    assert (artifact.data, artifact.description) == (100.0, "2/2 files, 200/200 bytes delivered")
 
 
 def test_a_copy_that_failed_at_once_still_has_its_artifact(api_calls: Calls) -> None:

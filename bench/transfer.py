@@ -128,14 +128,21 @@ def engine_copy(definition: TransferDefinition) -> Callable[[], None]:
 
 def fresh(path: Path) -> Callable[[], None]:
     def prepare() -> None:
-        shutil.rmtree(path, ignore_errors=True)
+        gone(path)()
         path.mkdir(parents=True)
 
     return prepare
 
 
 def gone(path: Path) -> Callable[[], None]:
-    return lambda: shutil.rmtree(path, ignore_errors=True)
+    def prepare() -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        # Every timed run starts with nothing dirty in the page cache: otherwise a run
+        # pays for writing back the previous runs' gigabytes, and the order of the
+        # tools would decide their figures.
+        os.sync()
+
+    return prepare
 
 
 def check_copied(src: Path, dst: Path) -> None:

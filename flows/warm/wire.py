@@ -4,13 +4,13 @@ framed, and the fingerprint that says whether a runner can serve a command.
 Standard library only (the client imports this before anything else).
 """
 
-import hashlib
 import json
 import os
 import socket
 import stat
 import struct
 import sys
+import zlib
 from typing import Any
 
 #: STOREFLOW_WARM: "auto" (use a running warm runner when it fits, else run here),
@@ -77,7 +77,7 @@ def ensure_private_dir(path: str, create: bool) -> str:
 
 def runner_paths(env: dict[str, str]) -> tuple[str, str]:
     """(socket, pid file) of the warm runner for this environment's storeflow home."""
-    key = hashlib.sha256(storeflow_home(env).encode()).hexdigest()[:16]
+    key = _digest([("home", storeflow_home(env))])
     base = runtime_dir(env)
     return os.path.join(base, f"warm-{key}.sock"), os.path.join(base, f"warm-{key}.pid")
 
@@ -86,7 +86,10 @@ def runner_paths(env: dict[str, str]) -> tuple[str, str]:
 
 
 def _digest(parts: list[tuple[str, str]]) -> str:
-    return hashlib.sha256(json.dumps(sorted(parts)).encode()).hexdigest()[:32]
+    # Two independent 32-bit checksums: enough to tell "changed" from "same" between
+    # processes of one user, without hashlib (loading OpenSSL costs every command ~25 ms).
+    data = json.dumps(sorted(parts)).encode()
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
 def _file_text(path: str) -> str:
@@ -102,7 +105,8 @@ def settings_fingerprint(env: dict[str, str], cwd: str) -> str:
     PREFECT_*/STOREFLOW_* environment, Prefect's profiles file, and the settings files
     Prefect reads from the working directory (.env, prefect.toml, pyproject's
     [tool.prefect])."""
-    parts = [
+    parts = [("home", storeflow_home(env))]
+    parts += [
         (f"env:{key}", value)
         for key, value in env.items()
         if (key.startswith(SETTING_PREFIXES) or key in SETTING_NAMES) and key != MODE_ENV

@@ -189,6 +189,7 @@ class ClientWatch:
 def run_child(child: BecomeChild) -> int:
     """The forked child's whole life after the loop: returns the exit status."""
     code = 1
+    started = time.monotonic()
     watch = ClientWatch(child.conn)
     runner_log = os.dup(2)
     try:
@@ -204,6 +205,8 @@ def run_child(child: BecomeChild) -> int:
         release_client(runner_log)
         with contextlib.suppress(OSError):
             wire.send(child.conn, {"exit": code})
+        words = command_words(list(child.request["argv"]))
+        log(f"{words}: answered {code} after {time.monotonic() - started:.3f}s")
     return code
 
 

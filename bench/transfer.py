@@ -185,8 +185,11 @@ def otf_task_run(venv: Path) -> Path:
 
 @contextmanager
 def prefect_server(work: Path) -> Iterator[dict[str, str]]:
-    """A `prefect server start` on 127.0.0.1; yields the client environment."""
+    """A `prefect server start` on 127.0.0.1, on a scratch PostgreSQL database as the
+    tests use (the SQLite backend answers back-to-back runs with 503 "database is
+    locked", which the client retries after ~2 s); yields the client environment."""
     from tests.e2e.server import PREFECT, free_port, started, wait_until_healthy
+    from tests.prefect_backend import scratch_database
 
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
@@ -199,11 +202,23 @@ def prefect_server(work: Path) -> Iterator[dict[str, str]]:
         "STOREFLOW_HOME": str(work / "storeflow-home"),
     }
     server = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with started(server, env, work / "server.log", work) as process:
+    with (
+        scratch_database("storeflow_bench_prefect") as database,
+        started(
+            server,
+            {**env, "PREFECT_API_DATABASE_CONNECTION_URL": _asyncpg(database)},
+            work / "server.log",
+            work,
+        ) as process,
+    ):
         wait_until_healthy(api_url, process, work / "server.log", 120)
         client_env = {**env, "PREFECT_API_URL": api_url}
         with warm_runner(client_env, work):
             yield client_env
+
+
+def _asyncpg(database: str) -> str:
+    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
 
 
 @contextmanager

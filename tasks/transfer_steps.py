@@ -163,11 +163,16 @@ def post(run: TransferRun, plan: TransferPlan, delivery: Delivery) -> TransferRe
     return result
 
 
+def tell_after_task(run: TransferRun, outcome: ExecutionResult) -> None:
+    """AFTER_TASK_EXECUTED, as a step of its own only when a callback listens: an empty
+    task run would cost every transfer a round of Prefect bookkeeping for nothing."""
+    if run.callbacks.has(Stage.AFTER_TASK_EXECUTED):
+        after_task(by_ref(run), outcome)
+
+
 @task(name="after-task", cache_policy=NO_CACHE, task_run_name="{run.label}: after-task")
 def after_task(run: TransferRun, outcome: ExecutionResult) -> None:
     """AFTER_TASK_EXECUTED: told, not asked; a failing callback is logged, not fatal."""
-    if not run.callbacks.has(Stage.AFTER_TASK_EXECUTED):
-        return
     told = run.callbacks.callbacks.after_task(outcome)
     if told.failed:
         get_run_logger().warning(
@@ -218,7 +223,7 @@ def _pre_perform_post(run: TransferRun) -> State[Any]:
         # before anything was copied; anything else is an unexpected failure.
         name = REFUSED if isinstance(planned, StoreflowError) else ERRORED
         _close(run, name, str(planned), Progress.PROGRESS_HAS_ERROR)
-        after_task(by_ref(run), ExecutionResult(status="ERROR", error=str(planned)))
+        tell_after_task(run, ExecutionResult(status="ERROR", error=str(planned)))
         return Failed(name=name, message=f"{run.label}: {planned}")
     assert isinstance(planned, TransferPlan)
     try:
@@ -227,13 +232,13 @@ def _pre_perform_post(run: TransferRun) -> State[Any]:
     except Exception as exc:
         logger.error("%s failed: %s", run.label, exc)
         _close(run, ERRORED, str(exc), Progress.PROGRESS_HAS_ERROR)
-        after_task(by_ref(run), ExecutionResult(status="ERROR", error=str(exc)))
+        tell_after_task(run, ExecutionResult(status="ERROR", error=str(exc)))
         return Failed(name=ERRORED, message=f"{run.label}: {exc}")
     message = f"{run.label}: {len(result.files)} files, {result.bytes} bytes delivered" + (
         f", {len(result.skipped)} skipped" if result.skipped else ""
     )
     _close(run, DELIVERED, message, Progress.PROGRESS_UNSPECIFIED, result)
-    after_task(by_ref(run), ExecutionResult(status="SUCCESS", details=dict(run.summary)))
+    tell_after_task(run, ExecutionResult(status="SUCCESS", details=dict(run.summary)))
     return Completed(name=DELIVERED, message=message, data=_result_data(run, result))
 
 

@@ -128,7 +128,8 @@ def test_run_name_and_steps_are_tasks(config: StoreflowConfig, tmp_path: Path) -
         tasks = client.read_task_runs()
     assert flow_run.name == f"transfer/{src}"
     names = {t.name for t in tasks if t.flow_run_id == flow_run.id}
-    assert names == {f"transfer/{src}: {step}" for step in ("pre", "perform", "post", "after-task")}
+    # No AFTER_TASK_EXECUTED callback: no empty after-task step either.
+    assert names == {f"transfer/{src}: {step}" for step in ("pre", "perform", "post")}
 
 
 def test_before_task_veto_copies_nothing_and_is_recorded(
@@ -218,6 +219,11 @@ def run(req):
         callbacks=[callback(Stage.AFTER_TASK_EXECUTED, tell)],
     )
     assert state.name == "Delivered"
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs()
+    steps = {t.name: t for t in tasks if t.flow_run_id == state.state_details.flow_run_id}
+    after = steps[f"transfer/{src}: after-task"]  # a step of its own when a callback listens
+    assert after.state is not None and after.state.is_completed()
 
 
 def test_failure_in_delivery_is_errored_and_recorded(

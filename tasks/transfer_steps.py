@@ -186,11 +186,14 @@ def after_task(run: TransferRun, outcome: ExecutionResult) -> None:
 def run_steps(run: TransferRun) -> State[Any]:
     """Run one transfer through every step; return the flow run's final state."""
     open_execution(run)
-    drivers: list[HookBase] = (
-        load_drivers(run.config.hooks, run.config.hooks.hook_drivers)
-        if run.config.hooks.hook_drivers
-        else []
-    )
+    try:
+        drivers: list[HookBase] = (
+            load_drivers(run.config.hooks, run.config.hooks.hook_drivers)
+            if run.config.hooks.hook_drivers
+            else []
+        )
+    except StoreflowError as exc:  # a misspelt driver: refused before anything moved
+        return _close(run, REFUSED, f"{run.label}: {exc}", Progress.PROGRESS_STOPPED)
     context = HookContext(
         kind="transfer",
         action="run",

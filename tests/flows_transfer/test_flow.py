@@ -276,3 +276,19 @@ def test_hook_drivers_wrap_transfers(
     assert vetoed.is_failed() and vetoed.name == "Refused"
     assert "vetoed by Vetoing" in (vetoed.message or "")
     assert last_execution(config, "forbidden-copy").progress == Progress.PROGRESS_STOPPED
+
+
+def test_a_misspelt_hook_driver_is_refused_before_anything_moves(
+    config: StoreflowConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STOREFLOW_HOOK_DRIVERS", "tests.lifecycle.recording_hooks.Recorder")
+    src = make_files(tmp_path / "src", {"a": b"a"})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    state = run(transfer, definition=local_def(src, dest), name="misconfigured")
+    assert state.is_failed() and state.name == "Refused"
+    assert "hook_drivers" in (state.message or "") and "module.path:ClassName" in (
+        state.message or ""
+    )
+    assert os.listdir(dest) == []
+    assert last_execution(config, "misconfigured").progress == Progress.PROGRESS_STOPPED

@@ -90,9 +90,12 @@ def started(
         stop(process)
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> str:
-    result = subprocess.run(
-        [PREFECT, *args],
+def run_command(
+    cmd: list[str], env: dict[str, str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """A command run to its end (or its timeout): output captured, nothing on stdin."""
+    return subprocess.run(
+        cmd,
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -100,6 +103,10 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 30
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> str:
+    result = run_command([PREFECT, *args], env, cwd, timeout)
     if result.returncode != 0:
         raise RuntimeError(f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout

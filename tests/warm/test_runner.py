@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.server import PREFECT, api, free_port, started, wait_until_healthy
+from tests.e2e.server import (
+    PREFECT,
+    api,
+    free_port,
+    run_command,
+    started,
+    wait_until_healthy,
+)
 from tests.prefect_backend import scratch_database
 from tests.transfer.conftest import local_def
 
@@ -67,18 +74,9 @@ def shell(server: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def storeflow(
-    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120, **kw: Any
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [STOREFLOW, *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        **kw,
-    )
+    return run_command([STOREFLOW, *args], env, cwd, timeout)
 
 
 def status(env: dict[str, str], cwd: Path) -> dict[str, Any]:

@@ -309,7 +309,10 @@ def smb_copy(case: str, src: Path, work: Path, runs: int) -> list[Row]:
                 "destination": [{"directory": "/", "protocol": protocol}],
             }
         )
-        t_engine = best(runs, lambda: None, engine_copy(definition))
+        # Each run writes to an empty share, as each local run writes to a new directory:
+        # replacing last run's 1 GiB file would time the server's unlink of it.
+        empty_share = fresh(share)
+        t_engine = best(runs, empty_share, engine_copy(definition))
         if (share / name).stat().st_size != (src / name).stat().st_size:
             raise RuntimeError("SMB copy is short")
         # The password goes in a 0600 auth file, never on a command line.
@@ -318,7 +321,7 @@ def smb_copy(case: str, src: Path, work: Path, runs: int) -> list[Row]:
         auth.write_text(f"username = {server.username}\npassword = {server.password}\n")
         t_tool = best(
             runs,
-            lambda: None,
+            empty_share,
             lambda: run_quietly(
                 [
                     "smbclient",

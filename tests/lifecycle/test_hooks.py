@@ -61,6 +61,15 @@ def test_unsuppressed_pre_hook_error_refuses_untouched(config: StoreflowConfig, 
     assert not (config.storage.spaces_dir / "never").exists()
 
 
+def test_a_misspelt_driver_refuses_untouched(config: StoreflowConfig, monkeypatch) -> None:
+    monkeypatch.setenv("STOREFLOW_HOOK_DRIVERS", f"{MODULE}.Recorder")  # '.' for ':'
+    state = run(space_create, spec=SpaceSpec(name="misdriven"))
+    assert state.name == "Refused", state.message
+    assert "hook_drivers" in str(state.message) and "module.path:ClassName" in str(state.message)
+    assert not exists(config, "space", "misdriven")
+    assert not (config.storage.spaces_dir / "misdriven").exists()
+
+
 def test_suppressed_pre_hook_error_lets_the_operation_run(
     config: StoreflowConfig, drivers, monkeypatch: pytest.MonkeyPatch
 ) -> None:

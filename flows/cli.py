@@ -21,7 +21,7 @@ from flows.cli_common import (
     add_delete_verb,
     add_list_verb,
     add_show_verb,
-    current_etag,
+    etag_or_current,
     fail,
     guarded,
     launch,
@@ -108,7 +108,7 @@ def space_update_cmd(
         {"rename": rename, "quota": quota, "uninstall_template": uninstall_template},
         "space",
     )
-    etag = etag if etag is not None else current_etag("space", name, config)
+    etag = etag_or_current(etag, "space", name, config)
     params = {"name": name, "etag": etag, "changes": changes, "config": config}
     launch(space_update, params, submit_run, as_json)
 
@@ -123,7 +123,7 @@ def space_delete_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Delete a space."""
-    etag = etag if etag is not None else current_etag("space", name, config)
+    etag = etag_or_current(etag, "space", name, config)
     params = {"name": name, "etag": etag, "force": force, "config": config}
     launch(space_delete, params, submit_run, as_json)
 
@@ -159,7 +159,7 @@ def snapshot_delete_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Delete a snapshot."""
-    etag = etag if etag is not None else current_etag("snapshot", name, config, space)
+    etag = etag_or_current(etag, "snapshot", name, config, space)
     params = {"space": space, "name": name, "etag": etag, "config": config}
     launch(snapshot_delete, params, submit_run, as_json)
 
@@ -214,7 +214,7 @@ def template_update_cmd(
         {"rename": rename, "source": source.absolute() if source else None},
         "template",
     )
-    etag = etag if etag is not None else current_etag("template", name, config)
+    etag = etag_or_current(etag, "template", name, config)
     params = {"name": name, "etag": etag, "changes": changes, "config": config}
     launch(template_update, params, submit_run, as_json)
 

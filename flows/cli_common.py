@@ -101,8 +101,11 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def current_etag(kind: str, name: str, config: str | None, scope_space: str | None = None) -> int:
-    return lookup(kind, name, config, scope_space).etag
+def etag_or_current(
+    etag: int | None, kind: str, name: str, config: str | None, scope_space: str | None = None
+) -> int:
+    """The etag the user gave (--etag), else the resource's current one (last writer wins)."""
+    return etag if etag is not None else lookup(kind, name, config, scope_space).etag
 
 
 def lookup(
@@ -206,5 +209,5 @@ def add_delete_verb(app: typer.Typer, kind: str, flow: Flow[..., Any], help: str
         submit_run: bool = SubmitOption,
         as_json: bool = JsonOption,
     ) -> None:
-        etag = etag if etag is not None else current_etag(kind, name, config)
+        etag = etag_or_current(etag, kind, name, config)
         launch(flow, {"name": name, "etag": etag, "config": config}, submit_run, as_json)

@@ -132,7 +132,7 @@ def update_cmd(
         changes = cli.spec(CifsExposerUpdate, {**data, "options": options or None}, kind)
     else:
         changes = cli.spec(NfsExposerUpdate, {"rename": rename, "pseudo": pseudo}, kind)
-    etag = etag if etag is not None else cli.current_etag(kind, name, config)
+    etag = cli.etag_or_current(etag, kind, name, config)
     params = {"name": name, "etag": etag, "changes": changes, "config": config}
     _launch(f"{protocol}_exposer_update", params, submit_run, as_json)
 
@@ -150,7 +150,7 @@ def delete_cmd(
     from flows import cli
 
     kind = _kind(protocol)
-    etag = etag if etag is not None else cli.current_etag(kind, name, config)
+    etag = cli.etag_or_current(etag, kind, name, config)
     params = {"name": name, "etag": etag, "config": config}
     _launch(f"{protocol}_exposer_delete", params, submit_run, as_json)
 
@@ -176,7 +176,7 @@ def allow_cmd(
     else:
         data = {"client": to, "access": level, "squash": squash}
         rule = cli.spec(NfsClientRule, data, f"{kind}.rule")
-    etag = etag if etag is not None else cli.current_etag(kind, name, config)
+    etag = cli.etag_or_current(etag, kind, name, config)
     params = {"name": name, "etag": etag, "rule": rule, "config": config}
     _launch(f"{protocol}_exposer_allow", params, submit_run, as_json)
 
@@ -195,7 +195,7 @@ def deny_cmd(
     from flows import cli
 
     kind = _kind(protocol)
-    etag = etag if etag is not None else cli.current_etag(kind, name, config)
+    etag = cli.etag_or_current(etag, kind, name, config)
     target = {"to": to} if protocol == "cifs" else {"client": to}
     params = {"name": name, "etag": etag, **target, "config": config}
     _launch(f"{protocol}_exposer_deny", params, submit_run, as_json)

@@ -10,7 +10,6 @@ deployment); the Deleter removes the schedule and leaves the pools and their dat
 
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 from sqlalchemy.orm import Session
 
@@ -21,7 +20,6 @@ from models.replicas import ProfileSpec, TierRule
 from models.schemas import ResourceView
 from models.status import Action, Status
 from tasks import fstools, schedules
-from tasks.lifecycle import ResourceOperation
 from tasks.tree_sync import Endpoint, move_tree, open_endpoint
 
 KIND = "profile"
@@ -53,15 +51,16 @@ def check_pools_free(session: Session, spec: ProfileSpec) -> None:
                     raise Refused(f"pool {path} overlaps pool {theirs} of profile {other.name!r}")
 
 
-class ProfileBuilder(ResourceOperation):
+class ProfileBuilder(schedules.ScheduleBuilder):
     kind = KIND
     action = Action.CREATE
+    flow = FLOW
+    entrypoint = ENTRYPOINT
 
     def __init__(self, config: StoreflowConfig, spec: ProfileSpec) -> None:
         super().__init__(config, spec.name)
         self.spec = spec
         self._made: list[Path] = []
-        self._deployment: UUID | None = None
 
     def parameters(self) -> dict[str, Any]:
         return self.spec.model_dump(mode="json")
@@ -81,26 +80,16 @@ class ProfileBuilder(ResourceOperation):
             if not pool.path.exists():
                 pool.path.mkdir(parents=True)
                 self._made.append(pool.path)
-        self._deployment = schedules.create(
-            FLOW,
-            self.spec.name,
-            entrypoint=ENTRYPOINT,
-            parameters={"name": self.spec.name},
-            schedule=self.spec.schedule,
-            description=f"Tier files down the pools of profile {self.spec.name}: "
+        self.create_schedule(
+            self.spec.schedule,
+            f"Tier files down the pools of profile {self.spec.name}: "
             + " -> ".join(p.name for p in self.spec.pools),
-            tags=["storeflow", "profile"],
+            ["storeflow", "profile"],
         )
-        self.new_state = {
-            "deployment": f"{FLOW}/{self.spec.name}",
-            "deployment_id": str(self._deployment),
-        }
         return Status.ACTIVE
 
     def rollback(self, resource: ResourceView) -> None:
-        if self._deployment is not None:
-            schedules.delete(self._deployment)
-            self._deployment = None
+        super().rollback(resource)
         for path in reversed(self._made):
             if fstools.is_empty(path):
                 path.rmdir()

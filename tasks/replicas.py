@@ -11,7 +11,6 @@ the space wins, downstream the provider wins, bidirectionally the newer copy win
 """
 
 from typing import Any
-from uuid import UUID
 
 from sqlalchemy.orm import Session
 
@@ -22,7 +21,6 @@ from models.replicas import ProviderSpec, ReplicaSpec
 from models.schemas import ResourceView
 from models.status import Action, Status
 from tasks import providers, schedules
-from tasks.lifecycle import ResourceOperation
 from tasks.spaces import space_path
 from tasks.tree_sync import Endpoint, TreeReport, open_endpoint, sync_tree
 
@@ -51,15 +49,16 @@ def check_conflicting_replicas(session: Session, spec: ReplicaSpec) -> None:
             )
 
 
-class ReplicaBuilder(ResourceOperation):
+class ReplicaBuilder(schedules.ScheduleBuilder):
     kind = KIND
     action = Action.CREATE
+    flow = FLOW
+    entrypoint = ENTRYPOINT
 
     def __init__(self, config: StoreflowConfig, spec: ReplicaSpec) -> None:
         super().__init__(config, spec.name)
         self.spec = spec
         self._space: ResourceView | None = None
-        self._deployment: UUID | None = None
 
     def parameters(self) -> dict[str, Any]:
         return self.spec.model_dump(mode="json")
@@ -84,26 +83,13 @@ class ReplicaBuilder(ResourceOperation):
         )
 
     def perform(self, resource: ResourceView) -> Status:
-        self._deployment = schedules.create(
-            FLOW,
-            self.spec.name,
-            entrypoint=ENTRYPOINT,
-            parameters={"name": self.spec.name},
-            schedule=self.spec.schedule,
-            description=f"Sync space {self.spec.space} {self.spec.direction} with provider "
+        self.create_schedule(
+            self.spec.schedule,
+            f"Sync space {self.spec.space} {self.spec.direction} with provider "
             f"{self.spec.provider}.",
-            tags=["storeflow", "replica", f"space:{self.spec.space}"],
+            ["storeflow", "replica", f"space:{self.spec.space}"],
         )
-        self.new_state = {
-            "deployment": f"{FLOW}/{self.spec.name}",
-            "deployment_id": str(self._deployment),
-        }
         return Status.ACTIVE
-
-    def rollback(self, resource: ResourceView) -> None:
-        if self._deployment is not None:
-            schedules.delete(self._deployment)
-            self._deployment = None
 
 
 class ReplicaDeleter(schedules.ScheduleDeleter):

@@ -122,6 +122,35 @@ def delete(deployment_id: UUID) -> None:
         client.delete_deployment(deployment_id)
 
 
+class ScheduleBuilder(ResourceOperation):
+    """Create a resource that owns the scheduled deployment `<flow>/<name>`: perform
+    calls `create_schedule`; a rollback deletes the deployment again."""
+
+    flow: ClassVar[str]
+    entrypoint: ClassVar[str]
+    _deployment: UUID | None = None
+
+    def create_schedule(self, schedule: ScheduleSpec, description: str, tags: list[str]) -> None:
+        self._deployment = create(
+            self.flow,
+            self.name,
+            entrypoint=self.entrypoint,
+            parameters={"name": self.name},
+            schedule=schedule,
+            description=description,
+            tags=tags,
+        )
+        self.new_state = {
+            "deployment": f"{self.flow}/{self.name}",
+            "deployment_id": str(self._deployment),
+        }
+
+    def rollback(self, resource: ResourceView) -> None:
+        if self._deployment is not None:
+            delete(self._deployment)
+            self._deployment = None
+
+
 class ScheduleDeleter(ResourceOperation):
     """Delete a resource that owns the scheduled deployment `<flow>/<name>`.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import stat
 from dataclasses import dataclass, replace
 
 
@@ -11,6 +12,17 @@ class Kind(enum.Enum):
     DIR = "dir"
     LINK = "link"
     OTHER = "other"
+
+    @classmethod
+    def of_mode(cls, mode: int) -> Kind:
+        """The kind a POSIX st_mode names (local and NFS listings both give one)."""
+        if stat.S_ISREG(mode):
+            return cls.FILE
+        if stat.S_ISDIR(mode):
+            return cls.DIR
+        if stat.S_ISLNK(mode):
+            return cls.LINK
+        return cls.OTHER
 
 
 @dataclass(frozen=True, slots=True)

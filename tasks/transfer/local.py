@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -17,20 +16,10 @@ _WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 LOCAL_CHUNK = 8 * CHUNK
 
 
-def _kind(mode: int) -> Kind:
-    if stat.S_ISREG(mode):
-        return Kind.FILE
-    if stat.S_ISDIR(mode):
-        return Kind.DIR
-    if stat.S_ISLNK(mode):
-        return Kind.LINK
-    return Kind.OTHER
-
-
 def _entry(name: str, path: str, st: os.stat_result) -> Entry:
     return Entry(
         name=name,
-        kind=_kind(st.st_mode),
+        kind=Kind.of_mode(st.st_mode),
         path=path,
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,

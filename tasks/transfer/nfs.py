@@ -22,16 +22,6 @@ from tasks.transfer.handler import Spec, TransferHandler
 from tasks.transfer.libnfs import Mount, NFSError, NFSStat64
 
 
-def _kind(mode: int) -> Kind:
-    if stat.S_ISREG(mode):
-        return Kind.FILE
-    if stat.S_ISDIR(mode):
-        return Kind.DIR
-    if stat.S_ISLNK(mode):
-        return Kind.LINK
-    return Kind.OTHER
-
-
 def _path(path: str) -> str:
     return posixpath.normpath("/" + path.strip("/")) if path.strip("/") else "/"
 
@@ -122,7 +112,7 @@ class NFSTransfer(TransferHandler):
     def _entry(name: str, path: str, st: NFSStat64) -> Entry:
         return Entry(
             name=name,
-            kind=_kind(st.mode),
+            kind=Kind.of_mode(st.mode),
             path=path,
             size=st.size,
             mtime_ns=st.mtime * 1_000_000_000 + st.mtime_nsec,
@@ -142,7 +132,7 @@ class NFSTransfer(TransferHandler):
         for d in items:
             yield Entry(
                 name=d.name,
-                kind=_kind(d.mode),
+                kind=Kind.of_mode(d.mode),
                 path=posixpath.join(directory, d.name),
                 size=d.size,
                 mtime_ns=d.mtime_ns,

@@ -7,10 +7,11 @@ and passes it to any local listener (the CLI's rich progress bar).
 Artifact writes are an API call each, so they are throttled further.  The artifact is
 created only once the copy has run `first_after` seconds, or at the end: a short copy
 costs one call, with its final figures.  After that it is updated at most once per
-`interval` seconds, plus the final figures.  The writes come from one sender thread
-(then the task's own thread, at the end), through the client of the task run that
-started the reporter, with that run's ids: a thread without Prefect's context would
-otherwise open a client of its own.
+`interval` seconds, plus the final figures.  Every write comes from one sender thread,
+the last one too: `finish(wait=False)` lets the flow go on to its next step while the
+final figures travel, and `settle()` waits for them before the flow run ends.  The
+sender uses the client of the task run that started the reporter, with that run's ids:
+a thread without Prefect's context would otherwise open a client of its own.
 """
 
 import re
@@ -105,19 +106,34 @@ class ProgressReporter:
             if progress is not None and (self.artifact_id is None or progress != self._sent):
                 self._send(progress)
 
-    def finish(self) -> None:
-        """Stop the sender, then write the last counters (creating the artifact if the copy
-        was too short to have it yet)."""
+    def finish(self, wait: bool = True) -> None:
+        """Stop the sender after it writes the last counters (creating the artifact if
+        the copy was too short to have it yet); with `wait=False`, return at once and
+        let `settle()` wait for that write."""
         self._done.set()
-        if self._sender is not None:
-            self._sender.join()
-        self.flush()
+        if self._sender is None:
+            self.flush()
+        elif wait:
+            self.settle()
+
+    def settle(self, timeout: float = 120.0) -> None:
+        """Wait (at most `timeout` seconds) for the sender's last write."""
+        if self._sender is None:
+            return
+        self._sender.join(timeout)
+        if self._sender.is_alive():
+            get_logger("storeflow.transfer").warning(
+                "progress artifact %s: the last update still pending after %.0fs",
+                self.key,
+                timeout,
+            )
 
     def _send_now_and_then(self) -> None:
         wait = self.first_after
         while not self._done.wait(wait):
             self.flush()
             wait = self.interval
+        self.flush()
 
     def _send(self, progress: Progress) -> None:
         if self._client is None:

@@ -70,6 +70,7 @@ class TransferRun:
     execution_id: int = 0
     previous: executions.ExecutionView | None = None
     flags: Progress = Progress.PROGRESS_UNSPECIFIED
+    reporter: ProgressReporter | None = None
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -124,7 +125,7 @@ def pre(run: TransferRun) -> TransferPlan | State[Any]:
 @task(name="perform", cache_policy=NO_CACHE, task_run_name="{run.label}: perform")
 def perform(run: TransferRun, plan: TransferPlan) -> Delivery:
     run.flag(Progress.PROGRESS_PROCESS_STARTED)
-    reporter = ProgressReporter(run.task_id)
+    reporter = run.reporter = ProgressReporter(run.task_id)
     reporter.start(len(plan.files), plan.total_bytes * len(plan.definition.destination))
     bound = run.callbacks
     try:
@@ -136,7 +137,8 @@ def perform(run: TransferRun, plan: TransferPlan) -> Delivery:
             batch_size=run.batch_size,
         )
     finally:
-        reporter.finish()
+        # The last figures go out while `post` works; run_steps settles them.
+        reporter.finish(wait=False)
     run.flag(Progress.PROGRESS_PROCESS_DONE)
     return delivery
 
@@ -210,7 +212,11 @@ def run_steps(run: TransferRun) -> State[Any]:
             return _close(run, REFUSED, f"{run.label}: {answer}", Progress.PROGRESS_STOPPED)
         assert isinstance(answer, list)
         pre_data = answer
-    state = _pre_perform_post(run)
+    try:
+        state = _pre_perform_post(run)
+    finally:
+        if run.reporter is not None:
+            run.reporter.settle()  # the progress artifact's last figures, before the end
     if drivers:
         state = _post_hooks(run, drivers, context, pre_data, state)
     return state

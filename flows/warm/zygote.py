@@ -78,10 +78,11 @@ FIRST_RUN_MODULES = (
 def warm_up() -> list[str]:
     """Import what any command can need; read files, open nothing. Returns the
     modules that could not be imported."""
-    import flows.cli  # noqa: F401  every verb, flow, task, block and model
+    import flows.cli  # every verb, flow, task, block and model
     from flows.runner import warm_up as warm_up_runs
     from tasks.transfer.registry import handler_class
 
+    flows.cli.command()  # the click command Typer builds from the verbs
     warm_up_runs()  # settings, TLS context, Prefect's API schemas, the database's
     for name in PROTOCOLS:
         handler_class(name)
@@ -123,10 +124,10 @@ def exit_status(code: object) -> int:
 
 
 def run_command(argv: list[str]) -> int:
-    from flows.cli import app
+    from flows.cli import main
 
     try:
-        app(args=argv, prog_name="storeflow")
+        main(argv)
     except SystemExit as exc:
         return exit_status(exc.code)
     except KeyboardInterrupt:

@@ -174,3 +174,40 @@ def test_a_copy_that_failed_at_once_still_has_its_artifact(api_calls: Calls) -> 
 
     assert api_calls == ["create"]
     assert (artifact.data, artifact.description) == (0.0, "0/3 files, 0/30 bytes delivered")
+
+
+def test_the_last_figures_travel_while_the_next_step_works(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writing, release = threading.Event(), threading.Event()
+    create = SyncPrefectClient.create_artifact
+
+    def slow_create(self: SyncPrefectClient, artifact: Any) -> Any:
+        writing.set()
+        release.wait(60)  # a server busy elsewhere
+        return create(self, artifact)
+
+    monkeypatch.setattr(SyncPrefectClient, "create_artifact", slow_create)
+    seen: dict[str, Any] = {}
+
+    @task(cache_policy=NO_CACHE)
+    def copy() -> ProgressReporter:
+        reporter = ProgressReporter("next step", first_after=3600)
+        reporter.start(1, 10)
+        in_a_thread(reporter, Progress(1, 1, 10, 10))
+        reporter.finish(wait=False)  # returns while the write hangs
+        seen["writing"] = writing.wait(60)
+        seen["created before settle"] = reporter.artifact_id is not None
+        return reporter
+
+    @flow
+    def next_step() -> UUID | None:
+        reporter = copy()
+        release.set()
+        reporter.settle()
+        return reporter.artifact_id
+
+    artifact = read_artifact(next_step())
+
+    assert seen == {"writing": True, "created before settle": False}
+    assert (artifact.data, artifact.description) == (100.0, "1/1 files, 10/10 bytes delivered")

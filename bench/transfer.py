@@ -155,19 +155,26 @@ def check_copied(src: Path, dst: Path) -> None:
 # -- copy phase -----------------------------------------------------------------------------
 
 
-def local_copy(case: str, src: Path, dst: Path, runs: int, target: str) -> tuple[float, list[Row]]:
-    """storeflow's copy phase and rsync -a against cp -r; returns cp -r's time too."""
+def local_copy(
+    case: str, src: Path, dst: Path, runs: int, target: str
+) -> tuple[float, float, list[Row]]:
+    """storeflow's copy phase and rsync -a against cp -r; returns the times of cp -r and
+    of the copy phase too."""
     fresh(dst)()
     t_engine = best(runs, fresh(dst), engine_copy(parse_definition(definition_dict(src, dst))))
     check_copied(src, dst)
     t_cp = best(runs, gone(dst), lambda: run_quietly(["cp", "-r", str(src), str(dst)]))
     t_rsync = best(runs, gone(dst), lambda: run_quietly(["rsync", "-a", f"{src}/", f"{dst}/"]))
     shutil.rmtree(dst, ignore_errors=True)
-    return t_cp, [
-        Row(case, "cp -r", t_cp, "cp -r", t_cp),
-        Row(case, "storeflow copy phase", t_engine, "cp -r", t_cp, target=target),
-        Row(case, "rsync -a", t_rsync, "cp -r", t_cp),
-    ]
+    return (
+        t_cp,
+        t_engine,
+        [
+            Row(case, "cp -r", t_cp, "cp -r", t_cp),
+            Row(case, "storeflow copy phase", t_engine, "cp -r", t_cp, target=target),
+            Row(case, "rsync -a", t_rsync, "cp -r", t_cp),
+        ],
+    )
 
 
 # -- end to end -----------------------------------------------------------------------------
@@ -238,17 +245,35 @@ def warm_runner(env: dict[str, str], work: Path) -> Iterator[None]:
             os.kill(pid, signal.SIGKILL)
 
 
+def prefect_floor(client_env: dict[str, str], runs: int) -> float:
+    """bench/prefect_floor.py against the same server: Prefect's own cost of one flow of
+    the transfer flow's shape, copying nothing (best of `runs`, in a warm process)."""
+    found = subprocess.run(
+        [sys.executable, "-m", "bench.prefect_floor", "--runs", str(max(runs, 3))],
+        env=client_env,
+        capture_output=True,
+        timeout=600,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    return float(json.loads(found.stdout)["seconds"])
+
+
 def end_to_end(
     case: str,
     src: Path,
     work: Path,
     runs: int,
-    t_cp: float,
+    baselines: tuple[float, float, float],
     client_env: dict[str, str],
     task_run: Path | None,
 ) -> list[Row]:
     """`storeflow transfer run` as a user runs it (a new process, the flow on a running
-    Prefect server) and opentaskpy's `task-run` on the same definition file."""
+    Prefect server) and opentaskpy's `task-run` on the same definition file.
+
+    `baselines`: the times of cp -r, of storeflow's copy phase and of Prefect's floor;
+    the last two summed are the least storeflow end to end could take."""
+    t_cp, t_copy_phase, t_floor = baselines
     config = work / "otf-config"
     config.mkdir(parents=True, exist_ok=True)
     dst = work / "dst"
@@ -279,6 +304,7 @@ def end_to_end(
             Row(case, "opentaskpy task-run", t_otf, "cp -r", t_cp),
             Row(case, "storeflow CLI, no warm runner", t_cold, "opentaskpy", t_otf),
             Row(case, "storeflow CLI end to end", t_cli, "opentaskpy", t_otf, target="< 1.0"),
+            Row(case, "floor: Prefect run + copy", t_floor + t_copy_phase, "opentaskpy", t_otf),
         ]
     shutil.rmtree(dst, ignore_errors=True)
     return rows
@@ -408,17 +434,34 @@ def main() -> None:
 
         small_case = f"{args.small_count} x {args.small_size // 1024} KiB local"
         large_case = f"1 x {args.large_mib} MiB local"
-        t_cp_small, found = local_copy(small_case, small, work / "s", args.runs, "<= 1.5")
+        t_cp_small, t_sf_small, found = local_copy(
+            small_case, small, work / "s", args.runs, "<= 1.5"
+        )
         rows += found
-        t_cp_large, found = local_copy(large_case, large, work / "l", args.runs, "<= 1.1")
+        t_cp_large, t_sf_large, found = local_copy(
+            large_case, large, work / "l", args.runs, "<= 1.1"
+        )
         rows += found
         if not args.no_e2e:
             with prefect_server(work) as env:
+                t_floor = prefect_floor(env, args.runs)
                 rows += end_to_end(
-                    small_case, small, work / "es", args.runs, t_cp_small, env, task_run
+                    small_case,
+                    small,
+                    work / "es",
+                    args.runs,
+                    (t_cp_small, t_sf_small, t_floor),
+                    env,
+                    task_run,
                 )
                 rows += end_to_end(
-                    large_case, large, work / "el", args.runs, t_cp_large, env, task_run
+                    large_case,
+                    large,
+                    work / "el",
+                    args.runs,
+                    (t_cp_large, t_sf_large, t_floor),
+                    env,
+                    task_run,
                 )
         shutil.rmtree(large)
         if not args.no_smb:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -83,12 +84,24 @@ def timed(func: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def best(runs: int, prepare: Callable[[], None], func: Callable[[], object]) -> float:
-    times = []
+@dataclass
+class Contender:
+    prepare: Callable[[], None]
+    run: Callable[[], object]
+    check: Callable[[], None] = lambda: None
+
+
+def best_of(runs: int, contenders: dict[str, Contender]) -> dict[str, float]:
+    """The best time of each contender over `runs` rounds, taking turns within a round:
+    on a machine shared with other work, speed drifts over minutes, and back-to-back
+    blocks per tool would let the drift decide the ratios."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(runs):
-        prepare()
-        times.append(timed(func))
-    return min(times)
+        for name, contender in contenders.items():
+            contender.prepare()
+            times[name].append(timed(contender.run))
+            contender.check()
+    return {name: min(found) for name, found in times.items()}
 
 
 def run_quietly(cmd: list[str], env: dict[str, str] | None = None) -> None:
@@ -161,10 +174,22 @@ def local_copy(
     """storeflow's copy phase and rsync -a against cp -r; returns the times of cp -r and
     of the copy phase too."""
     fresh(dst)()
-    t_engine = best(runs, fresh(dst), engine_copy(parse_definition(definition_dict(src, dst))))
-    check_copied(src, dst)
-    t_cp = best(runs, gone(dst), lambda: run_quietly(["cp", "-r", str(src), str(dst)]))
-    t_rsync = best(runs, gone(dst), lambda: run_quietly(["rsync", "-a", f"{src}/", f"{dst}/"]))
+    copied = functools.partial(check_copied, src, dst)
+    found = best_of(
+        runs,
+        {
+            "engine": Contender(
+                fresh(dst), engine_copy(parse_definition(definition_dict(src, dst))), copied
+            ),
+            "cp": Contender(
+                gone(dst), lambda: run_quietly(["cp", "-r", str(src), str(dst)]), copied
+            ),
+            "rsync": Contender(
+                gone(dst), lambda: run_quietly(["rsync", "-a", f"{src}/", f"{dst}/"]), copied
+            ),
+        },
+    )
+    t_engine, t_cp, t_rsync = found["engine"], found["cp"], found["rsync"]
     shutil.rmtree(dst, ignore_errors=True)
     return (
         t_cp,
@@ -283,23 +308,24 @@ def end_to_end(
     storeflow = str(Path(sys.executable).with_name("storeflow"))
     command = [storeflow, "transfer", "run", str(definition), "--json"]
     cold_env = {**client_env, "STOREFLOW_WARM": "off"}
-    t_cold = best(runs, gone(dst), lambda: run_quietly(command, cold_env))
-    check_copied(src, dst)
     warm_env = {**client_env, "STOREFLOW_WARM": "require"}  # fail rather than fall back
-    t_cli = best(runs, gone(dst), lambda: run_quietly(command, warm_env))
-    check_copied(src, dst)
+    copied = functools.partial(check_copied, src, dst)
+    contenders = {
+        "cold": Contender(gone(dst), lambda: run_quietly(command, cold_env), copied),
+        "warm": Contender(gone(dst), lambda: run_quietly(command, warm_env), copied),
+    }
+    if task_run is not None:
+        otf_env = {**os.environ, "OTF_NO_LOG": "1", "OTF_STAGING_DIR": str(work / "staging")}
+        otf = [str(task_run), "-t", "transfer", "-c", str(config)]
+        contenders["otf"] = Contender(gone(dst), lambda: run_quietly(otf, otf_env), copied)
+    found = best_of(runs, contenders)
+    t_cold, t_cli = found["cold"], found["warm"]
     rows = [
         Row(case, "storeflow CLI, no warm runner", t_cold, "cp -r", t_cp),
         Row(case, "storeflow CLI end to end", t_cli, "cp -r", t_cp),
     ]
     if task_run is not None:
-        otf_env = {**os.environ, "OTF_NO_LOG": "1", "OTF_STAGING_DIR": str(work / "staging")}
-        t_otf = best(
-            runs,
-            gone(dst),
-            lambda: run_quietly([str(task_run), "-t", "transfer", "-c", str(config)], otf_env),
-        )
-        check_copied(src, dst)
+        t_otf = found["otf"]
         rows += [
             Row(case, "opentaskpy task-run", t_otf, "cp -r", t_cp),
             Row(case, "storeflow CLI, no warm runner", t_cold, "opentaskpy", t_otf),
@@ -338,29 +364,33 @@ def smb_copy(case: str, src: Path, work: Path, runs: int) -> list[Row]:
         # Each run writes to an empty share, as each local run writes to a new directory:
         # replacing last run's 1 GiB file would time the server's unlink of it.
         empty_share = fresh(share)
-        t_engine = best(runs, empty_share, engine_copy(definition))
-        if (share / name).stat().st_size != (src / name).stat().st_size:
-            raise RuntimeError("SMB copy is short")
         # The password goes in a 0600 auth file, never on a command line.
         auth = work / "smb.auth"
         auth.touch(mode=0o600)
         auth.write_text(f"username = {server.username}\npassword = {server.password}\n")
-        t_tool = best(
+        put = [
+            "smbclient",
+            f"//{server.host}/data",
+            "-p",
+            str(server.port),
+            "-A",
+            str(auth),
+            "-c",
+            f'put "{src / name}" "copy.bin"',
+        ]
+
+        def engine_copied() -> None:
+            if (share / name).stat().st_size != (src / name).stat().st_size:
+                raise RuntimeError("SMB copy is short")
+
+        found = best_of(
             runs,
-            empty_share,
-            lambda: run_quietly(
-                [
-                    "smbclient",
-                    f"//{server.host}/data",
-                    "-p",
-                    str(server.port),
-                    "-A",
-                    str(auth),
-                    "-c",
-                    f'put "{src / name}" "copy.bin"',
-                ]
-            ),
+            {
+                "engine": Contender(empty_share, engine_copy(definition), engine_copied),
+                "smbclient": Contender(empty_share, lambda: run_quietly(put)),
+            },
         )
+        t_engine, t_tool = found["engine"], found["smbclient"]
     return [
         Row(case, "smbclient put", t_tool, "smbclient put", t_tool, "throughput"),
         Row(

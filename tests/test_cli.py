@@ -3,9 +3,10 @@
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli import app, command, main
 
 runner = CliRunner()
 
@@ -84,3 +85,19 @@ def test_schema_prints_json_schema() -> None:
     schema = json.loads(out)
     assert code == 0 and schema["additionalProperties"] is False
     assert set(schema["properties"]) == {"name", "quota", "template"}
+
+
+def test_main_runs_the_command_built_once(
+    storeflow_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The warm runner's children call main(): the click command is built once per
+    # process (Typer would rebuild it on every call) and exits with the verb's status.
+    assert command() is command()
+    with pytest.raises(SystemExit) as exited:
+        main(["space", "create", "../etc", "--json"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.startswith("error: space.name:")
+    with pytest.raises(SystemExit) as exited:
+        main(["space", "create", "alpha", "--json"])
+    assert exited.value.code == 0
+    assert json.loads(capsys.readouterr().out)["state_type"] == "COMPLETED"

@@ -1,5 +1,6 @@
 """What every lifecycle flow shares: how it is declared and how a crash is cleaned up."""
 
+import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -9,6 +10,7 @@ from prefect.logging import get_logger
 from prefect.states import State
 
 from blocks.config import resolve_config
+from flows.runner import note_run_name
 from models import repository
 from models.db import session_scope
 
@@ -33,12 +35,17 @@ def lifecycle_flow(name: str, run_name: str) -> Callable[[Callable[P, R]], Flow[
     """@flow for a lifecycle entry point: named runs, crash clean-up, typed parameters."""
 
     def decorate(fn: Callable[P, R]) -> Flow[P, R]:
+        @functools.wraps(fn)  # Prefect reads the parameters through __wrapped__
+        def body(*args: P.args, **kwargs: P.kwargs) -> R:
+            note_run_name()  # run_here reports the name without reading the run back
+            return fn(*args, **kwargs)
+
         return flow(
             name=name,
             flow_run_name=run_name,
             on_crashed=[release_interrupted],
             on_cancellation=[release_interrupted],
             validate_parameters=True,
-        )(fn)
+        )(body)
 
     return decorate

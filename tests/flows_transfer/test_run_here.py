@@ -19,8 +19,10 @@ from prefect.settings import (
 import flows.runner
 from blocks.config import StoreflowConfig
 from flows.runner import in_process_runtime, in_process_settings, note_run_name, run_here, warm_up
+from flows.spaces import space_create
 from flows.transfers import transfer
 from models import db
+from models.schemas import SpaceSpec
 from models.transfer import parse_definition
 from tests.flows_transfer.conftest import local_def, make_files
 
@@ -71,6 +73,21 @@ def test_run_here_reports_the_name_without_reading_the_run_back(
 
     assert outcome.state_name == "Delivered", outcome.message
     assert outcome.flow_run_name == "transfer/named"
+
+
+def test_lifecycle_runs_report_their_name_without_reading_it_back(
+    storeflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_read(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the run name was read back from the API")
+
+    monkeypatch.setattr(flows.runner, "get_client", no_read)
+    outcome = run_here(space_create, spec=SpaceSpec(name="alpha"))
+
+    assert outcome.state_type == "COMPLETED", outcome.message
+    assert outcome.flow_run_name == "space-create/alpha"
+    # The wrapper that notes the name keeps the flow's typed parameters.
+    assert set(space_create.parameters.properties) == {"spec", "config"}
 
 
 @flow(name="plain", flow_run_name="plain-{x}")

@@ -10,9 +10,9 @@ def main() -> None:
     code = hand_over(sys.argv[1:])
     if code is not None:
         sys.exit(code)
-    from flows.cli import main as run_here
+    from flows.cli import main as run_in_this_process
 
-    run_here()
+    run_in_this_process()
 
 
 if __name__ == "__main__":

@@ -282,7 +282,7 @@ def _record_replaced(op: ResourceOperation, before: ActionResults, after: Action
 def run_operation(op: ResourceOperation) -> State[Any]:
     """Run one operation through the skeleton; return the flow run's final state."""
     logger = get_run_logger()
-    drivers: list[HookBase] = []
+    drivers: list[HookBase] = []  # none if loading them is refused
     context = HookContext(
         kind=op.kind,
         action=op.action.value,
@@ -294,8 +294,7 @@ def run_operation(op: ResourceOperation) -> State[Any]:
     pre_data: list[Any] = []
     try:
         # Inside the try: a misspelt driver is refused like any bad input, untouched.
-        if op.config.hooks.hook_drivers:
-            drivers = load_drivers(op.config.hooks, op.config.hooks.hook_drivers)
+        drivers = load_drivers(op.config.hooks, op.config.hooks.hook_drivers)
         if drivers:
             pre_data = _unwrap(
                 run_pre_hooks(op.label, drivers, context, op.func_name, return_state=True), list

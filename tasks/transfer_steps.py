@@ -189,11 +189,7 @@ def run_steps(run: TransferRun) -> State[Any]:
     """Run one transfer through every step; return the flow run's final state."""
     open_execution(run)
     try:
-        drivers: list[HookBase] = (
-            load_drivers(run.config.hooks, run.config.hooks.hook_drivers)
-            if run.config.hooks.hook_drivers
-            else []
-        )
+        drivers = load_drivers(run.config.hooks, run.config.hooks.hook_drivers)
     except StoreflowError as exc:  # a misspelt driver: refused before anything moved
         return _close(run, REFUSED, f"{run.label}: {exc}", Progress.PROGRESS_STOPPED)
     context = HookContext(

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +64,19 @@ def require_server() -> None:
         )
 
 
-def wait_until(check: Any, seconds: float, what: str) -> None:
+def poll(check: Callable[[], bool], seconds: float) -> bool:
+    """Whether `check()` came true within `seconds` (asked every 0.1 s)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():
-            return
+            return True
         time.sleep(0.1)
-    fail(f"{what} after {seconds:.0f}s", 1)
+    return False
+
+
+def wait_until(check: Callable[[], bool], seconds: float, what: str) -> None:
+    if not poll(check, seconds):
+        fail(f"{what} after {seconds:.0f}s", 1)
 
 
 @warm_app.command("start")
@@ -135,21 +142,18 @@ def stop() -> None:
     if pid is None:
         out().print("no warm runner is running")
         return
-    if _wait_for_exit(pid, STOP_TIMEOUT):
+    if poll(lambda: not _alive(pid), STOP_TIMEOUT):
         out().print(f"warm runner stopped (pid {pid})")
     else:
         out().print(f"warm runner (pid {pid}) takes no new commands; it exits when they end")
 
 
-def _wait_for_exit(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    return False
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @warm_app.command("status")

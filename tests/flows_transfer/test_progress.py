@@ -39,6 +39,22 @@ def api_calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     return calls
 
 
+@pytest.fixture
+def busy_server(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Artifact creation hangs like a server busy elsewhere: (writing, release) events,
+    set when the write starts, and to let it go on."""
+    writing, release = threading.Event(), threading.Event()
+    create = SyncPrefectClient.create_artifact
+
+    def slow_create(self: SyncPrefectClient, artifact: Any) -> Any:
+        writing.set()
+        release.wait(60)
+        return create(self, artifact)
+
+    monkeypatch.setattr(SyncPrefectClient, "create_artifact", slow_create)
+    return writing, release
+
+
 def read_artifact(artifact_id: UUID | None) -> Artifact:
     assert artifact_id is not None
     with get_client(sync_client=True) as client:
@@ -122,17 +138,9 @@ def test_a_long_copy_keeps_the_artifact_current(api_calls: Calls) -> None:
 
 
 def test_the_sender_writes_while_the_copy_goes_on_and_never_holds_it_up(
-    monkeypatch: pytest.MonkeyPatch,
+    busy_server: tuple[threading.Event, threading.Event],
 ) -> None:
-    writing, release = threading.Event(), threading.Event()
-    create = SyncPrefectClient.create_artifact
-
-    def slow_create(self: SyncPrefectClient, artifact: Any) -> Any:
-        writing.set()
-        release.wait(60)  # a server busy elsewhere
-        return create(self, artifact)
-
-    monkeypatch.setattr(SyncPrefectClient, "create_artifact", slow_create)
+    writing, release = busy_server
     result: dict[str, Any] = {}
 
     @task(cache_policy=NO_CACHE)
@@ -177,17 +185,9 @@ def test_a_copy_that_failed_at_once_still_has_its_artifact(api_calls: Calls) -> 
 
 
 def test_the_last_figures_travel_while_the_next_step_works(
-    monkeypatch: pytest.MonkeyPatch,
+    busy_server: tuple[threading.Event, threading.Event],
 ) -> None:
-    writing, release = threading.Event(), threading.Event()
-    create = SyncPrefectClient.create_artifact
-
-    def slow_create(self: SyncPrefectClient, artifact: Any) -> Any:
-        writing.set()
-        release.wait(60)  # a server busy elsewhere
-        return create(self, artifact)
-
-    monkeypatch.setattr(SyncPrefectClient, "create_artifact", slow_create)
+    writing, release = busy_server
     seen: dict[str, Any] = {}
 
     @task(cache_policy=NO_CACHE)

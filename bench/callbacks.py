@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sandbox.models import CallbackRequest, Language, NodeInfo, Stage, TaskInfo
-from sandbox.settings import SandboxSettings
-from sandbox.worker import CallbackWorker
+from storeflow.sandbox.models import CallbackRequest, Language, NodeInfo, Stage, TaskInfo
+from storeflow.sandbox.settings import SandboxSettings
+from storeflow.sandbox.worker import CallbackWorker
 
 TARGET_WARM = 3000.0
 PYTHON_CB = "import utils\ndef run(req):\n    return utils.get_node_info(req).size > 0\n"

@@ -47,8 +47,8 @@ def timed(fn: Callable[[int], Any], n: int) -> list[float]:
 
 def measure(label: str, repeat: int, prefix: str) -> tuple[float, float]:
     """Median seconds of a bare three-task flow and of a space create, same conditions."""
-    from flows.spaces import space_create
-    from models.schemas import SpaceSpec
+    from storeflow.flows.spaces import space_create
+    from storeflow.models.schemas import SpaceSpec
 
     def create(i: int) -> None:
         state = space_create(SpaceSpec(name=f"{prefix}-{i}"), return_state=True)
@@ -104,7 +104,7 @@ def main() -> int:
         os.environ.pop("PREFECT_API_URL")
         os.environ.pop("PREFECT_FLOWS_HEARTBEAT_FREQUENCY")
         os.environ["STOREFLOW_HOME"] = str(root / "storeflow")
-        os.environ["STOREFLOW_HOOK_DRIVERS"] = "tasks.hook_drivers.audit:AuditHook"
+        os.environ["STOREFLOW_HOOK_DRIVERS"] = "storeflow.tasks.hook_drivers.audit:AuditHook"
         rows = []
         with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             bare, ours = measure("ephemeral", args.repeat, "eph")

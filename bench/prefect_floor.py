@@ -5,7 +5,7 @@
 A flow with a run name, three empty tasks (`pre`, `perform`, `post`), a progress and a
 table artifact and a named final state: the Prefect bookkeeping that every
 `storeflow transfer run` does, whatever it copies.  Run here as cheaply as storeflow can
-run anything (`flows.runner.run_here` in a process that already ran one flow: no
+run anything (`storeflow.cli.runner.run_here` in a process that already ran one flow: no
 import, no fork, no CLI), so it is a floor: storeflow end to end cannot be faster than
 this plus its copy phase.  bench/transfer.py prints that sum against opentaskpy.
 Prints the best of `--runs` in seconds, as JSON.
@@ -20,7 +20,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 
-from flows.runner import run_here
+from storeflow.cli.runner import run_here
 
 
 @task(name="pre", cache_policy=NO_CACHE, task_run_name="floor: pre")

@@ -43,8 +43,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from models.transfer import TransferDefinition, parse_definition
-from tasks.transfer import deliver, finalize, plan_transfer
+from storeflow.models.transfer import TransferDefinition, parse_definition
+from storeflow.tasks.transfer import deliver, finalize, plan_transfer
 from tests.services import SmbShare, smb_server
 
 OTF_VENV = Path(tempfile.gettempdir()) / "storeflow-bench-otf"

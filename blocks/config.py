@@ -10,12 +10,12 @@ import os
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from blocks.database import DatabaseBlock
-from blocks.hooks import HookDriversBlock
-from blocks.nfs import NfsBlock
-from blocks.samba import SambaBlock
-from blocks.storage import StorageBlock
-from models.settings import CONFIG_BLOCK_ENV
+from storeflow.blocks.database import DatabaseBlock
+from storeflow.blocks.hooks import HookDriversBlock
+from storeflow.blocks.nfs import NfsBlock
+from storeflow.blocks.samba import SambaBlock
+from storeflow.blocks.storage import StorageBlock
+from storeflow.models.settings import CONFIG_BLOCK_ENV
 
 
 class StoreflowConfig(Block):

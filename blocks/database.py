@@ -3,7 +3,7 @@
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from models.settings import default_database_url
+from storeflow.models.settings import default_database_url
 
 
 def _default_url() -> SecretStr:

@@ -5,7 +5,7 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from models.settings import default_hook_drivers
+from storeflow.models.settings import default_hook_drivers
 
 
 class HookDriversBlock(Block):

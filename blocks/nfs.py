@@ -6,7 +6,7 @@ from pathlib import Path
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from models.exposers import MigrationMode
+from storeflow.models.exposers import MigrationMode
 
 
 class NfsBackend(StrEnum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from models.transfer import NFSServer, SMBCredentials
+from storeflow.models.transfer import NFSServer, SMBCredentials
 
 
 class SMBRemote(Block):

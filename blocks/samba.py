@@ -5,7 +5,7 @@ from pathlib import Path
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from models.exposers import MigrationMode
+from storeflow.models.exposers import MigrationMode
 
 
 class SambaBlock(Block):

@@ -1,12 +1,12 @@
 """SandboxPolicy: how user callbacks are isolated and limited, as a Block.
 
-The fields are sandbox.settings.SandboxSettings' own (inherited, so the two
+The fields are storeflow.sandbox.settings.SandboxSettings' own (inherited, so the two
 never drift); the callback runner takes this Block or the plain settings.
 """
 
 from prefect.blocks.core import Block
 
-from sandbox.settings import SandboxSettings
+from storeflow.sandbox.settings import SandboxSettings
 
 
 class SandboxPolicy(Block, SandboxSettings):

@@ -5,8 +5,8 @@ from pathlib import Path
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from models.names import Size
-from models.settings import default_storage_root
+from storeflow.models.names import Size
+from storeflow.models.settings import default_storage_root
 
 
 class StorageBlock(Block):

@@ -2,17 +2,31 @@
 
 import functools
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow, flow
 from prefect.client.schemas.objects import FlowRun
+from prefect.context import FlowRunContext
 from prefect.logging import get_logger
 from prefect.states import State
 
-from blocks.config import resolve_config
-from flows.runner import note_run_name
-from models import repository
-from models.db import session_scope
+from storeflow.blocks.config import resolve_config
+from storeflow.models import repository
+from storeflow.models.db import session_scope
+
+# Where a flow run by run_here reports its name (flow run id -> name); None elsewhere.
+noted_run_names: ContextVar[dict[str, str] | None] = ContextVar("storeflow_run_names", default=None)
+
+
+def note_run_name() -> None:
+    """Tell run_here the current flow run's name (call it in a flow's body): it then
+    needs no API read to report it.  A no-op in runs that run_here did not start."""
+    names = noted_run_names.get()
+    context = FlowRunContext.get()
+    if names is not None and context is not None and context.flow_run is not None:
+        names[str(context.flow_run.id)] = context.flow_run.name
+
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -4,9 +4,9 @@ from typing import Any
 
 from prefect.states import State
 
-from blocks.config import resolve_config
-from flows.common import lifecycle_flow
-from models.exposers import (
+from storeflow.blocks.config import resolve_config
+from storeflow.flows.common import lifecycle_flow
+from storeflow.models.exposers import (
     CifsAccessRule,
     CifsExposerSpec,
     CifsExposerUpdate,
@@ -16,8 +16,8 @@ from models.exposers import (
     NfsExposerUpdate,
     Principal,
 )
-from tasks.exposers import cifs, nfs
-from tasks.lifecycle import run_operation
+from storeflow.tasks.exposers import cifs, nfs
+from storeflow.tasks.lifecycle import run_operation
 
 # -- CIFS ---------------------------------------------------------------------------------
 

@@ -8,11 +8,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from blocks.config import StoreflowConfig, resolve_config
-from models import repository
-from models.db import session_scope
-from tasks.hook_base import HookBase, HookContext, load_drivers
-from tasks.kinds import PERIODIC_HOOK_DATA
+from storeflow.blocks.config import StoreflowConfig, resolve_config
+from storeflow.models import repository
+from storeflow.models.db import session_scope
+from storeflow.tasks.hook_base import HookBase, HookContext, load_drivers
+from storeflow.tasks.kinds import PERIODIC_HOOK_DATA
 
 
 @task(name="collect-periodic-hook-data", cache_policy=NO_CACHE)

@@ -7,14 +7,14 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
-from blocks.config import resolve_config
-from flows.common import lifecycle_flow
-from flows.scheduled import artifact_key, load_active, record_run
-from models.errors import Refused
-from models.replicas import ProfileSpec
-from tasks import profiles
-from tasks.lifecycle import run_operation
-from tasks.profiles import ProfileBuilder, ProfileDeleter
+from storeflow.blocks.config import resolve_config
+from storeflow.flows.common import lifecycle_flow
+from storeflow.flows.scheduled import artifact_key, load_active, record_run
+from storeflow.models.errors import Refused
+from storeflow.models.replicas import ProfileSpec
+from storeflow.tasks import profiles
+from storeflow.tasks.lifecycle import run_operation
+from storeflow.tasks.profiles import ProfileBuilder, ProfileDeleter
 
 
 @lifecycle_flow("profile-create", "profile-create/{spec.name}")

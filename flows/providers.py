@@ -4,11 +4,11 @@ from typing import Any
 
 from prefect.states import State
 
-from blocks.config import resolve_config
-from flows.common import lifecycle_flow
-from models.replicas import ProviderSpec
-from tasks.lifecycle import run_operation
-from tasks.providers import ProviderBuilder, ProviderDeleter
+from storeflow.blocks.config import resolve_config
+from storeflow.flows.common import lifecycle_flow
+from storeflow.models.replicas import ProviderSpec
+from storeflow.tasks.lifecycle import run_operation
+from storeflow.tasks.providers import ProviderBuilder, ProviderDeleter
 
 
 @lifecycle_flow("provider-create", "provider-create/{spec.name}")

@@ -4,9 +4,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from blocks.config import StoreflowConfig, resolve_config
-from tasks.kinds import RECONCILERS, Reconciler
-from tasks.reconcile import Change
+from storeflow.blocks.config import StoreflowConfig, resolve_config
+from storeflow.tasks.kinds import RECONCILERS, Reconciler
+from storeflow.tasks.reconcile import Change
 
 
 @task(name="reconcile-step", cache_policy=NO_CACHE, task_run_name="reconcile: {name}")

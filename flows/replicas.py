@@ -7,15 +7,15 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
-from blocks.config import StoreflowConfig, resolve_config
-from flows.common import lifecycle_flow
-from flows.scheduled import artifact_key, load_active, record_run
-from models.db import session_scope
-from models.errors import Refused
-from models.replicas import ReplicaSpec
-from tasks import providers, replicas
-from tasks.lifecycle import run_operation
-from tasks.replicas import ReplicaBuilder, ReplicaDeleter
+from storeflow.blocks.config import StoreflowConfig, resolve_config
+from storeflow.flows.common import lifecycle_flow
+from storeflow.flows.scheduled import artifact_key, load_active, record_run
+from storeflow.models.db import session_scope
+from storeflow.models.errors import Refused
+from storeflow.models.replicas import ReplicaSpec
+from storeflow.tasks import providers, replicas
+from storeflow.tasks.lifecycle import run_operation
+from storeflow.tasks.replicas import ReplicaBuilder, ReplicaDeleter
 
 
 @lifecycle_flow("replica-create", "replica-create/{spec.name}")

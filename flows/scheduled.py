@@ -12,12 +12,12 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from blocks.config import StoreflowConfig
-from models import repository
-from models.db import session_scope
-from models.errors import Refused
-from models.schemas import ResourceView
-from models.status import Status
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import repository
+from storeflow.models.db import session_scope
+from storeflow.models.errors import Refused
+from storeflow.models.schemas import ResourceView
+from storeflow.models.status import Status
 
 
 @task(name="pre", cache_policy=NO_CACHE, task_run_name="{kind}/{name}: pre")

@@ -4,11 +4,11 @@ from typing import Any
 
 from prefect.states import State
 
-from blocks.config import resolve_config
-from flows.common import lifecycle_flow
-from models.schemas import SnapshotSpec
-from tasks.lifecycle import run_operation
-from tasks.snapshots import SnapshotBuilder, SnapshotDeleter
+from storeflow.blocks.config import resolve_config
+from storeflow.flows.common import lifecycle_flow
+from storeflow.models.schemas import SnapshotSpec
+from storeflow.tasks.lifecycle import run_operation
+from storeflow.tasks.snapshots import SnapshotBuilder, SnapshotDeleter
 
 
 @lifecycle_flow("snapshot-create", "snapshot-create/{spec.space}/{spec.name}")

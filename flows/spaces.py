@@ -4,11 +4,11 @@ from typing import Any
 
 from prefect.states import State
 
-from blocks.config import resolve_config
-from flows.common import lifecycle_flow
-from models.schemas import SpaceSpec, SpaceUpdate
-from tasks.lifecycle import run_operation
-from tasks.spaces import SpaceBuilder, SpaceDeleter, SpaceUpdater
+from storeflow.blocks.config import resolve_config
+from storeflow.flows.common import lifecycle_flow
+from storeflow.models.schemas import SpaceSpec, SpaceUpdate
+from storeflow.tasks.lifecycle import run_operation
+from storeflow.tasks.spaces import SpaceBuilder, SpaceDeleter, SpaceUpdater
 
 
 @lifecycle_flow("space-create", "space-create/{spec.name}")

@@ -4,11 +4,11 @@ from typing import Any
 
 from prefect.states import State
 
-from blocks.config import resolve_config
-from flows.common import lifecycle_flow
-from models.schemas import TemplateSpec, TemplateUpdate
-from tasks.lifecycle import run_operation
-from tasks.templates import TemplateBuilder, TemplateDeleter, TemplateUpdater
+from storeflow.blocks.config import resolve_config
+from storeflow.flows.common import lifecycle_flow
+from storeflow.models.schemas import TemplateSpec, TemplateUpdate
+from storeflow.tasks.lifecycle import run_operation
+from storeflow.tasks.templates import TemplateBuilder, TemplateDeleter, TemplateUpdater
 
 
 @lifecycle_flow("template-create", "template-create/{spec.name}")

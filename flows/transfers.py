@@ -17,19 +17,19 @@ from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Failed, State
 from pydantic import Field
 
-from blocks.config import resolve_config
-from blocks.sandbox import SandboxPolicy
-from flows.runner import note_run_name
-from models import executions
-from models.db import session_scope
-from models.transfer import TransferDefinition
-from sandbox.definitions import CallbackDefinition, CallbackError, discover
-from sandbox.isolation import IsolationUnavailable
-from sandbox.settings import SandboxSettings, as_settings
-from sandbox.stages import CallbackSet
-from tasks.lifecycle import current_run_id
-from tasks.transfer_callbacks import BoundCallbacks
-from tasks.transfer_steps import TransferRun, run_steps
+from storeflow.blocks.config import resolve_config
+from storeflow.blocks.sandbox import SandboxPolicy
+from storeflow.flows.common import note_run_name
+from storeflow.models import executions
+from storeflow.models.db import session_scope
+from storeflow.models.transfer import TransferDefinition
+from storeflow.sandbox.definitions import CallbackDefinition, CallbackError, discover
+from storeflow.sandbox.isolation import IsolationUnavailable
+from storeflow.sandbox.settings import SandboxSettings, as_settings
+from storeflow.sandbox.stages import CallbackSet
+from storeflow.tasks.lifecycle import current_run_id
+from storeflow.tasks.transfer.callbacks import BoundCallbacks
+from storeflow.tasks.transfer.steps import TransferRun, run_steps
 
 
 def task_id_of(definition: Any, name: str | None) -> str:

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models.tables import TransferExecutionRow, utcnow
-from sandbox.models import Progress
+from storeflow.models.tables import TransferExecutionRow, utcnow
+from storeflow.sandbox.models import Progress
 
 
 class ExecutionView(BaseModel):

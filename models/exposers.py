@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from models.names import ResourceName, check_name
-from models.schemas import Spec
+from storeflow.models.names import ResourceName, check_name
+from storeflow.models.schemas import Spec
 
 # -- names ----------------------------------------------------------------------------
 

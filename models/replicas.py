@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from models.names import ResourceName, Size
-from models.schemas import Spec
+from storeflow.models.names import ResourceName, Size
+from storeflow.models.schemas import Spec
 
 Direction = Literal["upstream", "downstream", "bidirectional"]
 ProviderProtocol = Literal["local", "smb", "nfs"]

@@ -12,10 +12,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models.errors import Busy, EtagConflict, NameTaken, NotFound
-from models.schemas import ResourceView
-from models.status import Status
-from models.tables import ResourceRow, utcnow
+from storeflow.models.errors import Busy, EtagConflict, NameTaken, NotFound
+from storeflow.models.schemas import ResourceView
+from storeflow.models.status import Status
+from storeflow.models.tables import ResourceRow, utcnow
 
 
 def view(row: ResourceRow) -> ResourceView:

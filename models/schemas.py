@@ -7,9 +7,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from models.errors import InvalidInput
-from models.names import ResourceName, Size
-from models.status import Status
+from storeflow.models.errors import InvalidInput
+from storeflow.models.names import ResourceName, Size
+from storeflow.models.status import Status
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -66,7 +66,7 @@ class TransferExecutionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     task_id: Mapped[str] = mapped_column(String(255), index=True)
     flow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    # sandbox.models.Progress as its integer bitmask.
+    # storeflow.sandbox.models.Progress as its integer bitmask.
     progress: Mapped[int] = mapped_column(Integer, default=0)
     # Delivered, Vetoed, Refused, Errored; None while running.
     outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)

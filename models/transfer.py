@@ -47,7 +47,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from models.errors import StoreflowError
+from storeflow.models.errors import StoreflowError
 
 
 class DefinitionError(StoreflowError, ValueError):

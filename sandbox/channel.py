@@ -13,8 +13,8 @@ import selectors
 import time
 from typing import Any
 
-from sandbox.failures import WorkerFailure
-from sandbox.models import ErrorKind
+from storeflow.sandbox.failures import WorkerFailure
+from storeflow.sandbox.models import ErrorKind
 
 MARK = b"\x1e"
 _CHUNK = 65536

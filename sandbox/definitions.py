@@ -4,8 +4,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, model_validator
 
-from sandbox.models import Language, Stage
-from sandbox.settings import SandboxSettings
+from storeflow.sandbox.models import Language, Stage
+from storeflow.sandbox.settings import SandboxSettings
 
 _SUFFIXES = {".py": Language.PYTHON, ".js": Language.JAVASCRIPT}
 

@@ -1,6 +1,6 @@
 """The exception the host-side worker code raises for a failed call."""
 
-from sandbox.models import CallbackFailure, ErrorKind
+from storeflow.sandbox.models import CallbackFailure, ErrorKind
 
 
 class WorkerFailure(Exception):

@@ -7,7 +7,7 @@ import platform
 import shutil
 from dataclasses import dataclass, field
 
-from sandbox.settings import SandboxSettings
+from storeflow.sandbox.settings import SandboxSettings
 
 _SYS_LANDLOCK_CREATE_RULESET = 444
 _PR_GET_SECCOMP = 21

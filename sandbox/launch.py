@@ -17,9 +17,9 @@ from pathlib import Path
 
 import deno
 
-from sandbox.isolation import IsolationLayers
-from sandbox.process import LaunchSpec
-from sandbox.settings import SandboxSettings
+from storeflow.sandbox.isolation import IsolationLayers
+from storeflow.sandbox.process import LaunchSpec
+from storeflow.sandbox.settings import SandboxSettings
 
 PYWORKER_DIR = Path(__file__).resolve().parent / "pyworker"
 JSWORKER_DIR = Path(__file__).resolve().parent / "jsworker"

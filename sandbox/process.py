@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.channel import FrameReader
-from sandbox.failures import WorkerFailure
-from sandbox.models import ErrorKind
+from storeflow.sandbox.channel import FrameReader
+from storeflow.sandbox.failures import WorkerFailure
+from storeflow.sandbox.models import ErrorKind
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from sandbox import isolation
-from sandbox.definitions import CallbackDefinition, CallbackError, discover, load_source
-from sandbox.models import (
+from storeflow.sandbox import isolation
+from storeflow.sandbox.definitions import CallbackDefinition, CallbackError, discover, load_source
+from storeflow.sandbox.models import (
     CallbackFailure,
     CallbackRequest,
     CallOutcome,
@@ -35,8 +35,8 @@ from sandbox.models import (
     TaskExecution,
     TaskInfo,
 )
-from sandbox.settings import SandboxSettings, as_settings
-from sandbox.worker import CallbackWorker
+from storeflow.sandbox.settings import SandboxSettings, as_settings
+from storeflow.sandbox.worker import CallbackWorker
 
 # Stages where a falsy return means "no": skip the file, veto the task.
 _GATING_STAGES = {Stage.FILTER, Stage.BEFORE_TASK_EXECUTED}

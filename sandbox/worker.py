@@ -8,11 +8,11 @@ import threading
 import time
 from typing import Any
 
-from sandbox import isolation, launch
-from sandbox.failures import WorkerFailure
-from sandbox.models import CallbackRequest, CallOutcome, ErrorKind, Language
-from sandbox.process import LaunchSpec, WorkerProcess
-from sandbox.settings import SandboxSettings
+from storeflow.sandbox import isolation, launch
+from storeflow.sandbox.failures import WorkerFailure
+from storeflow.sandbox.models import CallbackRequest, CallOutcome, ErrorKind, Language
+from storeflow.sandbox.process import LaunchSpec, WorkerProcess
+from storeflow.sandbox.settings import SandboxSettings
 
 # Failures the callback owns: it will fail the same way on every start.
 _LOAD_KINDS = {ErrorKind.SYNTAX, ErrorKind.NO_ENTRYPOINT, ErrorKind.EXCEPTION}

@@ -45,9 +45,10 @@ install_python_packages() {
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     log "installing storeflow and its dependencies into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    # compat mode: a plain .pth path entry instead of an import-hook finder, which
-    # costs every `storeflow` process ~20 ms at startup.
-    "$VENV/bin/python" -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+    # Editable through setuptools' finder: it maps the one name `storeflow` to
+    # ./storeflow (links to the top-level folders), so `flows`, `tasks`, ... are never
+    # importable as top-level names (about 13 ms of every process's start-up).
+    "$VENV/bin/python" -m pip install -q -e '.[dev]'
     touch "$stamp"
   fi
 }

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from models import repository
-from models.errors import NotFound, Refused
-from models.schemas import ResourceView
-from models.status import Status
-from tasks import fstools
-from tasks.lifecycle import ResourceOperation
+from storeflow.models import repository
+from storeflow.models.errors import NotFound, Refused
+from storeflow.models.schemas import ResourceView
+from storeflow.models.status import Status
+from storeflow.tasks import fstools
+from storeflow.tasks.lifecycle import ResourceOperation
 
 
 class DirectoryBuilder(ResourceOperation):

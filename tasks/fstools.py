@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.errors import InvalidInput, Refused
+from storeflow.models.errors import InvalidInput, Refused
 
 FICLONE = 0x40049409  # linux/fs.h: share the source file's extents (a reflink)
 READ_ONLY_DIR = 0o555

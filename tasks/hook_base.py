@@ -18,8 +18,8 @@ import socket
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from models.errors import InvalidInput, Refused
-from models.status import Status
+from storeflow.models.errors import InvalidInput, Refused
+from storeflow.models.status import Status
 
 LOG = logging.getLogger(__name__)
 
@@ -166,11 +166,18 @@ class HookBase(abc.ABC):
         """Redefine this method for periodic hook action."""
 
 
+# Shipped drivers were `tasks.hook_drivers.*` before everything moved under `storeflow`:
+# configurations saved then keep working.
+LEGACY_DRIVERS = "tasks.hook_drivers."
+
+
 def load_driver_class(path: str) -> type[HookBase]:
     """Import 'module.path:ClassName' and check it is a hook driver."""
     module_name, sep, class_name = path.partition(":")
     if not sep or not module_name or not class_name:
         raise InvalidInput("hook_drivers", f"{path!r} is not of the form 'module.path:ClassName'")
+    if module_name.startswith(LEGACY_DRIVERS):
+        module_name = f"storeflow.{module_name}"  # named before storeflow had one namespace
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -6,8 +6,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
-from models.errors import Refused
-from tasks.hook_base import ActionResults, HookBase, HookContext, HookVeto
+from storeflow.models.errors import Refused
+from storeflow.tasks.hook_base import ActionResults, HookBase, HookContext, HookVeto
 
 
 @task(name="pre-hooks", cache_policy=NO_CACHE, task_run_name="{label}: pre-hooks")

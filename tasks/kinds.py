@@ -3,12 +3,12 @@
 from collections.abc import Callable
 from typing import Any
 
-from blocks.config import StoreflowConfig
-from models.schemas import ResourceView
-from tasks import profiles, providers, replicas, snapshots, spaces, templates
-from tasks.exposers import cifs, nfs
-from tasks.exposers.reconcile import reconcile_exposers
-from tasks.reconcile import Change, reconcile_directories
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models.schemas import ResourceView
+from storeflow.tasks import profiles, providers, replicas, snapshots, spaces, templates
+from storeflow.tasks.exposers import cifs, nfs
+from storeflow.tasks.exposers.reconcile import reconcile_exposers
+from storeflow.tasks.reconcile import Change, reconcile_directories
 
 PeriodicHookData = Callable[[list[ResourceView]], list[dict[str, Any]]]
 Reconciler = Callable[[StoreflowConfig], list[Change]]

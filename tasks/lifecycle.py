@@ -30,14 +30,14 @@ from prefect.states import Completed, Failed, State
 from prefect.transactions import Transaction, get_transaction, transaction
 from sqlalchemy.orm import Session
 
-from blocks.config import StoreflowConfig
-from models import repository
-from models.db import session_scope
-from models.errors import Refused
-from models.schemas import ResourceView
-from models.status import Action, Status
-from tasks.hook_base import ActionResults, HookBase, HookContext, load_drivers
-from tasks.hooks import run_post_hooks, run_pre_hooks
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import repository
+from storeflow.models.db import session_scope
+from storeflow.models.errors import Refused
+from storeflow.models.schemas import ResourceView
+from storeflow.models.status import Action, Status
+from storeflow.tasks.hook_base import ActionResults, HookBase, HookContext, load_drivers
+from storeflow.tasks.hooks import run_post_hooks, run_pre_hooks
 
 T = TypeVar("T")
 

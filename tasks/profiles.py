@@ -13,14 +13,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from blocks.config import StoreflowConfig
-from models import repository
-from models.errors import Refused
-from models.replicas import ProfileSpec, TierRule
-from models.schemas import ResourceView
-from models.status import Action, Status
-from tasks import fstools, schedules
-from tasks.tree_sync import Endpoint, move_tree, open_endpoint
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import repository
+from storeflow.models.errors import Refused
+from storeflow.models.replicas import ProfileSpec, TierRule
+from storeflow.models.schemas import ResourceView
+from storeflow.models.status import Action, Status
+from storeflow.tasks import fstools, schedules
+from storeflow.tasks.tree_sync import Endpoint, move_tree, open_endpoint
 
 KIND = "profile"
 FLOW = "profile-tier"

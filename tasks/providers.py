@@ -10,15 +10,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from blocks.config import StoreflowConfig
-from models import repository
-from models.errors import Refused
-from models.replicas import ProviderSpec
-from models.schemas import ResourceView
-from models.status import Action, Status
-from tasks.lifecycle import ResourceOperation
-from tasks.transfer import TransferHandler
-from tasks.tree_sync import Endpoint, open_endpoint
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import repository
+from storeflow.models.errors import Refused
+from storeflow.models.replicas import ProviderSpec
+from storeflow.models.schemas import ResourceView
+from storeflow.models.status import Action, Status
+from storeflow.tasks.lifecycle import ResourceOperation
+from storeflow.tasks.transfer import TransferHandler
+from storeflow.tasks.tree_sync import Endpoint, open_endpoint
 
 KIND = "provider"
 

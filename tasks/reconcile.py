@@ -12,15 +12,15 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from blocks.config import StoreflowConfig
-from models import repository
-from models.db import session_scope
-from models.names import NAME_PATTERN, check_name
-from models.schemas import ResourceView
-from models.status import Status
-from tasks import fstools
-from tasks.lifecycle import lock_is_stale
-from tasks.spaces import observed_state
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import repository
+from storeflow.models.db import session_scope
+from storeflow.models.names import NAME_PATTERN, check_name
+from storeflow.models.schemas import ResourceView
+from storeflow.models.status import Status
+from storeflow.tasks import fstools
+from storeflow.tasks.lifecycle import lock_is_stale
+from storeflow.tasks.spaces import observed_state
 
 MISSING = "directory missing on the filesystem"
 INTERRUPTED = "the run that held it ended before finishing"

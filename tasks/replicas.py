@@ -14,15 +14,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from blocks.config import StoreflowConfig
-from models import repository
-from models.errors import Refused
-from models.replicas import ProviderSpec, ReplicaSpec
-from models.schemas import ResourceView
-from models.status import Action, Status
-from tasks import providers, schedules
-from tasks.spaces import space_path
-from tasks.tree_sync import Endpoint, TreeReport, open_endpoint, sync_tree
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import repository
+from storeflow.models.errors import Refused
+from storeflow.models.replicas import ProviderSpec, ReplicaSpec
+from storeflow.models.schemas import ResourceView
+from storeflow.models.status import Action, Status
+from storeflow.tasks import providers, schedules
+from storeflow.tasks.spaces import space_path
+from storeflow.tasks.tree_sync import Endpoint, TreeReport, open_endpoint, sync_tree
 
 KIND = "replica"
 FLOW = "replica-sync"

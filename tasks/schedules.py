@@ -22,11 +22,11 @@ from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_logger
 from prefect.settings import PREFECT_API_URL, get_current_settings
 
-from models.errors import Refused
-from models.replicas import ScheduleSpec
-from models.schemas import ResourceView
-from models.status import Status
-from tasks.lifecycle import ResourceOperation
+from storeflow.models.errors import Refused
+from storeflow.models.replicas import ScheduleSpec
+from storeflow.models.schemas import ResourceView
+from storeflow.models.status import Status
+from storeflow.tasks.lifecycle import ResourceOperation
 
 LOG = get_logger("storeflow.schedules")
 

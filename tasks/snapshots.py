@@ -9,15 +9,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from blocks.config import StoreflowConfig
-from models import repository
-from models.errors import Refused
-from models.schemas import ResourceView, SnapshotSpec
-from models.status import Action, Status
-from tasks import fstools
-from tasks.directories import DirectoryBuilder, DirectoryDeleter
-from tasks.lifecycle import ResourceOperation
-from tasks.spaces import space_path
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import repository
+from storeflow.models.errors import Refused
+from storeflow.models.schemas import ResourceView, SnapshotSpec
+from storeflow.models.status import Action, Status
+from storeflow.tasks import fstools
+from storeflow.tasks.directories import DirectoryBuilder, DirectoryDeleter
+from storeflow.tasks.lifecycle import ResourceOperation
+from storeflow.tasks.spaces import space_path
 
 KIND = "snapshot"
 

@@ -10,14 +10,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from blocks.config import StoreflowConfig
-from models import repository
-from models.errors import Refused, StoreflowError
-from models.names import format_size
-from models.schemas import ResourceView, TemplateSpec, TemplateUpdate
-from models.status import Action, Status
-from tasks import fstools
-from tasks.directories import DirectoryBuilder, DirectoryDeleter, DirectoryUpdater
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import repository
+from storeflow.models.errors import Refused, StoreflowError
+from storeflow.models.names import format_size
+from storeflow.models.schemas import ResourceView, TemplateSpec, TemplateUpdate
+from storeflow.models.status import Action, Status
+from storeflow.tasks import fstools
+from storeflow.tasks.directories import DirectoryBuilder, DirectoryDeleter, DirectoryUpdater
 
 KIND = "template"
 

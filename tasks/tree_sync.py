@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from models.transfer import Source, parse_definition
-from tasks.transfer import Entry, Kind, TransferHandler, run_transfer
-from tasks.transfer.names import is_temp_name
-from tasks.transfer.registry import open_handler
+from storeflow.models.transfer import Source, parse_definition
+from storeflow.tasks.transfer import Entry, Kind, TransferHandler, run_transfer
+from storeflow.tasks.transfer.names import is_temp_name
+from storeflow.tasks.transfer.registry import open_handler
 
 # Timestamps of one file on two protocols differ by their precision (SMB keeps 100 ns).
 MTIME_TOLERANCE_NS = 1_000

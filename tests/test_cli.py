@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app, command, main
+from storeflow.cli.app import app, command, main
 
 runner = CliRunner()
 

@@ -10,10 +10,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from models import db, repository
-from models.db import engine_for, session_scope
-from models.errors import Busy, EtagConflict, NameTaken, NotFound
-from models.status import Status
+from storeflow.models import db, repository
+from storeflow.models.db import engine_for, session_scope
+from storeflow.models.errors import Busy, EtagConflict, NameTaken, NotFound
+from storeflow.models.status import Status
 from tests.prefect_backend import scratch_database
 
 

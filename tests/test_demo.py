@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from flows.demo import run_demo
+from storeflow.cli.demo import run_demo
 
 
 def test_demo_steps_all_end_as_expected(storeflow_home: Path) -> None:

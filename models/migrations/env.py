@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from models.tables import Base
+from storeflow.models.tables import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata)

@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 import sh
 
-from models.errors import OperationFailed
-from models.exposers import MigrationMode
-from tasks.exposers.configfile import ConfigEdit, lock_path
+from storeflow.models.errors import OperationFailed
+from storeflow.models.exposers import MigrationMode
+from storeflow.tasks.exposers.configfile import ConfigEdit, lock_path
 
 
 class ConfigRejected(OperationFailed):

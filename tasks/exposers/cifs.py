@@ -2,11 +2,11 @@
 
 from typing import Any
 
-from blocks.config import StoreflowConfig
-from models.exposers import CifsAccessRule, CifsExposerSpec
-from models.schemas import ResourceView
-from tasks.exposers.backend import Backend
-from tasks.exposers.operations import (
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models.exposers import CifsAccessRule, CifsExposerSpec
+from storeflow.models.schemas import ResourceView
+from storeflow.tasks.exposers.backend import Backend
+from storeflow.tasks.exposers.operations import (
     AccessRuleChange,
     ExposerBuilder,
     ExposerDeleter,
@@ -14,7 +14,7 @@ from tasks.exposers.operations import (
     ExposerUpdater,
     Spec,
 )
-from tasks.exposers.samba import KIND, SambaBackend
+from storeflow.tasks.exposers.samba import KIND, SambaBackend
 
 
 class CifsExposer(ExposerOperation):

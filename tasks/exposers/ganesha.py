@@ -6,14 +6,14 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from models.errors import InvalidInput, Refused
-from models.exposers import check_host, check_pseudo
-from tasks.exposers import ganesha_conf
-from tasks.exposers.backend import ActivationFailed, ConfigRejected, Foreign
-from tasks.exposers.blocks import parse_blocks
-from tasks.exposers.configfile import ConfigEdit
-from tasks.exposers.ganesha_conf import Block, GaneshaSyntaxError
-from tasks.exposers.nfs_base import NfsBackend, foreign_name
+from storeflow.models.errors import InvalidInput, Refused
+from storeflow.models.exposers import check_host, check_pseudo
+from storeflow.tasks.exposers import ganesha_conf
+from storeflow.tasks.exposers.backend import ActivationFailed, ConfigRejected, Foreign
+from storeflow.tasks.exposers.blocks import parse_blocks
+from storeflow.tasks.exposers.configfile import ConfigEdit
+from storeflow.tasks.exposers.ganesha_conf import Block, GaneshaSyntaxError
+from storeflow.tasks.exposers.nfs_base import NfsBackend, foreign_name
 
 SQUASH = {
     "root_squash": "Root_Squash",

@@ -5,13 +5,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from models.errors import InvalidInput, Refused
-from models.exposers import check_host
-from tasks.exposers.backend import ConfigRejected, Foreign, run_tool
-from tasks.exposers.blocks import parse_blocks
-from tasks.exposers.configfile import ConfigEdit
-from tasks.exposers.nfs_base import SQUASH_OPTIONS, NfsBackend, foreign_name
-from tasks.exposers.smbconf import logical_lines
+from storeflow.models.errors import InvalidInput, Refused
+from storeflow.models.exposers import check_host
+from storeflow.tasks.exposers.backend import ConfigRejected, Foreign, run_tool
+from storeflow.tasks.exposers.blocks import parse_blocks
+from storeflow.tasks.exposers.configfile import ConfigEdit
+from storeflow.tasks.exposers.nfs_base import SQUASH_OPTIONS, NfsBackend, foreign_name
+from storeflow.tasks.exposers.smbconf import logical_lines
 
 _PATH = re.compile(r'"(?P<path>/[^"\\\s#]*)"')
 _CLIENT = re.compile(r"(?P<client>[^()\s]+)\((?P<options>[a-z0-9_=,]+)\)")

@@ -3,16 +3,16 @@ NFSExposerBuilder/Updater/Deleter)."""
 
 from typing import Any
 
-from blocks.config import StoreflowConfig
-from blocks.nfs import NfsBackend as NfsBackendKind
-from models.errors import Refused
-from models.exposers import NfsClientRule, NfsExposerSpec
-from models.schemas import ResourceView
-from tasks.exposers.backend import Backend
-from tasks.exposers.ganesha import GaneshaBackend
-from tasks.exposers.kernel_nfs import KernelNfsBackend
-from tasks.exposers.nfs_base import KIND
-from tasks.exposers.operations import (
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.blocks.nfs import NfsBackend as NfsBackendKind
+from storeflow.models.errors import Refused
+from storeflow.models.exposers import NfsClientRule, NfsExposerSpec
+from storeflow.models.schemas import ResourceView
+from storeflow.tasks.exposers.backend import Backend
+from storeflow.tasks.exposers.ganesha import GaneshaBackend
+from storeflow.tasks.exposers.kernel_nfs import KernelNfsBackend
+from storeflow.tasks.exposers.nfs_base import KIND
+from storeflow.tasks.exposers.operations import (
     AccessRuleChange,
     ExposerBuilder,
     ExposerDeleter,

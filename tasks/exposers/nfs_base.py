@@ -5,10 +5,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from blocks.nfs import NfsBlock
-from models.errors import InvalidInput, Refused
-from models.exposers import EVERYONE, MigrationMode
-from tasks.exposers.backend import Backend, ConfigRejected
+from storeflow.blocks.nfs import NfsBlock
+from storeflow.models.errors import InvalidInput, Refused
+from storeflow.models.exposers import EVERYONE, MigrationMode
+from storeflow.tasks.exposers.backend import Backend, ConfigRejected
 
 KIND = "nfs-exposer"
 SQUASH_OPTIONS = ("root_squash", "no_root_squash", "all_squash")

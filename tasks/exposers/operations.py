@@ -17,17 +17,17 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from blocks.config import StoreflowConfig
-from models import repository
-from models.errors import OperationFailed, Refused
-from models.exposers import MigrationMode
-from models.schemas import ResourceView, parse_spec
-from models.status import Action, Status
-from tasks.exposers.backend import Backend, Foreign
-from tasks.exposers.blocks import ManagedFileError, parse_blocks, render_blocks
-from tasks.exposers.configfile import ConfigEdit
-from tasks.lifecycle import ResourceOperation
-from tasks.spaces import space_path
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import repository
+from storeflow.models.errors import OperationFailed, Refused
+from storeflow.models.exposers import MigrationMode
+from storeflow.models.schemas import ResourceView, parse_spec
+from storeflow.models.status import Action, Status
+from storeflow.tasks.exposers.backend import Backend, Foreign
+from storeflow.tasks.exposers.blocks import ManagedFileError, parse_blocks, render_blocks
+from storeflow.tasks.exposers.configfile import ConfigEdit
+from storeflow.tasks.lifecycle import ResourceOperation
+from storeflow.tasks.spaces import space_path
 
 Spec = dict[str, Any]
 

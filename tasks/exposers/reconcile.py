@@ -16,21 +16,21 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from blocks.config import StoreflowConfig
-from models import repository
-from models.db import session_scope
-from models.names import check_name
-from models.schemas import ResourceView
-from models.status import Status
-from tasks.exposers.backend import Backend, Foreign
-from tasks.exposers.blocks import ManagedFileError, parse_blocks, render_blocks
-from tasks.exposers.cifs import CifsExposer
-from tasks.exposers.configfile import ConfigEdit, leftover_temp_files
-from tasks.exposers.nfs import NfsExposer
-from tasks.exposers.operations import is_managed
-from tasks.lifecycle import lock_is_stale
-from tasks.reconcile import INTERRUPTED, Change
-from tasks.spaces import space_path
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import repository
+from storeflow.models.db import session_scope
+from storeflow.models.names import check_name
+from storeflow.models.schemas import ResourceView
+from storeflow.models.status import Status
+from storeflow.tasks.exposers.backend import Backend, Foreign
+from storeflow.tasks.exposers.blocks import ManagedFileError, parse_blocks, render_blocks
+from storeflow.tasks.exposers.cifs import CifsExposer
+from storeflow.tasks.exposers.configfile import ConfigEdit, leftover_temp_files
+from storeflow.tasks.exposers.nfs import NfsExposer
+from storeflow.tasks.exposers.operations import is_managed
+from storeflow.tasks.lifecycle import lock_is_stale
+from storeflow.tasks.reconcile import INTERRUPTED, Change
+from storeflow.tasks.spaces import space_path
 
 
 def backends(config: StoreflowConfig) -> list[Backend]:

@@ -4,9 +4,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from blocks.samba import SambaBlock
-from models.errors import InvalidInput, NameTaken, Refused
-from models.exposers import (
+from storeflow.blocks.samba import SambaBlock
+from storeflow.models.errors import InvalidInput, NameTaken, Refused
+from storeflow.models.exposers import (
     CIFS_FIELD_PARAMETERS,
     CIFS_OPTIONS,
     RESERVED_SHARE_NAMES,
@@ -14,10 +14,10 @@ from models.exposers import (
     check_share_name,
     option_key,
 )
-from tasks.exposers import smbconf
-from tasks.exposers.backend import Backend, ConfigRejected, Foreign, run_tool
-from tasks.exposers.blocks import parse_blocks
-from tasks.exposers.configfile import ConfigEdit
+from storeflow.tasks.exposers import smbconf
+from storeflow.tasks.exposers.backend import Backend, ConfigRejected, Foreign, run_tool
+from storeflow.tasks.exposers.blocks import parse_blocks
+from storeflow.tasks.exposers.configfile import ConfigEdit
 
 KIND = "cifs-exposer"
 # What a rendered value may hold: no line break, bracket, '%' (Samba substitutes

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.settings import storeflow_home
-from tasks.hook_base import ActionResults, HookBase, HookContext
+from storeflow.models.settings import storeflow_home
+from storeflow.tasks.hook_base import ActionResults, HookBase, HookContext
 
 
 class AuditHook(HookBase):

@@ -5,7 +5,7 @@ The engine API a flow calls is :func:`plan_transfer`, :func:`deliver`, :func:`fi
 ``storeflow.protocols`` entry points.
 """
 
-from tasks.transfer.engine import (
+from storeflow.tasks.transfer.engine import (
     Delivery,
     FileResult,
     PlannedFile,
@@ -17,9 +17,9 @@ from tasks.transfer.engine import (
     plan_transfer,
     run_transfer,
 )
-from tasks.transfer.entries import Entry, Kind
-from tasks.transfer.errors import TransferError
-from tasks.transfer.handler import ExecutionHandler, TransferHandler
+from storeflow.tasks.transfer.entries import Entry, Kind
+from storeflow.tasks.transfer.errors import TransferError
+from storeflow.tasks.transfer.handler import ExecutionHandler, TransferHandler
 
 __all__ = [
     "Delivery",

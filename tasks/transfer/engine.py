@@ -30,13 +30,13 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.transfer import AnyDestination, AnySource, TransferDefinition, load_definition
-from tasks.transfer import names, selection
-from tasks.transfer.entries import Entry
-from tasks.transfer.errors import DestinationMissing, NameCollision, NoFilesFound
-from tasks.transfer.handler import Spec, TransferHandler
-from tasks.transfer.registry import open_handler
-from tasks.transfer.streams import CHUNK
+from storeflow.models.transfer import AnyDestination, AnySource, TransferDefinition, load_definition
+from storeflow.tasks.transfer import names, selection
+from storeflow.tasks.transfer.entries import Entry
+from storeflow.tasks.transfer.errors import DestinationMissing, NameCollision, NoFilesFound
+from storeflow.tasks.transfer.handler import Spec, TransferHandler
+from storeflow.tasks.transfer.registry import open_handler
+from storeflow.tasks.transfer.streams import CHUNK
 
 HandlerFactory = Callable[[Spec], TransferHandler]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.errors import StoreflowError
+from storeflow.models.errors import StoreflowError
 
 
 class TransferError(StoreflowError):

@@ -20,16 +20,16 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, ClassVar
 
-from models.transfer import AnyDestination, AnySource, PostCopyAction
-from tasks.transfer import names
-from tasks.transfer.entries import Entry, Kind
-from tasks.transfer.errors import (
+from storeflow.models.transfer import AnyDestination, AnySource, PostCopyAction
+from storeflow.tasks.transfer import names
+from storeflow.tasks.transfer.entries import Entry, Kind
+from storeflow.tasks.transfer.errors import (
     NameCollision,
     PostCopyRefused,
     ProtocolError,
     UnsupportedOperation,
 )
-from tasks.transfer.streams import BytesDone, copy_stream
+from storeflow.tasks.transfer.streams import BytesDone, copy_stream
 
 Spec = AnySource | AnyDestination
 

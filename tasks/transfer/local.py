@@ -6,9 +6,9 @@ import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from tasks.transfer.entries import Entry, Kind
-from tasks.transfer.handler import TransferHandler
-from tasks.transfer.streams import CHUNK, BytesDone
+from storeflow.tasks.transfer.entries import Entry, Kind
+from storeflow.tasks.transfer.handler import TransferHandler
+from storeflow.tasks.transfer.streams import CHUNK, BytesDone
 
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC

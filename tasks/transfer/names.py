@@ -6,7 +6,7 @@ import hashlib
 import re
 from functools import lru_cache
 
-from tasks.transfer.errors import UnsafeName
+from storeflow.tasks.transfer.errors import UnsafeName
 
 # Files being delivered carry this hidden name until they are complete; listings never
 # return such names, so a transfer reading a directory another one writes into never

@@ -16,10 +16,10 @@ import threading
 from collections.abc import Iterator
 from typing import BinaryIO, cast
 
-from models.transfer import NFSServer
-from tasks.transfer.entries import Entry, Kind
-from tasks.transfer.handler import Spec, TransferHandler
-from tasks.transfer.libnfs import Mount, NFSError, NFSStat64
+from storeflow.models.transfer import NFSServer
+from storeflow.tasks.transfer.entries import Entry, Kind
+from storeflow.tasks.transfer.handler import Spec, TransferHandler
+from storeflow.tasks.transfer.libnfs import Mount, NFSError, NFSStat64
 
 
 def _path(path: str) -> str:
@@ -88,7 +88,7 @@ class NFSTransfer(TransferHandler):
             protocol = self.spec.protocol
             server = getattr(protocol, "server", None)
             if server is None:
-                from blocks.remote import NFSRemote  # Prefect is only needed for blocks
+                from storeflow.blocks.remote import NFSRemote  # Prefect is only needed for blocks
 
                 server = NFSRemote.load(getattr(protocol, "block", "")).server()  # type: ignore[union-attr]
             self._server = server

@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import entry_points
 
-from tasks.transfer.errors import UnknownProtocol
-from tasks.transfer.handler import Spec, TransferHandler
+from storeflow.tasks.transfer.errors import UnknownProtocol
+from storeflow.tasks.transfer.handler import Spec, TransferHandler
 
 GROUP = "storeflow.protocols"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from models.transfer import AnySource, Conditionals, FileWatch
-from tasks.transfer.entries import Entry
-from tasks.transfer.errors import ConditionNotMet, FileWatchTimeout
-from tasks.transfer.handler import TransferHandler
+from storeflow.models.transfer import AnySource, Conditionals, FileWatch
+from storeflow.tasks.transfer.entries import Entry
+from storeflow.tasks.transfer.errors import ConditionNotMet, FileWatchTimeout
+from storeflow.tasks.transfer.handler import TransferHandler
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]

@@ -20,11 +20,11 @@ import smbclient
 from smbprotocol import MAX_PAYLOAD_SIZE
 from smbprotocol.exceptions import SMBException, SMBOSError
 
-from models.transfer import SMBCredentials
-from tasks.transfer import smbput
-from tasks.transfer.entries import Entry, Kind
-from tasks.transfer.handler import Spec, TransferHandler
-from tasks.transfer.streams import BytesDone, Readable
+from storeflow.models.transfer import SMBCredentials
+from storeflow.tasks.transfer import smbput
+from storeflow.tasks.transfer.entries import Entry, Kind
+from storeflow.tasks.transfer.handler import Spec, TransferHandler
+from storeflow.tasks.transfer.streams import BytesDone, Readable
 
 # FILE_ATTRIBUTE_* bits of MS-FSCC 2.6.
 _DIRECTORY = 0x10
@@ -70,7 +70,7 @@ class SMBTransfer(TransferHandler):
             protocol = self.spec.protocol
             credentials = getattr(protocol, "credentials", None)
             if credentials is None:
-                from blocks.remote import SMBRemote  # Prefect is only needed for blocks
+                from storeflow.blocks.remote import SMBRemote  # Prefect is only needed for blocks
 
                 block = SMBRemote.load(getattr(protocol, "block", ""))
                 credentials = block.credentials()  # type: ignore[union-attr]

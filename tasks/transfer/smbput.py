@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from models.transfer import SMBCredentials
-from tasks.transfer.streams import CHUNK, BytesDone, Readable
+from storeflow.models.transfer import SMBCredentials
+from storeflow.tasks.transfer.streams import CHUNK, BytesDone, Readable
 
 # The one command passed to smbclient is ``put - NAME``: NAME must survive its tokenizer.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from prefect.states import State
 
-from blocks.config import StoreflowConfig
-from blocks.nfs import NfsBackend, NfsBlock
-from blocks.samba import SambaBlock
-from flows.spaces import space_create
-from models import repository
-from models.db import session_scope
-from models.exposers import MigrationMode
-from models.schemas import ResourceView, SpaceSpec
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.blocks.nfs import NfsBackend, NfsBlock
+from storeflow.blocks.samba import SambaBlock
+from storeflow.flows.spaces import space_create
+from storeflow.models import repository
+from storeflow.models.db import session_scope
+from storeflow.models.exposers import MigrationMode
+from storeflow.models.schemas import ResourceView, SpaceSpec
 from tests.services.smb import SmbServer, SmbShare, smb_server
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from smbprotocol.exceptions import SMBException
 
-from flows.exposers import (
+from storeflow.flows.exposers import (
     cifs_exposer_allow,
     cifs_exposer_create,
     cifs_exposer_delete,
     cifs_exposer_deny,
     cifs_exposer_update,
 )
-from models.exposers import CifsAccessRule, CifsExposerSpec, CifsExposerUpdate
-from models.status import Status
+from storeflow.models.exposers import CifsAccessRule, CifsExposerSpec, CifsExposerUpdate
+from storeflow.models.status import Status
 from tests.exposers.conftest import Setup, digest
 from tests.exposers.smbtools import SmbClient, read_file, write_file
 from tests.services.smb import SmbServer

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from flows.exposer_cli import exposer_app
+from storeflow.cli.exposers import exposer_app
 from tests.exposers.conftest import Setup, digest
 from tests.services.smb import SmbServer
 

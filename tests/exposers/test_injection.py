@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from flows.exposers import cifs_exposer_create, cifs_exposer_update, nfs_exposer_create
-from models.errors import InvalidInput
-from models.exposers import (
+from storeflow.flows.exposers import cifs_exposer_create, cifs_exposer_update, nfs_exposer_create
+from storeflow.models.errors import InvalidInput
+from storeflow.models.exposers import (
     CifsExposerSpec,
     CifsExposerUpdate,
     NfsClientRule,
     NfsExposerSpec,
 )
-from models.schemas import parse_spec
+from storeflow.models.schemas import parse_spec
 from tests.exposers.conftest import Setup, digest, nfs_config, save
 from tests.services.smb import SmbServer
 

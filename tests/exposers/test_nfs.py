@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from blocks.nfs import NfsBackend
-from flows.exposers import (
+from storeflow.blocks.nfs import NfsBackend
+from storeflow.flows.exposers import (
     nfs_exposer_allow,
     nfs_exposer_create,
     nfs_exposer_delete,
     nfs_exposer_deny,
     nfs_exposer_update,
 )
-from models.exposers import NfsClientRule, NfsExposerSpec, NfsExposerUpdate
-from models.status import Status
+from storeflow.models.exposers import NfsClientRule, NfsExposerSpec, NfsExposerUpdate
+from storeflow.models.status import Status
 from tests.exposers.conftest import Setup, digest, nfs_config, save
 from tests.services.exportfs import PrivateExportfs, private_exportfs
 from tests.services.nfs import NfsServer, nfs_server

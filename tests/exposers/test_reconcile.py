@@ -13,11 +13,11 @@ from prefect.client.orchestration import get_client
 from prefect.server.api.server import SubprocessASGIServer
 from prefect.states import Crashed
 
-from blocks.config import StoreflowConfig
-from flows.exposers import cifs_exposer_create, cifs_exposer_delete, cifs_exposer_update
-from flows.reconcile import reconcile
-from models.exposers import CifsExposerSpec, CifsExposerUpdate, MigrationMode
-from models.status import Status
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.flows.exposers import cifs_exposer_create, cifs_exposer_delete, cifs_exposer_update
+from storeflow.flows.reconcile import reconcile
+from storeflow.models.exposers import CifsExposerSpec, CifsExposerUpdate, MigrationMode
+from storeflow.models.status import Status
 from tests.exposers.conftest import Setup, digest, samba_config, save, start_samba
 from tests.exposers.smbtools import SmbClient, read_file
 from tests.services.smb import SmbServer, SmbShare
@@ -26,11 +26,11 @@ from tests.services.smb import SmbServer, SmbShare
 # before smbd is told to reload it.
 CHILD = """
 import os, signal, sys
-from tasks.exposers.samba import SambaBackend
+from storeflow.tasks.exposers.samba import SambaBackend
 SambaBackend.activate = lambda self, removed: os.kill(os.getpid(), signal.SIGKILL)
-from blocks.config import StoreflowConfig
-from flows.exposers import cifs_exposer_create
-from models.exposers import CifsExposerSpec
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.flows.exposers import cifs_exposer_create
+from storeflow.models.exposers import CifsExposerSpec
 cifs_exposer_create(spec=CifsExposerSpec(name=sys.argv[1], space=sys.argv[1]), config=sys.argv[2])
 """
 

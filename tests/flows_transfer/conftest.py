@@ -11,11 +11,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.states import State
 
-from blocks.config import StoreflowConfig, resolve_config
-from models import executions
-from models.db import session_scope
-from sandbox.definitions import CallbackDefinition
-from sandbox.models import Language, Stage
+from storeflow.blocks.config import StoreflowConfig, resolve_config
+from storeflow.models import executions
+from storeflow.models.db import session_scope
+from storeflow.sandbox.definitions import CallbackDefinition
+from storeflow.sandbox.models import Language, Stage
 from tests.services.fixtures import nfs_service, smb_service
 from tests.transfer.conftest import local_def
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from flows.cli import app
+from storeflow.cli.app import app
 from tests.flows_transfer.conftest import local_def, make_files
 
 runner = CliRunner()
@@ -131,7 +131,7 @@ def test_real_process_prints_one_line_and_exit_code(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("type: transfer\nsource: [unclosed\n")
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "transfer", "run", str(path)],
+        [sys.executable, "-m", "storeflow.cli.app", "transfer", "run", str(path)],
         capture_output=True,
         text=True,
         timeout=60,

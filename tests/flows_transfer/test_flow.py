@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from blocks.config import StoreflowConfig
-from flows.transfers import transfer
-from models.transfer import parse_definition
-from sandbox.models import Language, Progress, Stage
-from tasks import transfer_steps
-from tasks.transfer_metadata import read as read_metadata
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.flows.transfers import transfer
+from storeflow.models.transfer import parse_definition
+from storeflow.sandbox.models import Language, Progress, Stage
+from storeflow.tasks.transfer import steps as transfer_steps
+from storeflow.tasks.transfer.metadata import read as read_metadata
 from tests.flows_transfer.conftest import (
     artifacts_of,
     callback,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from blocks.config import StoreflowConfig
-from flows.profiles import profile_create, profile_delete, profile_tier
-from models.replicas import ProfileSpec
-from tasks import schedules
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.flows.profiles import profile_create, profile_delete, profile_tier
+from storeflow.models.replicas import ProfileSpec
+from storeflow.tasks import schedules
 from tests.flows_transfer.conftest import run
 from tests.lifecycle.conftest import exists
 

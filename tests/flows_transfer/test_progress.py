@@ -14,8 +14,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
 from prefect.client.schemas.objects import Artifact
 from prefect.context import TaskRunContext
 
-from tasks.transfer import Progress
-from tasks.transfer_progress import ProgressReporter, listening
+from storeflow.tasks.transfer import Progress
+from storeflow.tasks.transfer.progress import ProgressReporter, listening
 
 Calls = list[str]
 

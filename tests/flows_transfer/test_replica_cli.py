@@ -11,10 +11,10 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.cli_common import cells
-from models.schemas import ResourceView
-from tasks import schedules
+from storeflow.cli.app import app
+from storeflow.cli.common import cells
+from storeflow.models.schemas import ResourceView
+from storeflow.tasks import schedules
 from tests.flows_transfer.conftest import make_files
 
 runner = CliRunner()

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from blocks.config import StoreflowConfig
-from blocks.remote import NFSRemote, SMBRemote
-from flows.providers import provider_create, provider_delete
-from flows.replicas import replica_create, replica_delete, replica_sync
-from flows.spaces import space_create, space_delete
-from models.replicas import ProviderSpec, ReplicaSpec, ScheduleSpec
-from models.schemas import SpaceSpec
-from tasks import schedules
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.blocks.remote import NFSRemote, SMBRemote
+from storeflow.flows.providers import provider_create, provider_delete
+from storeflow.flows.replicas import replica_create, replica_delete, replica_sync
+from storeflow.flows.spaces import space_create, space_delete
+from storeflow.models.replicas import ProviderSpec, ReplicaSpec, ScheduleSpec
+from storeflow.models.schemas import SpaceSpec
+from storeflow.tasks import schedules
 from tests.flows_transfer.conftest import make_files, run
 from tests.lifecycle.conftest import exists, read
 from tests.services.fixtures import Served
@@ -253,8 +253,8 @@ def test_transfer_flow_to_smb_filters_and_records_metadata(
 ) -> None:
     """Through the flow to a real smbd: FILTER skips, metadata lives in the execution record
     (SMB has no user xattrs)."""
-    from flows.transfers import transfer
-    from sandbox.models import Stage
+    from storeflow.flows.transfers import transfer
+    from storeflow.sandbox.models import Stage
     from tests.flows_transfer.conftest import callback, last_execution
 
     root = f"flow-{uuid.uuid4().hex[:6]}"

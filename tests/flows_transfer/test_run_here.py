@@ -16,14 +16,21 @@ from prefect.settings import (
     temporary_settings,
 )
 
-import flows.runner
-from blocks.config import StoreflowConfig
-from flows.runner import in_process_runtime, in_process_settings, note_run_name, run_here, warm_up
-from flows.spaces import space_create
-from flows.transfers import transfer
-from models import db
-from models.schemas import SpaceSpec
-from models.transfer import parse_definition
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.cli import runner
+from storeflow.cli.runner import (
+    in_process_runtime,
+    in_process_settings,
+    run_here,
+    warm_up,
+)
+from storeflow.flows import common as flows_common
+from storeflow.flows.common import note_run_name
+from storeflow.flows.spaces import space_create
+from storeflow.flows.transfers import transfer
+from storeflow.models import db
+from storeflow.models.schemas import SpaceSpec
+from storeflow.models.transfer import parse_definition
 from tests.flows_transfer.conftest import local_def, make_files
 
 LEAVES = {"flows": {"heartbeat_frequency"}, "server": {"analytics_enabled"}}
@@ -66,7 +73,7 @@ def test_run_here_reports_the_name_without_reading_the_run_back(
     def no_read(*_: Any, **__: Any) -> Any:
         raise AssertionError("the run name was read back from the API")
 
-    monkeypatch.setattr(flows.runner, "get_client", no_read)
+    monkeypatch.setattr(runner, "get_client", no_read)
     outcome = run_here(
         transfer, definition=parse_definition(local_def(src, tmp_path / "dest")), name="named"
     )
@@ -81,7 +88,7 @@ def test_lifecycle_runs_report_their_name_without_reading_it_back(
     def no_read(*_: Any, **__: Any) -> Any:
         raise AssertionError("the run name was read back from the API")
 
-    monkeypatch.setattr(flows.runner, "get_client", no_read)
+    monkeypatch.setattr(runner, "get_client", no_read)
     outcome = run_here(space_create, spec=SpaceSpec(name="alpha"))
 
     assert outcome.state_type == "COMPLETED", outcome.message
@@ -109,7 +116,7 @@ def test_a_flow_that_does_not_note_its_name_still_reports_it() -> None:
 def test_note_run_name_outside_run_here_records_nothing() -> None:
     state = noting(x=3, return_state=True)
     assert state.is_completed()
-    assert flows.runner._run_names.get() is None
+    assert flows_common.noted_run_names.get() is None
 
 
 def test_one_api_client_serves_the_whole_run(

@@ -6,11 +6,11 @@ from typing import Any
 import pytest
 from prefect.states import State
 
-from blocks.config import StoreflowConfig, resolve_config
-from models import repository
-from models.db import session_scope
-from models.errors import NotFound
-from models.schemas import ResourceView
+from storeflow.blocks.config import StoreflowConfig, resolve_config
+from storeflow.models import repository
+from storeflow.models.db import session_scope
+from storeflow.models.errors import NotFound
+from storeflow.models.schemas import ResourceView
 
 
 @pytest.fixture

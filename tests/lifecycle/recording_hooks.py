@@ -5,8 +5,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from models.status import Status
-from tasks.hook_base import ActionResults, HookBase, HookContext, HookVeto
+from storeflow.models.status import Status
+from storeflow.tasks.hook_base import ActionResults, HookBase, HookContext, HookVeto
 
 
 def record(kind: str, **fields: Any) -> None:

@@ -2,10 +2,10 @@
 
 from concurrent.futures import ThreadPoolExecutor
 
-from blocks.config import StoreflowConfig
-from flows.spaces import space_create, space_update
-from models.schemas import SpaceSpec, SpaceUpdate
-from models.status import Status
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.flows.spaces import space_create, space_update
+from storeflow.models.schemas import SpaceSpec, SpaceUpdate
+from storeflow.models.status import Status
 from tests.lifecycle.conftest import read, run
 
 

@@ -6,11 +6,11 @@ from typing import Any
 from prefect import flow
 from prefect.states import State
 
-from blocks.config import StoreflowConfig, resolve_config
-from flows.spaces import space_create
-from models.schemas import ResourceView, SpaceSpec
-from models.status import Action, Status
-from tasks.lifecycle import ResourceOperation, run_operation
+from storeflow.blocks.config import StoreflowConfig, resolve_config
+from storeflow.flows.spaces import space_create
+from storeflow.models.schemas import ResourceView, SpaceSpec
+from storeflow.models.status import Action, Status
+from storeflow.tasks.lifecycle import ResourceOperation, run_operation
 from tests.lifecycle.conftest import exists, read, run
 
 SEEN: list[ResourceView] = []

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from blocks.config import StoreflowConfig
-from blocks.hooks import HookDriversBlock
-from flows.periodic_hooks import periodic_hooks
-from flows.spaces import space_create, space_update
-from models.errors import InvalidInput
-from models.schemas import SpaceSpec, SpaceUpdate
-from models.status import Status
-from tasks.hook_base import load_driver_class
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.blocks.hooks import HookDriversBlock
+from storeflow.flows.periodic_hooks import periodic_hooks
+from storeflow.flows.spaces import space_create, space_update
+from storeflow.models.errors import InvalidInput
+from storeflow.models.schemas import SpaceSpec, SpaceUpdate
+from storeflow.models.status import Status
+from storeflow.tasks.hook_base import load_driver_class
 from tests.lifecycle.conftest import exists, read, run
 from tests.lifecycle.recording_hooks import calls
 
@@ -112,7 +112,7 @@ def test_a_post_hook_can_replace_the_result(config: StoreflowConfig, drivers) ->
 
 
 def test_audit_driver_appends_json_lines(config: StoreflowConfig, drivers, monkeypatch) -> None:
-    monkeypatch.setenv("STOREFLOW_HOOK_DRIVERS", "tasks.hook_drivers.audit:AuditHook")
+    monkeypatch.setenv("STOREFLOW_HOOK_DRIVERS", "storeflow.tasks.hook_drivers.audit:AuditHook")
     run(space_create, spec=SpaceSpec(name="audited"))
     run(space_create, spec=SpaceSpec(name="audited"))  # refused: name taken
 
@@ -160,3 +160,10 @@ def test_bad_driver_paths_are_clear_errors() -> None:
         with pytest.raises(InvalidInput, match=reason) as info:
             load_driver_class(path)
         assert info.value.field == "hook_drivers"
+
+
+def test_a_shipped_driver_named_before_the_storeflow_namespace_still_loads() -> None:
+    from storeflow.tasks.hook_drivers.audit import AuditHook
+
+    assert load_driver_class("tasks.hook_drivers.audit:AuditHook") is AuditHook
+    assert load_driver_class("storeflow.tasks.hook_drivers.audit:AuditHook") is AuditHook

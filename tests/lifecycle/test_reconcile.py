@@ -4,14 +4,14 @@ import uuid
 
 from prefect.client.orchestration import get_client
 
-from blocks.config import StoreflowConfig
-from flows.reconcile import reconcile
-from flows.spaces import space_create
-from models import repository
-from models.db import session_scope
-from models.schemas import SpaceSpec
-from models.status import Status
-from tasks.reconcile import INTERRUPTED, MISSING
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.flows.reconcile import reconcile
+from storeflow.flows.spaces import space_create
+from storeflow.models import repository
+from storeflow.models.db import session_scope
+from storeflow.models.schemas import SpaceSpec
+from storeflow.models.status import Status
+from storeflow.tasks.reconcile import INTERRUPTED, MISSING
 from tests.lifecycle.conftest import read, run
 
 

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from blocks.config import StoreflowConfig
-from flows.spaces import space_create, space_update
-from flows.templates import template_create
-from models import repository
-from models.schemas import SpaceSpec, SpaceUpdate, TemplateSpec
-from models.status import Status
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.flows.spaces import space_create, space_update
+from storeflow.flows.templates import template_create
+from storeflow.models import repository
+from storeflow.models.schemas import SpaceSpec, SpaceUpdate, TemplateSpec
+from storeflow.models.status import Status
 from tests.lifecycle.conftest import read, run, tree
 
 

@@ -4,10 +4,10 @@ import os
 import stat
 from pathlib import Path
 
-from blocks.config import StoreflowConfig
-from flows.snapshots import snapshot_create, snapshot_delete
-from flows.spaces import space_create, space_delete
-from models.schemas import SnapshotSpec, SpaceSpec
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.flows.snapshots import snapshot_create, snapshot_delete
+from storeflow.flows.spaces import space_create, space_delete
+from storeflow.models.schemas import SnapshotSpec, SpaceSpec
 from tests.lifecycle.conftest import exists, read, run, tree
 
 

@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from blocks.config import StoreflowConfig
-from flows.spaces import space_create, space_delete, space_update
-from flows.templates import template_create
-from models.schemas import SpaceSpec, SpaceUpdate, TemplateSpec
-from models.status import Status
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.flows.spaces import space_create, space_delete, space_update
+from storeflow.flows.templates import template_create
+from storeflow.models.schemas import SpaceSpec, SpaceUpdate, TemplateSpec
+from storeflow.models.status import Status
 from tests.lifecycle.conftest import exists, read, run, tree
 
 
@@ -190,8 +190,8 @@ def test_bad_names_never_reach_the_filesystem(config: StoreflowConfig) -> None:
 
 
 def test_rename_refused_while_something_points_at_the_path(config: StoreflowConfig) -> None:
-    from models import repository
-    from models.db import session_scope
+    from storeflow.models import repository
+    from storeflow.models.db import session_scope
 
     run(space_create, spec=SpaceSpec(name="exposed"))
     space = read(config, "space", "exposed")

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from blocks.config import StoreflowConfig
-from flows.spaces import space_create, space_delete
-from flows.templates import template_create, template_delete, template_update
-from models.schemas import SpaceSpec, TemplateSpec, TemplateUpdate
-from models.status import Status
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.flows.spaces import space_create, space_delete
+from storeflow.flows.templates import template_create, template_delete, template_update
+from storeflow.models.schemas import SpaceSpec, TemplateSpec, TemplateUpdate
+from storeflow.models.status import Status
 from tests.lifecycle.conftest import exists, read, run, tree
 
 
@@ -37,8 +37,8 @@ def test_too_big_is_refused_before_anything_is_copied(
 ) -> None:
     monkeypatch.setenv("STOREFLOW_HOME", os.environ["STOREFLOW_HOME"])
     (sample_tree / "big.bin").write_bytes(b"x" * 5000)
-    from blocks.config import StoreflowConfig as Config
-    from blocks.storage import StorageBlock
+    from storeflow.blocks.config import StoreflowConfig as Config
+    from storeflow.blocks.storage import StorageBlock
 
     small = Config(storage=StorageBlock(root=config.storage.root, template_max_size=4096))
     small.save("small-templates", overwrite=True)

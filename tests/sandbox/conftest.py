@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.settings import SandboxSettings
+from storeflow.sandbox.settings import SandboxSettings
 
 
 @pytest.fixture(autouse=True, scope="session")

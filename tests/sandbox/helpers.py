@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from sandbox.definitions import CallbackDefinition
-from sandbox.models import CallOutcome, Language, NodeInfo, Stage
-from sandbox.settings import SandboxSettings
-from sandbox.stages import CallbackSet
+from storeflow.sandbox.definitions import CallbackDefinition
+from storeflow.sandbox.models import CallOutcome, Language, NodeInfo, Stage
+from storeflow.sandbox.settings import SandboxSettings
+from storeflow.sandbox.stages import CallbackSet
 
 
 def node_for(path: Path, **metadata: str) -> NodeInfo:

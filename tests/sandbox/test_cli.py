@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sandbox.cli import callback_app
+from storeflow.cli.callbacks import callback_app
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,7 +92,7 @@ def test_real_subprocess_with_a_hostile_callback(tmp_path: Path, target: Path) -
         " for (;;) Deno.stdout.writeSync(new TextEncoder().encode('x'.repeat(65536))) }",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.cli", "run", "--lang", "javascript",
+        [sys.executable, "-m", "storeflow.cli.callbacks", "run", "--lang", "javascript",
          "--file", str(hostile), "--path", str(target), "--timeout", "5"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip

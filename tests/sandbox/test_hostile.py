@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.models import CallOutcome, ErrorKind, Language, NodeInfo
-from sandbox.settings import SandboxSettings
-from sandbox.stages import CallbackSet
+from storeflow.sandbox.models import CallOutcome, ErrorKind, Language, NodeInfo
+from storeflow.sandbox.settings import SandboxSettings
+from storeflow.sandbox.stages import CallbackSet
 from tests.sandbox.helpers import node_for, one_callback, run_one
 
 PY, JS = Language.PYTHON, Language.JAVASCRIPT

@@ -5,8 +5,8 @@ must never drift apart."""
 import re
 from pathlib import Path
 
-from sandbox.models import Progress
-from sandbox.pyworker import api
+from storeflow.sandbox.models import Progress
+from storeflow.sandbox.pyworker import api
 
 JS_WORKER = Path(__file__).parents[2] / "sandbox" / "jsworker"
 

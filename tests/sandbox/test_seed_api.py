@@ -5,9 +5,9 @@ import os
 import stat
 from pathlib import Path
 
-from sandbox.models import ExecutionResult, Language, Progress, Stage, TaskExecution
-from sandbox.settings import SandboxSettings
-from sandbox.stages import CallbackSet
+from storeflow.sandbox.models import ExecutionResult, Language, Progress, Stage, TaskExecution
+from storeflow.sandbox.settings import SandboxSettings
+from storeflow.sandbox.stages import CallbackSet
 from tests.sandbox.helpers import node_for, one_callback, run_one
 
 # The seed's Python structure, with every field the seed lists read back.

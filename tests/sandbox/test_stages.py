@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from blocks.sandbox import SandboxPolicy
-from sandbox.definitions import CallbackDefinition
-from sandbox.isolation import IsolationUnavailable
-from sandbox.models import ErrorKind, Language, Stage
-from sandbox.settings import SandboxSettings
-from sandbox.stages import CallbackSet
+from storeflow.blocks.sandbox import SandboxPolicy
+from storeflow.sandbox.definitions import CallbackDefinition
+from storeflow.sandbox.isolation import IsolationUnavailable
+from storeflow.sandbox.models import ErrorKind, Language, Stage
+from storeflow.sandbox.settings import SandboxSettings
+from storeflow.sandbox.stages import CallbackSet
 from tests.sandbox.helpers import node_for, one_callback
 
 KEEP_CSV_PY = (

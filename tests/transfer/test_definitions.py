@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from models.transfer import (
+from storeflow.models.transfer import (
     DefinitionError,
     LocalDestination,
     NFSDestination,

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from models.transfer import parse_definition
-from tasks.transfer.errors import UnknownProtocol, UnsupportedOperation
-from tasks.transfer.handler import TransferHandler
-from tasks.transfer.local import LocalTransfer
-from tasks.transfer.nfs import NFSTransfer
-from tasks.transfer.registry import handler_class
-from tasks.transfer.smb import SMBTransfer
+from storeflow.models.transfer import parse_definition
+from storeflow.tasks.transfer.errors import UnknownProtocol, UnsupportedOperation
+from storeflow.tasks.transfer.handler import TransferHandler
+from storeflow.tasks.transfer.local import LocalTransfer
+from storeflow.tasks.transfer.nfs import NFSTransfer
+from storeflow.tasks.transfer.registry import handler_class
+from storeflow.tasks.transfer.smb import SMBTransfer
 from tests.transfer.conftest import local_def
 
 

@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.transfer import run_transfer
+from storeflow.tasks.transfer import run_transfer
 from tests.transfer.conftest import local_def
 
 # Runs the transfer and stalls inside the copy of the big file, after the first chunk.
 CHILD = """
 import sys, time
 from pathlib import Path
-from tasks.transfer import run_transfer
+from storeflow.tasks.transfer import run_transfer
 
 marker = Path(sys.argv[2])
 def stall(progress):

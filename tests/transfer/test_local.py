@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from models.transfer import parse_definition
-from tasks.transfer import (
+from storeflow.models.transfer import parse_definition
+from storeflow.tasks.transfer import (
     Entry,
     FileResult,
     Progress,
@@ -20,7 +20,7 @@ from tasks.transfer import (
     plan_transfer,
     run_transfer,
 )
-from tasks.transfer.errors import (
+from storeflow.tasks.transfer.errors import (
     ConditionNotMet,
     DestinationMissing,
     FileWatchTimeout,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from models.transfer import parse_definition
-from tasks.transfer import plan_transfer, run_transfer
-from tasks.transfer.errors import ProtocolError, UnsafeName
+from storeflow.models.transfer import parse_definition
+from storeflow.tasks.transfer import plan_transfer, run_transfer
+from storeflow.tasks.transfer.errors import ProtocolError, UnsafeName
 from tests.services.fixtures import Served
 
 NAMES = ["with space.txt", "ünïcødé.txt", "-dash.txt", "$(id);`x`&.txt"]
@@ -185,8 +185,8 @@ def test_smb_pipelined_write_is_whole_and_counted(
     unique: str,
 ) -> None:
     """Several writes in flight: every byte lands at its offset, each counted once."""
-    from tasks.transfer.registry import open_handler
-    from tasks.transfer.smb import pipelined_write
+    from storeflow.tasks.transfer.registry import open_handler
+    from storeflow.tasks.transfer.smb import pipelined_write
 
     data = os.urandom((3 << 20) + 12345)  # not a multiple of any chunk
     (tmp_path / "src.bin").write_bytes(data)
@@ -243,7 +243,7 @@ def test_smb_large_upload_through_smbclient(
     """Above the threshold smbclient writes the temp name; the file arrives whole, with its
     mtime, only under its final name; the password is never on a command line or in an
     environment, and its auth file is gone afterwards."""
-    from tasks.transfer import smb, smbput
+    from storeflow.tasks.transfer import smb, smbput
 
     monkeypatch.setattr(smb, "SMBCLIENT_THRESHOLD", 2 << 20)
     password = smb_protocol["credentials"]["password"]
@@ -306,7 +306,7 @@ def test_smb_large_upload_through_smbclient(
 def test_smbclient_wrong_password_names_the_server_and_leaves_nothing(
     smb_service: Served, smb_protocol: dict[str, Any], tmp_path: Path, unique: str
 ) -> None:
-    from tasks.transfer.registry import open_handler
+    from storeflow.tasks.transfer.registry import open_handler
 
     (tmp_path / "big.bin").write_bytes(os.urandom(3 << 20))
     (smb_service.data / unique).mkdir()

@@ -181,7 +181,7 @@ def test_other_settings_run_here_or_are_refused_when_required(
     shell: dict[str, str], runner: int, tmp_path: Path
 ) -> None:
     served = status(shell, tmp_path)["served"]
-    other = {**shell, "STOREFLOW_HOOK_DRIVERS": "tasks.hook_drivers.audit:AuditHook"}
+    other = {**shell, "STOREFLOW_HOOK_DRIVERS": "storeflow.tasks.hook_drivers.audit:AuditHook"}
     result = storeflow(["transfer", "run", str(definition(tmp_path)), "--json"], other, tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["state"] == "Delivered"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.warm import wire
+from storeflow.cli.warm import wire
 
 
 def test_reader_splits_messages_that_arrive_together_and_joins_split_ones() -> None:

@@ -1,6 +1,6 @@
 """The warm runner process: import everything once, then fork a child per command.
 
-Run as `python -m flows.warm.zygote` (`storeflow warm start` does that). The parent
+Run as `python -m storeflow.cli.warm.zygote` (`storeflow warm start` does that). The parent
 never starts a thread, opens a database or talks to Prefect: it only imports, so a
 fork is safe. Its loop is single-threaded (a selector over the listening socket, the
 clients' connections and a signal wake-up pipe). Each child takes the client's
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.warm import wire
+from storeflow.cli.warm import wire
 
 LISTEN_BACKLOG = 64
 #: A client that connects and then says nothing is dropped after this long.
@@ -78,11 +78,11 @@ FIRST_RUN_MODULES = (
 def warm_up() -> list[str]:
     """Import what any command can need; read files, open nothing. Returns the
     modules that could not be imported."""
-    import flows.cli  # every verb, flow, task, block and model
-    from flows.runner import warm_up as warm_up_runs
-    from tasks.transfer.registry import handler_class
+    from storeflow.cli.app import command  # every verb, flow, task, block and model
+    from storeflow.cli.runner import warm_up as warm_up_runs
+    from storeflow.tasks.transfer.registry import handler_class
 
-    flows.cli.command()  # the click command Typer builds from the verbs
+    command()  # the click command Typer builds from the verbs
     warm_up_runs()  # settings, TLS context, Prefect's API schemas, the database's
     for name in PROTOCOLS:
         handler_class(name)
@@ -124,7 +124,7 @@ def exit_status(code: object) -> int:
 
 
 def run_command(argv: list[str]) -> int:
-    from flows.cli import main
+    from storeflow.cli.app import main
 
     try:
         main(argv)
@@ -511,7 +511,9 @@ def _drain(wake: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m flows.warm.zygote", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m storeflow.cli.warm.zygote", description=__doc__
+    )
     parser.add_argument(
         "--idle-timeout", type=float, default=3600, help="exit after this long idle; 0: never"
     )

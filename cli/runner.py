@@ -10,7 +10,6 @@ import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
@@ -20,7 +19,6 @@ from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import (
-    FlowRunContext,
     SettingsContext,
     SyncClientContext,
     get_settings_context,
@@ -31,8 +29,9 @@ from prefect.settings import PREFECT_API_URL, Settings, get_current_settings
 from prefect.states import State
 from pydantic import BaseModel
 
-from models import db
-from models.errors import StoreflowError
+from storeflow.flows.common import noted_run_names
+from storeflow.models import db
+from storeflow.models.errors import StoreflowError
 
 
 class SubmitError(StoreflowError):
@@ -189,19 +188,6 @@ def outcome_of(state: State[Any], flow_run_name: str | None = None) -> RunOutcom
     )
 
 
-# Where a flow run by run_here reports its name (flow run id -> name); None elsewhere.
-_run_names: ContextVar[dict[str, str] | None] = ContextVar("storeflow_run_names", default=None)
-
-
-def note_run_name() -> None:
-    """Tell run_here the current flow run's name (call it in a flow's body): it then
-    needs no API read to report it.  A no-op in runs that run_here did not start."""
-    names = _run_names.get()
-    context = FlowRunContext.get()
-    if names is not None and context is not None and context.flow_run is not None:
-        names[str(context.flow_run.id)] = context.flow_run.name
-
-
 def start_event_delivery() -> None:
     """Start Prefect's events worker now, not at the run's first event (its first task).
 
@@ -216,14 +202,14 @@ def start_event_delivery() -> None:
 def run_here(flow: Flow[..., Any], **parameters: Any) -> RunOutcome:
     """Run `flow` in this process and wait for its final state."""
     names: dict[str, str] = {}
-    token = _run_names.set(names)
+    token = noted_run_names.set(names)
     try:
         with in_process_runtime(), client_context():
             start_event_delivery()
             state = cast(State[Any], flow(**parameters, return_state=True))
             name = _run_name(state, names)
     finally:
-        _run_names.reset(token)
+        noted_run_names.reset(token)
     return outcome_of(state, name)
 
 

@@ -22,22 +22,22 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
-from blocks.config import StoreflowConfig
-from blocks.database import DatabaseBlock
-from blocks.hooks import HookDriversBlock
-from blocks.storage import StorageBlock
-from flows import reconcile as reconcile_flows
-from flows.runner import RunOutcome, in_process_runtime, run_here
-from flows.snapshots import snapshot_create, snapshot_delete
-from flows.spaces import space_create, space_delete, space_update
-from flows.templates import template_create, template_delete
-from models import repository
-from models.db import session_scope
-from models.schemas import SnapshotSpec, SpaceSpec, SpaceUpdate, TemplateSpec
-from models.settings import storeflow_home
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.blocks.database import DatabaseBlock
+from storeflow.blocks.hooks import HookDriversBlock
+from storeflow.blocks.storage import StorageBlock
+from storeflow.cli.runner import RunOutcome, in_process_runtime, run_here
+from storeflow.flows import reconcile as reconcile_flows
+from storeflow.flows.snapshots import snapshot_create, snapshot_delete
+from storeflow.flows.spaces import space_create, space_delete, space_update
+from storeflow.flows.templates import template_create, template_delete
+from storeflow.models import repository
+from storeflow.models.db import session_scope
+from storeflow.models.schemas import SnapshotSpec, SpaceSpec, SpaceUpdate, TemplateSpec
+from storeflow.models.settings import storeflow_home
 
 CONFIG_BLOCK = "storeflow-demo"
-AUDIT_DRIVER = "tasks.hook_drivers.audit:AuditHook"
+AUDIT_DRIVER = "storeflow.tasks.hook_drivers.audit:AuditHook"
 
 
 @dataclass(frozen=True)

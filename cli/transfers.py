@@ -21,13 +21,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from flows.cli_common import err, out
-from flows.runner import RunOutcome, run_here, submit
-from flows.transfers import transfer
-from models.errors import StoreflowError
-from models.transfer import TransferDefinition, load_definition
-from tasks.transfer import Progress as Counters
-from tasks.transfer_progress import listening
+from storeflow.cli.common import err, out
+from storeflow.cli.runner import RunOutcome, run_here, submit
+from storeflow.flows.transfers import transfer
+from storeflow.models.errors import StoreflowError
+from storeflow.models.transfer import TransferDefinition, load_definition
+from storeflow.tasks.transfer import Progress as Counters
+from storeflow.tasks.transfer.progress import listening
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

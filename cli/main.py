@@ -3,14 +3,14 @@ here. Only the standard library is imported until we know which."""
 
 import sys
 
-from flows.warm.client import hand_over
+from storeflow.cli.warm.client import hand_over
 
 
 def main() -> None:
     code = hand_over(sys.argv[1:])
     if code is not None:
         sys.exit(code)
-    from flows.cli import main as run_in_this_process
+    from storeflow.cli.app import main as run_in_this_process
 
     run_in_this_process()
 

@@ -1,8 +1,8 @@
 """What every `storeflow` verb shares: options, one-line errors, running or submitting a
 flow, reading resources and printing them.
 
-flows/cli.py and the sub-apps it mounts (flows/replica_cli.py, ...) import from here, so
-a sub-app can use these helpers at import time without importing flows/cli.py.
+cli/app.py and the sub-apps it mounts (cli/replicas.py, ...) import from here, so
+a sub-app can use these helpers at import time without importing cli/app.py.
 """
 
 import json
@@ -15,13 +15,13 @@ from prefect import Flow
 from rich.console import Console
 from rich.table import Table
 
-from blocks.config import resolve_config
-from flows.runner import RunOutcome, run_here, submit
-from models import repository
-from models.db import session_scope
-from models.errors import StoreflowError
-from models.names import format_size
-from models.schemas import ResourceView, parse_spec
+from storeflow.blocks.config import resolve_config
+from storeflow.cli.runner import RunOutcome, run_here, submit
+from storeflow.models import repository
+from storeflow.models.db import session_scope
+from storeflow.models.errors import StoreflowError
+from storeflow.models.names import format_size
+from storeflow.models.schemas import ResourceView, parse_spec
 
 _consoles: dict[tuple[int, bool], Console] = {}
 

@@ -13,12 +13,12 @@ from typing import Any
 
 from prefect.logging import get_logger
 
-from models.transfer import TransferDefinition, protocol_kind
-from sandbox.models import ExecutionResult, NodeInfo, Stage
-from sandbox.stages import CallbackSet
-from tasks import transfer_metadata
-from tasks.transfer import Entry, FileResult
-from tasks.transfer.names import temp_name
+from storeflow.models.transfer import TransferDefinition, protocol_kind
+from storeflow.sandbox.models import ExecutionResult, NodeInfo, Stage
+from storeflow.sandbox.stages import CallbackSet
+from storeflow.tasks.transfer import Entry, FileResult
+from storeflow.tasks.transfer import metadata as transfer_metadata
+from storeflow.tasks.transfer.names import temp_name
 
 LOG = get_logger("storeflow.transfer")
 

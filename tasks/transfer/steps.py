@@ -26,18 +26,25 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import opaque
 
-from blocks.config import StoreflowConfig
-from models import executions
-from models.db import session_scope
-from models.errors import Refused, StoreflowError
-from models.status import Status
-from models.transfer import TransferDefinition
-from sandbox.models import ExecutionResult, Progress, Stage, TaskExecution
-from tasks.hook_base import ActionResults, HookBase, HookContext, load_drivers
-from tasks.hooks import run_post_hooks, run_pre_hooks
-from tasks.transfer import Delivery, TransferPlan, TransferResult, deliver, finalize, plan_transfer
-from tasks.transfer_callbacks import BoundCallbacks
-from tasks.transfer_progress import ProgressReporter, artifact_key
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import executions
+from storeflow.models.db import session_scope
+from storeflow.models.errors import Refused, StoreflowError
+from storeflow.models.status import Status
+from storeflow.models.transfer import TransferDefinition
+from storeflow.sandbox.models import ExecutionResult, Progress, Stage, TaskExecution
+from storeflow.tasks.hook_base import ActionResults, HookBase, HookContext, load_drivers
+from storeflow.tasks.hooks import run_post_hooks, run_pre_hooks
+from storeflow.tasks.transfer import (
+    Delivery,
+    TransferPlan,
+    TransferResult,
+    deliver,
+    finalize,
+    plan_transfer,
+)
+from storeflow.tasks.transfer.callbacks import BoundCallbacks
+from storeflow.tasks.transfer.progress import ProgressReporter, artifact_key
 
 DELIVERED, VETOED, REFUSED, ERRORED = "Delivered", "Vetoed", "Refused", "Errored"
 

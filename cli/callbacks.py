@@ -11,10 +11,10 @@ from typing import Any
 
 import typer
 
-from sandbox.definitions import CallbackDefinition, CallbackError, load_source
-from sandbox.models import Language, NodeInfo, Stage
-from sandbox.settings import SandboxSettings
-from sandbox.stages import CallbackSet
+from storeflow.sandbox.definitions import CallbackDefinition, CallbackError, load_source
+from storeflow.sandbox.models import Language, NodeInfo, Stage
+from storeflow.sandbox.settings import SandboxSettings
+from storeflow.sandbox.stages import CallbackSet
 
 EXIT_TRUTHY, EXIT_FALSY, EXIT_ERROR = 0, 1, 2
 

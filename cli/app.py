@@ -16,8 +16,8 @@ import typer.main
 from pydantic import BaseModel
 from rich.table import Table
 
-from flows import reconcile as reconcile_flows
-from flows.cli_common import (
+from storeflow.cli.callbacks import callback_app
+from storeflow.cli.common import (
     ConfigOption,
     EtagOption,
     JsonOption,
@@ -37,24 +37,24 @@ from flows.cli_common import (
     show_resources,
     spec,
 )
-from flows.exposer_cli import exposer_app
-from flows.periodic_hooks import periodic_hooks
-from flows.replica_cli import profile_app, provider_app, replica_app
-from flows.runner import run_here
-from flows.snapshots import snapshot_create, snapshot_delete
-from flows.spaces import space_create, space_delete, space_update
-from flows.templates import template_create, template_delete, template_update
-from flows.transfer_cli import transfer_app
-from flows.warm.cli import warm_app
-from models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
-from models.schemas import (
+from storeflow.cli.exposers import exposer_app
+from storeflow.cli.replicas import profile_app, provider_app, replica_app
+from storeflow.cli.runner import run_here
+from storeflow.cli.transfers import transfer_app
+from storeflow.cli.warm.cli import warm_app
+from storeflow.flows import reconcile as reconcile_flows
+from storeflow.flows.periodic_hooks import periodic_hooks
+from storeflow.flows.snapshots import snapshot_create, snapshot_delete
+from storeflow.flows.spaces import space_create, space_delete, space_update
+from storeflow.flows.templates import template_create, template_delete, template_update
+from storeflow.models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
+from storeflow.models.schemas import (
     SnapshotSpec,
     SpaceSpec,
     SpaceUpdate,
     TemplateSpec,
     TemplateUpdate,
 )
-from sandbox.cli import callback_app
 
 app = typer.Typer(
     name="storeflow",
@@ -281,7 +281,7 @@ def schema_cmd(
 @app.command("demo")
 def demo_cmd(as_json: bool = JsonOption) -> None:
     """Run the storeflow demo: a template, a space, a snapshot, a conflict, deletes."""
-    from flows.demo import print_demo, run_demo
+    from storeflow.cli.demo import print_demo, run_demo
 
     rows = run_demo()
     print_demo(rows, as_json, out())

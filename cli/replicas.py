@@ -1,6 +1,6 @@
 """`storeflow provider|replica|profile ...`: providers, replicas and tiering profiles.
 
-Mounted by flows/cli.py (`app.add_typer(provider_app, name="provider")`, ...). Every
+Mounted by cli/app.py (`app.add_typer(provider_app, name="provider")`, ...). Every
 option maps onto a field of the specs in models/replicas.py and is validated there
 (`spec()`), so bad input is one line naming the field, exit 2, and nothing runs.
 `replica sync` and `profile tier` run one pass now, through the same flows the schedules
@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from prefect import Flow
 
-from flows.cli_common import (
+from storeflow.cli.common import (
     ConfigOption,
     JsonOption,
     SubmitOption,
@@ -31,11 +31,11 @@ from flows.cli_common import (
     show_resources,
     spec,
 )
-from flows.profiles import profile_create, profile_delete, profile_tier
-from flows.providers import provider_create, provider_delete
-from flows.replicas import replica_create, replica_delete, replica_sync
-from flows.runner import run_here
-from models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
+from storeflow.cli.runner import run_here
+from storeflow.flows.profiles import profile_create, profile_delete, profile_tier
+from storeflow.flows.providers import provider_create, provider_delete
+from storeflow.flows.replicas import replica_create, replica_delete, replica_sync
+from storeflow.models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
 
 provider_app = typer.Typer(
     help="Providers: remote endpoints (local directory, SMB share, NFS export) for replicas.",

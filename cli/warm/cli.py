@@ -11,9 +11,9 @@ from typing import Any
 
 import typer
 
-from flows.cli_common import JsonOption, err, fail, out
-from flows.warm import wire
-from flows.warm.client import WarmUnavailable, connect
+from storeflow.cli.common import JsonOption, err, fail, out
+from storeflow.cli.warm import wire
+from storeflow.cli.warm.client import WarmUnavailable, connect
 
 #: Importing Prefect and every flow takes seconds; on a loaded machine, many.
 START_TIMEOUT = 120.0
@@ -101,7 +101,13 @@ def start(
             return
         out().print(f"replacing the warm runner (pid {status['pid']}): other settings or code")
         _stop_and_wait()
-    command = [sys.executable, "-m", "flows.warm.zygote", "--idle-timeout", f"{idle_timeout:g}"]
+    command = [
+        sys.executable,
+        "-m",
+        "storeflow.cli.warm.zygote",
+        "--idle-timeout",
+        f"{idle_timeout:g}",
+    ]
     if foreground:
         os.execv(sys.executable, command)
     with log_path().open("ab") as log:

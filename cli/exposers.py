@@ -1,16 +1,16 @@
 """`storeflow exposer ...`: CIFS shares and NFS exports of spaces.
 
-Mounted by flows/cli.py (`app.add_typer(exposer_app, name="exposer")`). The
-shared CLI helpers live in flows/cli.py, which imports this module: they are
-imported when a command runs, not at import time, so neither import waits on
-the other.
+Mounted by cli/app.py (`app.add_typer(exposer_app, name="exposer")`); the shared
+options and helpers are cli/common.py's.
 """
 
 from typing import Any
 
 import typer
 
-from models.exposers import (
+from storeflow.cli import common as cli
+from storeflow.cli.common import ConfigOption, EtagOption, JsonOption, SubmitOption
+from storeflow.models.exposers import (
     CifsAccessRule,
     CifsExposerSpec,
     CifsExposerUpdate,
@@ -25,23 +25,15 @@ exposer_app = typer.Typer(
 
 KINDS = {"cifs": "cifs-exposer", "nfs": "nfs-exposer"}
 ProtocolArg = typer.Argument(..., help="cifs or nfs.")
-JsonOption = typer.Option(False, "--json", help="Print one JSON object.")
-SubmitOption = typer.Option(False, "--submit", help="Create a deployment run instead.")
-ConfigOption = typer.Option(None, "--config", help="Name of a saved StoreflowConfig block.")
-EtagOption = typer.Option(None, "--etag", help="The etag you last read; omitted: current.")
 
 
 def _kind(protocol: str) -> str:
-    from flows import cli
-
     if protocol not in KINDS:
         cli.fail(f"protocol: {protocol!r} is not cifs or nfs")
     return KINDS[protocol]
 
 
 def _pairs(values: list[str], field: str) -> dict[str, str]:
-    from flows import cli
-
     result = {}
     for item in values:
         key, sep, value = item.partition("=")
@@ -64,7 +56,7 @@ def _rules(protocol: str, values: list[str]) -> list[dict[str, Any]]:
 
 
 def _launch(flow_name: str, params: dict[str, Any], submit: bool, as_json: bool) -> None:
-    from flows import cli, exposers
+    from storeflow.flows import exposers
 
     cli.launch(getattr(exposers, flow_name), params, submit, as_json)
 
@@ -87,8 +79,6 @@ def create_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Expose a space over CIFS or NFS."""
-    from flows import cli
-
     kind = _kind(protocol)
     data: dict[str, Any] = {"name": name, "space": space}
     if protocol == "cifs":
@@ -123,8 +113,6 @@ def update_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Change an exposer (access rules: use allow and deny)."""
-    from flows import cli
-
     kind = _kind(protocol)
     if protocol == "cifs":
         options = {k: (v or None) for k, v in _pairs(option, "option").items()}
@@ -147,8 +135,6 @@ def delete_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Remove an exposer (CIFS: open sessions are closed)."""
-    from flows import cli
-
     kind = _kind(protocol)
     etag = cli.etag_or_current(etag, kind, name, config)
     params = {"name": name, "etag": etag, "config": config}
@@ -168,8 +154,6 @@ def allow_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Allow a user/group (cifs) or a client (nfs): Manila's allow_access."""
-    from flows import cli
-
     kind = _kind(protocol)
     if protocol == "cifs":
         rule = cli.spec(CifsAccessRule, {"to": to, "level": level}, f"{kind}.rule")
@@ -192,8 +176,6 @@ def deny_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Deny a user/group (cifs) or remove a client (nfs): Manila's deny_access."""
-    from flows import cli
-
     kind = _kind(protocol)
     etag = cli.etag_or_current(etag, kind, name, config)
     target = {"to": to} if protocol == "cifs" else {"client": to}
@@ -208,8 +190,6 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """List exposers (managed and unmanaged)."""
-    from flows import cli
-
     kinds = [_kind(protocol)] if protocol else list(KINDS.values())
     rows = [row for kind in kinds for row in cli.list_kind(kind, config)]
     cli.show_resources(rows, as_json, ["message"])
@@ -223,6 +203,4 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one exposer."""
-    from flows import cli
-
     cli.show_one(cli.lookup(_kind(protocol), name, config), as_json)

@@ -11,7 +11,7 @@ import socket
 import sys
 from types import FrameType
 
-from flows.warm import wire
+from storeflow.cli.warm import wire
 
 #: Commands that manage the warm runner itself always run here.
 LOCAL_COMMANDS = ("warm",)

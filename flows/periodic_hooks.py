@@ -11,16 +11,18 @@ from prefect.cache_policies import NO_CACHE
 from storeflow.blocks.config import StoreflowConfig, resolve_config
 from storeflow.models import repository
 from storeflow.models.db import session_scope
+from storeflow.tasks import kinds
 from storeflow.tasks.hook_base import HookBase, HookContext, load_drivers
-from storeflow.tasks.kinds import PERIODIC_HOOK_DATA
 
 
 @task(name="collect-periodic-hook-data", cache_policy=NO_CACHE)
 def collect_periodic_hook_data(config: StoreflowConfig) -> dict[str, list[dict[str, Any]]]:
     with session_scope(config.database_url) as session:
         return {
-            kind: get_data([r for r in repository.list_kind(session, kind) if not r.deleted])
-            for kind, get_data in PERIODIC_HOOK_DATA.items()
+            kind.name: kind.periodic_hook_data(
+                [r for r in repository.list_kind(session, kind.name) if not r.deleted]
+            )
+            for kind in kinds.all_kinds()
         }
 
 

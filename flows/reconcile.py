@@ -5,8 +5,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from storeflow.blocks.config import StoreflowConfig, resolve_config
-from storeflow.tasks.kinds import RECONCILERS, Reconciler
-from storeflow.tasks.reconcile import Change
+from storeflow.tasks import kinds
+from storeflow.tasks.reconcile import Change, Reconciler
 
 
 @task(name="reconcile-step", cache_policy=NO_CACHE, task_run_name="reconcile: {name}")
@@ -19,7 +19,8 @@ def reconcile(config: str | None = None) -> list[Change]:
     """Bring the database up to date with the real system; report changes as a table."""
     cfg = resolve_config(config)
     changes: list[Change] = []
-    for reconciler in RECONCILERS:
+    for path in kinds.reconcilers():  # each registered kind's, once each
+        reconciler: Reconciler = kinds.reconciler(path)
         changes += reconcile_step(reconciler.__name__.removeprefix("reconcile_"), reconciler, cfg)
     create_table_artifact(
         key="storeflow-reconcile",

@@ -1,30 +1,225 @@
-"""The resource kinds storeflow manages, and what each tells periodic hooks."""
+"""The resource kinds: one record per kind, and the registry everything reads.
 
-from collections.abc import Callable
+The CLI's verbs, `storeflow schema`, reconcile, the periodic hooks and the
+deployments in prefect.yaml are all built from these records.  A record names its
+heavy parts (the operations module with Prefect tasks, the flows module) by import
+path, so reading the registry imports no Prefect: `storeflow space list` stays fast.
+
+A new kind is one module (its spec, operations and flows) plus one `register(...)`
+call, or an entry point in the `storeflow.kinds` group naming its `ResourceKind`.
+"""
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
 from typing import Any
 
-from storeflow.blocks.config import StoreflowConfig
-from storeflow.models.schemas import ResourceView
-from storeflow.tasks import profiles, providers, replicas, snapshots, spaces, templates
-from storeflow.tasks.exposers import cifs, nfs
-from storeflow.tasks.exposers.reconcile import reconcile_exposers
-from storeflow.tasks.reconcile import Change, reconcile_directories
+from pydantic import BaseModel
+
+from storeflow.models.errors import InvalidInput
+from storeflow.models.exposers import CifsExposerSpec, NfsExposerSpec
+from storeflow.models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
+from storeflow.models.schemas import ResourceView, SnapshotSpec, SpaceSpec, TemplateSpec
+
+ENTRY_POINT_GROUP = "storeflow.kinds"
 
 PeriodicHookData = Callable[[list[ResourceView]], list[dict[str, Any]]]
-Reconciler = Callable[[StoreflowConfig], list[Change]]
 
-# Manila's per-driver `get_periodic_hook_data`, one per kind.
-PERIODIC_HOOK_DATA: dict[str, PeriodicHookData] = {
-    spaces.KIND: spaces.get_periodic_hook_data,
-    snapshots.KIND: snapshots.get_periodic_hook_data,
-    templates.KIND: templates.get_periodic_hook_data,
-    cifs.KIND: cifs.get_periodic_hook_data,
-    nfs.KIND: nfs.get_periodic_hook_data,
-    providers.KIND: providers.get_periodic_hook_data,
-    replicas.KIND: replicas.get_periodic_hook_data,
-    profiles.KIND: profiles.get_periodic_hook_data,
-}
 
-# What the reconcile flow runs, in order: each brings one area of the
-# database up to date with the real system and reports its changes.
-RECONCILERS: list[Reconciler] = [reconcile_directories, reconcile_exposers]
+def _attribute(path: str) -> Any:
+    """'package.module:name' -> the object it names."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    """What storeflow knows of one kind of resource.
+
+    name: the kind as stored and shown (`space`, `cifs-exposer`).
+    spec: the pydantic model a create takes (its JSON Schema is `storeflow schema`).
+    operations: the module with the kind's Builder/Updater/Deleter and its
+        `get_periodic_hook_data(resources)` (Manila's per-driver periodic data).
+    flows: the module with one flow per action, named `<kind>_<action>`
+        (`space_create`); each is deployed as `<kind>-<action>`.
+    actions: the flows the kind has, in the order the CLI and prefect.yaml list them.
+    columns: what `list` shows beside name, status and etag.
+    parent: the kind this one lives inside (snapshots live in a space).
+    reconcile: 'module:function' bringing this kind's records up to date with the real
+        system (several kinds may share one).
+    """
+
+    name: str
+    help: str
+    spec: type[BaseModel]
+    operations: str
+    flows: str
+    actions: tuple[str, ...] = ("create", "update", "delete")
+    columns: tuple[str, ...] = ("message",)
+    parent: str | None = None
+    reconcile: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def identifier(self) -> str:
+        """The kind as a Python name: `cifs_exposer`."""
+        return self.name.replace("-", "_")
+
+    def deployment(self, action: str) -> str:
+        """The deployment (and flow) name of an action: `space-create`."""
+        return f"{self.name}-{action}"
+
+    def flow_path(self, action: str) -> str:
+        """'module:function' of an action's flow."""
+        if action not in self.actions:
+            raise InvalidInput("action", f"{self.name} has no {action!r} (only {self.actions})")
+        return f"{self.flows}:{self.identifier}_{action}"
+
+    def entrypoint(self, action: str) -> str:
+        """The deployment entrypoint, as prefect.yaml writes it: `flows/spaces.py:space_create`."""
+        module, _, function = self.flow_path(action).partition(":")
+        parts = module.split(".")
+        if parts[0] == "storeflow":
+            parts = parts[1:]
+        return f"{'/'.join(parts)}.py:{function}"
+
+    def flow(self, action: str) -> Any:
+        """The action's Prefect flow (imports the flows module, and so Prefect)."""
+        return _attribute(self.flow_path(action))
+
+    def periodic_hook_data(self, resources: list[ResourceView]) -> list[dict[str, Any]]:
+        get_data: PeriodicHookData = _attribute(f"{self.operations}:get_periodic_hook_data")
+        return get_data(resources)
+
+
+BUILTIN: tuple[ResourceKind, ...] = (
+    ResourceKind(
+        name="space",
+        help="Spaces: directory trees with a quota.",
+        spec=SpaceSpec,
+        operations="storeflow.tasks.spaces",
+        flows="storeflow.flows.spaces",
+        columns=("quota", "used", "template", "message"),
+        reconcile="storeflow.tasks.reconcile:reconcile_directories",
+    ),
+    ResourceKind(
+        name="snapshot",
+        help="Read-only snapshots of spaces.",
+        spec=SnapshotSpec,
+        operations="storeflow.tasks.snapshots",
+        flows="storeflow.flows.snapshots",
+        actions=("create", "delete"),
+        columns=("mode", "files", "message"),
+        parent="space",
+        reconcile="storeflow.tasks.reconcile:reconcile_directories",
+    ),
+    ResourceKind(
+        name="template",
+        help="Templates installed into new spaces.",
+        spec=TemplateSpec,
+        operations="storeflow.tasks.templates",
+        flows="storeflow.flows.templates",
+        columns=("used", "files", "message"),
+        reconcile="storeflow.tasks.reconcile:reconcile_directories",
+    ),
+    ResourceKind(
+        name="cifs-exposer",
+        help="CIFS (Samba) shares of spaces.",
+        spec=CifsExposerSpec,
+        operations="storeflow.tasks.exposers.cifs",
+        flows="storeflow.flows.exposers",
+        actions=("create", "update", "delete", "allow", "deny"),
+        columns=("space", "message"),
+        reconcile="storeflow.tasks.exposers.reconcile:reconcile_exposers",
+    ),
+    ResourceKind(
+        name="nfs-exposer",
+        help="NFS exports of spaces.",
+        spec=NfsExposerSpec,
+        operations="storeflow.tasks.exposers.nfs",
+        flows="storeflow.flows.exposers",
+        actions=("create", "update", "delete", "allow", "deny"),
+        columns=("space", "message"),
+        reconcile="storeflow.tasks.exposers.reconcile:reconcile_exposers",
+    ),
+    ResourceKind(
+        name="provider",
+        help="Remote endpoints replicas and profiles move data to.",
+        spec=ProviderSpec,
+        operations="storeflow.tasks.providers",
+        flows="storeflow.flows.providers",
+        actions=("create", "delete"),
+        columns=("protocol", "message"),
+    ),
+    ResourceKind(
+        name="replica",
+        help="Scheduled copies of a space to a provider.",
+        spec=ReplicaSpec,
+        operations="storeflow.tasks.replicas",
+        flows="storeflow.flows.replicas",
+        actions=("create", "delete", "sync"),
+        columns=("space", "provider", "schedule", "message"),
+    ),
+    ResourceKind(
+        name="profile",
+        help="Tiering profiles: move cold files of a space to a provider.",
+        spec=ProfileSpec,
+        operations="storeflow.tasks.profiles",
+        flows="storeflow.flows.profiles",
+        actions=("create", "delete", "tier"),
+        columns=("space", "provider", "schedule", "message"),
+    ),
+)
+
+_registered: dict[str, ResourceKind] = {}
+
+
+def register(kind: ResourceKind) -> ResourceKind:
+    """Add a kind (e.g. from a plugin's module); a name may be registered once."""
+    if kind.name in {k.name for k in _builtin_and_installed()} or kind.name in _registered:
+        existing = _registered.get(kind.name)
+        if existing == kind:
+            return kind
+        raise InvalidInput("kind", f"{kind.name!r} is already registered")
+    _registered[kind.name] = kind
+    return kind
+
+
+@cache
+def _builtin_and_installed() -> tuple[ResourceKind, ...]:
+    installed = []
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        kind = entry.load()
+        if not isinstance(kind, ResourceKind):
+            raise TypeError(f"entry point {entry.name} ({entry.value}) is not a ResourceKind")
+        installed.append(kind)
+    return BUILTIN + tuple(installed)
+
+
+def all_kinds() -> Iterator[ResourceKind]:
+    """Every kind: storeflow's own, installed ones, then registered ones."""
+    yield from _builtin_and_installed()
+    yield from _registered.values()
+
+
+def get(name: str) -> ResourceKind:
+    for kind in all_kinds():
+        if kind.name == name:
+            return kind
+    names = ", ".join(k.name for k in all_kinds())
+    raise InvalidInput("kind", f"{name!r} is not one of {names}")
+
+
+def reconcilers() -> list[str]:
+    """'module:function' of each reconciler, once each, in registry order."""
+    seen: list[str] = []
+    for kind in all_kinds():
+        if kind.reconcile and kind.reconcile not in seen:
+            seen.append(kind.reconcile)
+    return seen
+
+
+def reconciler(path: str) -> Callable[..., Any]:
+    return _attribute(path)

@@ -7,6 +7,7 @@ cleaned up. Each change is reported, so the flow can show it as a table.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +39,11 @@ class Change:
 
     def row(self) -> dict[str, str]:
         return asdict(self)
+
+
+# What a kind's `reconcile` names: it brings one area of the database up to date
+# with the real system and reports each change.
+Reconciler = Callable[[StoreflowConfig], list[Change]]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ A kind fills in a `ResourceOperation` (the seed's Builder/Updater/Deleter);
 """
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from prefect import get_run_logger, task
@@ -36,10 +36,8 @@ from storeflow.models.db import session_scope
 from storeflow.models.errors import Refused
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
-from storeflow.tasks.hook_base import ActionResults, HookBase, HookContext, load_drivers
-from storeflow.tasks.hooks import run_post_hooks, run_pre_hooks
-
-T = TypeVar("T")
+from storeflow.tasks.hook_base import ActionResults, HookConfiguration, HookContext
+from storeflow.tasks.skeleton import HookedRun, run_hooked, unwrap
 
 
 class ResourceOperation(ABC):
@@ -106,10 +104,6 @@ class ResourceOperation(ABC):
     def cancel_delete(self) -> None:
         """Keep the row at the end of a delete (the seed's `cancel_delete`)."""
         self._hard_delete = False
-
-    def should_delete(self) -> None:
-        """Hard-delete the row if the resource is ACTIVE at the end of the run."""
-        self._hard_delete = True
 
     @property
     def hard_delete(self) -> bool:
@@ -255,109 +249,81 @@ def record_failure(
 # -- the skeleton -----------------------------------------------------------------
 
 
-def _final_state(op: ResourceOperation, results: ActionResults) -> State[Any]:
-    if results.refused:
-        return Failed(name="Refused", message=f"{op.label} refused: {results.error}")
-    status = results.status
-    if status is None or status is Status.ERRORED:
-        reason = results.error or results.message or "failed"
-        return Failed(name=Status.ERRORED.state_name, message=f"{op.label}: {reason}")
-    return Completed(
-        name=status.state_name,
-        message=results.message or f"{op.label}: {status.value}",
-        data=results.resource,
-    )
+class OperationRun(HookedRun):
+    """One operation in the hooked skeleton (tasks/skeleton.py)."""
 
+    def __init__(self, op: ResourceOperation) -> None:
+        self.op = op
+        self.label = op.label
+        self.func_name = op.func_name
 
-def _record_replaced(op: ResourceOperation, before: ActionResults, after: ActionResults) -> None:
-    """A post hook changed the outcome: make the database say what the hook said."""
-    if after.status is before.status or before.resource is None or after.status is None:
-        return
-    with session_scope(op.config.database_url) as session:
-        repository.update_observed(
-            session, before.resource["id"], status=after.status, message=after.message
+    @property
+    def hook_configuration(self) -> HookConfiguration:
+        return self.op.config.hooks
+
+    @property
+    def hook_drivers(self) -> list[str]:
+        return self.op.config.hooks.hook_drivers
+
+    def hook_context(self) -> HookContext:
+        return HookContext(
+            kind=self.op.kind,
+            action=self.op.action.value,
+            resource_name=self.op.name,
+            flow_run_id=current_run_id(),
+            flow_run_name=self.op.label,
+            parameters=self.op.parameters(),
+        )
+
+    def steps(self) -> ActionResults:
+        """pre, then perform and post in one transaction; a failure rolls back and
+        marks the resource ERRORED."""
+        op, logger = self.op, get_run_logger()
+        resource = unwrap(pre(op, return_state=True), ResourceView)
+        try:
+            with transaction():
+                status = perform(op, resource)
+                recorded = post(op, resource, status)
+        except Exception as exc:
+            logger.error("%s failed: %s", op.label, exc)
+            failed = record_failure(op, resource, exc)
+            return ActionResults(
+                status=Status.ERRORED,
+                resource=None if failed is None else failed.model_dump(mode="json"),
+                error=str(exc),
+            )
+        status = Status.DELETED if recorded is None else recorded.status
+        logger.info("%s: %s", op.label, status.value)
+        return ActionResults(
+            status=status,
+            resource=None if recorded is None else recorded.model_dump(mode="json"),
+        )
+
+    def record_replaced(self, before: ActionResults, after: ActionResults) -> None:
+        """Make the database say what the post hook said."""
+        if after.status is before.status or before.resource is None or after.status is None:
+            return
+        with session_scope(self.op.config.database_url) as session:
+            repository.update_observed(
+                session, before.resource["id"], status=after.status, message=after.message
+            )
+
+    def final_state(self, results: ActionResults) -> State[Any]:
+        """Named after the resource status: `Completed(name="Active")`."""
+        label = self.op.label
+        if results.refused:
+            return Failed(name="Refused", message=f"{label} refused: {results.error}")
+        status = results.status
+        if status is None or status is Status.ERRORED:
+            reason = results.error or results.message or "failed"
+            return Failed(name=Status.ERRORED.state_name, message=f"{label}: {reason}")
+        return Completed(
+            name=status.state_name,
+            message=results.message or f"{label}: {status.value}",
+            data=results.resource,
         )
 
 
 def run_operation(op: ResourceOperation) -> State[Any]:
     """Run one operation through the skeleton; return the flow run's final state."""
-    logger = get_run_logger()
-    drivers: list[HookBase] = []  # none if loading them is refused
-    context = HookContext(
-        kind=op.kind,
-        action=op.action.value,
-        resource_name=op.name,
-        flow_run_id=current_run_id(),
-        flow_run_name=op.label,
-        parameters=op.parameters(),
-    )
-    pre_data: list[Any] = []
-    try:
-        # Inside the try: a misspelt driver is refused like any bad input, untouched.
-        drivers = load_drivers(op.config.hooks, op.config.hooks.hook_drivers)
-        if drivers:
-            pre_data = _unwrap(
-                run_pre_hooks(op.label, drivers, context, op.func_name, return_state=True), list
-            )
-        resource = _unwrap(pre(op, return_state=True), ResourceView)
-    except Refused as exc:
-        logger.warning("%s refused: %s", op.label, exc)
-        results = ActionResults(status=None, error=str(exc), refused=True)
-    else:
-        results = _perform_and_post(op, resource)
-    if drivers:
-        results = _post_hooks(op, drivers, context, pre_data, results)
-    return _final_state(op, results)
-
-
-def _unwrap(state: State[Any], expected: type[T]) -> T:
-    """A step's result, or the `Refused` it answered with, raised."""
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        raise result
-    assert isinstance(result, expected), f"unexpected step result {result!r}"
-    return result
-
-
-def _perform_and_post(op: ResourceOperation, resource: ResourceView) -> ActionResults:
-    """perform and post in one transaction; any failure rolls back and marks ERRORED."""
-    logger = get_run_logger()
-    try:
-        with transaction():
-            status = perform(op, resource)
-            recorded = post(op, resource, status)
-    except Exception as exc:
-        logger.error("%s failed: %s", op.label, exc)
-        failed = record_failure(op, resource, exc)
-        return ActionResults(
-            status=Status.ERRORED,
-            resource=None if failed is None else failed.model_dump(mode="json"),
-            error=str(exc),
-        )
-    status = Status.DELETED if recorded is None else recorded.status
-    logger.info("%s: %s", op.label, status.value)
-    return ActionResults(
-        status=status,
-        resource=None if recorded is None else recorded.model_dump(mode="json"),
-    )
-
-
-def _post_hooks(
-    op: ResourceOperation,
-    drivers: list[HookBase],
-    context: HookContext,
-    pre_data: list[Any],
-    results: ActionResults,
-) -> ActionResults:
-    try:
-        replaced = run_post_hooks(op.label, drivers, context, op.func_name, pre_data, results)
-    except Exception as exc:
-        # The work is done and recorded; a hook that fails says it is not right.
-        message = f"post hook failed: {exc}"
-        if results.resource is not None:
-            replaced = results.replace(status=Status.ERRORED, message=message)
-            _record_replaced(op, results, replaced)
-            return replaced
-        return results.replace(status=Status.ERRORED, error=message)
-    _record_replaced(op, results, replaced)
-    return replaced
+    return run_hooked(OperationRun(op))

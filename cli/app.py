@@ -38,6 +38,7 @@ from storeflow.cli.common import (
     spec,
 )
 from storeflow.cli.exposers import exposer_app
+from storeflow.cli.files import file_app
 from storeflow.cli.replicas import profile_app, provider_app, replica_app
 from storeflow.cli.runner import run_here
 from storeflow.cli.transfers import transfer_app
@@ -77,6 +78,7 @@ app.add_typer(provider_app, name="provider")
 app.add_typer(replica_app, name="replica")
 app.add_typer(profile_app, name="profile")
 app.add_typer(warm_app, name="warm")
+app.add_typer(file_app, name="file")
 
 # -- spaces -------------------------------------------------------------------------
 

@@ -1,0 +1,87 @@
+"""`storeflow file register|list|show`: the file catalog."""
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from storeflow.blocks.config import resolve_config
+from storeflow.cli.common import ConfigOption, JsonOption, fail, out
+from storeflow.models import catalog_repository as catalog
+from storeflow.models.db import session_scope
+from storeflow.models.errors import StoreflowError
+from storeflow.models.names import format_size
+
+file_app = typer.Typer(help="The file catalog: files listeners work on.", no_args_is_help=True)
+
+
+@file_app.command("register")
+def register_cmd(
+    path: Path,
+    checksum: bool = typer.Option(True, help="Compute the file's SHA-256."),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Record a file in the catalog (an event if it is new or changed)."""
+    from storeflow.tasks.catalog import register  # imports Prefect's events
+
+    try:
+        file, change = register(resolve_config(config), path, checksum=checksum)
+    except StoreflowError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps({"change": change.value, "file": file.model_dump(mode="json")}))
+    else:
+        out().print(f"file #{file.id} {file.path}: {change.value} ({file.mime_type})")
+
+
+@file_app.command("list")
+def list_cmd(
+    space: str | None = typer.Option(None, help="Only files of this space."),
+    dataset: str | None = typer.Option(None, help="Only files of this folder."),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List the files in the catalog."""
+    with session_scope(resolve_config(config).database_url) as session:
+        files = catalog.list_files(session, space=space, dataset=dataset)
+    if as_json:
+        print(json.dumps([f.model_dump(mode="json") for f in files]))
+        return
+    table = Table("id", "path", "space", "mime type", "size", "owner", "mtime")
+    for f in files:
+        table.add_row(
+            str(f.id),
+            f.path,
+            f.space or "-",
+            f.mime_type,
+            format_size(f.size),
+            f"{f.owner}:{f.group}",
+            f.mtime.isoformat(timespec="seconds"),
+        )
+    out().print(table)
+
+
+@file_app.command("show")
+def show_cmd(
+    file: str = typer.Argument(..., help="The file's id or absolute path."),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show one file and its metadata documents."""
+    ref = file if file.isdigit() else str(Path(file).absolute())
+    try:
+        with session_scope(resolve_config(config).database_url) as session:
+            found = catalog.find(session, ref)
+            documents = catalog.metadata_of(session, found.id)
+    except StoreflowError as exc:
+        fail(str(exc))
+    shown = {
+        **found.model_dump(mode="json"),
+        "metadata": [d.model_dump(mode="json") for d in documents],
+    }
+    if as_json:
+        print(json.dumps(shown))
+    else:
+        out().print_json(json.dumps(shown))

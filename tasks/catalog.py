@@ -1,0 +1,118 @@
+"""Registering files in the catalog: observe a file on disk, record it, announce it.
+
+The MIME type comes from the file's content (libmagic), never from its name alone.
+Each new or changed file emits one Prefect event, `storeflow.file.created` or
+`storeflow.file.updated`, whose resource labels are what a deployment trigger (a feed)
+matches on.  A file seen again unchanged emits nothing.
+"""
+
+import grp
+import hashlib
+import pwd
+from datetime import UTC, datetime
+from pathlib import Path
+
+import magic
+from prefect.events import emit_event
+
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import catalog_repository as catalog
+from storeflow.models.catalog_repository import Change, FileFacts, FileView
+from storeflow.models.db import session_scope
+from storeflow.models.errors import InvalidInput
+
+CHUNK = 1024 * 1024
+
+
+def mime_type_of(path: Path) -> str:
+    """The MIME type libmagic reads from the file's first bytes."""
+    return str(magic.from_file(str(path), mime=True))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def space_of(config: StoreflowConfig, path: Path) -> str:
+    """The space a path lies in ("" outside every space)."""
+    try:
+        relative = path.relative_to(config.storage.spaces_dir.resolve())
+    except ValueError:
+        return ""
+    return relative.parts[0] if len(relative.parts) > 1 else ""
+
+
+def observe(config: StoreflowConfig, path: Path, *, checksum: bool = True) -> FileFacts:
+    """The catalog's facts about one regular file."""
+    resolved = path.expanduser().absolute().resolve()
+    if not resolved.exists():
+        raise InvalidInput("path", f"{path} does not exist")
+    if not resolved.is_file():
+        raise InvalidInput("path", f"{path} is not a regular file")
+    stat = resolved.stat()
+    return FileFacts(
+        path=str(resolved),
+        space=space_of(config, resolved),
+        name=resolved.name,
+        dataset=str(resolved.parent),
+        mime_type=mime_type_of(resolved),
+        size=stat.st_size,
+        owner=_user(stat.st_uid),
+        group=_group(stat.st_gid),
+        mtime=datetime.fromtimestamp(stat.st_mtime, UTC),
+        checksum=sha256_of(resolved) if checksum else None,
+    )
+
+
+def file_labels(file: FileView) -> dict[str, str]:
+    """The resource of a file's events: its id and labels (strings: triggers match globs)."""
+    return {
+        "prefect.resource.id": f"storeflow.file.{file.id}",
+        "prefect.resource.name": file.name,
+        "storeflow.file.id": str(file.id),
+        "storeflow.file.space": file.space,
+        "storeflow.file.path": file.path,
+        "storeflow.file.name": file.name,
+        "storeflow.file.mime-type": file.mime_type,
+        "storeflow.file.size": str(file.size),
+        "storeflow.file.owner": file.owner,
+        "storeflow.file.group": file.group,
+        "storeflow.file.dataset": file.dataset,
+    }
+
+
+def announce(file: FileView, change: Change) -> None:
+    """One event for a new or changed file; nothing for an unchanged one."""
+    if change is Change.UNCHANGED:
+        return
+    payload = {"checksum": file.checksum, "mtime": file.mtime.isoformat()}
+    emit_event(event=f"storeflow.file.{change.value}", resource=file_labels(file), payload=payload)
+
+
+def register(
+    config: StoreflowConfig, path: Path, *, checksum: bool = True
+) -> tuple[FileView, Change]:
+    """Observe `path`, record it in the catalog and announce it if it is new or changed."""
+    facts = observe(config, path, checksum=checksum)
+    with session_scope(config.database_url) as session:
+        file, change = catalog.upsert(session, facts)
+    announce(file, change)
+    return file, change

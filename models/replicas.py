@@ -1,7 +1,8 @@
 """What users ask for when they declare providers, replicas and tiering profiles (seed 001).
 
-- A Provider is a remote endpoint: a local directory, an SMB share or an NFS export,
-  with its credentials in a Prefect Block (SMBRemote / NFSRemote), never in the spec.
+- A Provider is a remote endpoint on any registered transfer protocol (built in: a local
+  directory, an SMB share or an NFS export), with its credentials in a Prefect Block
+  (SMBRemote / NFSRemote), never in the spec.
 - A Replica keeps a space in sync with a directory of a provider, upstream (space ->
   provider), downstream (provider -> space) or both ways, on a schedule.
 - A Profile is an ordered list of pools (directories) with one rule per step: files of
@@ -10,16 +11,42 @@
 
 import posixpath
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import core_schema
 
 from storeflow.models.names import ResourceName, Size
 from storeflow.models.schemas import Spec
 
 Direction = Literal["upstream", "downstream", "bidirectional"]
-ProviderProtocol = Literal["local", "smb", "nfs"]
+
+
+@dataclass(frozen=True)
+class _RegisteredProtocol:
+    """Marks a protocol name field: one of the registered transfer protocols, read from
+    the entry points when pydantic first needs the schema (not at import)."""
+
+    def __get_pydantic_core_schema__(
+        self, source_type: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        from storeflow.tasks.transfer.registry import registry  # its handlers import models
+
+        names = [p.name for p in registry().protocols]
+        return handler.generate_schema(Literal[tuple(names)])
+
+
+#: A registered transfer protocol's name (``local``, ``smb``, ``nfs`` and any installed).
+ProviderProtocol = Annotated[str, _RegisteredProtocol()]
 
 
 class ScheduleSpec(Spec):
@@ -42,8 +69,13 @@ def _hourly() -> ScheduleSpec:
 
 
 class ProviderSpec(Spec):
+    # The protocol names come from the entry points: build on first use, not at import.
+    model_config = ConfigDict(defer_build=True)
+
     name: ResourceName = Field(description="Provider name.")
-    protocol: ProviderProtocol = Field(description="local, smb or nfs.")
+    protocol: ProviderProtocol = Field(
+        description="A registered transfer protocol: local, smb, nfs or one installed."
+    )
     directory: str = Field(
         min_length=1,
         description="Root on the provider: an absolute local path, or a directory inside "
@@ -54,17 +86,28 @@ class ProviderSpec(Spec):
     )
 
     @model_validator(mode="after")
-    def _credentials_in_a_block(self) -> "ProviderSpec":
-        if self.protocol == "local":
-            if self.block is not None:
-                raise ValueError("a local provider takes no 'block'")
-            if not Path(self.directory).is_absolute():
-                raise ValueError("a local provider's directory must be an absolute path")
-        elif not self.block:
-            raise ValueError(f"an {self.protocol} provider needs 'block' (its credentials)")
+    def _protocol_accepts(self) -> "ProviderSpec":
+        # The protocol's handler says what its providers need (a block, an absolute path).
+        from storeflow.tasks.transfer.registry import handler_class
+
+        handler = handler_class(self.protocol)
+        block = handler.provider_protocol(self.block, self.directory)
+        try:
+            handler.protocol_model.model_validate(block)
+        except ValidationError as exc:
+            reasons = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'protocol'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ValueError(f"not a valid {self.protocol} protocol object: {reasons}") from None
         if ".." in Path(self.directory).parts:
             raise ValueError("directory must not contain '..'")
         return self
+
+    def protocol_block(self) -> dict[str, Any]:
+        """The OTF ``protocol`` object of this provider's sources and destinations."""
+        from storeflow.tasks.transfer.registry import handler_class
+
+        return handler_class(self.protocol).provider_protocol(self.block, self.directory)
 
 
 class ReplicaSpec(Spec):

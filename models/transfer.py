@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,15 +38,15 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
+    GetCoreSchemaHandler,
     SecretStr,
-    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import core_schema
 
 from storeflow.models.errors import StoreflowError
 
@@ -180,86 +181,31 @@ class Flags(_Model):
 
 
 # -- protocols ---------------------------------------------------------------------------
-
-LOCAL_NAMES = ("local", "opentaskpy.remotehandlers.local.LocalTransfer")
-
-
-class LocalProtocol(_Model):
-    name: Literal["local", "opentaskpy.remotehandlers.local.LocalTransfer"]
-
-
-class SMBCredentials(_Model):
-    """Where and as whom to connect; the same fields as the ``SMBRemote`` block."""
-
-    host: str = Field(min_length=1)
-    port: int = Field(445, gt=0, lt=65536)
-    share: str = Field(min_length=1)
-    username: str = Field(min_length=1)
-    password: SecretStr
+#
+# The set of protocols is open: each one is a TransferHandler registered in the
+# ``storeflow.protocols`` entry point group (see tasks/transfer/registry.py), and its
+# handler names the models below (or its own subclasses of them) for its ``protocol``
+# block, its source and its destination.  The definition's unions are built from what is
+# registered when a definition is first validated, so a protocol installed from another
+# package validates, shows in the JSON Schema and runs without a change here.
 
 
-class SMBProtocol(_Model):
-    """``credentials`` inline, or ``block``: the name of a saved ``SMBRemote`` block."""
+class ProtocolBlock(_Model):
+    """A source's or destination's ``protocol`` object; each protocol extends it."""
 
-    name: Literal["smb"]
-    credentials: SMBCredentials | None = None
-    block: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> SMBProtocol:
-        if (self.credentials is None) == (self.block is None):
-            raise ValueError("give exactly one of 'credentials' or 'block'")
-        return self
+    name: str = Field(min_length=1)
 
 
-class NFSServer(_Model):
-    """An NFSv4 export reached with libnfs (no kernel mount); same fields as ``NFSRemote``."""
+class SourceSpec(_Model):
+    """What every protocol's source holds; a protocol narrows ``protocol`` (and may add)."""
 
-    host: str = Field(min_length=1)
-    port: int = Field(2049, gt=0, lt=65536)
-    export: str = Field(min_length=1, description="Export (pseudo) path, e.g. /share")
-    uid: int | None = Field(None, ge=0, description="AUTH_SYS uid to present")
-    gid: int | None = Field(None, ge=0, description="AUTH_SYS gid to present")
-
-
-class NFSProtocol(_Model):
-    """``server`` inline, or ``block``: the name of a saved ``NFSRemote`` block."""
-
-    name: Literal["nfs"]
-    server: NFSServer | None = None
-    block: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> NFSProtocol:
-        if (self.server is None) == (self.block is None):
-            raise ValueError("give exactly one of 'server' or 'block'")
-        return self
-
-
-def protocol_kind(value: Any) -> str | None:
-    """The canonical protocol (``local``/``smb``/``nfs``) a source/destination names."""
-    if isinstance(value, Mapping):
-        protocol = value.get("protocol")
-        name = protocol.get("name") if isinstance(protocol, Mapping) else None
-    else:
-        name = getattr(getattr(value, "protocol", None), "name", None)
-    if name in LOCAL_NAMES:
-        return "local"
-    if name in ("smb", "nfs"):
-        return str(name)
-    return None
-
-
-# -- source and destination, per protocol ------------------------------------------------
-
-
-class _SourceBase(_Model):
     directory: str = Field(min_length=1)
     file_regex: Regex
     conditionals: Conditionals | None = None
     file_watch: FileWatch | None = None
     post_copy_action: PostCopyAction | None = None
     error: bool = Field(True, description="Fail when no file matches (OTF default)")
+    protocol: ProtocolBlock
 
     @field_validator("file_regex")
     @classmethod
@@ -267,26 +213,24 @@ class _SourceBase(_Model):
         return _check_regex(value)
 
 
-class LocalSource(_SourceBase):
-    protocol: LocalProtocol
+class DestinationSpec(_Model):
+    """What every protocol's destination holds; ``mode`` only where the protocol has it."""
 
-
-class SMBSource(_SourceBase):
-    protocol: SMBProtocol
-
-
-class NFSSource(_SourceBase):
-    protocol: NFSProtocol
-
-
-class _DestinationBase(_Model):
     directory: str = Field(min_length=1)
     create_directory_if_not_exists: bool = False
     rename: Rename | None = None
     flags: Flags | None = None
+    protocol: ProtocolBlock
+
+    @property
+    def mode_bits(self) -> int | None:
+        """Permissions for delivered files; None: the protocol's default."""
+        return None
 
 
-class _ModeMixin(_Model):
+class DestinationWithMode(DestinationSpec):
+    """A destination on a protocol with POSIX permissions: ``mode`` is accepted."""
+
     mode: str | None = Field(None, description="Octal permissions for delivered files, '0644'")
 
     @field_validator("mode")
@@ -301,52 +245,147 @@ class _ModeMixin(_Model):
         return None if self.mode is None else int(self.mode, 8)
 
 
-class LocalDestination(_DestinationBase, _ModeMixin):
+# -- the built-in protocols' models (their handlers in tasks/transfer/ name them) ----------
+
+
+class LocalProtocol(ProtocolBlock):
+    name: Literal["local", "opentaskpy.remotehandlers.local.LocalTransfer"]
+
+
+class LocalSource(SourceSpec):
     protocol: LocalProtocol
 
 
-class SMBDestination(_DestinationBase):
+class LocalDestination(DestinationWithMode):
+    protocol: LocalProtocol
+
+
+class SMBCredentials(_Model):
+    """Where and as whom to connect; the same fields as the ``SMBRemote`` block."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(445, gt=0, lt=65536)
+    share: str = Field(min_length=1)
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class SMBProtocol(ProtocolBlock):
+    """``credentials`` inline, or ``block``: the name of a saved ``SMBRemote`` block."""
+
+    name: Literal["smb"]
+    credentials: SMBCredentials | None = None
+    block: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SMBProtocol:
+        if (self.credentials is None) == (self.block is None):
+            raise ValueError("give exactly one of 'credentials' or 'block'")
+        return self
+
+
+class SMBSource(SourceSpec):
+    protocol: SMBProtocol
+
+
+class SMBDestination(DestinationSpec):
     """SMB has no POSIX permissions: ``mode`` is refused rather than silently ignored."""
 
     protocol: SMBProtocol
 
-    @property
-    def mode_bits(self) -> int | None:
-        return None
+
+class NFSServer(_Model):
+    """An NFSv4 export reached with libnfs (no kernel mount); same fields as ``NFSRemote``."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(2049, gt=0, lt=65536)
+    export: str = Field(min_length=1, description="Export (pseudo) path, e.g. /share")
+    uid: int | None = Field(None, ge=0, description="AUTH_SYS uid to present")
+    gid: int | None = Field(None, ge=0, description="AUTH_SYS gid to present")
 
 
-class NFSDestination(_DestinationBase, _ModeMixin):
+class NFSProtocol(ProtocolBlock):
+    """``server`` inline, or ``block``: the name of a saved ``NFSRemote`` block."""
+
+    name: Literal["nfs"]
+    server: NFSServer | None = None
+    block: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NFSProtocol:
+        if (self.server is None) == (self.block is None):
+            raise ValueError("give exactly one of 'server' or 'block'")
+        return self
+
+
+class NFSSource(SourceSpec):
     protocol: NFSProtocol
 
 
-Source = Annotated[
-    Annotated[LocalSource, Tag("local")]
-    | Annotated[SMBSource, Tag("smb")]
-    | Annotated[NFSSource, Tag("nfs")],
-    Discriminator(
-        protocol_kind,
-        custom_error_type="unknown_protocol",
-        custom_error_message="protocol.name must be one of: local, "
-        "opentaskpy.remotehandlers.local.LocalTransfer, smb, nfs",
-    ),
-]
-Destination = Annotated[
-    Annotated[LocalDestination, Tag("local")]
-    | Annotated[SMBDestination, Tag("smb")]
-    | Annotated[NFSDestination, Tag("nfs")],
-    Discriminator(
-        protocol_kind,
-        custom_error_type="unknown_protocol",
-        custom_error_message="protocol.name must be one of: local, "
-        "opentaskpy.remotehandlers.local.LocalTransfer, smb, nfs",
-    ),
-]
-AnySource = LocalSource | SMBSource | NFSSource
-AnyDestination = LocalDestination | SMBDestination | NFSDestination
+class NFSDestination(DestinationWithMode):
+    protocol: NFSProtocol
+
+
+# -- the definition, over every registered protocol ----------------------------------------
+
+
+def protocol_name(value: Any) -> str | None:
+    """The ``protocol.name`` a source/destination (a mapping or a model) gives, if any."""
+    if isinstance(value, Mapping):
+        protocol = value.get("protocol")
+        name = protocol.get("name") if isinstance(protocol, Mapping) else None
+    else:
+        name = getattr(getattr(value, "protocol", None), "name", None)
+    return name if isinstance(name, str) else None
+
+
+def protocol_kind(value: Any) -> str | None:
+    """The registered protocol (its canonical name, e.g. ``local`` for OTF's long local
+    name) a source/destination names; None when it names none."""
+    from storeflow.tasks.transfer.registry import registry  # handlers import this module
+
+    name = protocol_name(value)
+    return None if name is None else registry().canonical(name)
+
+
+@dataclass(frozen=True)
+class _AnyRegistered:
+    """Marks a source or destination field: a union over the registered protocols, tagged
+    by ``protocol.name``, built when pydantic first needs the schema (not at import: the
+    handlers that name the models import this module)."""
+
+    side: Literal["source", "destination"]
+
+    def __get_pydantic_core_schema__(
+        self, source_type: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        from storeflow.tasks.transfer.registry import registry
+
+        found = registry()
+        if not found.protocols:
+            raise StoreflowError(
+                f"no transfer protocol is registered (entry point group {found.group!r}): "
+                "is storeflow installed?"
+            )
+        return core_schema.tagged_union_schema(
+            {p.name: handler.generate_schema(p.model(self.side)) for p in found.protocols},
+            discriminator=protocol_kind,
+            custom_error_type="unknown_protocol",
+            custom_error_message=f"protocol.name must be one of: {found.describe()}",
+        )
+
+
+#: A source of any registered protocol (statically: the common fields).
+Source = Annotated[SourceSpec, _AnyRegistered("source")]
+#: A destination of any registered protocol.
+Destination = Annotated[DestinationSpec, _AnyRegistered("destination")]
 
 
 class TransferDefinition(_Model):
     """One OTF transfer: a source and the destinations its files go to."""
+
+    # The protocol unions read the entry points: build on first use, not at import.
+    model_config = ConfigDict(defer_build=True)
 
     type: Literal["transfer"]
     source: Source
@@ -366,8 +405,16 @@ def definition_json_schema() -> dict[str, Any]:
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
-    # Drop the union tags pydantic inserts ("source.local.fileRegex" -> "source.fileRegex").
-    parts = [str(p) for p in loc if p not in ("local", "smb", "nfs")]
+    # Drop the protocol tag pydantic inserts after a source or a destination's index
+    # ("source.local.fileRegex" -> "source.fileRegex").
+    parts: list[str] = []
+    for index, part in enumerate(loc):
+        before = loc[:index]
+        if before == ("source",) or (
+            len(before) == 2 and before[0] == "destination" and isinstance(before[1], int)
+        ):
+            continue
+        parts.append(str(part))
     out = ""
     for part in parts:
         out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
@@ -393,8 +440,8 @@ def parse_definition(data: Any, source: str = "<definition>") -> TransferDefinit
         raise DefinitionError(source, _problems(exc)) from None
 
 
-def load_definition(path: str | Path) -> TransferDefinition:
-    """Read a ``.json``, ``.yaml`` or ``.yml`` transfer definition file."""
+def read_definition_file(path: str | Path) -> Any:
+    """The JSON/YAML of a ``.json``, ``.yaml`` or ``.yml`` file, as written (not validated)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -403,15 +450,18 @@ def load_definition(path: str | Path) -> TransferDefinition:
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
-            data = json.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        else:
-            raise DefinitionError(str(path), [("(file)", "expected a .json, .yaml or .yml")])
+            return json.loads(text)
+        if suffix in (".yaml", ".yml"):
+            return yaml.safe_load(text)
     except json.JSONDecodeError as exc:
         raise DefinitionError(
             str(path), [(f"line {exc.lineno} column {exc.colno}", exc.msg)]
         ) from None
     except yaml.YAMLError as exc:
         raise DefinitionError(str(path), [("(yaml)", str(exc))]) from None
-    return parse_definition(data, str(path))
+    raise DefinitionError(str(path), [("(file)", "expected a .json, .yaml or .yml")])
+
+
+def load_definition(path: str | Path) -> TransferDefinition:
+    """Read and validate a ``.json``, ``.yaml`` or ``.yml`` transfer definition file."""
+    return parse_definition(read_definition_file(path), str(path))

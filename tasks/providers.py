@@ -1,4 +1,5 @@
-"""Providers: remote endpoints (local path, SMB share, NFS export) that replicas sync with.
+"""Providers: remote endpoints (local path, SMB share, NFS export, any registered
+protocol) that replicas sync with.
 
 Like the seed's BoxProviderBuilder, creating one only records it, after checking that the
 endpoint answers and its directory exists; replicas start the data movement.  A
@@ -24,10 +25,9 @@ KIND = "provider"
 
 
 def protocol(spec: ProviderSpec) -> dict[str, Any]:
-    """The OTF `protocol` object for this provider (credentials by block name)."""
-    if spec.protocol == "local":
-        return {"name": "local"}
-    return {"name": spec.protocol, "block": spec.block}
+    """The OTF `protocol` object for this provider, as its protocol's handler builds it
+    (credentials by block name)."""
+    return spec.protocol_block()
 
 
 def location(spec: ProviderSpec, relative: str = "") -> str:

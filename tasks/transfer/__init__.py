@@ -6,10 +6,10 @@ The engine API a flow calls is :func:`plan_transfer`, :func:`deliver`, :func:`fi
 """
 
 from storeflow.tasks.transfer.engine import (
+    CopyCounters,
     Delivery,
     FileResult,
     PlannedFile,
-    Progress,
     TransferPlan,
     TransferResult,
     deliver,
@@ -19,16 +19,15 @@ from storeflow.tasks.transfer.engine import (
 )
 from storeflow.tasks.transfer.entries import Entry, Kind
 from storeflow.tasks.transfer.errors import TransferError
-from storeflow.tasks.transfer.handler import ExecutionHandler, TransferHandler
+from storeflow.tasks.transfer.handler import TransferHandler
 
 __all__ = [
+    "CopyCounters",
     "Delivery",
     "Entry",
-    "ExecutionHandler",
     "FileResult",
     "Kind",
     "PlannedFile",
-    "Progress",
     "TransferError",
     "TransferHandler",
     "TransferPlan",

@@ -30,7 +30,12 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storeflow.models.transfer import AnyDestination, AnySource, TransferDefinition, load_definition
+from storeflow.models.transfer import (
+    DestinationSpec,
+    SourceSpec,
+    TransferDefinition,
+    load_definition,
+)
 from storeflow.tasks.transfer import names, selection
 from storeflow.tasks.transfer.entries import Entry
 from storeflow.tasks.transfer.errors import DestinationMissing, NameCollision, NoFilesFound
@@ -71,7 +76,9 @@ class TransferPlan:
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
+class CopyCounters:
+    """How far a delivery got: files and bytes done of the plan's totals."""
+
     files_done: int
     files_total: int
     bytes_done: int
@@ -114,7 +121,7 @@ class TransferResult:
 
 FileFilter = Callable[[Entry], bool]
 AfterResult = Callable[[FileResult], None]
-ProgressHook = Callable[[Progress], None]
+ProgressHook = Callable[[CopyCounters], None]
 
 
 @contextlib.contextmanager
@@ -138,7 +145,9 @@ def _as_definition(definition: TransferDefinition | str | Path) -> TransferDefin
 # -- plan ---------------------------------------------------------------------------------
 
 
-def _targets(entries: list[Entry], destinations: Sequence[AnyDestination]) -> list[tuple[str, ...]]:
+def _targets(
+    entries: list[Entry], destinations: Sequence[DestinationSpec]
+) -> list[tuple[str, ...]]:
     per_file: list[list[str]] = [[] for _ in entries]
     for index, dest in enumerate(destinations):
         seen: dict[str, str] = {}
@@ -158,7 +167,7 @@ def _targets(entries: list[Entry], destinations: Sequence[AnyDestination]) -> li
     return [tuple(row) for row in per_file]
 
 
-def _same_place(source: AnySource, dest: AnyDestination) -> bool:
+def _same_place(source: SourceSpec, dest: DestinationSpec) -> bool:
     return source.protocol == dest.protocol and posixpath.normpath(
         source.directory
     ) == posixpath.normpath(dest.directory)
@@ -166,8 +175,8 @@ def _same_place(source: AnySource, dest: AnyDestination) -> bool:
 
 def _check_destinations(
     plan_files: list[PlannedFile],
-    source: AnySource,
-    destinations: Sequence[AnyDestination],
+    source: SourceSpec,
+    destinations: Sequence[DestinationSpec],
     handlers: Sequence[TransferHandler],
 ) -> None:
     for index, (dest, handler) in enumerate(zip(destinations, handlers, strict=True)):
@@ -265,8 +274,8 @@ class _Meter:
                     self.last = now
                     self.hook(self.snapshot())
 
-    def snapshot(self) -> Progress:
-        return Progress(self.files, self.files_total, self.bytes, self.bytes_total)
+    def snapshot(self) -> CopyCounters:
+        return CopyCounters(self.files, self.files_total, self.bytes, self.bytes_total)
 
     def done(self) -> None:
         if self.hook is not None:
@@ -304,7 +313,7 @@ def deliver(
     if not plan.files or not destinations:
         meter.done()
         return Delivery(0, 0, 0.0)
-    modes = [getattr(d, "mode_bits", None) for d in destinations]
+    modes = [d.mode_bits for d in destinations]
     action = definition.source.post_copy_action
     with _opened([definition.source, *destinations], open_handler) as handlers:
         src, dst = handlers[0], handlers[1:]

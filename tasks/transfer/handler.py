@@ -1,26 +1,29 @@
-"""The handler interfaces, with Open Task Framework's method names and meanings.
+"""The protocol handler interface: I/O primitives below, the transfer logic on top.
 
 A protocol subclass of :class:`TransferHandler` implements only the I/O primitives
 (``scan``, ``open_read``, ``open_write``, ``rename``, ``delete``, ``make_dirs``,
-``is_dir``, ``exists``, ``set_times``, optionally ``set_mode`` and ``resolve_link``).
-Everything OTF users know (listing with ``fileRegex``, temp-name delivery, moving into
-place, post-copy actions) is written here once, on top of those primitives.
-
-OTF returns 0/1 from most methods; the OTF-named methods keep that for compatibility,
-but they raise a :class:`~tasks.transfer.errors.TransferError` on failure rather than
-returning 1, so no failure can be ignored by a caller that forgets to check.
+``is_dir``, ``exists``, ``set_times``, optionally ``set_mode`` and ``resolve_link``) and
+names its pydantic models (``protocol_model``, ``source_model``, ``destination_model``).
+Registering the class in the ``storeflow.protocols`` entry point group (see
+:mod:`storeflow.tasks.transfer.registry`) makes the protocol usable in definitions and by
+providers.  What OTF users know (listing with ``fileRegex``, temp-name delivery, moving
+into place, post-copy actions) is written here once, on top of the primitives; failures
+raise a :class:`~storeflow.tasks.transfer.errors.TransferError`, never a return code.
 """
 
 from __future__ import annotations
 
 import abc
-import os
 import posixpath
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, ClassVar
 
-from storeflow.models.transfer import AnyDestination, AnySource, PostCopyAction
+from storeflow.models.transfer import (
+    DestinationSpec,
+    PostCopyAction,
+    ProtocolBlock,
+    SourceSpec,
+)
 from storeflow.tasks.transfer import names
 from storeflow.tasks.transfer.entries import Entry, Kind
 from storeflow.tasks.transfer.errors import (
@@ -31,14 +34,19 @@ from storeflow.tasks.transfer.errors import (
 )
 from storeflow.tasks.transfer.streams import BytesDone, copy_stream
 
-Spec = AnySource | AnyDestination
+Spec = SourceSpec | DestinationSpec
 
 
 class TransferHandler(abc.ABC):
     """A source or destination of a transfer, on one protocol."""
 
-    #: Name used in error messages.
+    #: The protocol's name: in error messages, and what its entry point is called.
     protocol: ClassVar[str]
+    #: The model of this protocol's ``protocol`` object (with ``name`` narrowed to its
+    #: registered names), and of a source and a destination on it.
+    protocol_model: ClassVar[type[ProtocolBlock]]
+    source_model: ClassVar[type[SourceSpec]]
+    destination_model: ClassVar[type[DestinationSpec]]
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
@@ -46,6 +54,18 @@ class TransferHandler(abc.ABC):
         #: source will be deleted after delivery.  Protocols where one ``flush`` is cheaper
         #: may ignore it and do the work in ``flush`` instead.
         self.sync_writes = False
+
+    @classmethod
+    def provider_protocol(cls, block: str | None, directory: str) -> dict[str, Any]:
+        """The ``protocol`` object of a provider on this protocol.
+
+        A provider keeps its credentials in a saved block, never in its spec: by default
+        ``block`` is required and passed on.  A protocol without credentials overrides
+        this.  Raise ValueError (its message names the field) to refuse the provider.
+        """
+        if not block:
+            raise ValueError(f"{cls.protocol} providers need 'block' (their credentials)")
+        return {"name": cls.protocol, "block": block}
 
     # -- protocol primitives ----------------------------------------------------------
 
@@ -219,78 +239,15 @@ class TransferHandler(abc.ABC):
     def _source_directory(self) -> str:
         return self.spec.directory
 
-    # -- Open Task Framework's interface ----------------------------------------------------
-
-    def supports_direct_transfer(self) -> bool:
-        """True when this handler can copy straight to a destination handler."""
-        return False
-
-    def list_files(
-        self, directory: str | None = None, file_pattern: str | None = None
-    ) -> dict[str, dict[str, Any]]:
-        """OTF: matching files as ``{name: {"size": bytes, "age": seconds}}``."""
-        pattern = str(file_pattern or getattr(self.spec, "file_regex", ".*"))
-        now = time.time()
-        return {
-            e.name: {"size": e.size, "age": e.age(now)}
-            for e in self.list_entries(directory or self.spec.directory, pattern)
-        }
-
-    def transfer_files(
-        self,
-        files: list[str],
-        remote_spec: Any = None,
-        dest_remote_handler: TransferHandler | None = None,
-    ) -> int:
-        """OTF: copy ``files`` straight to ``dest_remote_handler`` (under temp names)."""
-        if dest_remote_handler is None:
-            raise UnsupportedOperation("transfer_files needs a destination handler")
-        wanted = set(files)
-        for entry in self.list_entries(self.spec.directory, ".*"):
-            if entry.name in wanted:
-                dest_remote_handler.receive(
-                    self,
-                    entry,
-                    dest_remote_handler.temp_path(entry.name),
-                    getattr(dest_remote_handler.spec, "mode_bits", None),
-                )
-        return 0
+    # -- delivery into place --------------------------------------------------------------
 
     def temp_path(self, final_name: str) -> str:
+        """Where a file bound for ``final_name`` is written until it is complete."""
         return self.join(self.spec.directory, names.temp_name(final_name))
 
-    def pull_files_to_worker(self, files: list[str], local_staging_directory: str) -> int:
-        """OTF: copy ``files`` into a directory of this worker."""
-        for name in files:
-            names.check_plain_name(name, "file")
-            local = os.path.join(local_staging_directory, name)
-            with (
-                self.open_read(self.join(self.spec.directory, name)) as reader,
-                open(local, "wb") as writer,
-            ):
-                copy_stream(reader, writer)
-        return 0
-
-    def push_files_from_worker(
-        self, local_staging_directory: str, file_list: Mapping[str, Any] | None = None
-    ) -> int:
-        """OTF: upload files of a worker directory here, under temp names."""
-        listed = file_list or {n: {} for n in sorted(os.listdir(local_staging_directory))}
-        for name in listed:
-            names.check_plain_name(name, "file")
-            with (
-                open(os.path.join(local_staging_directory, name), "rb") as reader,
-                self.open_write(self.temp_path(name)) as writer,
-            ):
-                copy_stream(reader, writer)
-        return 0
-
-    def pull_files(self, files: list[str]) -> int:
-        """OTF pull mode (destination connects back to the source): not supported."""
-        raise UnsupportedOperation(f"{self.protocol}: pull-mode transfers are not supported")
-
-    def move_files_to_final_location(self, files: Iterable[str]) -> int:
-        """OTF: rename each delivered temp file to its final name, replacing any old one.
+    def move_files_to_final_location(self, files: Iterable[str]) -> None:
+        """Rename each delivered temp file to its final name (OTF's name for this step),
+        replacing any old one.
 
         Safe to repeat: a file whose temp name is gone but whose final name exists was
         already moved by an earlier attempt.
@@ -304,15 +261,9 @@ class TransferHandler(abc.ABC):
             except ProtocolError:
                 if self.exists(temp) or not self.exists(target):
                     raise
-        return 0
-
-    def handle_post_copy_action(self, files: Iterable[str]) -> int:
-        """OTF: move, rename or delete the source files after a successful copy."""
-        self.apply_post_copy(self.post_copy_targets(files))
-        return 0
 
     def tidy(self) -> None:
-        """OTF: close connections."""
+        """Close connections (OTF's name)."""
         self.close()
 
     def __enter__(self) -> TransferHandler:
@@ -320,18 +271,3 @@ class TransferHandler(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.tidy()
-
-
-class ExecutionHandler(abc.ABC):
-    """OTF's remote execution handler: run ``spec['command']`` somewhere."""
-
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        self.spec = spec
-
-    @abc.abstractmethod
-    def execute(self) -> bool:
-        """Run the command; True when it succeeded."""
-
-    def tidy(self) -> None:
-        """Close connections."""
-        return None

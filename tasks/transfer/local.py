@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from storeflow.models.transfer import LocalDestination, LocalProtocol, LocalSource
 from storeflow.tasks.transfer.entries import Entry, Kind
 from storeflow.tasks.transfer.handler import TransferHandler
 from storeflow.tasks.transfer.streams import CHUNK, BytesDone
@@ -58,6 +59,18 @@ class LocalTransfer(TransferHandler):
     """Files on this machine.  Paths are filesystem paths."""
 
     protocol = "local"
+    protocol_model = LocalProtocol
+    source_model = LocalSource
+    destination_model = LocalDestination
+
+    @classmethod
+    def provider_protocol(cls, block: str | None, directory: str) -> dict[str, Any]:
+        """A local provider is a directory of this machine: no credentials to name."""
+        if block is not None:
+            raise ValueError("a local provider takes no 'block'")
+        if not os.path.isabs(directory):
+            raise ValueError("a local provider's directory must be an absolute path")
+        return {"name": cls.protocol}
 
     def scan(self, directory: str) -> Iterator[Entry]:
         try:
@@ -162,6 +175,3 @@ class LocalTransfer(TransferHandler):
     def flush(self) -> None:
         # One sync for the whole batch is far cheaper than an fsync per file.
         os.sync()
-
-    def supports_direct_transfer(self) -> bool:
-        return True

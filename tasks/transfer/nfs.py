@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import BinaryIO, cast
 
-from storeflow.models.transfer import NFSServer
+from storeflow.models.transfer import NFSDestination, NFSProtocol, NFSServer, NFSSource
 from storeflow.tasks.transfer.entries import Entry, Kind
 from storeflow.tasks.transfer.handler import Spec, TransferHandler
 from storeflow.tasks.transfer.libnfs import Mount, NFSError, NFSStat64
@@ -75,6 +75,9 @@ class NFSTransfer(TransferHandler):
     """An NFSv4 export.  Paths are inside the export, '/'-separated."""
 
     protocol = "nfs"
+    protocol_model = NFSProtocol
+    source_model = NFSSource
+    destination_model = NFSDestination
 
     def __init__(self, spec: Spec) -> None:
         super().__init__(spec)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from storeflow.models.transfer import AnySource, Conditionals, FileWatch
+from storeflow.models.transfer import Conditionals, FileWatch, SourceSpec
 from storeflow.tasks.transfer.entries import Entry
 from storeflow.tasks.transfer.errors import ConditionNotMet, FileWatchTimeout
 from storeflow.tasks.transfer.handler import TransferHandler
@@ -50,7 +50,7 @@ def _signature(entries: list[Entry]) -> tuple[tuple[str, int, int], ...]:
 
 def watch(
     handler: TransferHandler,
-    source: AnySource,
+    source: SourceSpec,
     spec: FileWatch,
     *,
     poll_interval: float = 1.0,

@@ -20,7 +20,7 @@ import smbclient
 from smbprotocol import MAX_PAYLOAD_SIZE
 from smbprotocol.exceptions import SMBException, SMBOSError
 
-from storeflow.models.transfer import SMBCredentials
+from storeflow.models.transfer import SMBCredentials, SMBDestination, SMBProtocol, SMBSource
 from storeflow.tasks.transfer import smbput
 from storeflow.tasks.transfer.entries import Entry, Kind
 from storeflow.tasks.transfer.handler import Spec, TransferHandler
@@ -55,6 +55,9 @@ class SMBTransfer(TransferHandler):
     """A directory on an SMB share."""
 
     protocol = "smb"
+    protocol_model = SMBProtocol
+    source_model = SMBSource
+    destination_model = SMBDestination
 
     def __init__(self, spec: Spec) -> None:
         super().__init__(spec)

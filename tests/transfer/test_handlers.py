@@ -1,4 +1,4 @@
-"""The OTF handler interface: names resolve through entry points, methods keep OTF meaning."""
+"""Protocol handlers: names resolve through the registry; primitives do what the engine needs."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from storeflow.models.transfer import parse_definition
-from storeflow.tasks.transfer.errors import UnknownProtocol, UnsupportedOperation
-from storeflow.tasks.transfer.handler import TransferHandler
+from storeflow.models.transfer import LocalSource, parse_definition
+from storeflow.tasks.transfer.errors import UnknownProtocol
 from storeflow.tasks.transfer.local import LocalTransfer
 from storeflow.tasks.transfer.nfs import NFSTransfer
-from storeflow.tasks.transfer.registry import handler_class
+from storeflow.tasks.transfer.registry import handler_class, protocol_names, registry
 from storeflow.tasks.transfer.smb import SMBTransfer
 from tests.transfer.conftest import local_def
 
@@ -26,9 +25,21 @@ def test_entry_points_resolve_otf_and_short_names() -> None:
         handler_class("ftp")
 
 
-def test_otf_methods(tmp_path: Path) -> None:
-    src, dst, stage, done = (tmp_path / n for n in ("src", "dst", "stage", "done"))
-    for d in (src, dst, stage):
+def test_registry_groups_names_by_handler() -> None:
+    found = registry()
+    local = found.find("opentaskpy.remotehandlers.local.LocalTransfer")
+    assert local is not None and local.handler is LocalTransfer and local.name == "local"
+    assert local.names == ("local", "opentaskpy.remotehandlers.local.LocalTransfer")
+    assert {"local", "smb", "nfs"} <= {p.name for p in found.protocols}
+    assert found.canonical("opentaskpy.remotehandlers.local.LocalTransfer") == "local"
+    assert found.canonical("ftp") is None
+    assert LocalTransfer.source_model is LocalSource
+    assert set(protocol_names()) >= {"local", "opentaskpy.remotehandlers.local.LocalTransfer"}
+
+
+def test_delivery_primitives_the_engine_uses(tmp_path: Path) -> None:
+    src, dst, done = (tmp_path / n for n in ("src", "dst", "done"))
+    for d in (src, dst):
         d.mkdir()
     for name in ("a.csv", "b.csv", "c.txt"):
         (src / name).write_bytes(name.encode())
@@ -40,22 +51,23 @@ def test_otf_methods(tmp_path: Path) -> None:
             postCopyAction={"action": "move", "destination": str(done)},
         )
     )
-    source: TransferHandler = LocalTransfer(definition.source)
-    dest: TransferHandler = LocalTransfer(definition.destination[0])
-    assert source.supports_direct_transfer()
-    listed = source.list_files()
-    assert sorted(listed) == ["a.csv", "b.csv"] and listed["a.csv"]["size"] == 5
-    assert listed["a.csv"]["age"] >= 0
+    with (
+        LocalTransfer(definition.source) as source,
+        LocalTransfer(definition.destination[0]) as dest,
+    ):
+        listed = source.list_entries(str(src), r".*\.csv")
+        assert [e.name for e in listed] == ["a.csv", "b.csv"] and listed[0].size == 5
+        for entry in listed:
+            dest.receive(source, entry, dest.temp_path(entry.name), None)
+        assert all(n.startswith(".sf-") for n in os.listdir(dst))
+        dest.move_files_to_final_location(["a.csv", "b.csv"])
+        dest.move_files_to_final_location(["a.csv", "b.csv"])  # a repeat is harmless
+        assert sorted(os.listdir(dst)) == ["a.csv", "b.csv"]
+        assert (dst / "b.csv").read_bytes() == b"b.csv"
 
-    assert source.transfer_files(["a.csv"], None, dest) == 0
-    assert source.pull_files_to_worker(["b.csv"], str(stage)) == 0
-    assert dest.push_files_from_worker(str(stage)) == 0
-    assert all(n.startswith(".sf-") for n in os.listdir(dst))
-    assert dest.move_files_to_final_location(["a.csv", "b.csv"]) == 0
-    assert sorted(os.listdir(dst)) == ["a.csv", "b.csv"]
-    assert source.handle_post_copy_action(["a.csv", "b.csv"]) == 0
-    assert sorted(os.listdir(done)) == ["a.csv", "b.csv"]
-    assert os.listdir(src) == ["c.txt"]
-    with pytest.raises(UnsupportedOperation):
-        source.pull_files(["c.txt"])
-    source.tidy()
+        targets = source.post_copy_targets(["a.csv", "b.csv"])
+        assert done.is_dir()  # the move target is created before anything moves
+        assert os.listdir(done) == []
+        source.apply_post_copy(targets)
+        assert sorted(os.listdir(done)) == ["a.csv", "b.csv"]
+        assert os.listdir(src) == ["c.txt"]

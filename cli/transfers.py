@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-import yaml
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -25,8 +24,8 @@ from storeflow.cli.common import err, out
 from storeflow.cli.runner import RunOutcome, run_here, submit
 from storeflow.flows.transfers import transfer
 from storeflow.models.errors import StoreflowError
-from storeflow.models.transfer import TransferDefinition, load_definition
-from storeflow.tasks.transfer import Progress as Counters
+from storeflow.models.transfer import parse_definition, read_definition_file
+from storeflow.tasks.transfer import CopyCounters
 from storeflow.tasks.transfer.progress import listening
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -51,14 +50,6 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def raw_definition(path: Path) -> dict[str, Any]:
-    """The file as written, for --submit: the parsed model would mask inline passwords."""
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    assert isinstance(data, dict)
-    return data
-
-
 def run_with_bar(parameters: dict[str, Any], show_bar: bool) -> RunOutcome:
     # A bar only makes sense on a terminal; in a pipe it would add stray lines.
     if not (show_bar and err().is_terminal):
@@ -75,7 +66,7 @@ def run_with_bar(parameters: dict[str, Any], show_bar: bool) -> RunOutcome:
     )
     task = bar.add_task("starting", total=None)
 
-    def show(counters: Counters) -> None:
+    def show(counters: CopyCounters) -> None:
         bar.update(
             task,
             completed=counters.bytes_done,
@@ -130,7 +121,10 @@ def run_command(
 ) -> None:
     """Run one transfer definition; exit 0 when delivered."""
     try:
-        model: TransferDefinition = load_definition(definition)
+        # Read once: --submit sends the data as written (the model would mask inline
+        # passwords), a local run the validated model.
+        data = read_definition_file(definition)
+        model = parse_definition(data, str(definition))
     except StoreflowError as exc:
         fail(str(exc), EXIT_USAGE)
     if callbacks is not None and not callbacks.is_dir():
@@ -143,7 +137,7 @@ def run_command(
     }
     try:
         if submit_run:
-            outcome = submit(transfer, {"definition": raw_definition(definition), **parameters})
+            outcome = submit(transfer, {"definition": data, **parameters})
         else:
             outcome = run_with_bar({"definition": model, **parameters}, show_bar=not as_json)
     except StoreflowError as exc:

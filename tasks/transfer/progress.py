@@ -25,7 +25,7 @@ from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.logging import get_logger
 from prefect.utilities.context import get_task_and_flow_run_ids
 
-from storeflow.tasks.transfer import Progress
+from storeflow.tasks.transfer import CopyCounters as Progress
 
 Listener = Callable[[Progress], None]
 

@@ -14,7 +14,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
 from prefect.client.schemas.objects import Artifact
 from prefect.context import TaskRunContext
 
-from storeflow.tasks.transfer import Progress
+from storeflow.tasks.transfer import CopyCounters as Progress
 from storeflow.tasks.transfer.progress import ProgressReporter, listening
 
 Calls = list[str]

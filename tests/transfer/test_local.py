@@ -12,9 +12,9 @@ import pytest
 
 from storeflow.models.transfer import parse_definition
 from storeflow.tasks.transfer import (
+    CopyCounters,
     Entry,
     FileResult,
-    Progress,
     deliver,
     finalize,
     plan_transfer,
@@ -265,7 +265,7 @@ def test_filter_after_result_and_progress_hooks(dirs: Dirs) -> None:
         write(src, f"f{i:03}", b"x" * i)
     seen: list[Entry] = []
     results: list[FileResult] = []
-    progress: list[Progress] = []
+    progress: list[CopyCounters] = []
     threads: set[str] = set()
 
     def keep_even(entry: Entry) -> bool:
@@ -289,7 +289,7 @@ def test_filter_after_result_and_progress_hooks(dirs: Dirs) -> None:
     assert names(dst) == [f"f{i:03}" for i in range(0, 200, 2)]
     assert sorted(r.entry.name for r in results) == names(dst)
     assert results[0].destinations[0].startswith(str(dst))
-    assert progress[-1] == Progress(100, 100, sum(range(0, 200, 2)), sum(range(0, 200, 2)))
+    assert progress[-1] == CopyCounters(100, 100, sum(range(0, 200, 2)), sum(range(0, 200, 2)))
     assert progress[-1].percent == 100.0
     assert all(t.startswith("sf-copy") for t in threads)
 

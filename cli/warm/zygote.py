@@ -44,8 +44,6 @@ def command_words(argv: list[str]) -> str:
     return " ".join(words) or "(no command)"
 
 
-#: Built-in transfer protocols, resolved (entry points read, modules loaded) once.
-PROTOCOLS = ("local", "smb", "nfs")
 #: Modules Prefect, SQLAlchemy and friends import lazily during a process's first flow
 #: run (found by diffing sys.modules around one): about a second, paid once here
 #: instead of in every child. A name missing from a later release is skipped.
@@ -80,12 +78,11 @@ def warm_up() -> list[str]:
     modules that could not be imported."""
     from storeflow.cli.app import command  # every verb, flow, task, block and model
     from storeflow.cli.runner import warm_up as warm_up_runs
-    from storeflow.tasks.transfer.registry import handler_class
+    from storeflow.tasks.transfer.registry import registry
 
     command()  # the click command Typer builds from the verbs
     warm_up_runs()  # settings, TLS context, Prefect's API schemas, the database's
-    for name in PROTOCOLS:
-        handler_class(name)
+    registry()  # every registered transfer protocol: entry points read, modules loaded
     missing = []
     for module in FIRST_RUN_MODULES:
         try:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storeflow.sandbox.models import CallbackRequest, Language, NodeInfo, Stage, TaskInfo
+from storeflow.sandbox.models import CallbackRequest, NodeInfo, Stage, TaskInfo
 from storeflow.sandbox.settings import SandboxSettings
-from storeflow.sandbox.worker import CallbackWorker
+from storeflow.sandbox.worker import CallbackWorker, run_once
 
 TARGET_WARM = 3000.0
 PYTHON_CB = "import utils\ndef run(req):\n    return utils.get_node_info(req).size > 0\n"
@@ -45,7 +45,7 @@ def _rate(count: int, call: Callable[[], object]) -> float:
     return count / (time.perf_counter() - started)
 
 
-def _warm(language: Language, source: str, request: CallbackRequest, count: int) -> float:
+def _warm(language: str, source: str, request: CallbackRequest, count: int) -> float:
     worker = CallbackWorker(language, source, "bench", SandboxSettings())
     try:
         for _ in range(50):  # start the worker and let it settle
@@ -55,16 +55,12 @@ def _warm(language: Language, source: str, request: CallbackRequest, count: int)
         worker.close()
 
 
-def _cold_call(language: Language, source: str, request: CallbackRequest) -> None:
-    worker = CallbackWorker(language, source, "bench", SandboxSettings())
-    try:
-        outcome = worker.call(request)
-        assert outcome.truthy, outcome.error
-    finally:
-        worker.close()
+def _cold_call(language: str, source: str, request: CallbackRequest) -> None:
+    outcome = run_once(language, source, "bench", request, SandboxSettings())
+    assert outcome.truthy, outcome.error
 
 
-def _cold_caller(language: Language, source: str, request: CallbackRequest) -> Callable[[], None]:
+def _cold_caller(language: str, source: str, request: CallbackRequest) -> Callable[[], None]:
     return lambda: _cold_call(language, source, request)
 
 
@@ -85,10 +81,10 @@ def main() -> None:
         )
         baseline = _rate(max(args.warm * 100, 100_000), lambda: _plain(request))
         rows = [("in-process Python call (baseline)", baseline)]
-        for language, source in ((Language.PYTHON, PYTHON_CB), (Language.JAVASCRIPT, JS_CB)):
-            rows.append((f"{language.value} warm", _warm(language, source, request, args.warm)))
+        for language, source in (("python", PYTHON_CB), ("javascript", JS_CB)):
+            rows.append((f"{language} warm", _warm(language, source, request, args.warm)))
             cold = _rate(args.cold, _cold_caller(language, source, request))
-            rows.append((f"{language.value} cold", cold))
+            rows.append((f"{language} cold", cold))
     cores = "all cores" if args.all_cores else "1 core"
     print(f"trivial callback, {cores}, warm n={args.warm}, cold n={args.cold}")
     print(f"{'':36} {'calls/s':>12} {'us/call':>10} {'x slower':>10}")

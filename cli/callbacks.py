@@ -11,10 +11,11 @@ from typing import Any
 
 import typer
 
+from storeflow.sandbox import languages
 from storeflow.sandbox.definitions import CallbackDefinition, CallbackError, load_source
-from storeflow.sandbox.models import Language, NodeInfo, Stage
+from storeflow.sandbox.models import CallbackRequest, NodeInfo, Stage, TaskInfo
 from storeflow.sandbox.settings import SandboxSettings
-from storeflow.sandbox.stages import CallbackSet
+from storeflow.sandbox.worker import run_once as run_in_one_shot_worker
 
 EXIT_TRUTHY, EXIT_FALSY, EXIT_ERROR = 0, 1, 2
 
@@ -39,7 +40,7 @@ def _parse_metadata(pairs: list[str]) -> dict[str, str]:
 
 
 def run_once(
-    lang: Language,
+    lang: str,
     file: Path,
     path: Path,
     metadata: list[str],
@@ -47,34 +48,43 @@ def run_once(
     stage: Stage = Stage.FILTER,
     settings: SandboxSettings | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """The JSON answer and exit code for one callback run; never raises."""
+    """The JSON answer and exit code for one callback run; never raises.
+
+    `lang` is any registered language (sandbox/languages/); the callback runs in
+    that language's one-shot worker, stopped when it has answered.
+    """
     settings = settings or SandboxSettings()
     try:
+        language = languages.get(lang)
         if timeout is not None:
             if timeout <= 0:
                 raise ValueError("--timeout must be positive")
-            settings = settings.model_copy(update={"call_timeout_s": timeout})
+            settings = settings.with_language(language.name, call_timeout_s=timeout)
         node = NodeInfo.from_path(path, _parse_metadata(metadata))
         source = file.read_text(encoding="utf-8")
-        definition = CallbackDefinition(name=file.name, language=lang, stage=stage, source=source)
-        load_source(definition, settings)  # size check before starting a worker
-        with CallbackSet([definition], task_id="cli", policy=settings) as callbacks:
-            outcome = callbacks.run_stage(stage, node=node)
+        if not settings.enabled(language.name):
+            message = f"{language.name} callbacks are disabled by the sandbox policy"
+            return {"status": "error", "result": None, "error": message}, EXIT_ERROR
+        definition = CallbackDefinition(
+            name=file.name, language=language.name, stage=stage, source=source
+        )
+        source, filename = load_source(definition, settings)  # size check first
+        language.require_isolation(settings.for_language(language.name))
+        request = CallbackRequest(stage=stage, task=TaskInfo(id="cli"), node=node)
+        call = run_in_one_shot_worker(language, source, filename, request, settings)
     except (OSError, UnicodeDecodeError, ValueError, CallbackError, RuntimeError) as exc:
         return {"status": "error", "result": None, "error": str(exc)}, EXIT_ERROR
-    if outcome.error is not None:
-        return {"status": "error", "result": None, "error": str(outcome.error)}, EXIT_ERROR
-    call = outcome.calls[0].outcome if outcome.calls else None
-    if call is None:
-        message = f"{lang.value} callbacks are disabled by the sandbox policy"
-        return {"status": "error", "result": None, "error": message}, EXIT_ERROR
+    if call.error is not None:
+        return {"status": "error", "result": None, "error": str(call.error)}, EXIT_ERROR
     code = EXIT_TRUTHY if call.truthy else EXIT_FALSY
     return {"status": "ok", "result": call.result, "error": None}, code
 
 
 @callback_app.command("run")
 def run_command(
-    lang: Language = typer.Option(..., "--lang", help="python or javascript"),
+    lang: str = typer.Option(
+        ..., "--lang", help="The callback's language: python, javascript, or another registered."
+    ),
     file: Path = typer.Option(..., "--file", help="The callback's source file."),
     path: Path = typer.Option(..., "--path", help="The file the callback inspects."),
     metadata: list[str] = typer.Option([], "--metadata", help="KEY=VALUE, repeatable."),

@@ -1,7 +1,9 @@
-"""User callbacks (Nodeum style) run isolated: Python in a bubblewrap +
-Landlock + seccomp jail, JavaScript in a permissionless deno.
+"""User callbacks (Nodeum style) run isolated, each language its own way:
+Python in a bubblewrap + Landlock + seccomp jail, JavaScript in a
+permissionless deno (sandbox/languages/ holds one module per language and the
+registry the rest of the sandbox reads).
 
 The transfer engine uses `sandbox.stages.CallbackSet`; the CLI is
-`sandbox.cli.callback_app`. Importing this package imports nothing else, so
-the jailed runtime (`sandbox.pyworker`) stays free of host dependencies.
+`cli/callbacks.py`. Importing this package imports nothing else, so the
+jailed runtime (`sandbox.pyworker`) stays free of host dependencies.
 """

@@ -1,13 +1,10 @@
 """Callback definitions: inline code or a file in the language's hook directory."""
 
-from pathlib import Path
+from pydantic import BaseModel, field_validator, model_validator
 
-from pydantic import BaseModel, model_validator
-
-from storeflow.sandbox.models import Language, Stage
+from storeflow.sandbox import languages
+from storeflow.sandbox.models import Stage
 from storeflow.sandbox.settings import SandboxSettings
-
-_SUFFIXES = {".py": Language.PYTHON, ".js": Language.JAVASCRIPT}
 
 
 class CallbackError(ValueError):
@@ -16,10 +13,18 @@ class CallbackError(ValueError):
 
 class CallbackDefinition(BaseModel):
     name: str
-    language: Language
+    language: str
     stage: Stage
     source: str | None = None
     file: str | None = None
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _registered(cls, value: object) -> str:
+        """A registered language's name (`Language.PYTHON` and plain "python" alike)."""
+        if not isinstance(value, str):
+            raise ValueError("a callback's language is its name, e.g. 'python'")
+        return languages.get(value).name
 
     @model_validator(mode="after")
     def _one_origin(self) -> "CallbackDefinition":
@@ -28,19 +33,13 @@ class CallbackDefinition(BaseModel):
         return self
 
 
-def hooks_dir(settings: SandboxSettings, language: Language) -> Path:
-    if language is Language.PYTHON:
-        return settings.python_hooks_dir
-    return settings.javascript_hooks_dir
-
-
 def load_source(definition: CallbackDefinition, settings: SandboxSettings) -> tuple[str, str]:
     """(source, filename) of a callback; files must stay inside their hook dir."""
     if definition.source is not None:
         source, filename = definition.source, f"<{definition.name}>"
     else:
         assert definition.file is not None
-        root = hooks_dir(settings, definition.language).resolve()
+        root = settings.hooks_dir(definition.language).resolve()
         path = (root / definition.file).resolve()
         if not path.is_relative_to(root):
             raise CallbackError(f"callback file {definition.file!r} is outside {root}")
@@ -57,32 +56,25 @@ def load_source(definition: CallbackDefinition, settings: SandboxSettings) -> tu
 
 
 def discover(settings: SandboxSettings) -> list[CallbackDefinition]:
-    """Callbacks laid out as `<hooks dir>/<stage in lower case>/<name>.py|.js`.
+    """Callbacks laid out as `<hooks dir>/<stage in lower case>/<name><suffix>`.
 
-    Within a stage, Python hooks come first, then JavaScript, each in file
-    name order (prefix names with 10-, 20-, ... to order them).
+    Within a stage, languages come in registration order (Python, then
+    JavaScript, then any added later), each in file name order (prefix names
+    with 10-, 20-, ... to order them). A file counts for a language only when
+    its suffix is that language's, so languages may share one directory.
     """
     found: list[CallbackDefinition] = []
     for stage in Stage:
-        for language in Language:
-            folder = hooks_dir(settings, language) / stage.value.lower()
+        for language in languages.registered():
+            folder = settings.hooks_dir(language.name) / stage.value.lower()
             if not folder.is_dir():
                 continue
             for path in sorted(folder.iterdir()):
-                if path.is_file() and _SUFFIXES.get(path.suffix) is language:
+                if path.is_file() and languages.for_suffix(path.suffix) is language:
+                    relative = f"{stage.value.lower()}/{path.name}"
                     found.append(
                         CallbackDefinition(
-                            name=f"{stage.value.lower()}/{path.name}",
-                            language=language,
-                            stage=stage,
-                            file=f"{stage.value.lower()}/{path.name}",
+                            name=relative, language=language.name, stage=stage, file=relative
                         )
                     )
     return found
-
-
-def language_of(path: Path) -> Language:
-    try:
-        return _SUFFIXES[path.suffix]
-    except KeyError:
-        raise CallbackError(f"{path.name}: callbacks end in .py or .js") from None

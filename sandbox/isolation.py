@@ -1,10 +1,14 @@
-"""Which jail layers this machine offers, and the refusal when one is missing."""
+"""Which jail layers this machine offers, and the refusal when one that a
+language requires is missing (each language names its layers in
+sandbox/languages/)."""
 
 import ctypes
+import enum
 import functools
 import os
 import platform
 import shutil
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from storeflow.sandbox.settings import SandboxSettings
@@ -17,6 +21,27 @@ class IsolationUnavailable(RuntimeError):
     """A required jail layer is missing and weak isolation was not allowed."""
 
 
+class Layer(enum.StrEnum):
+    """One layer of a jail. The values are the keys a worker reports them by."""
+
+    NAMESPACES = "bwrap"  # bubblewrap: namespaces, read-only system, private /tmp
+    UNPRIVILEGED_UID = "uid"  # setpriv, needed to drop the uid when the host runs as root
+    LANDLOCK = "landlock"
+    SECCOMP = "seccomp"
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+
+_LABELS = {
+    Layer.NAMESPACES: "bubblewrap",
+    Layer.UNPRIVILEGED_UID: "the unprivileged uid",
+    Layer.LANDLOCK: "Landlock",
+    Layer.SECCOMP: "seccomp",
+}
+
+
 @dataclass(frozen=True)
 class IsolationLayers:
     bwrap: str | None
@@ -27,15 +52,16 @@ class IsolationLayers:
     is_root: bool
     notes: list[str] = field(default_factory=list)
 
-    def missing_for_python(self) -> list[str]:
+    def missing(self, required: Collection[Layer]) -> list[str]:
+        """Why each required layer is unavailable here (empty when all are)."""
         missing = []
-        if self.bwrap is None:
+        if Layer.NAMESPACES in required and self.bwrap is None:
             missing.append("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
-        if self.is_root and self.setpriv is None:
+        if Layer.UNPRIVILEGED_UID in required and self.is_root and self.setpriv is None:
             missing.append("setpriv (util-linux) is not installed, so the uid cannot be dropped")
-        if self.landlock_abi < 1:
+        if Layer.LANDLOCK in required and self.landlock_abi < 1:
             missing.append("the kernel offers no Landlock")
-        if not self.seccomp:
+        if Layer.SECCOMP in required and not self.seccomp:
             missing.append("seccomp filters are unavailable (x86_64 Linux with seccomp needed)")
         return missing
 
@@ -72,13 +98,13 @@ def probe(settings: SandboxSettings) -> IsolationLayers:
     return _probe(settings.bwrap_path)
 
 
-def require_python_isolation(settings: SandboxSettings) -> IsolationLayers:
-    """The layers to use for Python callbacks, or IsolationUnavailable."""
+def require(settings: SandboxSettings, title: str, required: Collection[Layer]) -> IsolationLayers:
+    """This machine's layers, or IsolationUnavailable when a required one is missing."""
     layers = probe(settings)
-    missing = layers.missing_for_python()
+    missing = layers.missing(required)
     if missing and not settings.allow_weak_isolation:
         raise IsolationUnavailable(
-            "refusing to run Python callbacks: "
+            f"refusing to run {title} callbacks: "
             + "; ".join(missing)
             + ". Install what is missing, or set allow_weak_isolation=True in the sandbox"
             " policy to run them with weaker isolation."
@@ -86,16 +112,21 @@ def require_python_isolation(settings: SandboxSettings) -> IsolationLayers:
     return layers
 
 
-def refuse_weak_layers(settings: SandboxSettings, reported: dict[str, object]) -> None:
-    """Check what the worker reports it applied (a layer can fail at run time)."""
-    problems = []
-    if not reported.get("landlock"):
-        problems.append(f"Landlock was not applied ({reported.get('landlock_error', 'unknown')})")
-    if not reported.get("seccomp"):
-        problems.append(f"seccomp was not applied ({reported.get('seccomp_error', 'unknown')})")
+def refuse_unapplied(
+    settings: SandboxSettings,
+    title: str,
+    expected: Collection[Layer],
+    reported: Mapping[str, object],
+) -> None:
+    """Check the layers a worker says it applied to itself (one can fail at run time)."""
+    problems = [
+        f"{layer.label} was not applied ({reported.get(f'{layer.value}_error', 'unknown')})"
+        for layer in sorted(expected)
+        if not reported.get(layer.value)
+    ]
     if problems and not settings.allow_weak_isolation:
         raise IsolationUnavailable(
-            "refusing to run Python callbacks: "
+            f"refusing to run {title} callbacks: "
             + "; ".join(problems)
             + ". Set allow_weak_isolation=True in the sandbox policy to run them anyway."
         )

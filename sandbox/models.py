@@ -8,6 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+# The seed's Progress flags, defined once: the jailed runtime's copy is the
+# definition (it can import nothing of the host's), and the host reuses it.
+from storeflow.sandbox.pyworker.api import Progress
+
 
 class Stage(enum.StrEnum):
     FILTER = "FILTER"
@@ -17,24 +21,14 @@ class Stage(enum.StrEnum):
 
 
 class Language(enum.StrEnum):
+    """Names of the shipped languages, for callers that spell them as constants.
+
+    Wherever a language is expected, any registered name is accepted
+    (sandbox/languages/); this enum lists only the two the project ships.
+    """
+
     PYTHON = "python"
     JAVASCRIPT = "javascript"
-
-
-class Progress(enum.IntFlag):
-    """The seed's Progress enum: a task execution's flags, as a bitmask."""
-
-    PROGRESS_UNSPECIFIED = 0
-    PROGRESS_INIT_STARTED = 1
-    PROGRESS_INIT_DONE = 2
-    PROGRESS_PROCESS_STARTED = 4
-    PROGRESS_PROCESS_DONE = 8
-    PROGRESS_FINAL_STARTED = 16
-    PROGRESS_FINAL_DONE = 32
-    PROGRESS_HAS_ERROR = 64
-    PROGRESS_STOPPED = 128
-    PROGRESS_STOPPED_BY_USER = 256
-    PROGRESS_PAUSED = 512
 
 
 _NS = 1_000_000_000

@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from storeflow.sandbox.channel import FrameReader
@@ -18,7 +18,13 @@ from storeflow.sandbox.models import ErrorKind
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    """How to start one worker: argv, env, and whether answers use a pipe of their own."""
+    """How to start one worker and speak to it.
+
+    `separate_channel`: answers arrive on a pipe of their own (any other byte
+    on it is a protocol violation) rather than sharing stdout with the
+    callback's output. `config`: what the worker's first message carries
+    besides the channel fields (for a Python worker, its jail).
+    """
 
     argv: list[str]
     env: dict[str, str]
@@ -26,6 +32,7 @@ class LaunchSpec:
     cwd: str = "/"
     # A host directory used as scratch in weak isolation; removed with the worker.
     cleanup_dir: str | None = None
+    config: dict[str, object] = field(default_factory=dict)
 
 
 class WorkerProcess:

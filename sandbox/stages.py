@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from storeflow.sandbox import isolation
+from storeflow.sandbox import languages
 from storeflow.sandbox.definitions import CallbackDefinition, CallbackError, discover, load_source
 from storeflow.sandbox.models import (
     CallbackFailure,
@@ -29,7 +29,6 @@ from storeflow.sandbox.models import (
     CallOutcome,
     ErrorKind,
     ExecutionResult,
-    Language,
     NodeInfo,
     Stage,
     TaskExecution,
@@ -59,7 +58,7 @@ class MetadataChanges(BaseModel):
 
 class CallbackCall(BaseModel):
     name: str
-    language: Language
+    language: str
     outcome: CallOutcome
 
 
@@ -102,11 +101,10 @@ class CallbackSet:
         self.task_id = task_id
         self.callbacks = list(callbacks)
         self._workers: dict[int, CallbackWorker] = {}
-        if self.settings.python_enabled and any(
-            c.language is Language.PYTHON for c in self.callbacks
-        ):
-            # Refuse up front, before any file is touched, when the jail is incomplete.
-            isolation.require_python_isolation(self.settings)
+        # Refuse up front, before any file is touched, when a jail is incomplete.
+        for name in dict.fromkeys(c.language for c in self.callbacks):
+            if self.settings.enabled(name):
+                languages.get(name).require_isolation(self.settings.for_language(name))
 
     @classmethod
     def from_hook_directories(
@@ -115,10 +113,8 @@ class CallbackSet:
         settings = as_settings(policy)
         return cls([*discover(settings), *extra], task_id=task_id, policy=settings)
 
-    def enabled(self, language: Language) -> bool:
-        if language is Language.PYTHON:
-            return self.settings.python_enabled
-        return self.settings.javascript_enabled
+    def enabled(self, language: str) -> bool:
+        return self.settings.enabled(language)
 
     def _worker(self, index: int) -> CallbackWorker:
         worker = self._workers.get(index)

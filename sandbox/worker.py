@@ -1,6 +1,10 @@
 """One warm worker for one callback: started once, answers many calls,
 replaced after a timeout, a crash or a broken rule. Never shared between
 callbacks, so one callback can only ever affect its own answers.
+
+What differs between languages (command line, jail, channel) comes from the
+callback's CallbackLanguage (sandbox/languages/); this module only speaks
+the protocol every worker shares.
 """
 
 import secrets
@@ -8,9 +12,10 @@ import threading
 import time
 from typing import Any
 
-from storeflow.sandbox import isolation, launch
+from storeflow.sandbox import isolation, languages
 from storeflow.sandbox.failures import WorkerFailure
-from storeflow.sandbox.models import CallbackRequest, CallOutcome, ErrorKind, Language
+from storeflow.sandbox.languages import CallbackLanguage
+from storeflow.sandbox.models import CallbackRequest, CallOutcome, ErrorKind
 from storeflow.sandbox.process import LaunchSpec, WorkerProcess
 from storeflow.sandbox.settings import SandboxSettings
 
@@ -21,12 +26,20 @@ _WORKER_KINDS = {kind.value: kind for kind in ErrorKind}
 
 class CallbackWorker:
     def __init__(
-        self, language: Language, source: str, filename: str, settings: SandboxSettings
+        self,
+        language: str | CallbackLanguage[Any],
+        source: str,
+        filename: str,
+        settings: SandboxSettings,
+        *,
+        one_shot: bool = False,
     ) -> None:
-        self.language = language
+        self.language = languages.get(language) if isinstance(language, str) else language
         self.source = source
         self.filename = filename
-        self.settings = settings
+        # The language's own limits (timeout, memory) replace the sandbox-wide ones.
+        self.settings = settings.for_language(self.language.name)
+        self.one_shot = one_shot
         self._process: WorkerProcess | None = None
         self._load_failure: WorkerFailure | None = None
         self._lock = threading.Lock()
@@ -36,15 +49,14 @@ class CallbackWorker:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def _spec(self) -> tuple[LaunchSpec, dict[str, Any]]:
-        if self.language is Language.PYTHON:
-            layers = isolation.require_python_isolation(self.settings)
-            return launch.python_spec(layers, self.settings)
-        layers = isolation.probe(self.settings)
-        return launch.javascript_spec(layers, self.settings), {}
+    def _spec(self) -> LaunchSpec:
+        self.language.require_isolation(self.settings)
+        if self.one_shot:
+            return self.language.one_shot_spec(self.settings)
+        return self.language.worker_spec(self.settings)
 
     def _start(self) -> WorkerProcess:
-        spec, jail = self._spec()
+        spec = self._spec()
         token = secrets.token_hex(16)
         process = WorkerProcess(
             spec,
@@ -60,12 +72,11 @@ class CallbackWorker:
                 "token": token,
                 "channel_fd": process.channel_fd_in_child,
                 "frame_limit": self.settings.result_limit_bytes,
-                **jail,
+                **spec.config,
             }
             process.send(config, deadline)
             ready = self._expect(process, "ready", deadline)
-            if self.language is Language.PYTHON:
-                isolation.refuse_weak_layers(self.settings, ready.get("layers", {}))
+            self.language.check_ready(self.settings, ready)
             # Loading runs the callback's top-level code: the call timeout bounds it.
             deadline = time.monotonic() + self.settings.call_timeout_s
             process.send({"op": "load", "source": self.source, "filename": self.filename}, deadline)
@@ -187,3 +198,18 @@ class CallbackWorker:
     def close(self) -> None:
         with self._lock:
             self._discard()
+
+
+def run_once(
+    language: str | CallbackLanguage[Any],
+    source: str,
+    filename: str,
+    request: CallbackRequest,
+    settings: SandboxSettings,
+) -> CallOutcome:
+    """A one-shot run: a fresh worker answers one call and is stopped."""
+    worker = CallbackWorker(language, source, filename, settings, one_shot=True)
+    try:
+        return worker.call(request)
+    finally:
+        worker.close()

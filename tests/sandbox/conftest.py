@@ -54,8 +54,10 @@ def settings(tmp_path: Path) -> SandboxSettings:
         call_timeout_s=3.0,
         memory_limit_mb=128,
         output_limit_bytes=16 * 1024,
-        python_hooks_dir=tmp_path / "python-hooks",
-        javascript_hooks_dir=tmp_path / "javascript-hooks",
+        languages={
+            "python": {"hooks_dir": tmp_path / "python-hooks"},
+            "javascript": {"hooks_dir": tmp_path / "javascript-hooks"},
+        },
     )
 
 

@@ -55,7 +55,7 @@ def test_a_failing_callback_stops_the_stage_with_a_clear_error(
 
 
 def test_disabled_language_is_skipped(settings: SandboxSettings, target: Path) -> None:
-    policy = settings.model_copy(update={"javascript_enabled": False})
+    policy = settings.with_language("javascript", enabled=False)
     definition = one_callback(Language.JAVASCRIPT, "module.exports = () => false")
     with CallbackSet([definition], task_id="t", policy=policy) as cbs:
         outcome = cbs.filter(node_for(target))
@@ -65,8 +65,8 @@ def test_disabled_language_is_skipped(settings: SandboxSettings, target: Path) -
 def test_hook_directories_are_discovered_in_name_order(
     settings: SandboxSettings, target: Path
 ) -> None:
-    py_dir = settings.python_hooks_dir / "filter"
-    js_dir = settings.javascript_hooks_dir / "filter"
+    py_dir = settings.hooks_dir("python") / "filter"
+    js_dir = settings.hooks_dir("javascript") / "filter"
     py_dir.mkdir(parents=True)
     js_dir.mkdir(parents=True)
     (py_dir / "20-tag.py").write_text(

@@ -1,0 +1,196 @@
+"""RabbitMQ for storeflow's services: where it is, a consumer that survives a broker
+restart, and a publisher with confirms.
+
+The URL is read when asked (`STOREFLOW_BROKER_URL`, else guest on 127.0.0.1), never
+at import time.
+"""
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from storeflow.models.errors import InvalidInput
+
+BROKER_URL_ENV = "STOREFLOW_BROKER_URL"
+DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+log = logging.getLogger("storeflow.services.broker")
+
+# What a lost or restarting broker raises; anything else is a bug worth a traceback.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.AMQPChannelError,
+    pika.exceptions.StreamLostError,
+    pika.exceptions.ConnectionClosed,
+    ConnectionError,
+    OSError,
+)
+
+
+def broker_url() -> str:
+    return os.environ.get(BROKER_URL_ENV) or DEFAULT_BROKER_URL
+
+
+def connect(url: str) -> pika.BlockingConnection:
+    parameters = pika.URLParameters(url)
+    parameters.heartbeat = 30
+    parameters.blocked_connection_timeout = 60
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 10
+    return pika.BlockingConnection(parameters)
+
+
+class Consumer(ABC):
+    """One queue consumed with manual acks, reconnecting after the broker goes away.
+
+    A message `handle` rejects as malformed (InvalidInput) is logged and dropped; one
+    whose handling fails otherwise is requeued once (the database may be back by then),
+    and dropped with its traceback if it fails again, so one bad message never wedges
+    the queue.
+    """
+
+    name = "consumer"
+
+    def __init__(self, url: str, *, prefetch: int = 100, reconnect_delay: float = 1.0) -> None:
+        self.url = url
+        self.prefetch = prefetch
+        self.reconnect_delay = reconnect_delay
+        self.connected = threading.Event()
+        self.handled = 0
+        self.dropped = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @abstractmethod
+    def declare(self, channel: BlockingChannel) -> str:
+        """Declare what the consumer needs; return the queue to consume."""
+
+    @abstractmethod
+    def handle(self, body: bytes, properties: pika.BasicProperties) -> None:
+        """Act on one message (raise InvalidInput to drop it as malformed)."""
+
+    def on_connected(self, channel: BlockingChannel) -> None:
+        """Called after each (re)connection, before consuming."""
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            connection = None
+            try:
+                connection = connect(self.url)
+                channel = connection.channel()
+                channel.basic_qos(prefetch_count=self.prefetch)
+                queue = self.declare(channel)
+                self.on_connected(channel)
+                channel.basic_consume(queue, self._on_message)
+                self.connected.set()
+                log.info("%s consuming %s", self.name, queue)
+                while not stop.is_set():
+                    connection.process_data_events(time_limit=0.2)
+                    self.idle(channel)
+            except BROKER_ERRORS as exc:
+                self.connected.clear()
+                log.warning("%s lost the broker (%s); reconnecting", self.name, exc or type(exc))
+                stop.wait(self.reconnect_delay)
+            finally:
+                self.connected.clear()
+                if connection is not None and connection.is_open:
+                    with contextlib.suppress(*BROKER_ERRORS):
+                        connection.close()
+
+    def idle(self, channel: BlockingChannel) -> None:
+        """Called between deliveries (at least every 0.2 s): periodic work goes here."""
+
+    def _on_message(
+        self,
+        channel: BlockingChannel,
+        method: Any,
+        properties: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        try:
+            self.handle(body, properties)
+            self.handled += 1
+        except InvalidInput as exc:
+            self.dropped += 1
+            log.warning("%s dropped a malformed message: %s", self.name, exc)
+        except Exception:
+            if not method.redelivered:
+                log.warning("%s failed on a message; requeued once", self.name, exc_info=True)
+                channel.basic_nack(method.delivery_tag, requeue=True)
+                return
+            self.dropped += 1
+            log.exception("%s failed on a redelivered message; dropped", self.name)
+        channel.basic_ack(method.delivery_tag)
+
+    def start(self, timeout: float = 30) -> "Consumer":
+        """Run in a daemon thread; return once consuming (or raise after `timeout`)."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, args=(self._stop,), daemon=True)
+        self._thread.name = self.name
+        self._thread.start()
+        if not self.connected.wait(timeout):
+            self.stop()
+            raise TimeoutError(f"{self.name}: no broker at {self.url} within {timeout} s")
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
+class Publisher:
+    """Persistent messages with publisher confirms, on one connection per publisher,
+    reopened after the broker went away (one retry per message)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> BlockingChannel:
+        if self._channel is None or not self._channel.is_open:
+            self.close()
+            self._connection = connect(self.url)
+            self._channel = self._connection.channel()
+            self._channel.confirm_delivery()
+        return self._channel
+
+    def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        properties: pika.BasicProperties,
+        *,
+        exchange: str = "",
+        attempts: int = 5,
+    ) -> None:
+        """Publish and wait for the broker's confirm (raise after `attempts` failures)."""
+        with self._lock:
+            for attempt in range(1, attempts + 1):
+                try:
+                    channel = self._open()
+                    channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+                    return
+                except BROKER_ERRORS:
+                    self.close()
+                    if attempt == attempts:
+                        raise
+                    time.sleep(min(5.0, 0.5 * attempt))
+
+    def close(self) -> None:
+        if self._connection is not None and self._connection.is_open:
+            with contextlib.suppress(*BROKER_ERRORS):
+                self._connection.close()
+        self._connection = None
+        self._channel = None

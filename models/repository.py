@@ -6,6 +6,7 @@ resource at once, whichever worker or process they run in.
 """
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -96,20 +97,26 @@ def acquire(
     owner: str,
     status: Status,
     *,
+    action: str,
+    lease: float,
     soft_delete: bool = False,
-    is_stale: Callable[[str], bool] | None = None,
+    is_stale: Callable[[ResourceView], bool] | None = None,
 ) -> ResourceView:
-    """Take the resource for `owner` if its etag is still `etag`; set `status`.
+    """Take the resource for `owner`, for `lease` seconds, if its etag is still `etag`;
+    set `status` and record `action`.
 
     The write comes first and is conditional, so it is atomic on SQLite and
     PostgreSQL alike; only when it matches nothing do we read to explain why.
-    A lock held by a run that has ended (`is_stale`) is taken over, so a
-    crashed worker cannot wedge a resource forever.
+    A lock whose lease ran out (its run stopped renewing it: killed, lost) or held
+    by a run that has ended (`is_stale`) is taken over, so a crashed worker cannot
+    wedge a resource forever.
     """
     values: dict[str, Any] = {
         "status": status.value,
         "status_message": None,
         "lock_owner": owner,
+        "lock_expires_at": lease_end(lease),
+        "last_action": action,
         "etag": ResourceRow.etag + 1,
         "updated_at": utcnow(),
     }
@@ -138,13 +145,38 @@ def acquire(
                 f"(etag {etag} given, now {current.etag}); read it again and retry"
             )
         holder = current.lock_owner
-        stale = holder is not None and is_stale is not None and is_stale(holder)
+        stale = holder is not None and is_stale is not None and is_stale(current)
         if not (stale and take(holder)):
             raise Busy(
                 f"{current.kind} {current.name!r} is being changed by flow run "
                 f"{holder}; retry when it has finished"
             )
     return get(session, resource_id)
+
+
+def lease_end(lease: float) -> datetime:
+    return utcnow() + timedelta(seconds=lease)
+
+
+def lease_expired(resource: ResourceView, now: datetime | None = None) -> bool:
+    """True when the resource is locked and its holder stopped renewing the lease."""
+    if resource.lock_owner is None or resource.lock_expires_at is None:
+        return False
+    expires = resource.lock_expires_at
+    if expires.tzinfo is None:  # SQLite keeps no time zone: written in UTC
+        expires = expires.replace(tzinfo=UTC)
+    return expires < (now or utcnow())
+
+
+def renew(session: Session, resource_id: int, owner: str, lease: float) -> bool:
+    """Extend `owner`'s lease; False when it no longer holds the resource."""
+    result = session.execute(
+        update(ResourceRow)
+        .where(ResourceRow.id == resource_id, ResourceRow.lock_owner == owner)
+        .values(lock_expires_at=lease_end(lease))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def release(
@@ -167,6 +199,7 @@ def release(
         "status": status.value,
         "status_message": message,
         "lock_owner": None,
+        "lock_expires_at": None,
         "etag": ResourceRow.etag + 1,
         "updated_at": utcnow(),
     }

@@ -86,6 +86,8 @@ class ResourceView(BaseModel):
     spec: dict[str, Any] = {}
     state: dict[str, Any] = {}
     lock_owner: str | None = None
+    lock_expires_at: datetime | None = None
+    last_action: str | None = None
     created_at: datetime
     updated_at: datetime
 

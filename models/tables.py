@@ -48,8 +48,13 @@ class ResourceRow(Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # The flow run that holds the resource while an operation is under way.
+    # The flow run that holds the resource while an operation is under way, until when
+    # (a lease it renews while it works: a run killed without a word stops renewing,
+    # and the lock is free to take over once the lease has run out), and what it was
+    # doing (kept after the run ends, so reconcile knows how to finish an interrupted one).
     lock_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lock_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_action: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

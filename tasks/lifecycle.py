@@ -17,6 +17,9 @@ A kind fills in a `ResourceOperation` (the seed's Builder/Updater/Deleter);
 - the final state is named after the resource status: `Completed(name="Active")`.
 """
 
+import logging
+import os
+import threading
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 from uuid import UUID
@@ -26,14 +29,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Crashed, Failed, State
 from prefect.transactions import Transaction, get_transaction, transaction
 from sqlalchemy.orm import Session
 
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.models import repository
 from storeflow.models.db import session_scope
-from storeflow.models.errors import Refused
+from storeflow.models.errors import InvalidInput, Refused
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
 from storeflow.tasks.hook_base import ActionResults, HookConfiguration, HookContext
@@ -56,6 +59,7 @@ class ResourceOperation(ABC):
         self.name = name
         self.etag = etag
         self._hard_delete = self.action is Action.DELETE
+        self.lease = DEFAULT_LEASE  # seconds; the run sets it from lease_seconds()
         # What post records beside the status; perform sets what changed.
         self.new_name: str | None = None
         self.new_spec: dict[str, Any] | None = None
@@ -110,11 +114,45 @@ class ResourceOperation(ABC):
         return self._hard_delete
 
 
-# -- locks held by runs that have ended ------------------------------------------
+# -- locks: a lease the run renews, and runs that have ended ---------------------------
+
+LEASE_ENV = "STOREFLOW_LOCK_LEASE"
+DEFAULT_LEASE = 60.0
+LOG = logging.getLogger(__name__)
 
 
-def lock_is_stale(owner: str) -> bool:
-    """True when the flow run holding a resource has ended (or never existed)."""
+def lease_seconds() -> float:
+    """How long a lock outlives its run's last renewal: $STOREFLOW_LOCK_LEASE, else 60 s.
+
+    A run renews its lease every third of that while it works, so a run killed without
+    a word (kill -9, out of memory, power lost) frees its resources within one lease.
+    """
+    raw = os.environ.get(LEASE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LEASE
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(LEASE_ENV, f"{raw!r} is not a number of seconds") from None
+    if not 0.5 <= value <= 86400:
+        raise InvalidInput(LEASE_ENV, f"{raw} is not between 0.5 and 86400 seconds")
+    return value
+
+
+def lock_is_stale(resource: ResourceView) -> bool:
+    """True when the run holding `resource` has stopped: its lease ran out (it no longer
+    renews it), or Prefect says the run ended (or never existed).  A run whose lease ran
+    out is marked Crashed in Prefect if it still shows as running there."""
+    owner = resource.lock_owner
+    if owner is None:
+        return False
+    if repository.lease_expired(resource):
+        mark_crashed(owner, f"stopped renewing its hold on {resource.kind} {resource.name!r}")
+        return True
+    return run_has_ended(owner)
+
+
+def run_has_ended(owner: str) -> bool:
     try:
         run_id = UUID(owner)
     except ValueError:
@@ -125,6 +163,48 @@ def lock_is_stale(owner: str) -> bool:
         except ObjectNotFound:
             return True
     return run.state is not None and run.state.is_final()
+
+
+def mark_crashed(owner: str, why: str) -> None:
+    """Set a run that stopped without a word to Crashed, so the UI stops showing it
+    running. Best effort: the resource is freed whether or not the server answers."""
+    try:
+        run_id = UUID(owner)
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run_id)
+            if run.state is None or not run.state.is_final():
+                client.set_flow_run_state(run_id, Crashed(message=f"flow run {why}"), force=True)
+    except Exception as exc:
+        LOG.warning("could not mark flow run %s Crashed: %s", owner, exc)
+
+
+class LeaseKeeper:
+    """Renews a run's lease on a resource from a thread of its own while the run works."""
+
+    def __init__(self, database_url: str, resource_id: int, owner: str, lease: float) -> None:
+        self.database_url, self.resource_id, self.owner = database_url, resource_id, owner
+        self.lease = lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._renew, name=f"storeflow-lease-{resource_id}", daemon=True
+        )
+
+    def __enter__(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.lease)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            try:
+                with session_scope(self.database_url, durable=False) as session:
+                    if not repository.renew(session, self.resource_id, self.owner, self.lease):
+                        return  # released (or taken over): nothing more to keep
+            except Exception as exc:  # a database hiccup: the next round tries again
+                LOG.warning("renewing the lease on resource %s failed: %s", self.resource_id, exc)
 
 
 def current_run_id() -> str:
@@ -167,6 +247,8 @@ def _acquire(op: ResourceOperation, owner: str) -> ResourceView:
             etag,
             owner,
             Status.DELETING if deleting else Status.INPROGRESS,
+            action=op.action.value,
+            lease=op.lease,
             soft_delete=deleting,
             is_stale=lock_is_stale,
         )
@@ -279,9 +361,11 @@ class OperationRun(HookedRun):
         """pre, then perform and post in one transaction; a failure rolls back and
         marks the resource ERRORED."""
         op, logger = self.op, get_run_logger()
+        op.lease = lease_seconds()
         resource = unwrap(pre(op, return_state=True), ResourceView)
+        keeper = LeaseKeeper(op.config.database_url, resource.id, current_run_id(), op.lease)
         try:
-            with transaction():
+            with keeper, transaction():
                 status = perform(op, resource)
                 recorded = post(op, resource, status)
         except Exception as exc:

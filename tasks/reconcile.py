@@ -6,6 +6,7 @@ ended are released; what a crashed run left half-done is put back or
 cleaned up. Each change is reported, so the flow can show it as a table.
 """
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ from storeflow.tasks.spaces import observed_state
 
 MISSING = "directory missing on the filesystem"
 INTERRUPTED = "the run that held it ended before finishing"
+ROLLED_BACK = "its create was interrupted before anything was made"
 # fstools.temp_sibling names: .NAME.PURPOSE-HEX
 LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?P<purpose>copy|snapshot|deleting|replaced)-[0-9a-f]{12}")
 RESTORABLE = {"deleting", "replaced"}  # trees moved aside, not yet removed
@@ -79,13 +81,22 @@ def _entries(base: Path) -> tuple[dict[str, Path], list[Path]]:
     return dirs, leftovers
 
 
-def _release_stale(session: Session, rows: list[ResourceView], changes: list[Change]) -> None:
+def _release_stale(
+    session: Session, scope: Scope, rows: list[ResourceView], changes: list[Change]
+) -> None:
+    """Free what stopped runs held (ERRORED); an interrupted create that left nothing
+    under the resource's name is rolled back: its row goes, and the name is free."""
     for row in rows:
-        if row.lock_owner and lock_is_stale(row.lock_owner):
-            repository.release(
-                session, row.id, row.lock_owner, Status.ERRORED, message=INTERRUPTED, deleted=False
-            )
-            changes.append(Change(row.kind, row.name, "released", INTERRUPTED))
+        if not (row.lock_owner and lock_is_stale(row)):
+            continue
+        if row.last_action == "create" and not os.path.lexists(scope.base / row.name):
+            repository.hard_delete(session, row.id)
+            changes.append(Change(row.kind, row.name, "rolled back", ROLLED_BACK))
+            continue
+        repository.release(
+            session, row.id, row.lock_owner, Status.ERRORED, message=INTERRUPTED, deleted=False
+        )
+        changes.append(Change(row.kind, row.name, "released", INTERRUPTED))
 
 
 def _clean_leftovers(
@@ -118,7 +129,7 @@ def _observe(scope: Scope, path: Path) -> dict[str, object]:
 def reconcile_scope(session: Session, scope: Scope) -> list[Change]:
     changes: list[Change] = []
     rows = [r for r in repository.list_kind(session, scope.kind) if r.scope == scope.scope]
-    _release_stale(session, rows, changes)
+    _release_stale(session, scope, rows, changes)
     rows = [r for r in repository.list_kind(session, scope.kind) if r.scope == scope.scope]
     dirs, leftovers = _entries(scope.base)
     busy = any(r.lock_owner for r in rows)

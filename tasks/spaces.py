@@ -3,6 +3,7 @@
 SpaceBuilder, SpaceUpdater and SpaceDeleter fill in the lifecycle skeleton.
 """
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +86,20 @@ class SpaceBuilder(DirectoryBuilder):
     def perform(self, resource: ResourceView) -> Status:
         self.config.storage.ensure_layout()
         path = space_path(self.config, self.spec.name)
-        path.mkdir()
-        self.made(path)
-        if self.template is not None:
+        if self.template is None:
+            path.mkdir()
+            self.made(path)
+        else:
+            # Built under a hidden name and renamed into place: a run killed half-way
+            # leaves a leftover reconcile removes, never half a tree under the name.
             store = self.config.storage.templates_dir
-            fstools.install_tree(fstools.child_path(store, self.template.name, "template"), path)
+            staging = self.made(fstools.temp_sibling(path, "copy"))
+            staging.mkdir()
+            fstools.install_tree(fstools.child_path(store, self.template.name, "template"), staging)
+            if os.path.lexists(path):  # os.rename would replace an empty directory
+                raise FileExistsError(f"{path} appeared while the space was being built")
+            staging.rename(path)
+            self.made(path)
         template = self.template
         self.new_state = observed_state(
             path, template.name if template else None, template.id if template else None

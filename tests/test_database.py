@@ -1,9 +1,11 @@
 """The resource database: migrations and the lifecycle's compare-and-set, on SQLite
 and on PostgreSQL at 127.0.0.1:5432."""
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from alembic.runtime.migration import MigrationContext
@@ -26,6 +28,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
         yield url
         engine_for(url).dispose()
+
+
+LEASE: dict[str, Any] = {"action": "update", "lease": 60.0}
 
 
 def test_migrations_create_the_schema(database_url: str) -> None:
@@ -59,13 +64,14 @@ def test_acquire_is_a_compare_and_set(database_url: str) -> None:
     with session_scope(database_url) as session:
         row = repository.insert(session, "space", "cas", {})
     with session_scope(database_url) as session:
-        held = repository.acquire(session, row.id, row.etag, "run-1", Status.INPROGRESS)
+        held = repository.acquire(session, row.id, row.etag, "run-1", Status.INPROGRESS, **LEASE)
     assert held.status is Status.INPROGRESS and held.etag == row.etag + 1
+    assert held.last_action == "update" and not repository.lease_expired(held)
 
     with pytest.raises(EtagConflict), session_scope(database_url) as session:
-        repository.acquire(session, row.id, row.etag, "run-2", Status.INPROGRESS)
+        repository.acquire(session, row.id, row.etag, "run-2", Status.INPROGRESS, **LEASE)
     with pytest.raises(Busy), session_scope(database_url) as session:
-        repository.acquire(session, row.id, held.etag, "run-2", Status.INPROGRESS)
+        repository.acquire(session, row.id, held.etag, "run-2", Status.INPROGRESS, **LEASE)
     with session_scope(database_url) as session:  # a lock whose run has ended is taken over
         taken = repository.acquire(
             session,
@@ -73,7 +79,8 @@ def test_acquire_is_a_compare_and_set(database_url: str) -> None:
             held.etag,
             "run-2",
             Status.INPROGRESS,
-            is_stale=lambda owner: owner == "run-1",
+            **LEASE,
+            is_stale=lambda current: current.lock_owner == "run-1",
         )
     assert taken.lock_owner == "run-2"
 
@@ -82,6 +89,24 @@ def test_acquire_is_a_compare_and_set(database_url: str) -> None:
         done = repository.release(session, row.id, "run-2", Status.ACTIVE, spec={"quota": 5})
     assert done is not None and done.status is Status.ACTIVE and done.lock_owner is None
     assert done.spec == {"quota": 5} and done.etag == taken.etag + 1
+
+
+def test_a_lease_not_renewed_runs_out_and_renewing_keeps_it(database_url: str) -> None:
+    with session_scope(database_url) as session:
+        row = repository.insert(session, "space", "leased", {})
+        held = repository.acquire(
+            session, row.id, row.etag, "run-1", Status.INPROGRESS, action="create", lease=0.2
+        )
+    assert not repository.lease_expired(held)
+    time.sleep(0.3)
+    with session_scope(database_url) as session:
+        assert repository.lease_expired(repository.get(session, row.id))
+        assert repository.renew(session, row.id, "run-1", 60)  # its holder is back in time
+        assert not repository.lease_expired(repository.get(session, row.id))
+        assert not repository.renew(session, row.id, "run-2", 60)  # only the holder renews
+        released = repository.release(session, row.id, "run-1", Status.ACTIVE)
+    assert released is not None and released.lock_expires_at is None
+    assert released.last_action == "create"  # kept: what the last run was doing
 
 
 def test_missing_resource_is_not_found(database_url: str) -> None:

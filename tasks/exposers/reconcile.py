@@ -56,7 +56,7 @@ def reconcile_backend(
         changes.append(Change(backend.kind, "-", "cleaned", f"removed {leftover.name}"))
     rows = repository.list_kind(session, backend.kind)
     for row in rows:
-        if row.lock_owner and lock_is_stale(row.lock_owner):
+        if row.lock_owner and lock_is_stale(row):
             repository.release(
                 session, row.id, row.lock_owner, Status.ERRORED, message=INTERRUPTED, deleted=False
             )

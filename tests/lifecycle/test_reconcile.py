@@ -56,7 +56,9 @@ def test_lock_of_a_run_that_ended_is_released(config: StoreflowConfig) -> None:
     space = read(config, "space", "wedged")
     dead_run = str(uuid.uuid4())  # a flow run the server never heard of
     with session_scope(config.database_url) as session:
-        repository.acquire(session, space.id, space.etag, dead_run, Status.INPROGRESS)
+        repository.acquire(
+            session, space.id, space.etag, dead_run, Status.INPROGRESS, action="update", lease=60
+        )
 
     state = run(reconcile)
 

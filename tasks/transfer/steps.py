@@ -1,4 +1,4 @@
-"""The transfer flow's steps, as Prefect tasks:
+"""The transfer flow's steps, as Prefect tasks, in the hooked skeleton (tasks/skeleton.py):
 
     pre-hooks -> pre -> perform -> post -> after-task -> post-hooks
 
@@ -14,7 +14,8 @@
 
 Each step adds its seed Progress flags (INIT_*, PROCESS_*, FINAL_*, HAS_ERROR,
 STOPPED) to the execution record, so the next run's BEFORE_TASK_EXECUTED sees how far
-this one got, even if it was killed.
+this one got, even if it was killed: one write when a step starts (with what the
+previous step finished), one when the run closes.
 """
 
 from dataclasses import dataclass, field
@@ -33,8 +34,8 @@ from storeflow.models.errors import Refused, StoreflowError
 from storeflow.models.status import Status
 from storeflow.models.transfer import TransferDefinition
 from storeflow.sandbox.models import ExecutionResult, Progress, Stage, TaskExecution
-from storeflow.tasks.hook_base import ActionResults, HookBase, HookContext, load_drivers
-from storeflow.tasks.hooks import run_post_hooks, run_pre_hooks
+from storeflow.tasks.hook_base import ActionResults, HookConfiguration, HookContext
+from storeflow.tasks.skeleton import HookedRun, run_hooked
 from storeflow.tasks.transfer import (
     Delivery,
     TransferPlan,
@@ -79,17 +80,26 @@ class TransferRun:
     flags: Progress = Progress.PROGRESS_UNSPECIFIED
     reporter: ProgressReporter | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    _unwritten: Progress = Progress.PROGRESS_UNSPECIFIED
 
     @property
     def label(self) -> str:
         return f"transfer/{self.task_id}"
 
-    def flag(self, flags: Progress) -> None:
-        # Not synced at once (one fsync a step): a killed run still leaves its last step
-        # on record, and the durable commit of _close syncs them all.
+    def begin_step(self, flags: Progress) -> None:
+        """Record that a step started, with what the previous step finished, in one
+        write: a killed run leaves its last step on record for the next run's
+        BEFORE_TASK_EXECUTED.  Not synced at once (one fsync a step); the durable
+        commit of `_close` syncs them all."""
         self.flags |= flags
         with session_scope(self.config.database_url, durable=False) as session:
-            executions.add_flags(session, self.execution_id, flags)
+            executions.add_flags(session, self.execution_id, self._unwritten | flags)
+        self._unwritten = Progress.PROGRESS_UNSPECIFIED
+
+    def end_step(self, flags: Progress) -> None:
+        """A step finished: written with the next step's start (or the close)."""
+        self.flags |= flags
+        self._unwritten |= flags
 
 
 # -- the steps ----------------------------------------------------------------------------
@@ -106,7 +116,7 @@ def open_execution(run: TransferRun) -> None:
 def pre(run: TransferRun) -> TransferPlan | State[Any]:
     """Plan, then ask BEFORE_TASK_EXECUTED; a refusal or veto comes back as a state."""
     logger = get_run_logger()
-    run.flag(Progress.PROGRESS_INIT_STARTED)
+    run.begin_step(Progress.PROGRESS_INIT_STARTED)
     bound = run.callbacks
     try:
         plan = plan_transfer(
@@ -124,14 +134,14 @@ def pre(run: TransferRun) -> TransferPlan | State[Any]:
         reason = f": {outcome.error}" if outcome.error else ""
         veto = Vetoed(f"BEFORE_TASK_EXECUTED callback {who} vetoed the transfer{reason}")
         return Failed(name=VETOED, message=str(veto), data=veto)
-    run.flag(Progress.PROGRESS_INIT_DONE)
+    run.end_step(Progress.PROGRESS_INIT_DONE)
     logger.info("%s: %d files, %d bytes planned", run.label, len(plan.files), plan.total_bytes)
     return plan
 
 
 @task(name="perform", cache_policy=NO_CACHE, task_run_name="{run.label}: perform")
 def perform(run: TransferRun, plan: TransferPlan) -> Delivery:
-    run.flag(Progress.PROGRESS_PROCESS_STARTED)
+    run.begin_step(Progress.PROGRESS_PROCESS_STARTED)
     reporter = run.reporter = ProgressReporter(run.task_id)
     reporter.start(len(plan.files), plan.total_bytes * len(plan.definition.destination))
     bound = run.callbacks
@@ -146,15 +156,15 @@ def perform(run: TransferRun, plan: TransferPlan) -> Delivery:
     finally:
         # The last figures go out while `post` works; run_steps settles them.
         reporter.finish(wait=False)
-    run.flag(Progress.PROGRESS_PROCESS_DONE)
+    run.end_step(Progress.PROGRESS_PROCESS_DONE)
     return delivery
 
 
 @task(name="post", cache_policy=NO_CACHE, task_run_name="{run.label}: post")
 def post(run: TransferRun, plan: TransferPlan, delivery: Delivery) -> TransferResult:
-    run.flag(Progress.PROGRESS_FINAL_STARTED)
+    run.begin_step(Progress.PROGRESS_FINAL_STARTED)
     result = finalize(plan)
-    run.flag(Progress.PROGRESS_FINAL_DONE)
+    run.end_step(Progress.PROGRESS_FINAL_DONE)
     run.summary = {
         "files": len(result.files),
         "bytes": result.bytes,
@@ -192,66 +202,98 @@ def after_task(run: TransferRun, outcome: ExecutionResult) -> None:
 # -- the skeleton -------------------------------------------------------------------------
 
 
+class TransferSkeleton(HookedRun):
+    """One transfer in the hooked skeleton (tasks/skeleton.py): hook drivers see it as
+    ACTIVE (delivered) or ERRORED, refused when vetoed or refused before copying."""
+
+    func_name = "transfer"
+
+    def __init__(self, run: TransferRun) -> None:
+        self.run = run
+        self.label = run.label
+        self.refusal = REFUSED  # or VETOED: what a refusal's state is named
+
+    @property
+    def hook_configuration(self) -> HookConfiguration:
+        return self.run.config.hooks
+
+    @property
+    def hook_drivers(self) -> list[str]:
+        return self.run.config.hooks.hook_drivers
+
+    def hook_context(self) -> HookContext:
+        run = self.run
+        return HookContext(
+            kind="transfer",
+            action="run",
+            resource_name=run.task_id,
+            flow_run_id=run.flow_run_id,
+            flow_run_name=run.label,
+            parameters={
+                "task_id": run.task_id,
+                "definition": run.definition.model_dump(mode="json"),
+            },
+        )
+
+    def steps(self) -> ActionResults:
+        try:
+            return self._pre_perform_post()
+        finally:
+            if self.run.reporter is not None:
+                self.run.reporter.settle()  # the progress artifact's last figures
+
+    def _pre_perform_post(self) -> ActionResults:
+        run = self.run
+        planned = pre(by_ref(run), return_state=True).result(raise_on_failure=False)
+        if isinstance(planned, Vetoed):
+            raise planned  # refused before anything was copied: see `refused`
+        if isinstance(planned, BaseException):
+            # Refused: the definition or the places it names were found unsafe or
+            # incomplete before anything was copied; anything else is unexpected.
+            refused = isinstance(planned, StoreflowError)
+            return self._failed(planned, REFUSED if refused else ERRORED, refused=refused)
+        assert isinstance(planned, TransferPlan)
+        try:
+            delivery = perform(by_ref(run), by_ref(planned))
+            result = post(by_ref(run), by_ref(planned), by_ref(delivery))
+        except Exception as exc:
+            get_run_logger().error("%s failed: %s", run.label, exc)
+            return self._failed(exc, ERRORED)
+        message = f"{run.label}: {len(result.files)} files, {result.bytes} bytes delivered" + (
+            f", {len(result.skipped)} skipped" if result.skipped else ""
+        )
+        _close(run, DELIVERED, message, Progress.PROGRESS_UNSPECIFIED, result)
+        tell_after_task(run, ExecutionResult(status="SUCCESS", details=dict(run.summary)))
+        return ActionResults(
+            status=Status.ACTIVE, resource=_result_data(run, result), message=message
+        )
+
+    def _failed(self, error: BaseException, name: str, refused: bool = False) -> ActionResults:
+        _close(self.run, name, str(error), Progress.PROGRESS_HAS_ERROR)
+        tell_after_task(self.run, ExecutionResult(status="ERROR", error=str(error)))
+        if refused:
+            return ActionResults(status=None, error=str(error), refused=True)
+        return ActionResults(status=Status.ERRORED, error=str(error))
+
+    def refused(self, reason: Refused) -> ActionResults:
+        """A misspelt driver, a pre hook's or a BEFORE_TASK_EXECUTED callback's veto."""
+        self.refusal = VETOED if isinstance(reason, Vetoed) else REFUSED
+        _close(self.run, self.refusal, f"{self.label}: {reason}", Progress.PROGRESS_STOPPED)
+        return super().refused(reason)
+
+    def final_state(self, results: ActionResults) -> State[Any]:
+        if results.refused:
+            return Failed(name=self.refusal, message=f"{self.label}: {results.error}")
+        if not results.succeeded:
+            reason = results.error or results.message or "a post hook marked it failed"
+            return Failed(name=ERRORED, message=f"{self.label}: {reason}")
+        return Completed(name=DELIVERED, message=results.message, data=results.resource)
+
+
 def run_steps(run: TransferRun) -> State[Any]:
     """Run one transfer through every step; return the flow run's final state."""
     open_execution(run)
-    try:
-        drivers = load_drivers(run.config.hooks, run.config.hooks.hook_drivers)
-    except StoreflowError as exc:  # a misspelt driver: refused before anything moved
-        return _close(run, REFUSED, f"{run.label}: {exc}", Progress.PROGRESS_STOPPED)
-    context = HookContext(
-        kind="transfer",
-        action="run",
-        resource_name=run.task_id,
-        flow_run_id=run.flow_run_id,
-        flow_run_name=run.label,
-        parameters={"task_id": run.task_id, "definition": run.definition.model_dump(mode="json")},
-    )
-    pre_data: list[Any] = []
-    if drivers:
-        hooks = run_pre_hooks(run.label, drivers, context, "transfer", return_state=True)
-        answer = hooks.result(raise_on_failure=False)
-        if isinstance(answer, BaseException):
-            return _close(run, REFUSED, f"{run.label}: {answer}", Progress.PROGRESS_STOPPED)
-        assert isinstance(answer, list)
-        pre_data = answer
-    try:
-        state = _pre_perform_post(run)
-    finally:
-        if run.reporter is not None:
-            run.reporter.settle()  # the progress artifact's last figures, before the end
-    if drivers:
-        state = _post_hooks(run, drivers, context, pre_data, state)
-    return state
-
-
-def _pre_perform_post(run: TransferRun) -> State[Any]:
-    logger = get_run_logger()
-    planned = pre(by_ref(run), return_state=True).result(raise_on_failure=False)
-    if isinstance(planned, Vetoed):
-        return _close(run, VETOED, f"{run.label}: {planned}", Progress.PROGRESS_STOPPED)
-    if isinstance(planned, BaseException):
-        # Refused: the definition or the places it names were found unsafe or incomplete
-        # before anything was copied; anything else is an unexpected failure.
-        name = REFUSED if isinstance(planned, StoreflowError) else ERRORED
-        _close(run, name, str(planned), Progress.PROGRESS_HAS_ERROR)
-        tell_after_task(run, ExecutionResult(status="ERROR", error=str(planned)))
-        return Failed(name=name, message=f"{run.label}: {planned}")
-    assert isinstance(planned, TransferPlan)
-    try:
-        delivery = perform(by_ref(run), by_ref(planned))
-        result = post(by_ref(run), by_ref(planned), by_ref(delivery))
-    except Exception as exc:
-        logger.error("%s failed: %s", run.label, exc)
-        _close(run, ERRORED, str(exc), Progress.PROGRESS_HAS_ERROR)
-        tell_after_task(run, ExecutionResult(status="ERROR", error=str(exc)))
-        return Failed(name=ERRORED, message=f"{run.label}: {exc}")
-    message = f"{run.label}: {len(result.files)} files, {result.bytes} bytes delivered" + (
-        f", {len(result.skipped)} skipped" if result.skipped else ""
-    )
-    _close(run, DELIVERED, message, Progress.PROGRESS_UNSPECIFIED, result)
-    tell_after_task(run, ExecutionResult(status="SUCCESS", details=dict(run.summary)))
-    return Completed(name=DELIVERED, message=message, data=_result_data(run, result))
+    return run_hooked(TransferSkeleton(run))
 
 
 def _result_data(run: TransferRun, result: TransferResult) -> dict[str, Any]:
@@ -274,44 +316,19 @@ def _close(
     message: str,
     flags: Progress,
     result: TransferResult | None = None,
-) -> State[Any]:
+) -> None:
+    """The execution record's outcome, with every flag not yet written (durable)."""
     run.flags |= flags
     with session_scope(run.config.database_url) as session:
         executions.finish(
             session,
             run.execution_id,
             outcome,
-            flags=flags,
+            flags=flags | run._unwritten,
             message=message,
             files=len(result.files) if result else 0,
             nbytes=result.bytes if result else 0,
             skipped=len(result.skipped) if result else 0,
             file_metadata=run.callbacks.stored,
         )
-    return Failed(name=outcome, message=message)
-
-
-def _post_hooks(
-    run: TransferRun,
-    drivers: list[HookBase],
-    context: HookContext,
-    pre_data: list[Any],
-    state: State[Any],
-) -> State[Any]:
-    """Hook drivers see a transfer as ACTIVE (delivered) or ERRORED; they may overrule it."""
-    ok = state.is_completed()
-    data = state.result(raise_on_failure=False) if ok else None
-    before = ActionResults(
-        status=Status.ACTIVE if ok else Status.ERRORED,
-        resource=data if isinstance(data, dict) else None,
-        error=None if ok else state.message,
-        refused=state.name in (VETOED, REFUSED),
-    )
-    try:
-        after = run_post_hooks(run.label, drivers, context, "transfer", pre_data, before)
-    except Exception as exc:
-        return Failed(name=ERRORED, message=f"{run.label}: post hook failed: {exc}")
-    if ok and not after.succeeded:
-        reason = after.error or after.message or "a post hook marked it failed"
-        return Failed(name=ERRORED, message=f"{run.label}: {reason}")
-    return state
+    run._unwritten = Progress.PROGRESS_UNSPECIFIED

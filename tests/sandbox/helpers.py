@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from storeflow.sandbox.definitions import CallbackDefinition
-from storeflow.sandbox.models import CallOutcome, Language, NodeInfo, Stage
+from storeflow.sandbox.models import CallOutcome, NodeInfo, Stage
 from storeflow.sandbox.settings import SandboxSettings
 from storeflow.sandbox.stages import CallbackSet
 
@@ -13,14 +13,14 @@ def node_for(path: Path, **metadata: str) -> NodeInfo:
 
 
 def one_callback(
-    language: Language, source: str, stage: Stage = Stage.FILTER, name: str = "cb"
+    language: str, source: str, stage: Stage = Stage.FILTER, name: str = "cb"
 ) -> CallbackDefinition:
     return CallbackDefinition(name=name, language=language, stage=stage, source=source)
 
 
 def run_one(
     settings: SandboxSettings,
-    language: Language,
+    language: str,
     source: str,
     node: NodeInfo,
     stage: Stage = Stage.FILTER,

@@ -2,7 +2,8 @@
 
 Flows take the name of a saved StoreflowConfig document (parameter
 `config`); without one they build it from the environment, so the CLI and
-the tests need no Prefect API to find their configuration.
+the tests need no Prefect API to find their configuration.  Its fields are
+models/config.py's Config's, each part a Block (saved documents reference them).
 """
 
 import os
@@ -15,10 +16,11 @@ from storeflow.blocks.hooks import HookDriversBlock
 from storeflow.blocks.nfs import NfsBlock
 from storeflow.blocks.samba import SambaBlock
 from storeflow.blocks.storage import StorageBlock
+from storeflow.models.config import Config
 from storeflow.models.settings import CONFIG_BLOCK_ENV
 
 
-class StoreflowConfig(Block):
+class StoreflowConfig(Block, Config):
     _block_type_name = "Storeflow Config"
     _block_type_slug = "storeflow-config"
     _description = "Storage, database and hook drivers for storeflow's flows."
@@ -28,10 +30,6 @@ class StoreflowConfig(Block):
     hooks: HookDriversBlock = Field(default_factory=HookDriversBlock)
     samba: SambaBlock = Field(default_factory=SambaBlock)
     nfs: NfsBlock = Field(default_factory=NfsBlock)
-
-    @property
-    def database_url(self) -> str:
-        return self.database.url_value()
 
 
 def resolve_config(name: str | None = None) -> StoreflowConfig:

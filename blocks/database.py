@@ -1,24 +1,14 @@
-"""The resource database."""
+"""The resource database, as a Block."""
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
 
-from storeflow.models.settings import default_database_url
-
-
-def _default_url() -> SecretStr:
-    return SecretStr(default_database_url())
+from storeflow.models.config import DatabaseSettings
 
 
-class DatabaseBlock(Block):
-    """SQLAlchemy URL of the resource database (SQLite file or PostgreSQL)."""
+class DatabaseBlock(Block, DatabaseSettings):
+    """SQLAlchemy URL of the resource database (SQLite file or PostgreSQL); the fields
+    are models/config.py's DatabaseSettings' own."""
 
     _block_type_name = "Storeflow Database"
     _block_type_slug = "storeflow-database"
     _description = "SQLAlchemy URL of storeflow's resource database."
-
-    # A secret: PostgreSQL URLs carry passwords.
-    url: SecretStr = Field(default_factory=_default_url, description="SQLAlchemy database URL.")
-
-    def url_value(self) -> str:
-        return self.url.get_secret_value()

@@ -3,231 +3,121 @@
 Each verb runs its flow in this process on the embedded default, or, with
 --submit, creates a run of the deployment on the Prefect server that
 PREFECT_API_URL names. Every verb a script might parse has --json.
+
+One group per resource kind in the registry (tasks/kinds.py): the verbs written by
+hand (cli/spaces.py, cli/replicas.py, cli/exposers.py) completed with those the
+record implies (cli/kinds.py).  Reading (`--help`, `list`, `show`, `schema`,
+`callback run`) imports neither Prefect nor a flow: a verb imports its flow when it
+runs one, and the groups in LAZY are imported when their verb is used.
 """
 
 import json
 from collections.abc import Callable
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import typer
 import typer.main
-from pydantic import BaseModel
 from rich.table import Table
+from typer.core import TyperGroup
 
-from storeflow.cli.callbacks import callback_app
 from storeflow.cli.common import (
     ConfigOption,
-    EtagOption,
     JsonOption,
     SubmitOption,
-    add_delete_verb,
-    add_list_verb,
-    add_show_verb,
-    etag_or_current,
     fail,
     guarded,
     launch,
-    list_kind,
-    lookup,
     out,
     report,
-    show_one,
-    show_resources,
-    spec,
 )
 from storeflow.cli.exposers import exposer_app
-from storeflow.cli.files import file_app
+from storeflow.cli.kinds import group_name, mount_kinds
 from storeflow.cli.replicas import profile_app, provider_app, replica_app
-from storeflow.cli.runner import run_here
-from storeflow.cli.transfers import transfer_app
+from storeflow.cli.spaces import snapshot_app, space_app, template_app
 from storeflow.cli.warm.cli import warm_app
-from storeflow.flows import reconcile as reconcile_flows
-from storeflow.flows.periodic_hooks import periodic_hooks
-from storeflow.flows.snapshots import snapshot_create, snapshot_delete
-from storeflow.flows.spaces import space_create, space_delete, space_update
-from storeflow.flows.templates import template_create, template_delete, template_update
-from storeflow.models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
-from storeflow.models.schemas import (
-    SnapshotSpec,
-    SpaceSpec,
-    SpaceUpdate,
-    TemplateSpec,
-    TemplateUpdate,
-)
+from storeflow.models.errors import StoreflowError
+from storeflow.tasks import kinds
+
+#: Groups imported only when their verb runs, with the help `storeflow --help` shows
+#: for them meanwhile (tests/test_cli.py checks it against the group's own): what
+#: they import (the sandbox, the transfer engine, Prefect) no listing should pay for.
+LAZY: dict[str, tuple[str, str]] = {
+    "callback": (
+        "storeflow.cli.callbacks:callback_app",
+        "Run Nodeum-style user callbacks in the sandbox.",
+    ),
+    "transfer": (
+        "storeflow.cli.transfers:transfer_app",
+        "Open Task Framework transfers (local, SMB, NFS) with callbacks.",
+    ),
+    "file": ("storeflow.cli.files:file_app", "The file catalog: files listeners work on."),
+    "listener": (
+        "storeflow.cli.listeners:listener_app",
+        "Listeners: extractors known by their RabbitMQ heartbeats.",
+    ),
+}
+
+#: The groups whose verbs are written by hand, by group name.
+TAILORED: dict[str, typer.Typer] = {
+    "space": space_app,
+    "snapshot": snapshot_app,
+    "template": template_app,
+    "exposer": exposer_app,
+    "provider": provider_app,
+    "replica": replica_app,
+    "profile": profile_app,
+}
+
+
+class StoreflowGroup(TyperGroup):
+    """The top-level group: the LAZY groups join it when first asked for by name."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return names + [name for name in LAZY if name not in names]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in self.commands or cmd_name not in LAZY:
+            return super().get_command(ctx, cmd_name)
+        if self._listing:  # a help listing needs the name and help only
+            return TyperGroup(name=cmd_name, help=LAZY[cmd_name][1])
+        return self.load(cmd_name)
+
+    def load(self, name: str) -> Any:
+        module, _, attribute = LAZY[name][0].partition(":")
+        sub_app = getattr(__import__(module, fromlist=[attribute]), attribute)
+        group = typer.main.get_group(sub_app)
+        group.name = name
+        self.commands[name] = group
+        return group
+
+    def load_all(self) -> None:
+        for name in LAZY:
+            if name not in self.commands:
+                self.load(name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 app = typer.Typer(
     name="storeflow",
     help="Storage operations and data movement as Prefect flows.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=StoreflowGroup,
 )
-space_app = typer.Typer(help="Spaces: directory trees with a quota.", no_args_is_help=True)
-snapshot_app = typer.Typer(help="Read-only snapshots of spaces.", no_args_is_help=True)
-template_app = typer.Typer(help="Templates installed into new spaces.", no_args_is_help=True)
 hooks_app = typer.Typer(help="Hook drivers.", no_args_is_help=True)
-app.add_typer(space_app, name="space")
-app.add_typer(snapshot_app, name="snapshot")
-app.add_typer(template_app, name="template")
+mount_kinds(app, TAILORED)
 app.add_typer(hooks_app, name="hooks")
-app.add_typer(callback_app, name="callback")
-app.add_typer(transfer_app, name="transfer")
-app.add_typer(exposer_app, name="exposer")
-app.add_typer(provider_app, name="provider")
-app.add_typer(replica_app, name="replica")
-app.add_typer(profile_app, name="profile")
 app.add_typer(warm_app, name="warm")
-app.add_typer(file_app, name="file")
-
-# -- spaces -------------------------------------------------------------------------
-
-
-@space_app.command("create")
-def space_create_cmd(
-    name: str,
-    quota: str = typer.Option("0", help="Quota, e.g. 10G; 0 means no limit."),
-    template: str | None = typer.Option(None, help="Template to install."),
-    config: str | None = ConfigOption,
-    submit_run: bool = SubmitOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Create a space."""
-    s = spec(SpaceSpec, {"name": name, "quota": quota, "template": template}, "space")
-    launch(space_create, {"spec": s, "config": config}, submit_run, as_json)
-
-
-@space_app.command("update")
-def space_update_cmd(
-    name: str,
-    rename: str | None = typer.Option(None, help="New name."),
-    quota: str | None = typer.Option(None, help="New quota; 0 removes the limit."),
-    uninstall_template: bool = typer.Option(False, help="Remove the unchanged template."),
-    etag: int | None = EtagOption,
-    config: str | None = ConfigOption,
-    submit_run: bool = SubmitOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Rename, resize or uninstall the template of a space."""
-    changes = spec(
-        SpaceUpdate,
-        {"rename": rename, "quota": quota, "uninstall_template": uninstall_template},
-        "space",
-    )
-    etag = etag_or_current(etag, "space", name, config)
-    params = {"name": name, "etag": etag, "changes": changes, "config": config}
-    launch(space_update, params, submit_run, as_json)
-
-
-@space_app.command("delete")
-def space_delete_cmd(
-    name: str,
-    force: bool = typer.Option(False, help="Delete even if the space holds data."),
-    etag: int | None = EtagOption,
-    config: str | None = ConfigOption,
-    submit_run: bool = SubmitOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Delete a space."""
-    etag = etag_or_current(etag, "space", name, config)
-    params = {"name": name, "etag": etag, "force": force, "config": config}
-    launch(space_delete, params, submit_run, as_json)
-
-
-# -- snapshots ----------------------------------------------------------------------
-
-
-add_list_verb(space_app, "space", ["quota", "used", "template", "message"], "List spaces.")
-add_show_verb(space_app, "space", "Show one space.")
-
-
-@snapshot_app.command("create")
-def snapshot_create_cmd(
-    space: str,
-    name: str,
-    mode: str = typer.Option("auto", help="auto, reflink, hardlink or copy."),
-    config: str | None = ConfigOption,
-    submit_run: bool = SubmitOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Snapshot a space."""
-    s = spec(SnapshotSpec, {"space": space, "name": name, "mode": mode}, "snapshot")
-    launch(snapshot_create, {"spec": s, "config": config}, submit_run, as_json)
-
-
-@snapshot_app.command("delete")
-def snapshot_delete_cmd(
-    space: str,
-    name: str,
-    etag: int | None = EtagOption,
-    config: str | None = ConfigOption,
-    submit_run: bool = SubmitOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Delete a snapshot."""
-    etag = etag_or_current(etag, "snapshot", name, config, space)
-    params = {"space": space, "name": name, "etag": etag, "config": config}
-    launch(snapshot_delete, params, submit_run, as_json)
-
-
-@snapshot_app.command("list")
-def snapshot_list_cmd(
-    space: str | None = typer.Argument(None, help="Only this space's snapshots."),
-    config: str | None = ConfigOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """List snapshots."""
-    show_resources(list_kind("snapshot", config, space), as_json, ["mode", "files", "message"])
-
-
-@snapshot_app.command("show")
-def snapshot_show_cmd(
-    space: str, name: str, config: str | None = ConfigOption, as_json: bool = JsonOption
-) -> None:
-    """Show one snapshot."""
-    show_one(lookup("snapshot", name, config, space), as_json)
-
-
-# -- templates ----------------------------------------------------------------------
-
-
-@template_app.command("create")
-def template_create_cmd(
-    name: str,
-    source: Path = typer.Option(..., help="Directory to copy into the template store."),
-    config: str | None = ConfigOption,
-    submit_run: bool = SubmitOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Create a template from a directory."""
-    s = spec(TemplateSpec, {"name": name, "source": source.absolute()}, "template")
-    launch(template_create, {"spec": s, "config": config}, submit_run, as_json)
-
-
-@template_app.command("update")
-def template_update_cmd(
-    name: str,
-    rename: str | None = typer.Option(None, help="New name within the store."),
-    source: Path | None = typer.Option(None, help="Replace from this directory."),
-    etag: int | None = EtagOption,
-    config: str | None = ConfigOption,
-    submit_run: bool = SubmitOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Rename a template or replace its tree."""
-    changes = spec(
-        TemplateUpdate,
-        {"rename": rename, "source": source.absolute() if source else None},
-        "template",
-    )
-    etag = etag_or_current(etag, "template", name, config)
-    params = {"name": name, "etag": etag, "changes": changes, "config": config}
-    launch(template_update, params, submit_run, as_json)
-
-
-add_delete_verb(template_app, "template", template_delete, "Delete a template from the store.")
-add_list_verb(template_app, "template", ["used", "files", "message"], "List templates.")
-add_show_verb(template_app, "template", "Show one template.")
 
 
 # -- whole-system verbs --------------------------------------------------------------
@@ -240,10 +130,13 @@ def reconcile_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Bring the database up to date with the filesystem."""
+    from storeflow.cli.runner import run_here
+    from storeflow.flows.reconcile import reconcile
+
     if submit_run:
-        launch(reconcile_flows.reconcile, {"config": config}, True, as_json)
+        launch(reconcile, {"config": config}, True, as_json)
         return
-    outcome = guarded(lambda: run_here(reconcile_flows.reconcile, config=config))
+    outcome = guarded(lambda: run_here(reconcile, config=config))
     changes = [change.row() for change in outcome.result or []]
     if as_json:
         print(json.dumps({**outcome.as_dict(), "result": changes}, default=str))
@@ -259,25 +152,24 @@ def reconcile_cmd(
 @hooks_app.command("periodic")
 def periodic_cmd(config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """Run every hook driver's periodic hook once."""
+    from storeflow.cli.runner import run_here
+    from storeflow.flows.periodic_hooks import periodic_hooks
+
     report(guarded(lambda: run_here(periodic_hooks, config=config)), as_json)
 
 
 @app.command("schema")
 def schema_cmd(
-    kind: str = typer.Argument(..., help="space, snapshot, template, provider, replica, profile"),
+    kind: str = typer.Argument(
+        ..., help=f"The kind: {', '.join(k.name for k in kinds.BUILTIN)}, or a plugin's."
+    ),
 ) -> None:
     """Print the JSON Schema of a kind's spec."""
-    models: dict[str, type[BaseModel]] = {
-        "space": SpaceSpec,
-        "snapshot": SnapshotSpec,
-        "template": TemplateSpec,
-        "provider": ProviderSpec,
-        "replica": ReplicaSpec,
-        "profile": ProfileSpec,
-    }
-    if kind not in models:
-        fail(f"kind: {kind!r} is not one of {', '.join(models)}")
-    print(json.dumps(models[kind].model_json_schema(), indent=2))
+    try:
+        model = kinds.get(kind).spec
+    except StoreflowError as exc:
+        fail(str(exc))
+    print(json.dumps(model.model_json_schema(), indent=2))
 
 
 @app.command("demo")
@@ -292,11 +184,32 @@ def demo_cmd(as_json: bool = JsonOption) -> None:
 
 
 @cache
-def command() -> Callable[..., Any]:
-    """The click command Typer builds from `app`: built once per process, since Typer
-    rebuilds it (inspecting every verb's signature) on each `app()` call: ~20 ms, which
-    a warm runner's children would otherwise pay for every command."""
+def _command_for(groups: tuple[str, ...]) -> Callable[..., Any]:
+    mount_kinds(app, TAILORED)  # kinds registered since this module was imported
     return typer.main.get_command(app)
+
+
+def command() -> Callable[..., Any]:
+    """The click command Typer builds from `app`: built once per process (and again
+    only when a kind is registered later), since Typer rebuilds it (inspecting every
+    verb's signature) on each `app()` call: ~20 ms, which a warm runner's children
+    would otherwise pay for every command."""
+    return _command_for(tuple(dict.fromkeys(group_name(k) for k in kinds.all_kinds())))
+
+
+def preload() -> None:
+    """Import now what any verb can import: the LAZY groups, every kind's flows, the
+    runner.  For the warm runner, whose children (one per command) then import nothing."""
+    built = command()
+    assert isinstance(built, StoreflowGroup)
+    built.load_all()
+    for kind in kinds.all_kinds():
+        for action in kind.actions:
+            kind.flow(action)
+    import storeflow.cli.runner
+    import storeflow.flows.periodic_hooks
+    import storeflow.flows.reconcile
+    import storeflow.models.repository  # noqa: F401
 
 
 def main(args: list[str] | None = None) -> None:

@@ -3,25 +3,32 @@ flow, reading resources and printing them.
 
 cli/app.py and the sub-apps it mounts (cli/replicas.py, ...) import from here, so
 a sub-app can use these helpers at import time without importing cli/app.py.
+
+Importing this module imports neither Prefect nor the database layer: a verb that
+reads (`list`, `show`) imports SQLAlchemy when it runs, and only a verb that runs a
+flow imports Prefect (cli/runner.py) and the flow.
 """
 
 import json
 import os
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from prefect import Flow
 from rich.console import Console
 from rich.table import Table
 
-from storeflow.blocks.config import resolve_config
-from storeflow.cli.runner import RunOutcome, run_here, submit
-from storeflow.models import repository
-from storeflow.models.db import session_scope
+from storeflow.models.config import Config
 from storeflow.models.errors import StoreflowError
 from storeflow.models.names import format_size
 from storeflow.models.schemas import ResourceView, parse_spec
+from storeflow.models.settings import CONFIG_BLOCK_ENV
+from storeflow.tasks import kinds
+
+if TYPE_CHECKING:
+    from prefect import Flow
+
+    from storeflow.cli.runner import RunOutcome
 
 _consoles: dict[tuple[int, bool], Console] = {}
 
@@ -62,14 +69,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def guarded(fn: Callable[[], RunOutcome]) -> RunOutcome:
+def guarded(fn: "Callable[[], RunOutcome]") -> "RunOutcome":
     try:
         return fn()
     except StoreflowError as exc:
         fail(str(exc))
 
 
-def report(outcome: RunOutcome, as_json: bool) -> None:
+def report(outcome: "RunOutcome", as_json: bool) -> None:
     if as_json:
         print(json.dumps(outcome.as_dict(), default=str))
     elif outcome.ok:
@@ -85,9 +92,28 @@ def report(outcome: RunOutcome, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
+def read_config(name: str | None) -> Config:
+    """The configuration a read-only verb needs: the saved StoreflowConfig block that
+    --config (or $STOREFLOW_CONFIG_BLOCK) names, which imports Prefect to load it; else
+    the environment's, which does not."""
+    if name or os.environ.get(CONFIG_BLOCK_ENV):
+        from storeflow.blocks.config import resolve_config
+
+        return resolve_config(name)
+    return Config()
+
+
+def flow_of(kind: str, action: str) -> "Flow[..., Any]":
+    """The flow of a kind's action, imported now (with Prefect), not when the CLI starts."""
+    flow: Flow[..., Any] = kinds.get(kind).flow(action)
+    return flow
+
+
 def launch(
-    flow: Flow[..., Any], parameters: dict[str, Any], do_submit: bool, as_json: bool
+    flow: "Flow[..., Any]", parameters: dict[str, Any], do_submit: bool, as_json: bool
 ) -> None:
+    from storeflow.cli.runner import run_here, submit
+
     if do_submit:
         wire = json.loads(json.dumps(parameters, default=_jsonable))
         report(guarded(lambda: submit(flow, wire)), as_json)
@@ -111,11 +137,15 @@ def etag_or_current(
 def lookup(
     kind: str, name: str, config: str | None, scope_space: str | None = None
 ) -> ResourceView:
+    """One resource; `scope_space` names the parent it lives in (a snapshot's space)."""
+    from storeflow.models import repository
+    from storeflow.models.db import session_scope
+
     try:
-        with session_scope(resolve_config(config).database_url) as session:
+        with session_scope(read_config(config).database_url) as session:
             scope = ""
             if scope_space is not None:
-                scope = str(repository.find(session, "space", scope_space).id)
+                scope = str(repository.find(session, _parent_kind(kind), scope_space).id)
             return repository.find(session, kind, name, scope)
     except StoreflowError as exc:
         fail(str(exc))
@@ -167,12 +197,25 @@ def _field(row: ResourceView, column: str) -> str:
 
 
 def list_kind(kind: str, config: str | None, parent: str | None = None) -> list[ResourceView]:
+    """A kind's resources; `parent` keeps those inside it (a space's snapshots, replicas)."""
+    from storeflow.models import repository
+    from storeflow.models.db import session_scope
+
     try:
-        with session_scope(resolve_config(config).database_url) as session:
-            parent_id = repository.find(session, "space", parent).id if parent else None
-            return repository.list_kind(session, kind, parent_id=parent_id)
+        with session_scope(read_config(config).database_url) as session:
+            found = repository.find(session, _parent_kind(kind), parent) if parent else None
+            return repository.list_kind(session, kind, parent_id=found.id if found else None)
     except StoreflowError as exc:
         fail(str(exc))
+
+
+def _parent_kind(kind: str) -> str:
+    # Replicas and profiles are filed under their space without the registry naming a
+    # parent (they are not scoped by it: their names are unique system-wide).
+    try:
+        return kinds.get(kind).parent or "space"
+    except StoreflowError:
+        return "space"
 
 
 def show_one(row: ResourceView, as_json: bool) -> None:
@@ -180,34 +223,3 @@ def show_one(row: ResourceView, as_json: bool) -> None:
         print(row.model_dump_json())
     else:
         out().print_json(row.model_dump_json())
-
-
-def add_show_verb(app: typer.Typer, kind: str, help: str) -> None:
-    """`KIND show NAME [--json]` for a top-level kind."""
-
-    @app.command("show", help=help)
-    def show(name: str, config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
-        show_one(lookup(kind, name, config), as_json)
-
-
-def add_list_verb(app: typer.Typer, kind: str, columns: list[str], help: str) -> None:
-    """`KIND list [--json]`: a table with the given columns, or JSON."""
-
-    @app.command("list", help=help)
-    def list_(config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
-        show_resources(list_kind(kind, config), as_json, columns)
-
-
-def add_delete_verb(app: typer.Typer, kind: str, flow: Flow[..., Any], help: str) -> None:
-    """`KIND delete NAME [--etag N]`, run by the kind's delete flow."""
-
-    @app.command("delete", help=help)
-    def delete(
-        name: str,
-        etag: int | None = EtagOption,
-        config: str | None = ConfigOption,
-        submit_run: bool = SubmitOption,
-        as_json: bool = JsonOption,
-    ) -> None:
-        etag = etag_or_current(etag, kind, name, config)
-        launch(flow, {"name": name, "etag": etag, "config": config}, submit_run, as_json)

@@ -55,10 +55,8 @@ def _rules(protocol: str, values: list[str]) -> list[dict[str, Any]]:
     return rules
 
 
-def _launch(flow_name: str, params: dict[str, Any], submit: bool, as_json: bool) -> None:
-    from storeflow.flows import exposers
-
-    cli.launch(getattr(exposers, flow_name), params, submit, as_json)
+def _launch(kind: str, action: str, params: dict[str, Any], submit: bool, as_json: bool) -> None:
+    cli.launch(cli.flow_of(kind, action), params, submit, as_json)
 
 
 @exposer_app.command("create")
@@ -95,7 +93,7 @@ def create_cmd(
     else:
         data |= {"clients": _rules("nfs", allow), "pseudo": pseudo}
         spec = cli.spec(NfsExposerSpec, data, kind)
-    _launch(f"{protocol}_exposer_create", {"spec": spec, "config": config}, submit_run, as_json)
+    _launch(kind, "create", {"spec": spec, "config": config}, submit_run, as_json)
 
 
 @exposer_app.command("update")
@@ -122,7 +120,7 @@ def update_cmd(
         changes = cli.spec(NfsExposerUpdate, {"rename": rename, "pseudo": pseudo}, kind)
     etag = cli.etag_or_current(etag, kind, name, config)
     params = {"name": name, "etag": etag, "changes": changes, "config": config}
-    _launch(f"{protocol}_exposer_update", params, submit_run, as_json)
+    _launch(kind, "update", params, submit_run, as_json)
 
 
 @exposer_app.command("delete")
@@ -138,7 +136,7 @@ def delete_cmd(
     kind = _kind(protocol)
     etag = cli.etag_or_current(etag, kind, name, config)
     params = {"name": name, "etag": etag, "config": config}
-    _launch(f"{protocol}_exposer_delete", params, submit_run, as_json)
+    _launch(kind, "delete", params, submit_run, as_json)
 
 
 @exposer_app.command("allow")
@@ -162,7 +160,7 @@ def allow_cmd(
         rule = cli.spec(NfsClientRule, data, f"{kind}.rule")
     etag = cli.etag_or_current(etag, kind, name, config)
     params = {"name": name, "etag": etag, "rule": rule, "config": config}
-    _launch(f"{protocol}_exposer_allow", params, submit_run, as_json)
+    _launch(kind, "allow", params, submit_run, as_json)
 
 
 @exposer_app.command("deny")
@@ -180,7 +178,7 @@ def deny_cmd(
     etag = cli.etag_or_current(etag, kind, name, config)
     target = {"to": to} if protocol == "cifs" else {"client": to}
     params = {"name": name, "etag": etag, **target, "config": config}
-    _launch(f"{protocol}_exposer_deny", params, submit_run, as_json)
+    _launch(kind, "deny", params, submit_run, as_json)
 
 
 @exposer_app.command("list")

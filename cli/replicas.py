@@ -5,6 +5,8 @@ option maps onto a field of the specs in models/replicas.py and is validated the
 (`spec()`), so bad input is one line naming the field, exit 2, and nothing runs.
 `replica sync` and `profile tier` run one pass now, through the same flows the schedules
 run (`replica-sync`, `profile-tier`); with --submit, as a run of their deployment.
+list, show and delete, where not written here, are cli/kinds.py's, from the registry;
+flows are imported when a verb runs.
 """
 
 import re
@@ -12,16 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from prefect import Flow
 
 from storeflow.cli.common import (
     ConfigOption,
     JsonOption,
     SubmitOption,
-    add_delete_verb,
-    add_list_verb,
-    add_show_verb,
     fail,
+    flow_of,
     guarded,
     launch,
     list_kind,
@@ -31,11 +30,8 @@ from storeflow.cli.common import (
     show_resources,
     spec,
 )
-from storeflow.cli.runner import run_here
-from storeflow.flows.profiles import profile_create, profile_delete, profile_tier
-from storeflow.flows.providers import provider_create, provider_delete
-from storeflow.flows.replicas import replica_create, replica_delete, replica_sync
 from storeflow.models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
+from storeflow.tasks import kinds
 
 provider_app = typer.Typer(
     help="Providers: remote endpoints (local directory, SMB share, NFS export) for replicas.",
@@ -76,9 +72,13 @@ def schedule(interval: str | None, cron: str | None) -> dict[str, Any] | None:
 
 
 def run_now(
-    flow: Flow[..., Any], name: str, config: str | None, submit: bool, as_json: bool
+    kind: str, action: str, name: str, config: str | None, submit: bool, as_json: bool
 ) -> None:
-    """One run of a scheduled flow; says what it moved."""
+    """One run of a kind's scheduled flow (`replica sync`); says what it moved."""
+    from storeflow.cli.runner import run_here
+
+    lookup(kind, name, config)  # a missing resource is bad input (exit 2), not a run
+    flow = flow_of(kind, action)
     params = {"name": name, "config": config}
     if submit or as_json:
         launch(flow, params, submit, as_json)
@@ -119,7 +119,7 @@ def provider_create_cmd(
         directory = str(Path(directory).absolute())
     data = {"name": name, "protocol": protocol, "directory": directory, "block": block}
     s = spec(ProviderSpec, data, "provider")
-    launch(provider_create, {"spec": s, "config": config}, submit_run, as_json)
+    launch(flow_of("provider", "create"), {"spec": s, "config": config}, submit_run, as_json)
 
 
 # -- replicas ----------------------------------------------------------------------------
@@ -154,7 +154,7 @@ def replica_create_cmd(
         "schedule": schedule(interval, cron),
     }
     s = spec(ReplicaSpec, data, "replica")
-    launch(replica_create, {"spec": s, "config": config}, submit_run, as_json)
+    launch(flow_of("replica", "create"), {"spec": s, "config": config}, submit_run, as_json)
 
 
 @replica_app.command("list")
@@ -165,8 +165,7 @@ def replica_list_cmd(
 ) -> None:
     """List replicas."""
     rows = list_kind("replica", config, space)
-    columns = ["space", "provider", "direction", "schedule", "last_run", "message"]
-    show_resources(rows, as_json, columns)
+    show_resources(rows, as_json, list(kinds.get("replica").columns))
 
 
 @replica_app.command("sync")
@@ -177,8 +176,7 @@ def replica_sync_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Sync a replica once now: copy what is missing or different; never delete."""
-    lookup("replica", name, config)  # a missing replica is bad input (exit 2), not a run
-    run_now(replica_sync, name, config, submit_run, as_json)
+    run_now("replica", "sync", name, config, submit_run, as_json)
 
 
 # -- profiles ----------------------------------------------------------------------------
@@ -237,7 +235,7 @@ def profile_create_cmd(
         "schedule": schedule(interval, cron),
     }
     s = spec(ProfileSpec, data, "profile")
-    launch(profile_create, {"spec": s, "config": config}, submit_run, as_json)
+    launch(flow_of("profile", "create"), {"spec": s, "config": config}, submit_run, as_json)
 
 
 @profile_app.command("tier")
@@ -248,31 +246,4 @@ def profile_tier_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Run one tiering pass now: each rule moves its files one pool down."""
-    lookup("profile", name, config)  # a missing profile is bad input (exit 2), not a run
-    run_now(profile_tier, name, config, submit_run, as_json)
-
-
-add_delete_verb(
-    provider_app, "provider", provider_delete, "Delete a provider (refused while replicas use it)."
-)
-add_list_verb(
-    provider_app, "provider", ["protocol", "directory", "block", "message"], "List providers."
-)
-add_show_verb(provider_app, "provider", "Show one provider.")
-add_delete_verb(
-    replica_app,
-    "replica",
-    replica_delete,
-    "Delete a replica and its schedule (the data on both sides stays).",
-)
-add_show_verb(replica_app, "replica", "Show one replica (its last sync is in state.last).")
-add_delete_verb(
-    profile_app,
-    "profile",
-    profile_delete,
-    "Delete a profile and its schedule (the pools and their files stay).",
-)
-add_list_verb(
-    profile_app, "profile", ["pools", "schedule", "last_run", "message"], "List profiles."
-)
-add_show_verb(profile_app, "profile", "Show one profile (its last pass is in state.last).")
+    run_now("profile", "tier", name, config, submit_run, as_json)

@@ -19,9 +19,21 @@ from typing import Any
 from pydantic import BaseModel
 
 from storeflow.models.errors import InvalidInput
-from storeflow.models.exposers import CifsExposerSpec, NfsExposerSpec
+from storeflow.models.exposers import (
+    CifsExposerSpec,
+    CifsExposerUpdate,
+    NfsExposerSpec,
+    NfsExposerUpdate,
+)
 from storeflow.models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
-from storeflow.models.schemas import ResourceView, SnapshotSpec, SpaceSpec, TemplateSpec
+from storeflow.models.schemas import (
+    ResourceView,
+    SnapshotSpec,
+    SpaceSpec,
+    SpaceUpdate,
+    TemplateSpec,
+    TemplateUpdate,
+)
 
 ENTRY_POINT_GROUP = "storeflow.kinds"
 
@@ -49,6 +61,11 @@ class ResourceKind:
     parent: the kind this one lives inside (snapshots live in a space).
     reconcile: 'module:function' bringing this kind's records up to date with the real
         system (several kinds may share one).
+    changes: the model an update takes (`storeflow KIND update --changes` checks it).
+    command: the CLI group holding the kind's verbs (default: the kind's name); kinds
+        sharing a hand-written group (`exposer cifs|nfs ...`) name it.
+    verb_help: the CLI's help of a verb built from this record, where the default
+        ("List spaces.", "Show one space.", "Delete a space.") says too little.
     """
 
     name: str
@@ -61,6 +78,9 @@ class ResourceKind:
     parent: str | None = None
     reconcile: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    changes: type[BaseModel] | None = None
+    command: str | None = None
+    verb_help: dict[str, str] = field(default_factory=dict)
 
     @property
     def identifier(self) -> str:
@@ -102,6 +122,7 @@ BUILTIN: tuple[ResourceKind, ...] = (
         operations="storeflow.tasks.spaces",
         flows="storeflow.flows.spaces",
         columns=("quota", "used", "template", "message"),
+        changes=SpaceUpdate,
         reconcile="storeflow.tasks.reconcile:reconcile_directories",
     ),
     ResourceKind(
@@ -122,12 +143,16 @@ BUILTIN: tuple[ResourceKind, ...] = (
         operations="storeflow.tasks.templates",
         flows="storeflow.flows.templates",
         columns=("used", "files", "message"),
+        changes=TemplateUpdate,
+        verb_help={"delete": "Delete a template from the store."},
         reconcile="storeflow.tasks.reconcile:reconcile_directories",
     ),
     ResourceKind(
         name="cifs-exposer",
         help="CIFS (Samba) shares of spaces.",
         spec=CifsExposerSpec,
+        changes=CifsExposerUpdate,
+        command="exposer",
         operations="storeflow.tasks.exposers.cifs",
         flows="storeflow.flows.exposers",
         actions=("create", "update", "delete", "allow", "deny"),
@@ -138,6 +163,8 @@ BUILTIN: tuple[ResourceKind, ...] = (
         name="nfs-exposer",
         help="NFS exports of spaces.",
         spec=NfsExposerSpec,
+        changes=NfsExposerUpdate,
+        command="exposer",
         operations="storeflow.tasks.exposers.nfs",
         flows="storeflow.flows.exposers",
         actions=("create", "update", "delete", "allow", "deny"),
@@ -151,7 +178,8 @@ BUILTIN: tuple[ResourceKind, ...] = (
         operations="storeflow.tasks.providers",
         flows="storeflow.flows.providers",
         actions=("create", "delete"),
-        columns=("protocol", "message"),
+        columns=("protocol", "directory", "block", "message"),
+        verb_help={"delete": "Delete a provider (refused while replicas use it)."},
     ),
     ResourceKind(
         name="replica",
@@ -160,7 +188,11 @@ BUILTIN: tuple[ResourceKind, ...] = (
         operations="storeflow.tasks.replicas",
         flows="storeflow.flows.replicas",
         actions=("create", "delete", "sync"),
-        columns=("space", "provider", "schedule", "message"),
+        columns=("space", "provider", "direction", "schedule", "last_run", "message"),
+        verb_help={
+            "delete": "Delete a replica and its schedule (the data on both sides stays).",
+            "show": "Show one replica (its last sync is in state.last).",
+        },
     ),
     ResourceKind(
         name="profile",
@@ -169,7 +201,11 @@ BUILTIN: tuple[ResourceKind, ...] = (
         operations="storeflow.tasks.profiles",
         flows="storeflow.flows.profiles",
         actions=("create", "delete", "tier"),
-        columns=("space", "provider", "schedule", "message"),
+        columns=("pools", "schedule", "last_run", "message"),
+        verb_help={
+            "delete": "Delete a profile and its schedule (the pools and their files stay).",
+            "show": "Show one profile (its last pass is in state.last).",
+        },
     ),
 )
 

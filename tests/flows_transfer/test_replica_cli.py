@@ -182,9 +182,7 @@ def test_bad_input_exits_two_naming_the_field_and_changes_nothing(
         "error: provider.protocol:"
     )
     assert "provider.directory: Field required" in bad("provider", "create", "x")
-    assert "needs 'block'" in bad(
-        "provider", "create", "x", "--protocol", "smb", "--directory", "/"
-    )
+    assert "'block'" in bad("provider", "create", "x", "--protocol", "smb", "--directory", "/")
     assert "provider.name:" in bad("provider", "create", "../x", "--directory", where)
 
     replica = ("replica", "create", "r", "--space", "s", "--provider", "p")

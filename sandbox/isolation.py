@@ -9,7 +9,7 @@ import os
 import platform
 import shutil
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from storeflow.sandbox.settings import SandboxSettings
 
@@ -50,7 +50,6 @@ class IsolationLayers:
     landlock_abi: int
     seccomp: bool
     is_root: bool
-    notes: list[str] = field(default_factory=list)
 
     def missing(self, required: Collection[Layer]) -> list[str]:
         """Why each required layer is unavailable here (empty when all are)."""

@@ -110,10 +110,6 @@ class CallbackRequest(BaseModel):
     node: NodeInfo | None = None
     result: ExecutionResult | None = None
 
-    @property
-    def id(self) -> str:
-        return self.task.id
-
     def to_wire(self) -> dict[str, Any]:
         return {
             "id": self.task.id,

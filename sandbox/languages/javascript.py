@@ -37,7 +37,7 @@ class JavaScriptSettings(LanguageSettings):
     open_files: int = Field(256, ge=16, le=4096, description="RLIMIT_NOFILE of deno.")
 
 
-def deno_binary() -> str:
+def _deno_binary() -> str:
     return str(deno.find_deno_bin())
 
 
@@ -51,7 +51,7 @@ class JavaScript(CallbackLanguage[JavaScriptSettings]):
         layers = isolation.probe(settings)
         own = self.section(settings)
         heap_mb = settings.memory_limit_mb
-        binary, host_js = deno_binary(), str(JSWORKER_DIR / "host.js")
+        binary, host_js = _deno_binary(), str(JSWORKER_DIR / "host.js")
         prefix: list[str] = []
         env = dict(_DENO_ENV)
         if layers.bwrap is not None:

@@ -64,7 +64,7 @@ class TransferHandler(abc.ABC):
         this.  Raise ValueError (its message names the field) to refuse the provider.
         """
         if not block:
-            raise ValueError(f"{cls.protocol} providers need 'block' (their credentials)")
+            raise ValueError(f"a provider on {cls.protocol} needs 'block' (its credentials)")
         return {"name": cls.protocol, "block": block}
 
     # -- protocol primitives ----------------------------------------------------------

@@ -84,7 +84,8 @@ def warm_up() -> list[str]:
     # only when a verb runs: every kind's flows, the lazily mounted groups.
     preload()
     warm_up_runs()  # settings, TLS context, Prefect's API schemas, the database's
-    registry()  # every registered transfer protocol: entry points read, modules loaded
+    for protocol in registry().protocols:  # every registered one, with its client library
+        protocol.handler.preload()
     missing = []
     for module in FIRST_RUN_MODULES:
         try:

@@ -56,6 +56,13 @@ class TransferHandler(abc.ABC):
         self.sync_writes = False
 
     @classmethod
+    def preload(cls) -> None:
+        """Import what this protocol loads lazily, for a process that forks workers (the
+        warm runner).  Handlers import heavy client libraries on first use, since
+        validating any definition loads every registered handler."""
+        return None
+
+    @classmethod
     def provider_protocol(cls, block: str | None, directory: str) -> dict[str, Any]:
         """The ``protocol`` object of a provider on this protocol.
 

@@ -16,10 +16,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, cast
 
-import smbclient
-from smbprotocol import MAX_PAYLOAD_SIZE
-from smbprotocol.exceptions import SMBException, SMBOSError
-
 from storeflow.models.transfer import SMBCredentials, SMBDestination, SMBProtocol, SMBSource
 from storeflow.tasks.transfer import smbput
 from storeflow.tasks.transfer.entries import Entry, Kind
@@ -47,6 +43,22 @@ SMBCLIENT_TIMEOUT = 300.0
 SMBCLIENT_MIN_RATE = 1 << 20  # bytes per second
 
 
+def _smb() -> Any:
+    """``smbclient``, imported on first use.  It pulls in spnego and cryptography (0.1 to
+    0.3 s), and validating any definition loads every registered protocol's handler:
+    a local-only transfer must not pay for SMB."""
+    import smbclient
+
+    return smbclient
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """What an SMB call raises for a refused or failed operation."""
+    from smbprotocol.exceptions import SMBException, SMBOSError
+
+    return (SMBException, SMBOSError, OSError, ValueError)
+
+
 def _ns(value: Any) -> int:
     return int(value.timestamp() * 1_000_000) * 1000 if value is not None else _EPOCH_NS
 
@@ -58,6 +70,11 @@ class SMBTransfer(TransferHandler):
     protocol_model = SMBProtocol
     source_model = SMBSource
     destination_model = SMBDestination
+
+    @classmethod
+    def preload(cls) -> None:
+        _smb()
+        _errors()
 
     def __init__(self, spec: Spec) -> None:
         super().__init__(spec)
@@ -91,8 +108,8 @@ class SMBTransfer(TransferHandler):
         with self._lock:
             if not self._registered:
                 try:
-                    smbclient.register_session(c.host, **kwargs)
-                except (SMBException, OSError, ValueError) as exc:
+                    _smb().register_session(c.host, **kwargs)
+                except _errors() as exc:
                     raise self._fail("connect to", f"{c.host}:{c.port}", exc) from exc
                 self._registered = True
         return kwargs
@@ -106,12 +123,12 @@ class SMBTransfer(TransferHandler):
     def _call(self, operation: str, path: str, func: Any, *args: Any, **extra: Any) -> Any:
         try:
             return func(*args, **self._kwargs(), **extra)
-        except (SMBException, SMBOSError, OSError, ValueError) as exc:
+        except _errors() as exc:
             raise self._fail(operation, path, exc) from exc
 
     def scan(self, directory: str) -> Iterator[Entry]:
         items = self._call(
-            "list", directory, lambda **kw: list(smbclient.scandir(self.unc(directory), **kw))
+            "list", directory, lambda **kw: list(_smb().scandir(self.unc(directory), **kw))
         )
         for item in items:
             info = item.smb_info
@@ -135,13 +152,13 @@ class SMBTransfer(TransferHandler):
     def open_read(self, path: str) -> BinaryIO:
         return cast(
             BinaryIO,
-            self._call("open", path, smbclient.open_file, self.unc(path), mode="rb", buffering=0),
+            self._call("open", path, _smb().open_file, self.unc(path), mode="rb", buffering=0),
         )
 
     def open_write(self, path: str) -> BinaryIO:
         return cast(
             BinaryIO,
-            self._call("create", path, smbclient.open_file, self.unc(path), mode="wb", buffering=0),
+            self._call("create", path, _smb().open_file, self.unc(path), mode="wb", buffering=0),
         )
 
     def receive(
@@ -164,7 +181,7 @@ class SMBTransfer(TransferHandler):
         with source.open_read(entry.path) as reader, self.open_write(path) as writer:
             try:
                 pipelined_write(cast(Readable, reader), writer, on_bytes, durable=self.sync_writes)
-            except (SMBException, SMBOSError, OSError, ValueError) as exc:
+            except _errors() as exc:
                 raise self._fail("write", path, exc) from exc
         self.finish_file(path, entry, mode)
 
@@ -190,7 +207,7 @@ class SMBTransfer(TransferHandler):
                     if exc.connect:
                         raise self._fail("connect to", f"{c.host}:{c.port}", exc) from exc
                     raise self._fail("write", path, exc) from exc
-            st = self._call("stat", path, smbclient.stat, self.unc(path))
+            st = self._call("stat", path, _smb().stat, self.unc(path))
             if st.st_size != sent:
                 raise self._fail(
                     "write", path, OSError(f"{st.st_size} bytes arrived of {sent} sent")
@@ -198,7 +215,7 @@ class SMBTransfer(TransferHandler):
             if self.sync_writes:
                 # smbclient does not FLUSH: do it here, as pipelined_write's close does.
                 with self._call(
-                    "flush", path, smbclient.open_file, self.unc(path), mode="ab", buffering=0
+                    "flush", path, _smb().open_file, self.unc(path), mode="ab", buffering=0
                 ) as opened:
                     opened._flush = True
                     opened.flush()
@@ -210,19 +227,19 @@ class SMBTransfer(TransferHandler):
 
     def rename(self, source: str, target: str) -> None:
         self._call(
-            "rename", f"{source} -> {target}", smbclient.replace, self.unc(source), self.unc(target)
+            "rename", f"{source} -> {target}", _smb().replace, self.unc(source), self.unc(target)
         )
 
     def delete(self, path: str) -> None:
-        self._call("delete", path, smbclient.remove, self.unc(path))
+        self._call("delete", path, _smb().remove, self.unc(path))
 
     def make_dirs(self, path: str) -> None:
-        self._call("mkdir", path, smbclient.makedirs, self.unc(path), exist_ok=True)
+        self._call("mkdir", path, _smb().makedirs, self.unc(path), exist_ok=True)
 
     def _stat(self, path: str) -> Any:
         try:
-            return smbclient.lstat(self.unc(path), **self._kwargs())
-        except (SMBException, SMBOSError, OSError, ValueError):
+            return _smb().lstat(self.unc(path), **self._kwargs())
+        except _errors():
             return None
 
     def is_dir(self, path: str) -> bool:
@@ -233,12 +250,12 @@ class SMBTransfer(TransferHandler):
         return self._stat(path) is not None
 
     def set_times(self, path: str, atime_ns: int, mtime_ns: int) -> None:
-        self._call("set times of", path, smbclient.utime, self.unc(path), ns=(atime_ns, mtime_ns))
+        self._call("set times of", path, _smb().utime, self.unc(path), ns=(atime_ns, mtime_ns))
 
     def close(self) -> None:
         with self._lock:
             if self._registered:
-                smbclient.reset_connection_cache(connection_cache=self._cache)
+                _smb().reset_connection_cache(connection_cache=self._cache)
                 self._registered = False
 
 
@@ -259,6 +276,8 @@ def pipelined_write(
     when the source is deleted afterwards; otherwise, like ``smbclient put`` and the
     local handler, the data is left to the server's own write-back.
     """
+    from smbprotocol import MAX_PAYLOAD_SIZE
+
     fd = writer.fd
     conn = fd.connection
     sid = fd.tree_connect.session.session_id

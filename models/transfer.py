@@ -5,6 +5,10 @@ and a list of ``destination`` entries, each naming its ``protocol``.  Every mode
 unknown fields, so a misspelt key is an error that names it, and the JSON Schema of the
 whole definition comes from :func:`definition_json_schema`.
 
+The protocols are not listed here: a source or destination is validated by the models
+its protocol's handler names (see tasks/transfer/registry.py), so a protocol installed
+from another package is as valid, and as documented in the schema, as a built-in one.
+
 Deliberate differences from OTF (its known traps, fixed on purpose):
 
 - ``fileRegex`` must match the WHOLE file name (``re.fullmatch``).  OTF's ``re.match``

@@ -132,6 +132,27 @@ def test_invalid_values_are_explained(patch: Any, message: str) -> None:
         parse_definition(data)
 
 
+def test_unknown_protocol_lists_every_registered_name() -> None:
+    data = json.loads(json.dumps(FULL))
+    data["destination"][1]["protocol"] = {"name": "ftp"}
+    with pytest.raises(DefinitionError) as err:
+        parse_definition(data)
+    message = str(err.value)
+    assert "destination[1]: protocol.name must be one of: local, " in message
+    for name in ("opentaskpy.remotehandlers.local.LocalTransfer", "nfs", "smb"):
+        assert name in message
+
+
+def test_error_paths_leave_out_the_protocol_tag() -> None:
+    data = json.loads(json.dumps(FULL))
+    data["destination"][1]["protocol"]["server"]["hots"] = "x"
+    data["source"]["protocol"]["credentials"]["port"] = 0
+    with pytest.raises(DefinitionError) as err:
+        parse_definition(data)
+    assert "destination[1].protocol.server.hots: unknown field" in str(err.value)
+    assert "source.protocol.credentials.port: Input should be greater than 0" in str(err.value)
+
+
 def test_smb_destination_refuses_mode() -> None:
     data = json.loads(json.dumps(FULL))
     data["destination"][0]["protocol"] = FULL["source"]["protocol"]

@@ -190,13 +190,18 @@ def tell_after_task(run: TransferRun, outcome: ExecutionResult) -> None:
 
 
 @task(name="after-task", cache_policy=NO_CACHE, task_run_name="{run.label}: after-task")
-def after_task(run: TransferRun, outcome: ExecutionResult) -> None:
-    """AFTER_TASK_EXECUTED: told, not asked; a failing callback is logged, not fatal."""
+def after_task(run: TransferRun, outcome: ExecutionResult) -> State[None]:
+    """AFTER_TASK_EXECUTED: told, not asked; a failing callback is logged, not fatal.
+
+    The nodeum seed has no way for this stage to change a movement that already ended,
+    so the transfer's outcome stands; the step's own state records the verdict (named
+    `CallbackFailed`, with the error as its message) so the UI and the API show it."""
     told = run.callbacks.callbacks.after_task(outcome)
     if told.failed:
-        get_run_logger().warning(
-            "AFTER_TASK_EXECUTED callback %s failed: %s", told.failed_callback, told.error
-        )
+        message = f"AFTER_TASK_EXECUTED callback {told.failed_callback} failed: {told.error}"
+        get_run_logger().warning("%s", message)
+        return Completed(name="CallbackFailed", message=message)
+    return Completed(message=f"AFTER_TASK_EXECUTED told {len(told.calls)} callback(s)")
 
 
 # -- the skeleton -------------------------------------------------------------------------

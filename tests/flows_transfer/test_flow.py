@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+from prefect.states import State
 
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.flows.transfers import transfer
@@ -201,29 +205,73 @@ def run(req):
     assert os.listdir(dest) == ["a.txt"]
 
 
+def _after_task_state(state: State[Any], label: str) -> State[Any]:
+    """The after-task step's own final state: where AFTER_TASK_EXECUTED's verdict lands.
+
+    Task runs reach the server as events, a moment after the flow run returns: wait for
+    the step's final state (10 s at most)."""
+    name = f"transfer/{label}: after-task"  # a step of its own when a callback listens
+    only_this_run = TaskRunFilter(
+        flow_run_id=TaskRunFilterFlowRunId(any_=[state.state_details.flow_run_id])
+    )
+    deadline = time.monotonic() + 10
+    seen: dict[str, str | None] = {}
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            tasks = client.read_task_runs(task_run_filter=only_this_run)
+            seen = {t.name: t.state_name for t in tasks}
+            after = next((t for t in tasks if t.name == name), None)
+            if after is not None and after.state is not None and after.state.is_final():
+                return after.state
+            time.sleep(0.2)
+    raise AssertionError(f"no final {name!r} step within 10 s; steps seen: {seen}")
+
+
+# AFTER_TASK_EXECUTED cannot write files (sandbox): it proves what it was told by
+# failing when the outcome is not the expected one, and the step records that verdict.
+TELL = """
+def run(req):
+    assert req.result.status == {status!r}, req.result.status
+    assert req.result.details['files'] == {files!r}, req.result.details
+    return True
+"""
+
+
 def test_after_task_is_told_the_outcome(config: StoreflowConfig, tmp_path: Path) -> None:
     src = make_files(tmp_path / "src", {"a.txt": b"a", "b.txt": b"bb"})
     dest = tmp_path / "dest"
     dest.mkdir()
-    # AFTER_TASK_EXECUTED cannot write files (sandbox); it proves it ran by failing
-    # loudly when the result is not what the test expects, which the flow logs only.
-    tell = """
-def run(req):
-    assert req.result.status == 'SUCCESS', req.result.status
-    assert req.result.details['files'] == 2, req.result.details
-    return True
-"""
     state = run(
         transfer,
         definition=local_def(src, dest),
-        callbacks=[callback(Stage.AFTER_TASK_EXECUTED, tell)],
+        callbacks=[callback(Stage.AFTER_TASK_EXECUTED, TELL.format(status="SUCCESS", files=2))],
     )
     assert state.name == "Delivered"
-    with get_client(sync_client=True) as client:
-        tasks = client.read_task_runs()
-    steps = {t.name: t for t in tasks if t.flow_run_id == state.state_details.flow_run_id}
-    after = steps[f"transfer/{src}: after-task"]  # a step of its own when a callback listens
-    assert after.state is not None and after.state.is_completed()
+    after = _after_task_state(state, str(src))
+    assert after.is_completed() and after.name == "Completed", after.message
+    assert after.message == "AFTER_TASK_EXECUTED told 1 callback(s)"
+
+
+def test_a_failing_after_task_callback_is_recorded_and_the_outcome_stands(
+    config: StoreflowConfig, tmp_path: Path
+) -> None:
+    """The same callback under impossible expectations: its failure reaches the run's
+    record (the step's state), while the transfer stays Delivered (the seed gives this
+    stage no say over a movement that already ended)."""
+    src = make_files(tmp_path / "src", {"a.txt": b"a", "b.txt": b"bb"})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    state = run(
+        transfer,
+        definition=local_def(src, dest),
+        callbacks=[callback(Stage.AFTER_TASK_EXECUTED, TELL.format(status="NOPE", files=99))],
+    )
+    assert state.name == "Delivered"
+    assert sorted(os.listdir(dest)) == ["a.txt", "b.txt"]
+    after = _after_task_state(state, str(src))
+    assert after.name == "CallbackFailed"
+    assert after.message is not None and "AFTER_TASK_EXECUTED callback" in after.message
+    assert "SUCCESS" in after.message  # the assertion's own message: what it was told
 
 
 def test_failure_in_delivery_is_errored_and_recorded(

@@ -13,6 +13,9 @@ from storeflow.sandbox.stages import CallbackSet
 from tests.sandbox.helpers import node_for, one_callback, run_one
 
 PY, JS = Language.PYTHON, Language.JAVASCRIPT
+# A file of this checkout that the host can read (found from here, not a machine path):
+# the jailed callback must not see it.
+REPO_FILE = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 def _fails(outcome: CallOutcome, kind: ErrorKind, *words: str) -> None:
@@ -26,12 +29,12 @@ def _fails(outcome: CallOutcome, kind: ErrorKind, *words: str) -> None:
 BLOCKED = {
     "py-read-passwd": (PY, "def run(req):\n    return open('/etc/passwd').read()\n",
                        ErrorKind.EXCEPTION, "FileNotFoundError", "/etc/passwd"),
-    "py-read-repo": (PY, "def run(req):\n    return open('/work/main/pyproject.toml').read()\n",
-                     ErrorKind.EXCEPTION, "FileNotFoundError"),
+    "py-read-repo": (PY, f"def run(req):\n    return open({str(REPO_FILE)!r}).read()\n",
+                     ErrorKind.EXCEPTION, "FileNotFoundError", str(REPO_FILE)),
     "py-proc-environ": (PY, "def run(req):\n    return open('/proc/1/environ').read()\n",
                         ErrorKind.EXCEPTION, "FileNotFoundError"),
     "py-write-usr": (PY, "def run(req):\n    open('/usr/evil', 'w').write('x')\n",
-                     ErrorKind.EXCEPTION, "/usr/evil"),
+                     ErrorKind.EXCEPTION, "Read-only file system", "/usr/evil"),
     "py-socket": (PY, "import socket\ndef run(req):\n    socket.socket()\n",
                   ErrorKind.EXCEPTION, "PermissionError"),
     "py-subprocess": (PY, "import subprocess\ndef run(req):\n    subprocess.run(['id'])\n",
@@ -53,23 +56,25 @@ BLOCKED = {
     "py-no-run": (PY, "def main(req):\n    return 1\n", ErrorKind.NO_ENTRYPOINT, "run(req)"),
     "js-read-passwd": (JS, "module.exports = () => Deno.readTextFileSync('/etc/passwd')",
                        ErrorKind.EXCEPTION, "NotCapable"),
-    "js-env": (JS, "module.exports = () => Deno.env.toObject()", ErrorKind.EXCEPTION, "env"),
+    "js-env": (JS, "module.exports = () => Deno.env.toObject()", ErrorKind.EXCEPTION,
+               "NotCapable", "Requires env access"),
     "js-write": (JS, "module.exports = () => Deno.writeTextFileSync('/tmp/x', 'x')",
                  ErrorKind.EXCEPTION, "NotCapable"),
     "js-subprocess": (JS, "module.exports = () => new Deno.Command('/usr/bin/id').outputSync()",
-                      ErrorKind.EXCEPTION, "run"),
+                      ErrorKind.EXCEPTION, "NotCapable", "Requires run access"),
     "js-node-child-process": (
         JS, "module.exports = async () => (await import('node:child_process')).execSync('id')",
-        ErrorKind.EXCEPTION, "run"),
+        ErrorKind.EXCEPTION, "NotCapable", "Requires"),
     "js-ffi": (JS, "module.exports = () => Deno.dlopen('libc.so.6', {})",
-               ErrorKind.EXCEPTION, "ffi"),
+               ErrorKind.EXCEPTION, "NotCapable", "Requires ffi access"),
     "js-npm-import": (JS, "module.exports = async () => await import('npm:left-pad')",
                       ErrorKind.EXCEPTION, "--no-npm"),
     "js-remote-import": (JS, "module.exports = async () => await import('https://deno.land/x/a.js')",
                          ErrorKind.EXCEPTION, "--no-remote"),
     "js-require-fs": (JS, "const fs = require('fs')\nmodule.exports = () => 1",
                       ErrorKind.EXCEPTION, "only './utils'"),
-    "js-kill": (JS, "module.exports = () => Deno.kill(1, 'SIGKILL')", ErrorKind.EXCEPTION, "run"),
+    "js-kill": (JS, "module.exports = () => Deno.kill(1, 'SIGKILL')", ErrorKind.EXCEPTION,
+                "NotCapable", "Requires run access"),
     "js-memory-bomb": (JS, "module.exports = () => { const hog = []; "
                            "for (;;) hog.push(new Array(1 << 20).fill(1.5)) }",
                        ErrorKind.MEMORY, "memory"),
@@ -84,6 +89,8 @@ BLOCKED = {
 @pytest.mark.parametrize("case", sorted(BLOCKED))
 def test_hostile_callback_is_blocked(case: str, settings: SandboxSettings, target: Path) -> None:
     language, source, kind, *words = BLOCKED[case]
+    if case == "py-read-repo":  # else the case passes without testing the jail
+        assert REPO_FILE.is_file() and os.access(REPO_FILE, os.R_OK), REPO_FILE
     assert isinstance(language, Language) and isinstance(source, str)
     assert isinstance(kind, ErrorKind)
     _fails(run_one(settings, language, source, node_for(target)), kind, *map(str, words))
@@ -125,7 +132,8 @@ def test_no_connection_reaches_a_host_listener(
         }[language]
         outcome = run_one(settings, language, source, node_for(target))
         assert not outcome.ok and outcome.error is not None
-        assert "PermissionError" in outcome.error.message or "net" in outcome.error.message
+        expected = {PY: "PermissionError", JS: "NotCapable: Requires net access"}[language]
+        assert expected in outcome.error.message, outcome.error.message
         with pytest.raises(TimeoutError):
             listener.accept()
 

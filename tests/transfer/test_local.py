@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -19,6 +20,7 @@ from storeflow.tasks.transfer import (
     finalize,
     plan_transfer,
     run_transfer,
+    selection,
 )
 from storeflow.tasks.transfer.errors import (
     ConditionNotMet,
@@ -27,6 +29,7 @@ from storeflow.tasks.transfer.errors import (
     NameCollision,
     NoFilesFound,
     PostCopyRefused,
+    ProtocolError,
     UnsafeName,
 )
 from tests.transfer.conftest import local_def
@@ -208,7 +211,7 @@ def test_post_copy_delete_waits_for_every_destination(dirs: Dirs, tmp_path: Path
     plan = plan_transfer(parse_definition(d))
     blocked.chmod(0o500)
     os.rename(blocked, tmp_path / "gone")  # second destination vanishes mid-transfer
-    with pytest.raises(Exception, match="create"):
+    with pytest.raises(ProtocolError, match=r"^local: create '.*/blocked/[^/]+' failed: No such"):
         deliver(plan)
     assert names(src) == ["f"]
     assert names(d1) == []  # nothing under a final name, temp files removed
@@ -329,25 +332,37 @@ def test_file_watch_trigger_and_watch_only(dirs: Dirs) -> None:
     assert result.watched == ("late.csv",) and result.files == ()
 
 
-def test_file_watch_waits_until_file_stops_growing(dirs: Dirs) -> None:
+def test_file_watch_waits_until_file_stops_growing(
+    dirs: Dirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file grows by one chunk between every two polls (the watch's own sleep is
+    where the writer runs), so no poll pair sees it stable until the last chunk: no
+    race between a writer thread and the stable-size window, on any machine speed."""
     src, dst = dirs("src"), dirs("dst")
     path = src / "growing"
-    stop = threading.Event()
+    path.write_bytes(b"x" * 1000)
+    chunks = iter(range(1, 8))
+    polls: list[int] = []
 
-    def grow() -> None:
-        with open(path, "ab") as out:
-            for _ in range(8):
+    def writer_runs_between_polls(seconds: float) -> None:
+        polls.append(path.stat().st_size)
+        if next(chunks, None) is not None:
+            with open(path, "ab") as out:
                 out.write(b"x" * 1000)
-                out.flush()
-                time.sleep(0.15)
-        stop.set()
+            # Same size is not enough: give each chunk a distinct mtime as well.
+            os.utime(path, ns=(len(polls) * 10**9, len(polls) * 10**9))
 
-    threading.Thread(target=grow).start()
-    run_transfer(
+    real_watch = selection.watch
+    monkeypatch.setattr(
+        selection, "watch", functools.partial(real_watch, sleep=writer_runs_between_polls)
+    )
+    result = run_transfer(
         parse_definition(local_def(src, dst, fileWatch={"timeout": 10})), poll_interval=0.4
     )
-    assert stop.is_set()
+    assert result.files == ("growing",)
     assert (dst / "growing").stat().st_size == 8000
+    # Eight polls saw it grow, the ninth saw it unchanged and released it.
+    assert polls == [1000 * n for n in range(1, 9)]
 
 
 def test_file_watch_times_out(dirs: Dirs) -> None:

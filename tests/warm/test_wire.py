@@ -100,8 +100,19 @@ def test_code_fingerprint_changes_with_any_source_file(tmp_path: Path) -> None:
     before = wire.code_fingerprint(roots)
     (tmp_path / "pkg" / "notes.txt").write_text("still not code")
     assert wire.code_fingerprint(roots) == before
-    module.write_text("x = 2\n")
-    assert wire.code_fingerprint(roots) != before
+    # The fingerprint is size + mtime (no reading every file on each command). Each
+    # change below pins the mtime itself, so the test does not depend on the clock's
+    # resolution: a same-size rewrite within one timestamp tick would go unseen.
+    stamp = module.stat().st_mtime_ns
+    module.write_text("x = 2\n")  # same size
+    os.utime(module, ns=(stamp + 10**9, stamp + 10**9))
+    after_edit = wire.code_fingerprint(roots)
+    assert after_edit != before
+    module.write_text("x = 22\n")  # another size, the mtime put back
+    os.utime(module, ns=(stamp + 10**9, stamp + 10**9))
+    assert wire.code_fingerprint(roots) not in (before, after_edit)
+    (tmp_path / "pkg" / "new.py").write_text("")  # a module added
+    assert wire.code_fingerprint(roots) != after_edit
 
 
 def test_mode_is_validated() -> None:

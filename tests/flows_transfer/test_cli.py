@@ -127,11 +127,13 @@ def test_submit_without_a_server_says_so(tmp_path: Path) -> None:
 
 
 def test_real_process_prints_one_line_and_exit_code(tmp_path: Path) -> None:
-    """The installed entry point, as a script would call it (no Prefect run needed)."""
+    """The installed `storeflow` script, as a script would call it (no Prefect run needed)."""
+    storeflow = Path(sys.executable).parent / "storeflow"
+    assert os.access(storeflow, os.X_OK), f"{storeflow} is not installed: run scripts/bootstrap.sh"
     path = tmp_path / "broken.yaml"
     path.write_text("type: transfer\nsource: [unclosed\n")
     done = subprocess.run(
-        [sys.executable, "-m", "storeflow.cli.app", "transfer", "run", str(path)],
+        [str(storeflow), "transfer", "run", str(path)],
         capture_output=True,
         text=True,
         timeout=60,

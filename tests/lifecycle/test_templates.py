@@ -33,9 +33,8 @@ def test_create_copies_the_tree_with_modes_and_times(
 
 
 def test_too_big_is_refused_before_anything_is_copied(
-    config: StoreflowConfig, sample_tree: Path, monkeypatch: pytest.MonkeyPatch
+    config: StoreflowConfig, sample_tree: Path
 ) -> None:
-    monkeypatch.setenv("STOREFLOW_HOME", os.environ["STOREFLOW_HOME"])
     (sample_tree / "big.bin").write_bytes(b"x" * 5000)
     from storeflow.blocks.config import StoreflowConfig as Config
     from storeflow.blocks.storage import StorageBlock

@@ -1,13 +1,11 @@
 """RabbitMQ for storeflow's services: where it is, a consumer that survives a broker
 restart, and a publisher with confirms.
 
-The URL is read when asked (`STOREFLOW_BROKER_URL`, else guest on 127.0.0.1), never
-at import time.
+Where the broker is: models/listener_settings.py.
 """
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -18,9 +16,6 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from storeflow.models.errors import InvalidInput
-
-BROKER_URL_ENV = "STOREFLOW_BROKER_URL"
-DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 log = logging.getLogger("storeflow.services.broker")
 
@@ -33,10 +28,6 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
-
-
-def broker_url() -> str:
-    return os.environ.get(BROKER_URL_ENV) or DEFAULT_BROKER_URL
 
 
 def connect(url: str) -> pika.BlockingConnection:
@@ -165,6 +156,11 @@ class Publisher:
             self._channel = self._connection.channel()
             self._channel.confirm_delivery()
         return self._channel
+
+    def declare_queue(self, queue: str) -> None:
+        """Declare a queue as pyclowder does (durable, no arguments)."""
+        with self._lock:
+            self._open().queue_declare(queue, durable=True)
 
     def publish(
         self,

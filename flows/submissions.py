@@ -1,0 +1,177 @@
+"""The `submit` deployment: a run is a submission of one file to one listener.
+
+The run validates the request, records the submission, sends Clowder's job message to
+the listener's queue, and parks as `Paused(name="Submitted")`: it then holds no worker
+slot and no process while the listener works, for seconds or hours.  The status
+consumer (services/status.py) records the listener's replies and sets the run's
+final state: `Completed(name="Success")` or `Failed(name="Failure")`.  A request that
+cannot be submitted ends `Failed(name="Refused")`, nothing sent.
+"""
+
+import json
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_progress_artifact
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, Paused, State
+
+from storeflow.blocks.config import resolve_config
+from storeflow.flows.common import note_run_name
+from storeflow.models import catalog_repository as catalog
+from storeflow.models import submission_repository as submissions
+from storeflow.models.db import session_scope
+from storeflow.models.errors import InvalidInput, StoreflowError
+from storeflow.models.listener_settings import ListenerSettings
+from storeflow.models.submission_repository import SubmissionView
+from storeflow.models.submissions import Origin, SubmissionStatus
+from storeflow.services.broker import Publisher
+from storeflow.tasks import submissions as steps
+
+DEFAULT_TIMEOUT = 3600
+
+SUBMITTED_STATE = "Submitted"
+PENDING_APPROVAL_STATE = "Pending Approval"
+
+
+def _run_name() -> str:
+    """`<listener> on <file name>`: how a submission reads in the UI."""
+    params = flow_run.parameters
+    resource = str(params.get("resource", ""))
+    try:
+        with session_scope(resolve_config(params.get("config")).database_url) as session:
+            resource = catalog.find(session, resource).name
+    except StoreflowError:
+        pass
+    return f"{params.get('listener')} on {resource}"
+
+
+@task(name="prepare")
+def prepare(
+    run_id: str,
+    listener: str,
+    resource: str,
+    resource_type: str,
+    parameters: dict[str, Any],
+    origin: str,
+    timeout_seconds: int,
+    database_url: str,
+) -> SubmissionView | str:
+    """The submission, or why it is refused (one line naming the field)."""
+    try:
+        return _prepare(
+            run_id,
+            listener,
+            resource,
+            resource_type,
+            parameters,
+            origin,
+            timeout_seconds,
+            database_url,
+        )
+    except StoreflowError as exc:
+        return str(exc)
+
+
+def _prepare(
+    run_id: str,
+    listener: str,
+    resource: str,
+    resource_type: str,
+    parameters: dict[str, Any],
+    origin: str,
+    timeout_seconds: int,
+    database_url: str,
+) -> SubmissionView:
+    """Validate the request and record the submission (once per run)."""
+    try:
+        origin_value = Origin(origin)
+    except ValueError:
+        raise InvalidInput(
+            "origin", f"{origin!r} is not one of {', '.join(o.value for o in Origin)}"
+        ) from None
+    if timeout_seconds <= 0:
+        raise InvalidInput("timeout_seconds", "must be positive")
+    with session_scope(database_url) as session:
+        target = steps.resolve(session, listener, resource, resource_type)
+        checked = steps.validate_parameters(target.listener, parameters)
+        submission, _ = submissions.create(
+            session,
+            run_id,
+            listener_id=target.listener.id,
+            resource_type=resource_type,
+            resource_id=str(target.file.id),
+            origin=origin_value,
+            parameters=checked,
+            timeout_seconds=timeout_seconds,
+        )
+    return submission
+
+
+@task(name="send-job")
+def send_job(submission: SubmissionView, database_url: str, settings: ListenerSettings) -> str:
+    """Mint the submission's key and publish the job (unless this run already did)."""
+    with session_scope(database_url) as session:
+        if any(
+            e.kind == steps.SUBMITTED_EVENT for e in submissions.events_of(session, submission.id)
+        ):
+            return "job already sent"
+        target = steps.resolve(session, submission.listener, submission.resource_id, "file")
+        key = steps.mint_key(session, submission, target.file)
+        job = steps.job_message(submission, target.file, host=settings.api_url, secret_key=key)
+        queue = target.listener.queue
+        message = f"job sent to queue {queue}"
+        # Recorded first, committed only once the broker has confirmed the job: a reply
+        # can never precede it, and a failed publish leaves no trace.
+        submissions.record_event(
+            session, submission.id, kind=steps.SUBMITTED_EVENT, message=message
+        )
+        publisher = Publisher(settings.broker_url)
+        try:
+            # Declared with the flags pyclowder uses (durable, no arguments), so that a job
+            # waits for a listener that is not running yet.
+            publisher.declare_queue(queue)
+            publisher.publish(
+                queue,
+                json.dumps(job).encode(),
+                steps.job_properties(submission.id, settings.reply_queue),
+            )
+        finally:
+            publisher.close()
+    return message
+
+
+@flow(name="submit", flow_run_name=_run_name, persist_result=False)
+def submit(
+    listener: str,
+    resource: str,
+    resource_type: str = "file",
+    parameters: dict[str, Any] | None = None,
+    origin: str = "API",
+    timeout_seconds: int = DEFAULT_TIMEOUT,
+    config: str | None = None,
+) -> State[Any]:
+    """Submit a catalogued file (id or path) to a listener (name or id)."""
+    note_run_name()
+    run_id = str(flow_run.get_id())
+    database_url = resolve_config(config).database_url
+    submission = prepare(
+        run_id,
+        listener,
+        resource,
+        resource_type,
+        parameters or {},
+        origin,
+        timeout_seconds,
+        database_url,
+    )
+    if isinstance(submission, str):
+        return Failed(name="Refused", message=submission)
+    if submission.status is SubmissionStatus.SUCCESS:
+        return Completed(name="Success", message=submission.message)
+    if submission.status is SubmissionStatus.FAILURE:
+        return Failed(name="Failure", message=submission.message)
+    message = send_job(submission, database_url, ListenerSettings.from_environment())
+    create_progress_artifact(0.0, description=f"{submission.listener}: progress")
+    # No reschedule: nothing re-runs this flow; the status consumer sets its outcome.
+    return Paused(name=SUBMITTED_STATE, message=message)

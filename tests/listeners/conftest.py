@@ -1,0 +1,75 @@
+"""Fixtures for listener tests: a catalogued file, a listener, the status consumer."""
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import listener_repository as listeners
+from storeflow.models.catalog_repository import FileView
+from storeflow.models.db import session_scope
+from storeflow.models.listener_repository import ListenerView, parse_heartbeat
+from storeflow.services.run_mirror import RunMirror
+from storeflow.services.status import StatusConsumer
+from storeflow.tasks.catalog import register
+from tests.listeners.broker import URL, delete_queues, heartbeat, unique
+
+
+@dataclass
+class Wire:
+    """Where this test's jobs go and replies come back."""
+
+    reply_queue: str
+    api_url: str
+
+
+@pytest.fixture
+def wire(monkeypatch: pytest.MonkeyPatch) -> Iterator[Wire]:
+    reply_queue = unique("storeflow.test-replies")
+    monkeypatch.setenv("STOREFLOW_BROKER_URL", URL)
+    monkeypatch.setenv("STOREFLOW_REPLY_QUEUE", reply_queue)
+    monkeypatch.setenv("STOREFLOW_API_URL", "http://127.0.0.1:9/")
+    yield Wire(reply_queue, "http://127.0.0.1:9/")
+    delete_queues(reply_queue)
+
+
+@pytest.fixture
+def status_consumer(storeflow_home: Path, wire: Wire) -> Iterator[StatusConsumer]:
+    database_url = StoreflowConfig().database_url
+    mirror = RunMirror(database_url).start()
+    consumer = StatusConsumer(URL, database_url, mirror, queue=wire.reply_queue)
+    consumer.start()
+    try:
+        yield consumer
+    finally:
+        consumer.stop()
+        mirror.stop()
+
+
+def make_listener(name: str | None = None, **info: Any) -> ListenerView:
+    name = name or unique("counter")
+    beat = parse_heartbeat(json.dumps(heartbeat(name, **info)).encode())
+    with session_scope(StoreflowConfig().database_url) as session:
+        return listeners.record_heartbeat(session, beat)
+
+
+@pytest.fixture
+def listener() -> Iterator[ListenerView]:
+    made = make_listener(
+        parameters={"schema": {"lang": {"type": "string", "enum": ["en", "fr"]}}},
+        process={"file": ["text/*"]},
+    )
+    yield made
+    delete_queues(made.queue, f"error.{made.queue}")
+
+
+@pytest.fixture
+def text_file(tmp_path: Path) -> FileView:
+    path = tmp_path / "dataset-a" / "words.txt"
+    path.parent.mkdir()
+    path.write_text("one two three\nfour five\n")
+    return register(StoreflowConfig(), path)[0]

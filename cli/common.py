@@ -129,9 +129,16 @@ def _jsonable(value: Any) -> Any:
 
 def etag_or_current(
     etag: int | None, kind: str, name: str, config: str | None, scope_space: str | None = None
-) -> int:
-    """The etag the user gave (--etag), else the resource's current one (last writer wins)."""
-    return etag if etag is not None else lookup(kind, name, config, scope_space).etag
+) -> int | None:
+    """The etag the user gave (--etag), checked; None: the run takes the current one when
+    it gets the resource (last writer wins).  The resource must exist either way: a
+    missing one is refused here, before any flow run is created."""
+    from storeflow.models.bounds import MAX_ETAG
+
+    if etag is not None and not 1 <= etag <= MAX_ETAG:
+        fail(f"etag: {etag} is not an etag (1 to {MAX_ETAG})")
+    lookup(kind, name, config, scope_space)
+    return etag
 
 
 def lookup(

@@ -3,17 +3,20 @@
 import functools
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from prefect import Flow, flow
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
 from prefect.logging import get_logger
 from prefect.states import State
+from pydantic import Field
 
 from storeflow.blocks.config import resolve_config
 from storeflow.models import repository
+from storeflow.models.bounds import Etag
 from storeflow.models.db import session_scope
+from storeflow.models.names import Text
 
 # Where a flow run by run_here reports its name (flow run id -> name); None elsewhere.
 noted_run_names: ContextVar[dict[str, str] | None] = ContextVar("storeflow_run_names", default=None)
@@ -27,6 +30,26 @@ def note_run_name() -> None:
     if names is not None and context is not None and context.flow_run is not None:
         names[str(context.flow_run.id)] = context.flow_run.name
 
+
+# Parameters every lifecycle flow shares, typed and described: the Prefect UI's forms
+# and the API's validation (before a run is created) say what they take.
+ConfigName = Annotated[
+    Text | None,
+    Field(
+        title="Config",
+        description="A saved StoreflowConfig block; none: configuration from the environment.",
+    ),
+]
+CurrentEtag = Annotated[
+    Etag | None,
+    Field(
+        title="Etag",
+        description=(
+            "The etag you last read: a change in between refuses the run. "
+            "None: the current one (last writer wins)."
+        ),
+    ),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")

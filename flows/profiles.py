@@ -8,9 +8,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
 from storeflow.blocks.config import resolve_config
-from storeflow.flows.common import lifecycle_flow
+from storeflow.flows.common import ConfigName, CurrentEtag, lifecycle_flow
 from storeflow.flows.scheduled import artifact_key, load_active, record_run
 from storeflow.models.errors import Refused
+from storeflow.models.names import ResourceName
 from storeflow.models.replicas import ProfileSpec
 from storeflow.tasks import profiles
 from storeflow.tasks.lifecycle import run_operation
@@ -18,13 +19,15 @@ from storeflow.tasks.profiles import ProfileBuilder, ProfileDeleter
 
 
 @lifecycle_flow("profile-create", "profile-create/{spec.name}")
-def profile_create(spec: ProfileSpec, config: str | None = None) -> State[Any]:
+def profile_create(spec: ProfileSpec, config: ConfigName = None) -> State[Any]:
     """Declare a tiering profile: create its pools and its schedule."""
     return run_operation(ProfileBuilder(resolve_config(config), spec))
 
 
 @lifecycle_flow("profile-delete", "profile-delete/{name}")
-def profile_delete(name: str, etag: int | None = None, config: str | None = None) -> State[Any]:
+def profile_delete(
+    name: ResourceName, etag: CurrentEtag = None, config: ConfigName = None
+) -> State[Any]:
     """Delete a profile and its schedule (pools and their files stay)."""
     return run_operation(ProfileDeleter(resolve_config(config), name, etag))
 
@@ -35,7 +38,7 @@ def tier_once(spec: ProfileSpec) -> list[dict[str, Any]]:
 
 
 @flow(name=profiles.FLOW, flow_run_name="profile-tier/{name}", validate_parameters=True)
-def profile_tier(name: str, config: str | None = None) -> State[Any]:
+def profile_tier(name: ResourceName, config: ConfigName = None) -> State[Any]:
     """Move the files each rule selects one pool down (at most one pool per run)."""
     cfg = resolve_config(config)
     try:

@@ -8,10 +8,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
 from storeflow.blocks.config import StoreflowConfig, resolve_config
-from storeflow.flows.common import lifecycle_flow
+from storeflow.flows.common import ConfigName, CurrentEtag, lifecycle_flow
 from storeflow.flows.scheduled import artifact_key, load_active, record_run
 from storeflow.models.db import session_scope
 from storeflow.models.errors import Refused
+from storeflow.models.names import ResourceName
 from storeflow.models.replicas import ReplicaSpec
 from storeflow.tasks import providers, replicas
 from storeflow.tasks.lifecycle import run_operation
@@ -19,13 +20,15 @@ from storeflow.tasks.replicas import ReplicaBuilder, ReplicaDeleter
 
 
 @lifecycle_flow("replica-create", "replica-create/{spec.name}")
-def replica_create(spec: ReplicaSpec, config: str | None = None) -> State[Any]:
+def replica_create(spec: ReplicaSpec, config: ConfigName = None) -> State[Any]:
     """Declare a replica and create its schedule; refused if it conflicts with another."""
     return run_operation(ReplicaBuilder(resolve_config(config), spec))
 
 
 @lifecycle_flow("replica-delete", "replica-delete/{name}")
-def replica_delete(name: str, etag: int | None = None, config: str | None = None) -> State[Any]:
+def replica_delete(
+    name: ResourceName, etag: CurrentEtag = None, config: ConfigName = None
+) -> State[Any]:
     """Delete a replica and its schedule (the data on both sides stays)."""
     return run_operation(ReplicaDeleter(resolve_config(config), name, etag))
 
@@ -38,7 +41,7 @@ def sync_once(config: StoreflowConfig, spec: ReplicaSpec) -> dict[str, Any]:
 
 
 @flow(name=replicas.FLOW, flow_run_name="replica-sync/{name}", validate_parameters=True)
-def replica_sync(name: str, config: str | None = None) -> State[Any]:
+def replica_sync(name: ResourceName, config: ConfigName = None) -> State[Any]:
     """Sync one replica now: copy what is missing or different; never delete."""
     cfg = resolve_config(config)
     try:

@@ -19,9 +19,10 @@ from pydantic import Field
 
 from storeflow.blocks.config import resolve_config
 from storeflow.blocks.sandbox import SandboxPolicy
-from storeflow.flows.common import note_run_name
+from storeflow.flows.common import ConfigName, note_run_name
 from storeflow.models import executions
 from storeflow.models.db import session_scope
+from storeflow.models.names import ResourceName, Text
 from storeflow.models.transfer import TransferDefinition
 from storeflow.sandbox.definitions import CallbackDefinition, CallbackError, discover
 from storeflow.sandbox.isolation import IsolationUnavailable
@@ -83,13 +84,13 @@ def sandbox_settings(policy: str | None, callbacks_dir: str | None) -> SandboxSe
 )
 def transfer(
     definition: TransferDefinition,
-    name: str | None = None,
+    name: ResourceName | None = None,
     callbacks: list[CallbackDefinition] | None = None,
-    callbacks_dir: str | None = None,
-    sandbox_policy: str | None = None,
-    config: str | None = None,
+    callbacks_dir: Text | None = None,
+    sandbox_policy: Text | None = None,
+    config: ConfigName = None,
     max_workers: Annotated[int, Field(ge=1, le=64)] = 4,
-    batch_size: Annotated[int, Field(ge=1)] = 64,
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 64,
 ) -> State[Any]:
     """Run one OTF transfer definition with its callbacks.
 

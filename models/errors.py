@@ -19,7 +19,9 @@ class InvalidInput(Refused, ValueError):
 
 
 class NotFound(Refused):
-    pass
+    def __init__(self, message: str, kind: str | None = None, name: str | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.name = kind, name  # what was looked for, when it was a named resource
 
 
 class NameTaken(Refused):

@@ -127,7 +127,7 @@ def _yes_no(value: object) -> bool:
 
 def _mode(value: object) -> str:
     text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
-    if not re.fullmatch(r"0?[0-7]{3,4}", text) or int(text, 8) > 0o7777:
+    if not re.fullmatch(r"0?[0-7]{3,4}", text, re.ASCII) or int(text, 8) > 0o7777:
         raise ValueError("must be an octal mode like 0660")
     return f"{int(text, 8):04o}"
 
@@ -137,7 +137,8 @@ def _int_range(low: int, high: int) -> Callable[[object], int]:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ValueError(f"must be a whole number from {low} to {high}")
         text = str(value)
-        if not text.isdigit() or not low <= int(text) <= high:
+        # ASCII digits only (str.isdigit takes '²' and Arabic-Indic digits too).
+        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
             raise ValueError(f"must be a whole number from {low} to {high}")
         return int(text)
 

@@ -49,10 +49,16 @@ class _RegisteredProtocol:
 ProviderProtocol = Annotated[str, _RegisteredProtocol()]
 
 
+MAX_INTERVAL = 366 * 86400  # a schedule sparser than yearly is not a schedule
+MAX_AGE = 100 * 366 * 86400
+
+
 class ScheduleSpec(Spec):
     """Exactly one of `interval` (seconds) or `cron` (UTC)."""
 
-    interval: int | None = Field(None, ge=60, description="Seconds between runs (>= 60).")
+    interval: int | None = Field(
+        None, ge=60, le=MAX_INTERVAL, description="Seconds between runs (60 to 31,622,400: a year)."
+    )
     cron: str | None = Field(None, description="Cron expression, UTC, e.g. '0 2 * * *'.")
 
     @model_validator(mode="after")
@@ -150,7 +156,10 @@ class TierRule(Spec):
     """Which files of a pool move to the next one; every given condition must hold."""
 
     older_than: int | None = Field(
-        None, ge=0, description="Seconds since last modification (OTF conditionals.age.gt)."
+        None,
+        ge=0,
+        le=MAX_AGE,
+        description="Seconds since last modification, up to 100 years (OTF conditionals.age.gt).",
     )
     larger_than: Size | None = Field(None, description="Bytes (OTF conditionals.size.gt).")
     name_pattern: str = Field(".*", min_length=1, description="Regex on the whole file name.")

@@ -30,7 +30,7 @@ def find(session: Session, kind: str, name: str, scope: str = "") -> ResourceVie
         )
     )
     if row is None:
-        raise NotFound(f"{kind} {name!r} does not exist")
+        raise NotFound(f"{kind} {name!r} does not exist", kind, name)
     return view(row)
 
 

@@ -5,8 +5,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from storeflow.models.bounds import BoundError, check_document
 from storeflow.models.errors import InvalidInput
 from storeflow.models.names import ResourceName, Size
 from storeflow.models.status import Status
@@ -15,9 +23,15 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Spec(BaseModel):
-    """Base of every spec: unknown fields are errors, not silently ignored."""
+    """Base of every spec: unknown fields are errors, not silently ignored; strings
+    printable and integers 64-bit wherever they are (models/bounds.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _within_bounds(cls, data: Any) -> Any:
+        return check_document(data) if isinstance(data, dict) else data
 
 
 class SpaceSpec(Spec):
@@ -102,8 +116,12 @@ def parse_spec(model: type[M], data: Any, what: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(part) for part in (what, *first["loc"]))
+        where = [str(part) for part in (what, *first["loc"])]
         reason = first["msg"].removeprefix("Value error, ")
+        bound = first.get("ctx", {}).get("error")
+        if isinstance(bound, BoundError):  # found inside: it names where
+            where, reason = [*where, bound.field], bound.reason
+        field = ".".join(where)
         if first["type"] == "extra_forbidden":
             reason = "unknown field"
         raise InvalidInput(field, reason) from None

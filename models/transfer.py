@@ -31,14 +31,12 @@ Deliberate differences from OTF (its known traps, fixed on purpose):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -52,6 +50,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import core_schema
 
+from storeflow.models.bounds import (
+    MAX_DOCUMENT_BYTES,
+    BoundError,
+    check_document,
+    parse_document,
+)
 from storeflow.models.errors import StoreflowError
 
 
@@ -439,31 +443,31 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
 def parse_definition(data: Any, source: str = "<definition>") -> TransferDefinition:
     """Validate already-parsed JSON/YAML; raise DefinitionError naming every bad field."""
     try:
+        check_document(data)
+    except BoundError as exc:
+        raise DefinitionError(source, [(exc.field or "(definition)", exc.reason)]) from None
+    try:
         return TransferDefinition.model_validate(data)
     except ValidationError as exc:
         raise DefinitionError(source, _problems(exc)) from None
 
 
 def read_definition_file(path: str | Path) -> Any:
-    """The JSON/YAML of a ``.json``, ``.yaml`` or ``.yml`` file, as written (not validated)."""
+    """The JSON/YAML of a ``.json``, ``.yaml`` or ``.yml`` file, as written (not validated),
+    within the bounds of models/bounds.py (size, depth, UTF-8, printable, 64-bit)."""
     path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".yaml", ".yml"):
+        raise DefinitionError(str(path), [("(file)", "expected a .json, .yaml or .yml")])
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_DOCUMENT_BYTES + 1)  # never more than the bound
     except OSError as exc:
         raise DefinitionError(str(path), [("(file)", exc.strerror or str(exc))]) from None
-    suffix = path.suffix.lower()
     try:
-        if suffix == ".json":
-            return json.loads(text)
-        if suffix in (".yaml", ".yml"):
-            return yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise DefinitionError(
-            str(path), [(f"line {exc.lineno} column {exc.colno}", exc.msg)]
-        ) from None
-    except yaml.YAMLError as exc:
-        raise DefinitionError(str(path), [("(yaml)", str(exc))]) from None
-    raise DefinitionError(str(path), [("(file)", "expected a .json, .yaml or .yml")])
+        return parse_document(raw, "json" if suffix == ".json" else "yaml")
+    except BoundError as exc:
+        raise DefinitionError(str(path), [(exc.field or "(file)", exc.reason)]) from None
 
 
 def load_definition(path: str | Path) -> TransferDefinition:

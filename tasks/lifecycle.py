@@ -20,6 +20,7 @@ A kind fills in a `ResourceOperation` (the seed's Builder/Updater/Deleter);
 import logging
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 from uuid import UUID
@@ -36,7 +37,14 @@ from sqlalchemy.orm import Session
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.models import repository
 from storeflow.models.db import session_scope
-from storeflow.models.errors import InvalidInput, Refused
+from storeflow.models.errors import (
+    Busy,
+    EtagConflict,
+    InvalidInput,
+    NameTaken,
+    NotFound,
+    Refused,
+)
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
 from storeflow.tasks.hook_base import ActionResults, HookConfiguration, HookContext
@@ -178,6 +186,40 @@ def mark_crashed(owner: str, why: str) -> None:
         LOG.warning("could not mark flow run %s Crashed: %s", owner, exc)
 
 
+WAIT_ENV = "STOREFLOW_LOCK_WAIT"
+DEFAULT_WAIT = 60.0
+
+
+def lock_wait_seconds() -> float:
+    """How long a run given no etag waits for a busy resource: $STOREFLOW_LOCK_WAIT, else
+    60 s (0: not at all)."""
+    raw = os.environ.get(WAIT_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_WAIT
+    except ValueError:
+        raise InvalidInput(WAIT_ENV, f"{raw!r} is not a number of seconds") from None
+    if not 0 <= value <= 86400:
+        raise InvalidInput(WAIT_ENV, f"{raw} is not between 0 and 86400 seconds")
+    return value
+
+
+class Waiting:
+    """Polls with a growing pause (0.05 s to 1 s) until `seconds` have passed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.pause = 0.05
+
+    def again(self) -> bool:
+        """Sleep before the next try; False when the time is up."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(self.pause, left))
+        self.pause = min(self.pause * 2, 1.0)
+        return True
+
+
 class LeaseKeeper:
     """Renews a run's lease on a resource from a thread of its own while the run works."""
 
@@ -223,15 +265,24 @@ def pre(op: ResourceOperation) -> ResourceView | State[Any]:
 
     A refusal is an answer, not a crash: it comes back as a `Refused` state.
     """
-    try:
-        return _acquire(op, current_run_id())
-    except Refused as exc:
-        return Failed(name="Refused", message=str(exc), data=exc)
+    owner, waited = current_run_id(), Waiting(lock_wait_seconds())
+    while True:
+        try:
+            return _acquire(op, owner)
+        except (Busy, EtagConflict) as exc:
+            # Without an etag the run takes the resource as it finds it once free:
+            # last writer wins.  With one, a conflict is the answer.
+            if op.etag is None and waited.again():
+                continue
+            return Failed(name="Refused", message=str(exc), data=exc)
+        except Refused as exc:
+            return Failed(name="Refused", message=str(exc), data=exc)
 
 
 def _acquire(op: ResourceOperation, owner: str) -> ResourceView:
     with session_scope(op.config.database_url) as session:
         if op.action is Action.CREATE:
+            _refuse_taken_name(op, session)
             op.check(session, None)
             resource = op.create_row(session)
             etag = resource.etag
@@ -252,6 +303,18 @@ def _acquire(op: ResourceOperation, owner: str) -> ResourceView:
             soft_delete=deleting,
             is_stale=lock_is_stale,
         )
+
+
+def _refuse_taken_name(op: ResourceOperation, session: Session) -> None:
+    """A create of a name storeflow already has is refused as such (before any check
+    that would blame the disk, e.g. a parallel create's directory)."""
+    try:
+        op.locate(session)
+    except NotFound as missing:
+        if (missing.kind, missing.name) != (op.kind, op.name):
+            raise  # what is missing is the parent (a snapshot's space): say so
+        return
+    raise NameTaken(f"{op.kind} {op.name!r} already exists")
 
 
 @task(name="perform", cache_policy=NO_CACHE, task_run_name="{op.label}: perform")

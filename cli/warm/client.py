@@ -41,24 +41,52 @@ def request(argv: list[str], env: dict[str, str], cwd: str) -> dict[str, object]
 
 
 def connect(env: dict[str, str]) -> socket.socket:
+    """A connection to this storeflow home's warm runner, checked to be that runner
+    (same uid, the PID in its pid file) before anything is sent; WarmUnavailable on
+    any problem, so the command runs here instead."""
     try:
         wire.ensure_private_dir(wire.runtime_dir(env), create=False)
     except FileNotFoundError:
         raise WarmUnavailable("no warm runner is running (storeflow warm start)") from None
     except wire.UnsafeRuntimeDir as exc:
         raise WarmUnavailable(f"not using the warm runner: {exc}") from None
-    path, _pid = wire.runner_paths(env)
+    except OSError as exc:  # e.g. a runtime directory this user cannot search
+        raise WarmUnavailable(f"cannot reach the warm runner: {exc}") from None
+    path, pid_path = wire.runner_paths(env)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(CONNECT_TIMEOUT)
     try:
         sock.connect(str(path))
+        check_peer(sock, pid_path)
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
         raise WarmUnavailable("no warm runner is running (storeflow warm start)") from None
     except OSError as exc:
         sock.close()
         raise WarmUnavailable(f"cannot reach the warm runner at {path}: {exc}") from None
+    except WarmUnavailable:
+        sock.close()
+        raise
     return sock
+
+
+def check_peer(sock: socket.socket, pid_path: str) -> int:
+    """The PID of the runner at the other end, once the kernel confirms it is ours: the
+    same uid as this process and the PID the runner recorded. Anything else that
+    listens on the path (a leftover, an impostor) is told nothing: not argv, not the
+    environment, not our terminal."""
+    pid, uid = wire.peer_credentials(sock)
+    if uid != os.getuid():
+        raise WarmUnavailable(f"the warm runner socket belongs to uid {uid}, not {os.getuid()}")
+    recorded = wire.recorded_pid(pid_path)
+    if recorded is None:
+        raise WarmUnavailable(f"no warm runner pid file at {pid_path}")
+    if pid != recorded:
+        raise WarmUnavailable(
+            f"the process on the warm runner socket (pid {pid}) is not the runner "
+            f"recorded in {pid_path} (pid {recorded})"
+        )
+    return pid
 
 
 def hand_over(argv: list[str]) -> int | None:
@@ -96,7 +124,12 @@ def _run_remote(argv: list[str], env: dict[str, str]) -> int:
             raise WarmUnavailable("the warm runner closed the connection")
         if not reply.get("ok"):
             raise WarmUnavailable(str(reply.get("reason", "refused")))
-        child = int(str(reply["pid"]))
+        child = reply.get("pid")
+        if not isinstance(child, int) or isinstance(child, bool) or child <= 1:
+            # Our terminal went with the request: the command may be running, so this
+            # is no reason to run it a second time here.
+            print(f"error: the warm runner answered with pid {child!r}", file=sys.stderr)
+            return 1
         return _wait_for_exit(sock, reader, child)
 
 
@@ -119,10 +152,11 @@ def _wait_for_exit(sock: socket.socket, reader: wire.Reader, child: int) -> int:
         except (OSError, wire.WireError) as exc:
             print(f"error: lost the warm runner: {exc}", file=sys.stderr)
             return 1
-        if message is None or "exit" not in message:
+        code = None if message is None else message.get("exit")
+        if not isinstance(code, int) or isinstance(code, bool):
             print("error: the warm runner went away before the command ended", file=sys.stderr)
             return 1
-        return int(str(message["exit"]))
+        return code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

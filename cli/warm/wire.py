@@ -6,6 +6,7 @@ Standard library only (the client imports this before anything else).
 
 import json
 import os
+import re
 import socket
 import stat
 import struct
@@ -20,7 +21,14 @@ MODES = ("auto", "off", "require")
 PROTOCOL = 1
 #: A request carries the whole environment; anything near this is not a request.
 MAX_MESSAGE = 4 << 20
+#: A request is an object of lists and string maps: two levels deep. A message nested
+#: deeper than this is refused before parsing (200k nested `[` would exhaust the
+#: parser's recursion limit).
+MAX_DEPTH = 8
 _HEADER = struct.Struct("!I")
+_PEERCRED = struct.Struct("3i")
+# A JSON string (escapes included): brackets inside one do not nest anything.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 #: Packages whose code a warm runner has loaded: a change to any of them makes it stale.
 PACKAGES = ("flows", "tasks", "blocks", "sandbox", "models")
@@ -35,6 +43,25 @@ class WireError(Exception):
 
 class UnsafeRuntimeDir(Exception):
     """The directory for the socket is not this user's private directory."""
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a connected Unix socket, as the
+    kernel recorded it (SO_PEERCRED): the listener's at listen(), the client's at connect()."""
+    pid, uid, _gid = _PEERCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    )
+    return pid, uid
+
+
+def recorded_pid(pid_path: str) -> int | None:
+    """The PID a warm runner wrote in its pid file; None when there is none to read."""
+    try:
+        with open(pid_path, encoding="ascii") as file:
+            text = file.read(32).strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and 0 < len(text) < 11 else None
 
 
 def mode(env: dict[str, str]) -> str:
@@ -175,39 +202,87 @@ def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = N
         sock.sendall(data)
 
 
+def nesting_depth(body: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest, strings skipped."""
+    depth = deepest = 0
+    for byte in _STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """One message's body, refused (WireError) when it is not a shallow JSON object."""
+    if nesting_depth(body) > MAX_DEPTH:
+        raise WireError(f"message nested deeper than {MAX_DEPTH} levels refused")
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise WireError(f"not a JSON message: {exc}") from None
+    if not isinstance(message, dict):
+        raise WireError("a message must be a JSON object")
+    return message
+
+
 class Reader:
-    """Messages from one socket, in order; bytes past one message wait for the next."""
+    """Messages from one socket, in order; bytes past one message wait for the next.
+
+    `receive()` blocks (within the socket's timeout) for a whole message; a server that
+    serves many connections calls `pull()` when its selector says the socket is readable
+    and `message()` to see whether that completed one, so no connection waits on another.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
+        #: Descriptors received so far (with the message being read); the caller owns them.
+        self.fds: list[int] = []
+        self.closed = False
+
+    def pull(self, with_fds: int = 0) -> None:
+        """Read what the socket has now (one recv); sets `closed` at the end of stream."""
+        if with_fds and not self.fds:
+            chunk, got, _flags, _addr = socket.recv_fds(self.sock, 65536, with_fds)
+            self.fds.extend(got)
+        else:
+            chunk = self.sock.recv(65536)
+        if not chunk:
+            self.closed = True
+        self.buffer += chunk
+        _length(self.buffer)  # an oversized header is refused before its body arrives
+
+    def message(self) -> dict[str, Any] | None:
+        """The next whole message in the buffer, if there is one (WireError: a broken
+        one, or the stream ended in the middle of one)."""
+        if not self._complete():
+            if self.closed and self.buffer:
+                raise WireError("connection closed mid-message")
+            return None
+        end = _HEADER.size + _length(self.buffer)
+        body, self.buffer = self.buffer[_HEADER.size : end], self.buffer[end:]
+        return decode(body)
+
+    def take_fds(self) -> list[int]:
+        fds, self.fds = self.fds, []
+        return fds
+
+    def close_fds(self) -> None:
+        for fd in self.take_fds():
+            os.close(fd)
 
     def receive(self, with_fds: int = 0) -> tuple[dict[str, Any] | None, list[int]]:
         """The next message (None at a clean end of stream) and any descriptors sent
         with it (at most `with_fds`; the caller owns and must close them)."""
-        fds: list[int] = []
         try:
-            while not self._complete():
-                if with_fds and not fds:
-                    chunk, got, _flags, _addr = socket.recv_fds(self.sock, 65536, with_fds)
-                    fds.extend(got)
-                else:
-                    chunk = self.sock.recv(65536)
-                if not chunk:
-                    if self.buffer:
-                        raise WireError("connection closed mid-message")
-                    return None, fds
-                self.buffer += chunk
-            end = _HEADER.size + _length(self.buffer)
-            body, self.buffer = self.buffer[_HEADER.size : end], self.buffer[end:]
-            message = json.loads(body)
-            if not isinstance(message, dict):
-                raise WireError("a message must be a JSON object")
+            while (message := self.message()) is None and not self.closed:
+                self.pull(with_fds)
         except Exception:
-            for fd in fds:
-                os.close(fd)
+            self.close_fds()
             raise
-        return message, fds
+        return message, self.take_fds()
 
     def _complete(self) -> bool:
         return len(self.buffer) >= _HEADER.size + _length(self.buffer)

@@ -16,7 +16,6 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -28,9 +27,9 @@ from typing import Any
 from storeflow.cli.warm import wire
 
 LISTEN_BACKLOG = 64
-#: A client that connects and then says nothing is dropped after this long.
+#: A client that connects and then has not sent its whole request after this long is
+#: dropped; meanwhile the loop serves every other connection (no head-of-line blocking).
 REQUEST_TIMEOUT = 5.0
-_PEERCRED = struct.Struct("3i")
 
 
 def log(message: str) -> None:
@@ -236,6 +235,16 @@ class Running:
     started: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class Pending:
+    """A connection whose request is still arriving."""
+
+    conn: socket.socket
+    reader: wire.Reader
+    peer: int
+    deadline: float = field(default_factory=lambda: time.monotonic() + REQUEST_TIMEOUT)
+
+
 class Zygote:
     """The single-threaded loop: accept, fork, reap, relay exit statuses, go idle."""
 
@@ -247,6 +256,9 @@ class Zygote:
         self.settings = wire.settings_fingerprint(dict(os.environ), os.getcwd())
         self.code = wire.code_fingerprint()
         self.children: dict[int, Running] = {}
+        self.pending: dict[socket.socket, Pending] = {}
+        #: (device, inode) of the socket this runner bound: only that one is ever removed.
+        self.socket_id: tuple[int, int] | None = None
         self.accepting = True
         self.served = 0
         self.started = time.time()
@@ -271,10 +283,13 @@ class Zygote:
                 while self.accepting or self.children:
                     for key, _ in self.selector.select(timeout=self._select_timeout()):
                         self._dispatch(key)
+                    self._drop_late_requests()
                     if self._idle():
                         self.stop("idle")
         finally:
             if os.getpid() == self.owner:
+                for pending in list(self.pending.values()):
+                    self._forget(pending)
                 self._remove_files()
                 log(f"stopped ({self.stop_reason or 'error'}), served {self.served} commands")
 
@@ -308,11 +323,15 @@ class Zygote:
             listener.bind(str(self.socket_path))
         finally:
             os.umask(old)
-        listener.listen(LISTEN_BACKLOG)
-        listener.setblocking(False)
+        info = os.lstat(self.socket_path)
+        self.socket_id = (info.st_dev, info.st_ino)
+        # The pid file before listen(): a client checks the listener's PID against it,
+        # and nobody can connect before listen().
         scratch = self.pid_path.with_suffix(".tmp")
         scratch.write_text(f"{os.getpid()}\n")
         scratch.replace(self.pid_path)
+        listener.listen(LISTEN_BACKLOG)
+        listener.setblocking(False)
         return listener
 
     def _remove_files(self) -> None:
@@ -325,6 +344,16 @@ class Zygote:
             self._unlink_socket()
 
     def _unlink_socket(self) -> None:
+        """Remove the socket this runner bound, and only that: once a runner's socket
+        was removed (by hand, or by `warm start` finding it dead), the path may be a
+        newer runner's."""
+        try:
+            info = os.lstat(self.socket_path)
+        except FileNotFoundError:
+            return
+        if (info.st_dev, info.st_ino) != self.socket_id:
+            log(f"left {self.socket_path} alone: it is another runner's socket now")
+            return
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 
@@ -341,16 +370,18 @@ class Zygote:
         signal.signal(signal.SIGCHLD, lambda _s, _f: None)
 
     def _select_timeout(self) -> float:
-        if not self.accepting or self.children or self.idle_timeout <= 0:
-            return 60.0
-        left = self.idle_timeout - (time.monotonic() - self.last_activity)
-        return max(0.05, min(60.0, left))
+        now = time.monotonic()
+        deadlines = [p.deadline - now for p in self.pending.values()]
+        if self.accepting and not self.children and self.idle_timeout > 0:
+            deadlines.append(self.idle_timeout - (now - self.last_activity))
+        return max(0.05, min([60.0, *deadlines]))
 
     def _idle(self) -> bool:
         return (
             self.accepting
             and self.idle_timeout > 0
             and not self.children
+            and not self.pending
             and time.monotonic() - self.last_activity >= self.idle_timeout
         )
 
@@ -364,6 +395,8 @@ class Zygote:
             self._reap()
         elif key.data == "accept":
             self._accept()
+        elif isinstance(key.data, Pending):
+            self._read_request(key.data)
         else:  # a client's connection: readable only when the client went away
             conn = key.fileobj
             assert isinstance(conn, socket.socket)
@@ -375,34 +408,61 @@ class Zygote:
                 self.selector.unregister(conn)
 
     def _accept(self) -> None:
+        """Take every waiting connection; their requests are read as they arrive."""
         assert self.listener is not None
-        try:
-            conn, _ = self.listener.accept()
-        except BlockingIOError:
-            return
-        self.last_activity = time.monotonic()
-        conn.settimeout(REQUEST_TIMEOUT)
-        pid, uid, _gid = _PEERCRED.unpack(
-            conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-        )
-        if uid != os.getuid():
-            log(f"refused a connection from pid {pid}: uid {uid}, not {os.getuid()}")
-            conn.close()
-            return
-        try:
-            request, fds = wire.Reader(conn).receive(with_fds=3)
-        except (OSError, wire.WireError, ValueError) as exc:
-            log(f"dropped a request from pid {pid}: {exc}")
-            conn.close()
-            return
-        try:
-            if request is None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of descriptors: the client retries or runs here
+                log(f"accept failed: {exc}")
+                return
+            self.last_activity = time.monotonic()
+            pid, uid = wire.peer_credentials(conn)
+            if uid != os.getuid():
+                log(f"refused a connection from pid {pid}: uid {uid}, not {os.getuid()}")
                 conn.close()
-            else:
-                self._handle(conn, fds, request)
+                continue
+            conn.settimeout(REQUEST_TIMEOUT)  # for the replies; reads wait on the selector
+            pending = Pending(conn, wire.Reader(conn), pid)
+            self.pending[conn] = pending
+            self.selector.register(conn, selectors.EVENT_READ, pending)
+
+    def _read_request(self, pending: Pending) -> None:
+        conn = pending.conn
+        try:
+            pending.reader.pull(with_fds=3)
+            request = pending.reader.message()
+        except (OSError, wire.WireError) as exc:
+            log(f"dropped a request from pid {pending.peer}: {exc}")
+            self._forget(pending)
+            return
+        if request is None:
+            if pending.reader.closed:
+                self._forget(pending)
+            return
+        self.selector.unregister(conn)
+        del self.pending[conn]
+        fds = pending.reader.take_fds()
+        try:
+            self._handle(conn, fds, request)
         finally:
             for fd in fds:
                 os.close(fd)
+
+    def _forget(self, pending: Pending) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(pending.conn)
+        self.pending.pop(pending.conn, None)
+        pending.reader.close_fds()
+        pending.conn.close()
+
+    def _drop_late_requests(self) -> None:
+        now = time.monotonic()
+        for pending in [p for p in self.pending.values() if p.deadline <= now]:
+            log(f"dropped a connection from pid {pending.peer}: no request in {REQUEST_TIMEOUT:g}s")
+            self._forget(pending)
 
     def _handle(self, conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None:
         op = request.get("op")
@@ -421,6 +481,8 @@ class Zygote:
             _reply(conn, {"ok": False, "reason": f"unknown op {op!r}"}, close=True)
 
     def _refusal(self, request: dict[str, Any], fds: list[int]) -> str:
+        if not self.accepting:  # a request that was still arriving when it stopped
+            return f"the warm runner is stopping ({self.stop_reason})"
         if request.get("protocol") != wire.PROTOCOL:
             return f"protocol {request.get('protocol')!r} (this runner speaks {wire.PROTOCOL})"
         if len(fds) != 3:
@@ -450,6 +512,9 @@ class Zygote:
             default_signals()
             for running in self.children.values():
                 running.conn.close()  # other clients' connections are not the child's
+            for pending in self.pending.values():
+                pending.reader.close_fds()
+                pending.conn.close()
             kept = list(fds)
             fds.clear()  # the caller's finally must not close the child's copies
             raise BecomeChild(conn, kept, request)

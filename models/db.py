@@ -9,13 +9,20 @@ process: a forked child opens its own connections.
 
 `session_scope(url, durable=False)` is for progress records that a durable
 commit confirms later: on SQLite it skips the fsync of each commit.
+
+A database that cannot be used (read-only, full, locked, gone, unreachable) raises
+`DatabaseFault`: one line naming the database and the cause, never a driver's
+traceback.  An SQLite file whose `-shm` (the WAL index, which SQLite maps into memory)
+cannot be written is refused before SQLite maps it: writing through a mapping of a
+file made immutable kills the process with SIGBUS.
 """
 
+import errno
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +31,111 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
+
+from storeflow.models.errors import StoreflowError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _engine_lock = threading.Lock()
+
+
+class DatabaseFault(StoreflowError):
+    """The resource database cannot be used right now (what, where and why in one line)."""
+
+    def __init__(self, where: str, cause: str) -> None:
+        self.where, self.cause = where, cause
+        super().__init__(f"resource database {where}: {cause}")
+
+
+#: SQLite's words for a fault, and what they mean to whoever runs storeflow.
+_SQLITE_CAUSES = (
+    ("readonly", "read-only: this process cannot write it (file, directory or mount)"),
+    ("disk is full", "no space left (the disk, a quota or the file size limit is full)"),
+    ("database is locked", "locked by another process for longer than the busy timeout"),
+    ("unable to open", "cannot open the file (missing directory or no permission)"),
+    ("disk i/o error", "disk I/O error (the file may have been removed or the disk failed)"),
+    ("not a database", "the file is not an SQLite database"),
+    ("malformed", "the file is corrupt (database disk image is malformed)"),
+)
+
+
+def describe(url: str) -> str:
+    """The database as a user knows it: an SQLite file's path, else the URL without its
+    password."""
+    path = _sqlite_file(url)
+    if path and path.startswith("file:"):  # SQLite's URI form: file:PATH?mode=ro
+        path = path.removeprefix("file:").split("?", 1)[0]
+    return path or make_url(url).render_as_string(hide_password=True)
+
+
+def fault_cause(error: BaseException) -> str:
+    """One line saying why the driver gave up."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    original = getattr(error, "orig", None) or error
+    if getattr(original, "sqlite_errorname", "") == "SQLITE_IOERR_WRITE":
+        return "a write failed (no space left, the file size limit reached, or a disk error)"
+    text = " ".join(str(original).split()) or type(original).__name__
+    lowered = text.lower()
+    for marker, meaning in _SQLITE_CAUSES:
+        if marker in lowered:
+            return meaning
+    return text[:300]
+
+
+def _is_fault(error: BaseException) -> bool:
+    # Constraint and programming errors are answers (a name taken) or bugs, not faults.
+    return isinstance(error, DBAPIError) and not isinstance(
+        error, (IntegrityError, ProgrammingError, DataError)
+    )
+
+
+@contextmanager
+def faults_named(url: str, opening: bool = False) -> Iterator[None]:
+    """Turn the driver's errors about the database itself into a DatabaseFault; while
+    `opening` (making the directory, migrating), any OSError too."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if _is_fault(exc):
+            raise DatabaseFault(describe(url), fault_cause(exc)) from exc
+        raise
+    except OSError as exc:
+        if opening:
+            raise DatabaseFault(describe(url), fault_cause(exc)) from exc
+        raise
+
+
+#: Connections taken out of their pool because their -shm can no longer be written:
+#: closing one would write through that mapping (SIGBUS), so they are never closed.
+_stranded: list[Any] = []
+
+
+def _refuse_unwritable_shm(path: str, dbapi_connection: Any, _record: Any, proxy: Any) -> None:
+    try:
+        check_shm_writable(path)
+    except DatabaseFault:
+        proxy.detach()  # not back to the pool, which would close it on the way
+        _stranded.append((proxy, dbapi_connection))
+        raise
+
+
+def check_shm_writable(path: str) -> None:
+    """Refuse an SQLite file whose WAL index (`-shm`) exists but cannot be written.
+
+    SQLite maps the -shm file into memory and writes the index through the mapping;
+    a file that cannot be written (immutable, on a read-only mount) then ends the
+    process with SIGBUS instead of an error.  A missing -shm is fine: SQLite makes it."""
+    shm = f"{path}-shm"
+    try:
+        fd = os.open(shm, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        why = "immutable" if exc.errno == errno.EPERM else exc.strerror
+        raise DatabaseFault(path, f"its WAL index {shm} cannot be written ({why})") from None
+    os.close(fd)
 
 
 def _alembic_config() -> Config:
@@ -94,10 +202,15 @@ def _sqlite_file(url: str) -> str | None:
 def _create_engine(url: str, quick: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if path := _sqlite_file(url):
+        path = _sqlite_file(url)
+        if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_quick_pragmas if quick else _sqlite_pragmas)
+        if path:
+            # Before every checkout, not only at connect: a pooled connection already
+            # maps the -shm, and the next commit would write through that mapping.
+            event.listen(engine, "checkout", partial(_refuse_unwritable_shm, path))
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -117,7 +230,7 @@ def _quick_engine_for(url: str, pid: int) -> Engine:
 
 def engine_for(url: str) -> Engine:
     """One migrated engine per database URL per process."""
-    with _engine_lock:
+    with _engine_lock, faults_named(url, opening=True):
         return _engine_for(url, os.getpid())
 
 
@@ -146,5 +259,5 @@ def session_scope(url: str, *, durable: bool = True) -> Iterator[Session]:
     not a power cut), sparing an fsync per step; elsewhere it is an ordinary commit.
     """
     engine = engine_for(url) if durable else quick_engine_for(url)
-    with _sessions_for(engine)() as session, session.begin():
+    with faults_named(url), _sessions_for(engine)() as session, session.begin():
         yield session

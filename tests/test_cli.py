@@ -1,12 +1,17 @@
 """The storeflow CLI: verbs, --json, one-line errors and exit codes."""
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
-from storeflow.cli.app import app, command, main
+from storeflow.cli.app import LAZY, StoreflowGroup, app, command, main
+from storeflow.tasks import kinds
+from tests.e2e.server import run_command
 
 runner = CliRunner()
 
@@ -85,6 +90,69 @@ def test_schema_prints_json_schema() -> None:
     schema = json.loads(out)
     assert code == 0 and schema["additionalProperties"] is False
     assert set(schema["properties"]) == {"name", "quota", "template"}
+
+
+def test_schema_of_every_kind_and_a_clear_error_for_others() -> None:
+    for kind in kinds.all_kinds():
+        code, out, _ = invoke("schema", kind.name)
+        assert code == 0 and json.loads(out) == kind.spec.model_json_schema(), kind.name
+    code, out, _ = invoke("schema", "cifs-exposer")
+    assert {"name", "space", "access"} <= set(json.loads(out)["properties"])
+    code, out, err = invoke("schema", "gadget")
+    assert code == 2 and out == "" and err.startswith("error: kind: 'gadget' is not one of")
+
+
+# `storeflow ARGS` as the console script runs it, writing at exit every module loaded
+# (sys.modules: -X importtime would miss those importlib.import_module loads).
+COLD_RUN = """
+import atexit, json, os, sys
+atexit.register(lambda: open(os.environ["MODULES_OUT"], "w").write(json.dumps(list(sys.modules))))
+sys.argv = ["storeflow", *json.loads(os.environ["ARGS"])]
+from storeflow.cli.main import main
+main()
+"""
+
+
+def imported_modules(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, set[str]]:
+    """The exit status of `storeflow ARGS` run cold, and every module it imported."""
+    out = cwd / "modules.json"
+    env = {**env, "MODULES_OUT": str(out), "ARGS": json.dumps(args)}
+    result = run_command([sys.executable, "-c", COLD_RUN], env, cwd, timeout=120)
+    return result.returncode, set(json.loads(out.read_text()))
+
+
+def test_reading_imports_neither_prefect_nor_a_flow(storeflow_home: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "STOREFLOW_WARM": "off"}
+    callback = tmp_path / "cb.py"
+    callback.write_text("def run(req):\n    return True\n")
+    run = ["callback", "run", "--lang", "python", "--file", str(callback), "--path", str(callback)]
+    for args, status in (
+        (["--help"], 0),
+        (["space", "list", "--json"], 0),
+        (["snapshot", "list", "--json"], 0),
+        (["space", "show", "missing", "--json"], 2),
+        (["schema", "nfs-exposer"], 0),
+        (run, 0),
+    ):
+        code, modules = imported_modules(args, env, tmp_path)
+        assert code == status, args
+        assert "typer" in modules, args  # the import trace is there to read
+        heavy = sorted(m for m in modules if m.split(".")[0] == "prefect" or ".flows." in m)
+        assert heavy == [], (args, heavy[:5])
+    # A verb that runs a flow does import it (and Prefect).
+    code, modules = imported_modules(["space", "create", "cold"], env, tmp_path)
+    assert code == 0 and {"prefect", "storeflow.flows.spaces"} <= modules
+
+
+def test_lazy_groups_list_their_own_help() -> None:
+    built = command()
+    assert isinstance(built, StoreflowGroup)
+    for name, (path, help) in LAZY.items():
+        module, _, attribute = path.partition(":")
+        sub_app = getattr(__import__(module, fromlist=[attribute]), attribute)
+        assert typer.main.get_group(sub_app).help == help, name
+    code, out, _ = invoke("--help")
+    assert code == 0 and all(name in out for name in LAZY)
 
 
 def test_main_runs_the_command_built_once(

@@ -3,9 +3,15 @@
 In-process runs use the embedded default (Prefect's ephemeral server, or the
 server PREFECT_API_URL points at) and skip the flow heartbeat, which only
 matters to workers and costs every sync flow run about a second at exit.
+
+A server that cannot be reached is one line, not Prefect's retries and tracebacks:
+before the run exists, `ServerUnavailable` (nothing was done); once it exists, an
+outcome named "ServerLost" saying what the run had done (the resource database has
+its own record of the outcome; `storeflow reconcile` settles the run later).
 """
 
 import importlib
+import logging
 import ssl
 import threading
 from collections.abc import Iterator
@@ -15,6 +21,7 @@ from functools import cache
 from typing import Any, cast
 
 import certifi
+import httpx
 from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
@@ -36,6 +43,20 @@ from storeflow.models.errors import StoreflowError
 
 class SubmitError(StoreflowError):
     pass
+
+
+class ServerUnavailable(StoreflowError):
+    """The Prefect server could not be reached before the run was created: nothing ran."""
+
+
+#: Prefect's client retries a failed request with backoff 2, 4, 8, 16, 32 s (five
+#: retries: a minute per request, many minutes per run when the server went away). An
+#: in-process run, with someone at the terminal, gives up after two (6 s of backoff).
+IN_PROCESS_MAX_RETRIES = 2
+#: Loggers of Prefect's background services that speak up at exit (e.g. the events
+#: worker's "Still processing items"): the log file and --verbose keep them, the
+#: terminal after a command's one line does not.
+QUIET_SERVICE_LOGGERS = ("EventsWorker", "APILogWorker", "prefect._internal.concurrency")
 
 
 @dataclass(frozen=True)
@@ -71,7 +92,8 @@ _derived_lock = threading.Lock()
 
 
 def in_process_settings(base: Settings) -> Settings:
-    """`base` without the flow heartbeat and with server analytics off.
+    """`base` without the flow heartbeat, with server analytics off and the client's
+    retries bounded (IN_PROCESS_MAX_RETRIES).
 
     A copy of the already validated settings with two leaves changed: Prefect's
     `temporary_settings` would rebuild every setting from the environment and profiles
@@ -79,7 +101,12 @@ def in_process_settings(base: Settings) -> Settings:
     already has them (e.g. PREFECT_FLOWS_HEARTBEAT_FREQUENCY unset by a test harness).
     """
     global _derived
-    if base.flows.heartbeat_frequency is None and base.server.analytics_enabled is False:
+    retries = min(base.client.max_retries, IN_PROCESS_MAX_RETRIES)
+    if (
+        base.flows.heartbeat_frequency is None
+        and base.server.analytics_enabled is False
+        and base.client.max_retries == retries
+    ):
         return base
     with _derived_lock:
         if _derived is not None and _derived[0] is base:
@@ -88,6 +115,7 @@ def in_process_settings(base: Settings) -> Settings:
             update={
                 "flows": base.flows.model_copy(update={"heartbeat_frequency": None}),
                 "server": base.server.model_copy(update={"analytics_enabled": False}),
+                "client": base.client.model_copy(update={"max_retries": retries}),
             }
         )
         _derived = (base, derived)
@@ -199,18 +227,66 @@ def start_event_delivery() -> None:
         EventsWorker.instance()
 
 
+def quiet_prefect_services() -> None:
+    """Prefect's background services log to the terminal as the process exits; only
+    their errors belong there (--verbose raises the level again)."""
+    for name in QUIET_SERVICE_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.ERROR and not logger.isEnabledFor(logging.DEBUG):
+            logger.setLevel(logging.ERROR)
+
+
 def run_here(flow: Flow[..., Any], **parameters: Any) -> RunOutcome:
     """Run `flow` in this process and wait for its final state."""
     names: dict[str, str] = {}
     token = noted_run_names.set(names)
+    quiet_prefect_services()
     try:
         with in_process_runtime(), client_context():
             start_event_delivery()
             state = cast(State[Any], flow(**parameters, return_state=True))
             name = _run_name(state, names)
+    except Exception as exc:
+        unreachable = _transport_error(exc)
+        if unreachable is None:
+            raise
+        return _server_lost(unreachable, names)
     finally:
         noted_run_names.reset(token)
     return outcome_of(state, name)
+
+
+def _transport_error(error: BaseException | None) -> httpx.TransportError | None:
+    """The connection failure behind `error` (Prefect wraps some: "Failed to reach API")."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, httpx.TransportError):
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
+def _server_lost(error: httpx.TransportError, names: dict[str, str]) -> RunOutcome:
+    """The server went away: before the run existed, nothing ran (ServerUnavailable);
+    after, the run's own record in the resource database is what happened."""
+    url = PREFECT_API_URL.value() or "(ephemeral)"
+    cause = " ".join(str(error).split()) or type(error).__name__
+    if not names:
+        raise ServerUnavailable(
+            f"the Prefect server at {url} cannot be reached ({cause}); nothing was run"
+        )
+    run_id, run_name = next(iter(names.items()))
+    return RunOutcome(
+        flow_run_id=run_id,
+        flow_run_name=run_name,
+        state_type="CRASHED",
+        state_name="ServerLost",
+        message=(
+            f"the Prefect server at {url} went away during the run ({cause}); what the "
+            "run did is recorded in the resource database (storeflow ... show); "
+            "`storeflow reconcile` settles the run once the server is back"
+        ),
+    )
 
 
 def _run_name(state: State[Any], noted: dict[str, str]) -> str | None:

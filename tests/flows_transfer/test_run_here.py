@@ -19,6 +19,7 @@ from prefect.settings import (
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.cli import runner
 from storeflow.cli.runner import (
+    IN_PROCESS_MAX_RETRIES,
     in_process_runtime,
     in_process_settings,
     run_here,
@@ -33,7 +34,11 @@ from storeflow.models.schemas import SpaceSpec
 from storeflow.models.transfer import parse_definition
 from tests.flows_transfer.conftest import local_def, make_files
 
-LEAVES = {"flows": {"heartbeat_frequency"}, "server": {"analytics_enabled"}}
+LEAVES = {
+    "flows": {"heartbeat_frequency"},
+    "server": {"analytics_enabled"},
+    "client": {"max_retries"},
+}
 
 
 @pytest.fixture
@@ -49,6 +54,7 @@ def test_in_process_settings_change_the_heartbeat_and_analytics_only(heartbeat_o
 
     assert derived.flows.heartbeat_frequency is None
     assert derived.server.analytics_enabled is False
+    assert derived.client.max_retries == IN_PROCESS_MAX_RETRIES < heartbeat_on.client.max_retries
     assert derived.model_dump(exclude=LEAVES) == heartbeat_on.model_dump(exclude=LEAVES)
     assert heartbeat_on.flows.heartbeat_frequency == 60  # the caller's settings are untouched
     assert in_process_settings(heartbeat_on) is derived  # built once, not every run

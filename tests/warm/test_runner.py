@@ -232,7 +232,7 @@ def test_a_client_that_dies_interrupts_its_command(
 
 
 def test_idle_runner_exits_and_stop_stops(shell: dict[str, str], tmp_path: Path) -> None:
-    first = storeflow(["warm", "start", "--idle-timeout", "1"], shell, tmp_path, 180)
+    first = storeflow(["warm", "start", "--idle-timeout", "4"], shell, tmp_path, 180)
     assert first.returncode == 0, first.stderr
     pid_file = next(Path(shell["XDG_RUNTIME_DIR"], "storeflow").glob("warm-*.pid"))
     pid = int(pid_file.read_text())

@@ -11,6 +11,7 @@ flow imports Prefect (cli/runner.py) and the flow.
 
 import json
 import os
+import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -114,11 +115,35 @@ def launch(
 ) -> None:
     from storeflow.cli.runner import run_here, submit
 
+    check_parameters(flow, parameters)
     if do_submit:
         wire = json.loads(json.dumps(parameters, default=_jsonable))
         report(guarded(lambda: submit(flow, wire)), as_json)
     else:
         report(guarded(lambda: run_here(flow, **parameters)), as_json)
+
+
+def check_parameters(flow: "Flow[..., Any]", parameters: dict[str, Any]) -> None:
+    """Validate a run's parameters as the flow will, before any run is created: a bad
+    value is refused in one line naming it, and never reaches Prefect's database."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from storeflow.models.bounds import BoundError
+
+    hints = typing.get_type_hints(flow.fn, include_extras=True)
+    for name, value in parameters.items():
+        if name not in hints:
+            continue
+        try:
+            TypeAdapter(hints[name]).validate_python(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = [name, *(str(part) for part in first["loc"])]
+            reason = first["msg"].removeprefix("Value error, ")
+            bound = first.get("ctx", {}).get("error")
+            if isinstance(bound, BoundError):
+                where, reason = [*where, bound.field], bound.reason
+            fail(f"{'.'.join(part for part in where if part)}: {reason}")
 
 
 def _jsonable(value: Any) -> Any:

@@ -20,10 +20,11 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from storeflow.cli.common import err, out
+from storeflow.cli.common import check_parameters, err, out
 from storeflow.cli.runner import RunOutcome, run_here, submit
 from storeflow.flows.transfers import transfer
 from storeflow.models.errors import StoreflowError
+from storeflow.models.names import as_task_id
 from storeflow.models.transfer import parse_definition, read_definition_file
 from storeflow.tasks.transfer import CopyCounters
 from storeflow.tasks.transfer.progress import listening
@@ -130,11 +131,12 @@ def run_command(
     if callbacks is not None and not callbacks.is_dir():
         fail(f"--callbacks {callbacks}: not a directory", EXIT_USAGE)
     parameters: dict[str, Any] = {
-        "name": name or definition.stem,
+        "name": name or as_task_id(definition.stem),
         "callbacks_dir": str(callbacks.absolute()) if callbacks else None,
         "sandbox_policy": sandbox_policy,
         "config": config,
     }
+    check_parameters(transfer, parameters)  # before any run exists
     try:
         if submit_run:
             outcome = submit(transfer, {"definition": data, **parameters})

@@ -22,7 +22,7 @@ from storeflow.blocks.sandbox import SandboxPolicy
 from storeflow.flows.common import ConfigName, note_run_name
 from storeflow.models import executions
 from storeflow.models.db import session_scope
-from storeflow.models.names import ResourceName, Text
+from storeflow.models.names import TaskId, Text
 from storeflow.models.transfer import TransferDefinition
 from storeflow.sandbox.definitions import CallbackDefinition, CallbackError, discover
 from storeflow.sandbox.isolation import IsolationUnavailable
@@ -84,7 +84,7 @@ def sandbox_settings(policy: str | None, callbacks_dir: str | None) -> SandboxSe
 )
 def transfer(
     definition: TransferDefinition,
-    name: ResourceName | None = None,
+    name: TaskId | None = None,
     callbacks: list[CallbackDefinition] | None = None,
     callbacks_dir: Text | None = None,
     sandbox_policy: Text | None = None,

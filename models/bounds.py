@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Annotated, Any
 
 import yaml
@@ -58,8 +59,8 @@ def check_document(data: Any, field: str = "", depth: int = 0) -> Any:
     bounded. Returns `data` unchanged."""
     if depth > MAX_DOCUMENT_DEPTH:
         raise BoundError(field, f"nested deeper than {MAX_DOCUMENT_DEPTH} levels")
-    if isinstance(data, str):
-        check_text(data, field)
+    if isinstance(data, str | PurePath):
+        check_text(str(data), field)
     elif isinstance(data, bool):
         pass
     elif isinstance(data, float):

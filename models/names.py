@@ -66,6 +66,24 @@ ResourceName = Annotated[
     Field(pattern=f"^{NAME_PATTERN.pattern}$", description="1-63 ASCII letters, digits, . _ -"),
     AfterValidator(check_name),
 ]
+# A transfer's task id (OTF's -t TASK_ID, also a run name and a callback's req.id):
+# longer than a resource name and with a few more characters, never a path or a line.
+TASK_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@+=-]{0,254}")
+TaskId = Annotated[
+    str,
+    Field(
+        pattern=f"^{TASK_ID_PATTERN.pattern}$",
+        description="Up to 255 ASCII letters, digits and . _ @ + = -",
+    ),
+]
+
+
+def as_task_id(text: str) -> str:
+    """`text` (e.g. a definition file's stem) made into a task id."""
+    cleaned = re.sub(r"[^A-Za-z0-9._@+=-]+", "-", text).lstrip(".-")[:255]
+    return cleaned or "transfer"
+
+
 # Free text a user gives (paths, patterns, block names): printable, any length the
 # field allows.
 Text = Annotated[str, AfterValidator(check_text), Field(pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]

@@ -56,6 +56,14 @@ LAZY: dict[str, tuple[str, str]] = {
         "storeflow.cli.listeners:listener_app",
         "Listeners: extractors known by their RabbitMQ heartbeats.",
     ),
+    "submission": (
+        "storeflow.cli.listeners:submission_app",
+        "Submissions: files sent to listeners, each a run of `submit`.",
+    ),
+    "listeners": (
+        "storeflow.cli.listeners:listeners_app",
+        "The listener services: heartbeats, statuses, the HTTP API.",
+    ),
 }
 
 #: The groups whose verbs are written by hand, by group name.

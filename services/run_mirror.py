@@ -102,14 +102,23 @@ class RunMirror:
         self._queue.put(submission_id)
 
     def _run(self) -> None:
-        with get_client(sync_client=True) as client:
+        # The client is opened at the first submission, not at start: without
+        # PREFECT_API_URL, opening one starts Prefect's ephemeral server.
+        client: SyncPrefectClient | None = None
+        try:
             while (submission_id := self._queue.get()) is not None:
                 with self._lock:
                     self._pending.discard(submission_id)
                 try:
+                    if client is None:
+                        client = get_client(sync_client=True)
+                        client.__enter__()
                     self.mirror(client, submission_id)
                 except Exception:
                     log.exception("could not mirror submission %s into its run", submission_id)
+        finally:
+            if client is not None:
+                client.__exit__(None, None, None)
 
     def mirror(self, client: SyncPrefectClient, submission_id: str) -> None:
         with session_scope(self.database_url) as session:

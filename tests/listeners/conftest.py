@@ -19,6 +19,17 @@ from storeflow.tasks.catalog import register
 from tests.listeners.broker import URL, delete_queues, heartbeat, unique
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prefect_up(prefect_backend: str) -> None:
+    """Start the session's ephemeral Prefect server from this thread, once: several
+    threads (events worker, run mirror) opening clients at the same moment would each
+    start one on the same database."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.hello()
+
+
 @dataclass
 class Wire:
     """Where this test's jobs go and replies come back."""

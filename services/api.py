@@ -1,0 +1,188 @@
+"""storeflow's small HTTP API: the Clowder v2 routes a stock extractor calls, and the
+seed's listener API.
+
+Extractors present the submission's temporary key as `X-API-KEY`; it grants exactly
+the submission's file (download it, read and add its metadata) and its dataset (upload
+a new file into it).  User keys grant the listener API (deleting needs an admin key).
+Anything else is refused: 401 without a valid key, 403 with one that does not grant
+it, and nothing is served or changed.  Files are streamed both ways: no whole file is
+ever held in memory.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import api_keys
+from storeflow.models import catalog_repository as catalog
+from storeflow.models import listener_repository as listeners
+from storeflow.models import submission_repository as submissions
+from storeflow.models.api_keys import Forbidden, Grant, Unauthorized
+from storeflow.models.db import session_scope
+from storeflow.models.errors import InvalidInput, NotFound
+from storeflow.models.submissions import SubmissionStatus
+from storeflow.tasks.catalog import register
+from storeflow.tasks.submissions import dataset_id
+
+CHUNK = 1024 * 1024
+
+
+def create_app(config: StoreflowConfig) -> FastAPI:
+    database_url = config.database_url
+    app = FastAPI(title="storeflow", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(Unauthorized)
+    def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=401)
+
+    @app.exception_handler(Forbidden)
+    def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+
+    @app.exception_handler(InvalidInput)
+    def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    def grant(x_api_key: Annotated[str | None, Header()] = None) -> Grant:
+        with session_scope(database_url) as session:
+            return api_keys.check(session, x_api_key)
+
+    Granted = Annotated[Grant, Depends(grant)]
+
+    def live_submission(found: Grant) -> str:
+        """The submission a key belongs to, while it is still running."""
+        if found.submission_id is None:
+            raise Forbidden("a user key does not grant files")
+        with session_scope(database_url) as session:
+            status = submissions.get(session, found.submission_id, events=False).status
+        if status is not SubmissionStatus.SUBMITTED:
+            raise Unauthorized("the key's submission has ended")
+        return found.submission_id
+
+    def file_grant(found: Grant, file_id: str) -> catalog.FileView:
+        live_submission(found)
+        if not file_id.isdigit() or int(file_id) != found.file_id:
+            raise Forbidden(f"the key does not grant file {file_id}")
+        with session_scope(database_url) as session:
+            return catalog.get(session, int(file_id))
+
+    @app.get("/api/v2/files/{file_id}/metadata")
+    def file_metadata(file_id: str, found: Granted) -> list[dict[str, Any]]:
+        file = file_grant(found, file_id)
+        with session_scope(database_url) as session:
+            documents = catalog.metadata_of(session, file.id)
+        return [
+            {
+                "id": str(d.id),
+                "file_id": str(d.file_id),
+                "content": d.content,
+                "agent": {"type": d.agent_type, "name": d.agent},
+                "created": d.created_at.isoformat(),
+            }
+            for d in documents
+        ]
+
+    @app.get("/api/v2/files/{file_id}")
+    def file_bytes(file_id: str, found: Granted) -> FileResponse:
+        file = file_grant(found, file_id)
+        if not Path(file.path).is_file():
+            raise HTTPException(404, f"file #{file.id} is no longer at {file.path}")
+        # FileResponse streams the file in chunks.
+        return FileResponse(file.path, media_type=file.mime_type, filename=file.name)
+
+    @app.post("/api/v2/files/{file_id}/metadata")
+    async def add_file_metadata(file_id: str, request: Request, found: Granted) -> dict[str, Any]:
+        file = file_grant(found, file_id)
+        try:
+            body = await request.json()
+        except ValueError:
+            raise InvalidInput("metadata", "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidInput("metadata", "must be a JSON object")
+        # pyclowder's v2 documents are {"content", "contents", "listener"}: keep the content.
+        content = body.get("content", body)
+        if not isinstance(content, dict):
+            raise InvalidInput("metadata.content", "must be a JSON object")
+        with session_scope(database_url) as session:
+            submission = submissions.get(session, str(found.submission_id), events=False)
+            document = catalog.add_metadata(
+                session, file.id, content, agent_type="listener", agent=submission.listener
+            )
+        return {"id": str(document.id), "file_id": str(file.id), "content": document.content}
+
+    @app.post("/api/v2/datasets/{dataset}/files")
+    def upload(dataset: str, file: UploadFile, found: Granted) -> dict[str, str]:
+        live_submission(found)
+        if found.dataset is None or dataset != dataset_id(found.dataset):
+            raise Forbidden(f"the key does not grant dataset {dataset}")
+        name = os.path.basename(file.filename or "")
+        if name in ("", ".", "..") or "/" in (file.filename or "") or "\0" in name:
+            raise InvalidInput("file", f"{file.filename!r} is not a plain file name")
+        folder = Path(found.dataset)
+        target = folder / name
+        if target.exists():
+            raise HTTPException(409, f"{name} already exists in the dataset")
+        # Copied in chunks to a hidden file beside the target, then renamed: a reader
+        # (or the watcher) never sees half a file under its final name.
+        handle, partial = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                shutil.copyfileobj(file.file, out, CHUNK)
+            os.link(partial, target)  # fails if the name was taken meanwhile
+        except FileExistsError:
+            raise HTTPException(409, f"{name} already exists in the dataset") from None
+        finally:
+            os.unlink(partial)
+        registered, _ = register(config, target)
+        return {"id": str(registered.id)}
+
+    # -- the seed's listener API (user keys) ----------------------------------------
+
+    def user(found: Grant) -> Grant:
+        if found.user is None:
+            raise Forbidden("a submission key does not grant the listener API")
+        return found
+
+    @app.get("/api/listeners")
+    def list_listeners(
+        found: Granted,
+        id: int | None = None,
+        name: str | None = None,
+        skip: int = 0,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        user(found)
+        with session_scope(database_url) as session:
+            views = listeners.list_listeners(
+                session,
+                listener_id=id,
+                name=name,
+                skip=max(0, skip),
+                limit=max(0, min(limit, 1000)),
+                include_inactive=found.admin,
+            )
+        return [v.model_dump(mode="json") for v in views]
+
+    @app.delete("/api/listeners/{listener_id}")
+    def delete_listener(listener_id: int, found: Granted) -> dict[str, Any]:
+        if not user(found).admin:
+            raise Forbidden("deleting a listener needs an admin key")
+        with session_scope(database_url) as session:
+            try:
+                return listeners.deactivate(session, str(listener_id)).model_dump(mode="json")
+            except NotFound as exc:
+                raise HTTPException(404, str(exc)) from None
+
+    @app.api_route(
+        "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    )
+    def refuse(path: str, found: Granted) -> None:
+        raise Forbidden(f"/{path} is not served to this key")
+
+    return app

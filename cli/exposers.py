@@ -10,6 +10,7 @@ import typer
 
 from storeflow.cli import common as cli
 from storeflow.cli.common import ConfigOption, EtagOption, JsonOption, SubmitOption
+from storeflow.cli.kinds import run_create, run_update
 from storeflow.models.exposers import (
     CifsAccessRule,
     CifsExposerSpec,
@@ -93,7 +94,7 @@ def create_cmd(
     else:
         data |= {"clients": _rules("nfs", allow), "pseudo": pseudo}
         spec = cli.spec(NfsExposerSpec, data, kind)
-    _launch(kind, "create", {"spec": spec, "config": config}, submit_run, as_json)
+    run_create(kind, spec, config, submit_run, as_json)
 
 
 @exposer_app.command("update")
@@ -118,9 +119,7 @@ def update_cmd(
         changes = cli.spec(CifsExposerUpdate, {**data, "options": options or None}, kind)
     else:
         changes = cli.spec(NfsExposerUpdate, {"rename": rename, "pseudo": pseudo}, kind)
-    etag = cli.etag_or_current(etag, kind, name, config)
-    params = {"name": name, "etag": etag, "changes": changes, "config": config}
-    _launch(kind, "update", params, submit_run, as_json)
+    run_update(kind, name, etag, changes, config, submit_run, as_json)
 
 
 @exposer_app.command("delete")

@@ -24,6 +24,7 @@ from storeflow.cli.common import (
     SubmitOption,
     etag_or_current,
     fail,
+    flow_of,
     launch,
     list_kind,
     lookup,
@@ -178,6 +179,26 @@ def delete_verb(kind: ResourceKind) -> Verb:
     return delete
 
 
+def run_create(kind: str, spec: Any, config: str | None, submit: bool, as_json: bool) -> None:
+    """Run (or submit) the kind's create flow with a checked spec."""
+    launch(flow_of(kind, "create"), {"spec": spec, "config": config}, submit, as_json)
+
+
+def run_update(
+    kind: str,
+    name: str,
+    etag: int | None,
+    changes: Any,
+    config: str | None,
+    submit: bool,
+    as_json: bool,
+) -> None:
+    """Run (or submit) the kind's update flow: `changes` to `name` as of `etag`."""
+    etag = etag_or_current(etag, kind, name, config)
+    params = {"name": name, "etag": etag, "changes": changes, "config": config}
+    launch(flow_of(kind, "update"), params, submit, as_json)
+
+
 def json_option(name: str, what: str) -> Any:
     return typer.Option(..., name, help=f"The {what} as a JSON object, or @FILE holding one.")
 
@@ -206,7 +227,7 @@ def create_verb(kind: ResourceKind) -> Verb:
         as_json: bool = JsonOption,
     ) -> None:
         s = spec(kind.spec, json_object(spec_text, kind.name), kind.name)
-        launch(kind.flow("create"), {"spec": s, "config": config}, submit_run, as_json)
+        run_create(kind.name, s, config, submit_run, as_json)
 
     return create
 
@@ -223,8 +244,6 @@ def update_verb(kind: ResourceKind) -> Verb:
         data = json_object(changes_text, f"{kind.name}.changes")
         # Without a changes model in the record, the flow's own parameter check judges.
         changes = spec(kind.changes, data, kind.name) if kind.changes else data
-        etag = etag_or_current(etag, kind.name, name, config)
-        params = {"name": name, "etag": etag, "changes": changes, "config": config}
-        launch(kind.flow("update"), params, submit_run, as_json)
+        run_update(kind.name, name, etag, changes, config, submit_run, as_json)
 
     return update

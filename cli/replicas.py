@@ -30,6 +30,7 @@ from storeflow.cli.common import (
     show_resources,
     spec,
 )
+from storeflow.cli.kinds import run_create
 from storeflow.models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
 from storeflow.tasks import kinds
 
@@ -119,7 +120,7 @@ def provider_create_cmd(
         directory = str(Path(directory).absolute())
     data = {"name": name, "protocol": protocol, "directory": directory, "block": block}
     s = spec(ProviderSpec, data, "provider")
-    launch(flow_of("provider", "create"), {"spec": s, "config": config}, submit_run, as_json)
+    run_create("provider", s, config, submit_run, as_json)
 
 
 # -- replicas ----------------------------------------------------------------------------
@@ -154,7 +155,7 @@ def replica_create_cmd(
         "schedule": schedule(interval, cron),
     }
     s = spec(ReplicaSpec, data, "replica")
-    launch(flow_of("replica", "create"), {"spec": s, "config": config}, submit_run, as_json)
+    run_create("replica", s, config, submit_run, as_json)
 
 
 @replica_app.command("list")
@@ -235,7 +236,7 @@ def profile_create_cmd(
         "schedule": schedule(interval, cron),
     }
     s = spec(ProfileSpec, data, "profile")
-    launch(flow_of("profile", "create"), {"spec": s, "config": config}, submit_run, as_json)
+    run_create("profile", s, config, submit_run, as_json)
 
 
 @profile_app.command("tier")

@@ -18,6 +18,7 @@ from storeflow.cli.common import (
     launch,
     spec,
 )
+from storeflow.cli.kinds import run_create, run_update
 from storeflow.models.schemas import (
     SnapshotSpec,
     SpaceSpec,
@@ -44,7 +45,7 @@ def space_create_cmd(
 ) -> None:
     """Create a space."""
     s = spec(SpaceSpec, {"name": name, "quota": quota, "template": template}, "space")
-    launch(flow_of("space", "create"), {"spec": s, "config": config}, submit_run, as_json)
+    run_create("space", s, config, submit_run, as_json)
 
 
 @space_app.command("update")
@@ -64,9 +65,7 @@ def space_update_cmd(
         {"rename": rename, "quota": quota, "uninstall_template": uninstall_template},
         "space",
     )
-    etag = etag_or_current(etag, "space", name, config)
-    params = {"name": name, "etag": etag, "changes": changes, "config": config}
-    launch(flow_of("space", "update"), params, submit_run, as_json)
+    run_update("space", name, etag, changes, config, submit_run, as_json)
 
 
 @space_app.command("delete")
@@ -98,7 +97,7 @@ def snapshot_create_cmd(
 ) -> None:
     """Snapshot a space."""
     s = spec(SnapshotSpec, {"space": space, "name": name, "mode": mode}, "snapshot")
-    launch(flow_of("snapshot", "create"), {"spec": s, "config": config}, submit_run, as_json)
+    run_create("snapshot", s, config, submit_run, as_json)
 
 
 # snapshot delete is the verb cli/kinds.py builds for a kind with a parent:
@@ -117,7 +116,7 @@ def template_create_cmd(
 ) -> None:
     """Create a template from a directory."""
     s = spec(TemplateSpec, {"name": name, "source": source.absolute()}, "template")
-    launch(flow_of("template", "create"), {"spec": s, "config": config}, submit_run, as_json)
+    run_create("template", s, config, submit_run, as_json)
 
 
 @template_app.command("update")
@@ -136,6 +135,4 @@ def template_update_cmd(
         {"rename": rename, "source": source.absolute() if source else None},
         "template",
     )
-    etag = etag_or_current(etag, "template", name, config)
-    params = {"name": name, "etag": etag, "changes": changes, "config": config}
-    launch(flow_of("template", "update"), params, submit_run, as_json)
+    run_update("template", name, etag, changes, config, submit_run, as_json)

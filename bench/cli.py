@@ -62,7 +62,8 @@ def main() -> int:
             for name, cmd in commands.items():
                 best[name] = min(best[name], once(cmd, env, work))
     bare = best["python -c pass"]
-    print(f"{'command (cold, best of ' + str(args.rounds) + ')':40} {'s':>7} {'ratio':>7} {'+s':>7}")
+    heading = f"command (cold, best of {args.rounds})"
+    print(f"{heading:40} {'s':>7} {'ratio':>7} {'+s':>7}")
     for name, seconds in best.items():
         print(f"{name:40} {seconds:7.3f} {seconds / bare:7.2f} {seconds - bare:7.3f}")
     print(f"target: --help and space list within {TARGET_EXTRA_S} s of bare Python")

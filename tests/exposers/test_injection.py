@@ -3,6 +3,8 @@ reason, and the config files and the database stay byte-identical."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +164,39 @@ def test_nfs_policy_refuses_everyone_and_no_root_squash(tmp_path: Path) -> None:
         assert state.name == "Refused", state.message
         assert f"nfs-exposer.clients.0.{field}" in (state.message or "")
         assert digest(*files) == before and setup.rows() == rows
+
+
+def _names_field(message: str | None, field: str) -> bool:
+    """pydantic puts the field in the location ("spec.name: ...") or, for checks of the
+    whole spec, at the head of the reason ("spec: Value error, access[0].to: ...")."""
+    text = re.sub(r"\[(\d+)\]", r".\1", str(message))  # access[0] -> access.0
+    tail = re.escape(field)
+    return re.search(rf"- spec(\.([\w.]+\.)?{tail}\b|: .*\b{tail}\b)", text) is not None
+
+
+def test_every_cifs_refusal_holds_through_the_flow(cifs: Setup, samba: SmbServer) -> None:
+    """Each bad input above, passed to the flow the way the UI and the REST API pass it (a
+    plain dict): the run fails naming the field, config files and database untouched."""
+    cifs.space("data")
+    files = (cifs.config.samba.include_path, samba.conf)
+    before, rows = digest(*files), cifs.rows()
+    for case, change, field in CIFS_BAD:
+        state = cifs.run(cifs_exposer_create, spec={"name": "data", "space": "data", **change})
+        assert state.is_failed(), (case, state)
+        assert _names_field(state.message, field.removeprefix("cifs-exposer.")), (case, state)
+        assert digest(*files) == before and cifs.rows() == rows, case
+
+
+def test_every_nfs_refusal_holds_through_the_flow(tmp_path: Path) -> None:
+    exports = tmp_path / "exports.d"
+    exports.mkdir()
+    setup = save(nfs_config(exports_path=exports / "storeflow.exports", main_exports=[]))
+    setup.space("data")
+    files = (exports / "storeflow.exports",)
+    before, rows = digest(*files), setup.rows()
+    for case, change, field in NFS_BAD:
+        state = setup.run(nfs_exposer_create, spec={"name": "data", "space": "data", **change})
+        assert state.is_failed(), (case, state)
+        assert _names_field(state.message, field.removeprefix("nfs-exposer.")), (case, state)
+        assert digest(*files) == before and setup.rows() == rows, case
+    assert sorted(os.listdir(exports)) == []

@@ -30,8 +30,11 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def connect(url: str) -> pika.BlockingConnection:
+def connect(url: str, name: str | None = None) -> pika.BlockingConnection:
+    """A blocking connection; `name` shows in the broker's connection list."""
     parameters = pika.URLParameters(url)
+    if name:
+        parameters.client_properties = {"connection_name": name}
     parameters.heartbeat = 30
     parameters.blocked_connection_timeout = 60
     parameters.connection_attempts = 1
@@ -55,6 +58,8 @@ class Consumer(ABC):
         self.prefetch = prefetch
         self.reconnect_delay = reconnect_delay
         self.connected = threading.Event()
+        self.connection_name = f"storeflow.{self.name}"
+        self.connections = 0
         self.handled = 0
         self.dropped = 0
         self._thread: threading.Thread | None = None
@@ -75,13 +80,14 @@ class Consumer(ABC):
         while not stop.is_set():
             connection = None
             try:
-                connection = connect(self.url)
+                connection = connect(self.url, self.connection_name)
                 channel = connection.channel()
                 channel.basic_qos(prefetch_count=self.prefetch)
                 queue = self.declare(channel)
                 self.on_connected(channel)
                 channel.basic_consume(queue, self._on_message)
                 self.connected.set()
+                self.connections += 1
                 log.info("%s consuming %s", self.name, queue)
                 while not stop.is_set():
                     connection.process_data_events(time_limit=0.2)

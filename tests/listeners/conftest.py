@@ -53,6 +53,8 @@ def status_consumer(storeflow_home: Path, wire: Wire) -> Iterator[StatusConsumer
     database_url = StoreflowConfig().database_url
     mirror = RunMirror(database_url).start()
     consumer = StatusConsumer(URL, database_url, mirror, queue=wire.reply_queue)
+    # Its own name on the broker, so a test can have just this connection closed.
+    consumer.connection_name = unique("storeflow.test-statuses")
     consumer.start()
     try:
         yield consumer

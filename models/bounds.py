@@ -77,7 +77,7 @@ def check_document(data: Any, field: str = "", depth: int = 0) -> Any:
             check_document(value, name, depth + 1)
     elif isinstance(data, list | tuple):
         for index, value in enumerate(data):
-            check_document(value, f"{field}[{index}]", depth + 1)
+            check_document(value, f"{field}.{index}" if field else str(index), depth + 1)
     return data
 
 

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.models import repository
-from storeflow.models.db import session_scope
+from storeflow.models.db import DatabaseFault, session_scope
 from storeflow.models.errors import (
     Busy,
     EtagConflict,
@@ -433,7 +433,13 @@ class OperationRun(HookedRun):
                 recorded = post(op, resource, status)
         except Exception as exc:
             logger.error("%s failed: %s", op.label, exc)
-            failed = record_failure(op, resource, exc)
+            try:
+                failed = record_failure(op, resource, exc)
+            except DatabaseFault as fault:
+                # Cannot say ERRORED now: the lock runs out with its lease and
+                # reconcile settles the record.
+                logger.error("%s: cannot record the failure: %s", op.label, fault)
+                return ActionResults(status=Status.ERRORED, error=f"{exc}; {fault}")
             return ActionResults(
                 status=Status.ERRORED,
                 resource=None if failed is None else failed.model_dump(mode="json"),

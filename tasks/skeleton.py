@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from prefect import get_run_logger
 from prefect.states import State
 
-from storeflow.models.errors import Refused
+from storeflow.models.errors import Refused, StoreflowError
 from storeflow.models.status import Status
 from storeflow.tasks.hook_base import (
     ActionResults,
@@ -87,6 +87,9 @@ def run_hooked(run: HookedRun) -> State[Any]:
     except Refused as exc:
         get_run_logger().warning("%s refused: %s", run.label, exc)
         results = run.refused(exc)
+    except StoreflowError as exc:  # e.g. the database failed: a known cause, one line
+        get_run_logger().error("%s failed: %s", run.label, exc)
+        results = ActionResults(status=Status.ERRORED, error=str(exc))
     if drivers:
         results = _post_hooks(run, drivers, context, pre_data, results)
     return run.final_state(results)

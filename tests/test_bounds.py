@@ -90,7 +90,7 @@ def test_documents_are_measured_before_they_are_parsed() -> None:
 def test_document_values_name_where_they_are() -> None:
     with pytest.raises(BoundError) as info:
         check_document({"destination": [{"directory": "ok"}, {"directory": "a\x00b"}]})
-    assert info.value.field == "destination[1].directory"
+    assert info.value.field == "destination.1.directory"
     nested: object = "leaf"
     for _ in range(MAX_DOCUMENT_DEPTH + 2):
         nested = [nested]

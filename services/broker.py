@@ -52,6 +52,9 @@ class Consumer(ABC):
     """
 
     name = "consumer"
+    # A batched consumer gets every delivery that arrived together in one
+    # `handle_batch` call (one database transaction for all, one ack for all).
+    batched = False
 
     def __init__(self, url: str, *, prefetch: int = 100, reconnect_delay: float = 1.0) -> None:
         self.url = url
@@ -64,6 +67,7 @@ class Consumer(ABC):
         self.dropped = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._batch: list[tuple[Any, pika.BasicProperties, bytes]] = []
 
     @abstractmethod
     def declare(self, channel: BlockingChannel) -> str:
@@ -72,6 +76,12 @@ class Consumer(ABC):
     @abstractmethod
     def handle(self, body: bytes, properties: pika.BasicProperties) -> None:
         """Act on one message (raise InvalidInput to drop it as malformed)."""
+
+    def handle_batch(self, deliveries: list[tuple[pika.BasicProperties, bytes]]) -> None:
+        """Act on deliveries that arrived together (batched consumers).  Malformed
+        ones are the method's to count and drop; raising fails the whole batch."""
+        for properties, body in deliveries:
+            self.handle(body, properties)
 
     def on_connected(self, channel: BlockingChannel) -> None:
         """Called after each (re)connection, before consuming."""
@@ -85,12 +95,15 @@ class Consumer(ABC):
                 channel.basic_qos(prefetch_count=self.prefetch)
                 queue = self.declare(channel)
                 self.on_connected(channel)
-                channel.basic_consume(queue, self._on_message)
+                self._batch = []
+                channel.basic_consume(queue, self._collect if self.batched else self._on_message)
                 self.connected.set()
                 self.connections += 1
                 log.info("%s consuming %s", self.name, queue)
                 while not stop.is_set():
                     connection.process_data_events(time_limit=0.2)
+                    if self._batch:
+                        self._flush(channel)
                     self.idle(channel)
             except BROKER_ERRORS as exc:
                 self.connected.clear()
@@ -126,6 +139,30 @@ class Consumer(ABC):
             self.dropped += 1
             log.exception("%s failed on a redelivered message; dropped", self.name)
         channel.basic_ack(method.delivery_tag)
+
+    def _collect(
+        self,
+        channel: BlockingChannel,
+        method: Any,
+        properties: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        self._batch.append((method, properties, body))
+
+    def _flush(self, channel: BlockingChannel) -> None:
+        batch, self._batch = self._batch, []
+        try:
+            self.handle_batch([(properties, body) for _, properties, body in batch])
+        except Exception:
+            log.warning("%s failed on a batch of %d", self.name, len(batch), exc_info=True)
+            for method, _, _ in batch:
+                if method.redelivered:  # failed before too: drop it, never wedge the queue
+                    self.dropped += 1
+                    channel.basic_ack(method.delivery_tag)
+                else:
+                    channel.basic_nack(method.delivery_tag, requeue=True)
+            return
+        channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
 
     def start(self, timeout: float = 30) -> "Consumer":
         """Run in a daemon thread; return once consuming (or raise after `timeout`)."""

@@ -28,6 +28,7 @@ SWEEP_EVERY = 5.0
 
 class StatusConsumer(Consumer):
     name = "statuses"
+    batched = True
 
     def __init__(
         self, url: str, database_url: str, mirror: RunMirror, *, queue: str, prefetch: int = 200
@@ -44,17 +45,40 @@ class StatusConsumer(Consumer):
         return self.queue
 
     def handle(self, body: bytes, properties: pika.BasicProperties) -> None:
-        submission_id, reply = parse_reply(body, properties.correlation_id)
-        try:
-            with session_scope(self.database_url) as session:
-                recorded = record_reply(session, submission_id, reply)
-        except NotFound:
-            raise InvalidInput("reply.job_id", f"no submission {submission_id!r}") from None
-        if recorded is None:
-            self.ignored += 1
-            log.info("submission %s has ended; %s ignored", submission_id, reply.message_type)
-            return
-        self.mirror.notify(submission_id)
+        self.handle_batch([(properties, body)])
+
+    def handle_batch(self, deliveries: list[tuple[pika.BasicProperties, bytes]]) -> None:
+        """Every reply that arrived together in one transaction: one commit (one fsync
+        on SQLite) for the lot, the mirror told once per submission."""
+        parsed = []
+        for properties, body in deliveries:
+            try:
+                parsed.append(parse_reply(body, properties.correlation_id))
+            except InvalidInput as exc:
+                self._drop(exc)
+        touched: dict[str, None] = {}
+        with session_scope(self.database_url) as session:
+            for submission_id, reply in parsed:
+                try:
+                    recorded = record_reply(session, submission_id, reply)
+                except NotFound:
+                    # Looked up before anything is written: the batch stays whole.
+                    self._drop(InvalidInput("reply.job_id", f"no submission {submission_id!r}"))
+                    continue
+                if recorded is None:
+                    self.ignored += 1
+                    log.info(
+                        "submission %s has ended; %s ignored", submission_id, reply.message_type
+                    )
+                else:
+                    self.handled += 1
+                    touched[submission_id] = None
+        for submission_id in touched:
+            self.mirror.notify(submission_id)
+
+    def _drop(self, exc: InvalidInput) -> None:
+        self.dropped += 1
+        log.warning("%s dropped a malformed message: %s", self.name, exc)
 
     def idle(self, channel: BlockingChannel) -> None:
         if time.monotonic() - self._last_sweep >= SWEEP_EVERY:

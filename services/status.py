@@ -16,10 +16,10 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from storeflow.models import submission_repository as submissions
 from storeflow.models.db import session_scope
-from storeflow.models.errors import InvalidInput, NotFound
+from storeflow.models.errors import InvalidInput
 from storeflow.services.broker import Consumer
 from storeflow.services.run_mirror import RunMirror
-from storeflow.tasks.submissions import expire, parse_reply, record_reply
+from storeflow.tasks.submissions import expire, parse_reply, record_replies
 
 log = logging.getLogger("storeflow.services.status")
 
@@ -56,24 +56,17 @@ class StatusConsumer(Consumer):
                 parsed.append(parse_reply(body, properties.correlation_id))
             except InvalidInput as exc:
                 self._drop(exc)
-        touched: dict[str, None] = {}
+        if not parsed:
+            return
         with session_scope(self.database_url) as session:
-            for submission_id, reply in parsed:
-                try:
-                    recorded = record_reply(session, submission_id, reply)
-                except NotFound:
-                    # Looked up before anything is written: the batch stays whole.
-                    self._drop(InvalidInput("reply.job_id", f"no submission {submission_id!r}"))
-                    continue
-                if recorded is None:
-                    self.ignored += 1
-                    log.info(
-                        "submission %s has ended; %s ignored", submission_id, reply.message_type
-                    )
-                else:
-                    self.handled += 1
-                    touched[submission_id] = None
-        for submission_id in touched:
+            recorded = record_replies(session, parsed)
+        for submission_id in recorded.unknown:
+            self._drop(InvalidInput("reply.job_id", f"no submission {submission_id!r}"))
+        if recorded.ignored:
+            self.ignored += recorded.ignored
+            log.info("%d replies for ended submissions ignored", recorded.ignored)
+        self.handled += len(parsed) - len(recorded.unknown) - recorded.ignored
+        for submission_id in recorded.changed:
             self.mirror.notify(submission_id)
 
     def _drop(self, exc: InvalidInput) -> None:

@@ -10,7 +10,7 @@ last word, or its timeout sweep): the outcome recorded, the key revoked.
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pika
@@ -227,23 +227,24 @@ def progress_of(reply: Reply) -> int | None:
     return {START: 0, DONE: 100}.get(reply.message_type)
 
 
-def record_reply(
-    session: Session, submission_id: str, reply: Reply, at: datetime | None = None
-) -> SubmissionView | None:
-    """Store one reply as an event; end the submission on done/error (the post step:
-    its key revoked).  None when the submission had already ended: ignored."""
-    outcome = outcome_of(reply)
-    recorded = submissions.record_event(
+def record_replies(session: Session, replies: list[tuple[str, Reply]]) -> submissions.Recorded:
+    """Store replies as events of their submissions, in one transaction; `done` and
+    `error` end a submission (the post step: its key revoked).  A reply for a
+    submission that had ended is ignored."""
+    recorded = submissions.record_events(
         session,
-        submission_id,
-        kind=reply.message_type,
-        message=text_of(reply),
-        outcome=outcome,
-        progress=progress_of(reply),
-        started=True,
-        at=at,
+        [
+            submissions.NewEvent(
+                submission_id=sid,
+                kind=reply.message_type,
+                message=text_of(reply),
+                outcome=outcome_of(reply),
+                progress=progress_of(reply),
+            )
+            for sid, reply in replies
+        ],
     )
-    if recorded is not None and outcome is not None:
+    for submission_id in recorded.ended:
         api_keys.revoke_for_submission(session, submission_id)
     return recorded
 

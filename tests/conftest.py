@@ -13,6 +13,17 @@ from tests.prefect_backend import (
     stop_ephemeral_prefect,
 )
 
+# A Prefect server already running (`prefect server start`, its own database): the
+# session uses it instead of starting an ephemeral one.
+SHARED_SERVER_ENV = "STOREFLOW_TEST_PREFECT_API_URL"
+
+
+def _shared_prefect_server(api_url: str) -> Iterator[str]:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        yield api_url
+
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -21,6 +32,11 @@ def prefect_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "PostgreSQL is not reachable on 127.0.0.1:5432; run scripts/bootstrap.sh to start it",
             pytrace=False,
         )
+    shared = os.environ.get(SHARED_SERVER_ENV)
+    if shared:
+        # scripts/mutation.py runs the same tests once per mutant: one server for all.
+        yield from _shared_prefect_server(shared)
+        return
     home = tmp_path_factory.mktemp("prefect-home")
     with scratch_database("storeflow_test_prefect") as database:
         env = prefect_environment(home, database)

@@ -12,6 +12,7 @@ runs one, and the groups in LAZY are imported when their verb is used.
 """
 
 import json
+import os
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -122,6 +123,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     cls=StoreflowGroup,
 )
+
+
+@app.callback()
+def options(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show Prefect's log lines here too (else: storeflow.log)."
+    ),
+) -> None:
+    """Storage operations and data movement as Prefect flows."""
+    if verbose:
+        os.environ["STOREFLOW_VERBOSE"] = "1"  # read by the runner; children inherit it
+
+
 hooks_app = typer.Typer(help="Hook drivers.", no_args_is_help=True)
 mount_kinds(app, TAILORED)
 app.add_typer(hooks_app, name="hooks")

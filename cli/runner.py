@@ -12,6 +12,7 @@ its own record of the outcome; `storeflow reconcile` settles the run later).
 
 import importlib
 import logging
+import os
 import ssl
 import threading
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from prefect.context import (
 )
 from prefect.deployments import run_deployment
 from prefect.events.worker import EventsWorker, should_emit_events
+from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.settings import PREFECT_API_URL, Settings, get_current_settings
 from prefect.states import State
 from pydantic import BaseModel
@@ -39,6 +41,7 @@ from pydantic import BaseModel
 from storeflow.flows.common import noted_run_names
 from storeflow.models import db
 from storeflow.models.errors import StoreflowError
+from storeflow.models.settings import storeflow_home
 
 
 class SubmitError(StoreflowError):
@@ -236,12 +239,50 @@ def quiet_prefect_services() -> None:
             logger.setLevel(logging.ERROR)
 
 
+VERBOSE_ENV = "STOREFLOW_VERBOSE"
+LOG_FILE = "storeflow.log"
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _prefect_console_handlers() -> list[logging.Handler]:
+    loggers = [logging.getLogger()] + [
+        logger
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if name.startswith("prefect") and isinstance(logger, logging.Logger)
+    ]
+    return [h for lg in loggers for h in lg.handlers if isinstance(h, PrefectConsoleHandler)]
+
+
+_routed: list[logging.Handler] = []  # the log file's handler, once routed
+
+
+def route_prefect_logs() -> None:
+    """Prefect's own log lines (run and task states, engine and server messages, to the
+    process's end) go to $STOREFLOW_HOME/storeflow.log (and to the server, as always);
+    to the terminal only with STOREFLOW_VERBOSE=1 (`storeflow --verbose`): a command
+    answers in its own line.  Once per process: a `storeflow` process is one command."""
+    if verbose() or _routed:
+        return
+    for handler in _prefect_console_handlers():
+        handler.setLevel(logging.CRITICAL + 1)
+    home = storeflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(home / LOG_FILE, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("prefect").addHandler(to_file)
+    _routed.append(to_file)
+
+
 def run_here(flow: Flow[..., Any], **parameters: Any) -> RunOutcome:
     """Run `flow` in this process and wait for its final state."""
     names: dict[str, str] = {}
     token = noted_run_names.set(names)
     quiet_prefect_services()
     try:
+        route_prefect_logs()
         with in_process_runtime(), client_context():
             start_event_delivery()
             state = cast(State[Any], flow(**parameters, return_state=True))

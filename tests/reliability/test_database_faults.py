@@ -110,14 +110,18 @@ def test_a_database_in_a_missing_place_is_one_line(tmp_path: Path) -> None:
 def test_an_unwritable_wal_index_is_refused_not_a_sigbus(tmp_path: Path) -> None:
     """SQLite writes its WAL index through a shared mapping of the -shm file; a file made
     immutable under a running process used to kill it with SIGBUS at the next commit."""
-    if shutil.which("chattr") is None:
-        pytest.skip("needs chattr (e2fsprogs)")
+    if shutil.which("chattr") is None:  # no skip: the case matters most where it is missing
+        pytest.fail("needs chattr: apt-get install e2fsprogs (Debian installs it)", pytrace=False)
     path = tmp_path / "storeflow.db"
     url = f"sqlite:///{path}"
     probe = tmp_path / "probe"
     probe.write_text("")
     if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
-        pytest.skip("this filesystem or user cannot set the immutable flag")
+        pytest.fail(
+            f"cannot set the immutable flag under {tmp_path} (filesystem or user): "
+            "run the tests as root on ext4/xfs (pytest --basetemp=DIR)",
+            pytrace=False,
+        )
     subprocess.run(["chattr", "-i", str(probe)], check=True)
     breaking = f"subprocess.run(['chattr', '+i', {str(path) + '-shm'!r}], check=True)"
     try:

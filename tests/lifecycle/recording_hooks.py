@@ -106,3 +106,35 @@ class Verifier(Recorder):
                 status=Status.ERRORED, message="verification failed"
             )
         return None
+
+
+class FailingPost(Recorder):
+    name = "failing-post"
+
+    def _execute_post_hook(
+        self,
+        context: HookContext | None,
+        func_name: str | None,
+        pre_hook_data: Any,
+        driver_action_results: ActionResults | None,
+        **kwargs: Any,
+    ) -> Any:
+        raise RuntimeError("post hook exploded")
+
+
+class OptionReader(Recorder):
+    """Records the options it reads the Manila way (`get_config_option`)."""
+
+    name = "options"
+
+    def _execute_pre_hook(
+        self, context: HookContext | None, func_name: str | None, **kwargs: Any
+    ) -> Any:
+        record(
+            self.name,
+            hook="pre",
+            endpoint=self.get_config_option("endpoint"),
+            interval=self.get_config_option("periodic_hooks_interval"),
+            missing=self.get_config_option("not-set"),
+        )
+        return None

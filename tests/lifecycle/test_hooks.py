@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,3 +168,49 @@ def test_a_shipped_driver_named_before_the_storeflow_namespace_still_loads() -> 
 
     assert load_driver_class("tasks.hook_drivers.audit:AuditHook") is AuditHook
     assert load_driver_class("storeflow.tasks.hook_drivers.audit:AuditHook") is AuditHook
+
+
+def _save(config: StoreflowConfig, name: str, **hooks: Any) -> str:
+    block = HookDriversBlock(**hooks)
+    StoreflowConfig(storage=config.storage, database=config.database, hooks=block).save(
+        name, overwrite=True
+    )
+    return name
+
+
+def test_a_post_hook_error_is_suppressed_only_when_asked(config: StoreflowConfig, drivers) -> None:
+    drivers("FailingPost", "Recorder")
+    loud = run(space_create, spec=SpaceSpec(name="loud"))
+    assert loud.is_failed(), loud
+    assert "post hook exploded" in str(loud.message)
+
+    quiet = _save(config, "quiet-post", suppress_post_hooks_errors=True)
+    state = run(space_create, spec=SpaceSpec(name="calm"), config=quiet)
+    assert state.name == "Active", state.message
+    assert read(config, "space", "calm").status is Status.ACTIVE
+    # The next driver's post hook still ran, after the suppressed error.
+    last_post = [c for c in calls() if c["hook"] == "post"][-1]
+    assert (last_post["driver"], last_post["status"]) == ("first", "ACTIVE")
+
+
+def test_periodic_hooks_can_be_disabled(config: StoreflowConfig, drivers) -> None:
+    drivers("Recorder")
+    off = _save(config, "no-periodic", enable_periodic_hooks=False)
+    state = run(periodic_hooks, config=off)
+    assert state.is_completed() and state.result() == 0
+    assert [c for c in calls() if c["hook"] == "periodic"] == []
+    assert run(periodic_hooks).result() == 1  # the default: enabled
+    assert len([c for c in calls() if c["hook"] == "periodic"]) == 1
+
+
+def test_drivers_read_their_options_and_the_interval(config: StoreflowConfig, drivers) -> None:
+    drivers("OptionReader")
+    named = _save(
+        config, "with-options", periodic_hooks_interval=60, options={"endpoint": "https://x"}
+    )
+    assert run(space_create, spec=SpaceSpec(name="opted"), config=named).name == "Active"
+    (pre,) = [c for c in calls() if c["hook"] == "pre"]
+    assert (pre["endpoint"], pre["interval"], pre["missing"]) == ("https://x", 60, None)
+    assert run(space_create, spec=SpaceSpec(name="plain")).name == "Active"
+    defaults = [c for c in calls() if c["hook"] == "pre"][-1]
+    assert (defaults["endpoint"], defaults["interval"]) == (None, 300)

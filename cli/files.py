@@ -85,3 +85,23 @@ def show_cmd(
         print(json.dumps(shown))
     else:
         out().print_json(json.dumps(shown))
+
+
+@file_app.command("scan")
+def scan_cmd(
+    path: Path | None = typer.Argument(None, help="A folder to scan (default: the spaces)."),
+    space: str = typer.Option("", help="Only this space."),
+    checksum: bool = typer.Option(False, help="Compute SHA-256 of new and changed files."),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Register what arrived without storeflow seeing it (a run of `file-scan`)."""
+    from storeflow.cli.common import report
+    from storeflow.cli.runner import run_here
+    from storeflow.flows.files import file_scan
+
+    folder = str(path.absolute()) if path else None
+    report(
+        run_here(file_scan, space=space, path=folder, checksum=checksum, config=config),
+        as_json,
+    )

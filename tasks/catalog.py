@@ -8,7 +8,9 @@ matches on.  A file seen again unchanged emits nothing.
 
 import grp
 import hashlib
+import os
 import pwd
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -116,3 +118,56 @@ def register(
         file, change = catalog.upsert(session, facts)
     announce(file, change)
     return file, change
+
+
+@dataclass
+class ScanCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+
+    def summary(self) -> str:
+        return f"{self.created} new, {self.updated} changed, {self.unchanged} unchanged" + (
+            f", {self.skipped} skipped" if self.skipped else ""
+        )
+
+
+def scan(config: StoreflowConfig, root: Path, *, checksum: bool = False) -> ScanCounts:
+    """Register every regular file under `root`: the safety net for files that arrived
+    without storeflow seeing them (written through a CIFS or NFS exposer).  A file whose
+    size and mtime match the catalog is not read again.  Hidden files are skipped:
+    partial uploads and tools' temporary files are named so."""
+    root = root.expanduser().absolute().resolve()
+    if not root.is_dir():
+        raise InvalidInput("path", f"{root} is not a directory")
+    with session_scope(config.database_url) as session:
+        known = {
+            f.path: (f.size, f.mtime)
+            for f in catalog.list_files(session)
+            if f.path.startswith(str(root) + os.sep)
+        }
+    counts = ScanCounts()
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            path = Path(folder) / name
+            if name.startswith(".") or not path.is_file() or path.is_symlink():
+                counts.skipped += 1
+                continue
+            stat = path.stat()
+            seen = known.get(str(path))
+            if seen is not None and seen == (
+                stat.st_size,
+                datetime.fromtimestamp(stat.st_mtime, UTC),
+            ):
+                counts.unchanged += 1
+                continue
+            _, change = register(config, path, checksum=checksum)
+            if change is Change.CREATED:
+                counts.created += 1
+            elif change is Change.UPDATED:
+                counts.updated += 1
+            else:
+                counts.unchanged += 1
+    return counts

@@ -127,3 +127,31 @@ def test_cli_refuses_a_missing_file_or_a_directory_in_one_line(tmp_path: Path) -
     assert code == 2 and "not in the catalog" in err
     with session_scope(StoreflowConfig().database_url) as session:
         assert catalog.list_files(session) == []
+
+
+def test_a_scan_registers_new_and_changed_files_and_skips_hidden_ones(tmp_path: Path) -> None:
+    config = StoreflowConfig()
+    space = config.storage.spaces_dir / "beta"
+    (space / "sub").mkdir(parents=True)
+    (space / "a.txt").write_text("a\n")
+    (space / "sub" / "b.png").write_bytes(PNG)
+    (space / ".partial.upload").write_text("half")
+
+    code, out, err = invoke("file", "scan", "--space", "beta", "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    assert (
+        first["state"] == "Scanned"
+        and first["message"] == "2 new, 0 changed, 0 unchanged, 1 skipped"
+    )
+    with session_scope(config.database_url) as session:
+        files = {f.name: f for f in catalog.list_files(session, space="beta")}
+    assert sorted(files) == ["a.txt", "b.png"] and files["b.png"].mime_type == "image/png"
+
+    (space / "a.txt").write_text("a, longer now\n")
+    os.utime(space / "a.txt", (time.time() + 5, time.time() + 5))
+    code, out, _ = invoke("file", "scan", "--space", "beta", "--json")
+    assert json.loads(out)["message"] == "0 new, 1 changed, 1 unchanged, 1 skipped"
+
+    code, _, err = invoke("file", "scan", str(tmp_path / "missing"))
+    assert code == 1 and "is not a directory" in err

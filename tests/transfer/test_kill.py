@@ -66,3 +66,80 @@ def test_sigkill_mid_file_then_rerun_completes_once(tmp_path: Path) -> None:
     assert os.listdir(dst) == ["big.bin"]  # exactly once, temp file replaced
     assert (dst / "big.bin").read_bytes() == big
     assert os.listdir(src) == []
+
+
+# The same kill, through the `transfer` flow: `storeflow transfer run` in a child process
+# (against the suite's Prefect database), stalled inside the copy of the big file.
+FLOW_CHILD = """
+import sys, time
+from pathlib import Path
+from storeflow.tasks.transfer import steps
+
+marker = Path(sys.argv[2])
+real_deliver = steps.deliver
+
+def stalling_deliver(plan, **kwargs):
+    report = kwargs.get("progress")
+    def stall(progress):
+        if report is not None:
+            report(progress)
+        if progress.bytes_done and not marker.exists():
+            marker.write_text("copying")
+            time.sleep(600)
+    kwargs.update(progress=stall, max_workers=1, progress_interval=0)
+    return real_deliver(plan, **kwargs)
+
+steps.deliver = stalling_deliver
+from storeflow.cli.app import main
+main(["transfer", "run", sys.argv[1]])
+"""
+
+
+def test_sigkill_of_the_transfer_flow_then_rerun_completes_once(
+    tmp_path: Path, storeflow_home: Path
+) -> None:
+    from storeflow.flows.transfers import transfer
+    from storeflow.models.transfer import parse_definition
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    big = os.urandom(1 << 20) * 24
+    (src / "big.bin").write_bytes(big)
+    spec = local_def(src, dst, postCopyAction={"action": "delete"})
+    definition = tmp_path / "transfer.json"
+    definition.write_text(json.dumps(spec))
+    marker = tmp_path / "marker"
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", FLOW_CHILD, str(definition), str(marker)],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "STOREFLOW_WARM": "off"},
+        start_new_session=True,  # its ephemeral Prefect server dies with it
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            if child.poll() is not None:
+                stderr = child.stderr.read().decode() if child.stderr else ""
+                raise AssertionError(f"the flow ended before it could be killed: {stderr[-2000:]}")
+            assert time.monotonic() < deadline, "the flow never started copying"
+            time.sleep(0.05)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        if child.stderr:
+            child.stderr.close()
+
+    leftovers = os.listdir(dst)
+    assert "big.bin" not in leftovers  # nothing under the final name
+    assert leftovers and all(name.startswith(".sf-") for name in leftovers), leftovers
+    assert (src / "big.bin").read_bytes() == big
+
+    state = transfer(definition=parse_definition(spec), return_state=True)
+    assert state.name == "Delivered", state.message
+    assert os.listdir(dst) == ["big.bin"]  # exactly once, the temp file replaced
+    assert (dst / "big.bin").read_bytes() == big
+    assert os.listdir(src) == []

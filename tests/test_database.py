@@ -1,13 +1,15 @@
 """The resource database: migrations and the lifecycle's compare-and-set, on SQLite
 and on PostgreSQL at 127.0.0.1:5432."""
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
@@ -121,8 +123,10 @@ def test_warm_up_reads_the_newest_revision_without_opening_anything(database_url
     engines = db._engine_for.cache_info().currsize
     db.warm_up()
     assert db._engine_for.cache_info().currsize == engines
-    newest = ScriptDirectory.from_config(db._alembic_config()).get_current_head()
-    assert db.head_revision() == newest
+    scripts = Config()
+    scripts.set_main_option("script_location", str(db.MIGRATIONS))
+    newest = ScriptDirectory.from_config(scripts).get_current_head()
+    assert db.head_revision() == newest  # Alembic's own answer, from the file names alone
 
     with engine_for(database_url).connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == newest
@@ -148,11 +152,26 @@ def test_a_forked_process_gets_engines_of_its_own(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parent = engine_for(database_url)
-    # What a forked child sees: another process id (models.db uses os for nothing else).
-    monkeypatch.setattr(db, "os", SimpleNamespace(getpid=lambda: -1))
+    monkeypatch.setattr(db, "process_id", lambda: -1)  # what a forked child sees
     child = engine_for(database_url)
     assert child is not parent
     assert engine_for(database_url) is child
     with session_scope(database_url) as session:
         repository.insert(session, "space", "from-child", {})
     child.dispose()
+
+
+def test_a_current_database_is_opened_without_importing_alembic(tmp_path: Path) -> None:
+    """Read-only commands pay nothing for migrations once the schema is current."""
+    url = f"sqlite:///{tmp_path / 'current.db'}"
+    with session_scope(url):
+        pass  # created and migrated by this process
+    code = (
+        "import sys\n"
+        "from storeflow.models.db import session_scope\n"
+        f"with session_scope({url!r}): pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('alembic')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

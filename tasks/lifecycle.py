@@ -83,7 +83,7 @@ class ResourceOperation(ABC):
     @property
     def func_name(self) -> str:
         """The name hook drivers see, Manila style: `create_space`."""
-        return f"{self.action.value}_{self.kind}"
+        return f"{self.action.value}_{self.kind.replace('-', '_')}"  # cifs-exposer: identifier
 
     def parameters(self) -> dict[str, Any]:
         """What hooks are told about the request."""

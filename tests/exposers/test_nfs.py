@@ -171,3 +171,53 @@ def test_ganesha_serves_the_space_and_forgets_it_after_delete(
     assert state.name == "Deleted", state.message
     wait_for(lambda: nfs_ls(ganesha, "/alpha").returncode != 0)
     assert ganesha.daemon is not None and ganesha.daemon.proc.poll() is None  # still serving
+
+
+def test_ganesha_config_that_fails_the_check_restores_the_exports_and_keeps_serving(
+    ganesha: NfsServer, storeflow_home: Path
+) -> None:
+    """ganesha has no config check and drops every export on a bad SIGHUP: storeflow's
+    own parser refuses first, restores its exports file byte for byte, and never signals."""
+    exports = ganesha.root / "storeflow-exports.conf"
+    setup = save(
+        nfs_config(
+            backend=NfsBackend.GANESHA,
+            ganesha_config=ganesha.conf,
+            ganesha_exports_path=exports,
+            ganesha_pidfile=ganesha.pidfile,
+            port=ganesha.port,
+        )
+    )
+    space = setup.space("alpha")
+    (space / "report.txt").write_text("over nfs\n")
+    rule = NfsClientRule(client="127.0.0.1", access="rw")
+    state = setup.run(
+        nfs_exposer_create, spec=NfsExposerSpec(name="alpha", space="alpha", clients=[rule])
+    )
+    assert state.name == "Active", state.message
+    wait_for(lambda: "report.txt" in nfs_ls(ganesha, "/alpha").stdout)
+
+    setup.space("beta")
+    good_main = ganesha.conf.read_text()
+    # An admin's own export reuses alpha's Export_Id: only the whole configuration,
+    # storeflow's file included, shows the clash, once storeflow has written its file.
+    ganesha.conf.write_text(
+        good_main + f"\nEXPORT {{ Export_Id = 100; Path = {ganesha.root}; Pseudo = /admin;"
+        " FSAL { Name = VFS; } }\n"
+    )
+    files = (exports, ganesha.conf)
+    before = digest(*files)
+    state = setup.run(
+        nfs_exposer_create, spec=NfsExposerSpec(name="beta", space="beta", clients=[rule])
+    )
+    assert state.is_failed(), state
+    assert "ganesha configuration" in str(state.message), state.message
+    assert digest(*files) == before
+    assert state.name == "Errored"
+    beta = setup.read("nfs-exposer", "beta")
+    assert beta.status is Status.ERRORED
+    assert (
+        beta.status_message == "create failed: ganesha configuration: export_id=100 is used twice"
+    )
+    assert ganesha.daemon is not None and ganesha.daemon.proc.poll() is None
+    assert "report.txt" in nfs_ls(ganesha, "/alpha").stdout  # alpha still served

@@ -1,22 +1,29 @@
-"""What every lifecycle flow shares: how it is declared and how a crash is cleaned up."""
+"""What every lifecycle flow shares: how it is declared (typed, described parameters,
+tags), one run per resource at a time, and how a crash is cleaned up."""
 
 import functools
-from collections.abc import Callable
+import inspect
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from contextvars import ContextVar
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
 from prefect import Flow, flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import FlowRun
+from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
+from prefect.exceptions import FailedRun, ObjectAlreadyExists
 from prefect.logging import get_logger
-from prefect.states import State
-from pydantic import Field
+from prefect.states import Failed, State
+from pydantic import BeforeValidator, Field
 
-from storeflow.blocks.config import resolve_config
+from storeflow.blocks.config import StoreflowConfig, load_config, resolve_config
 from storeflow.models import repository
-from storeflow.models.bounds import Etag
+from storeflow.models.bounds import Etag, check_text
 from storeflow.models.db import session_scope
-from storeflow.models.names import Text
 
 # Where a flow run by run_here reports its name (flow run id -> name); None elsewhere.
 noted_run_names: ContextVar[dict[str, str] | None] = ContextVar("storeflow_run_names", default=None)
@@ -33,23 +40,133 @@ def note_run_name() -> None:
 
 # Parameters every lifecycle flow shares, typed and described: the Prefect UI's forms
 # and the API's validation (before a run is created) say what they take.
+def _config_by_name(value: Any) -> Any:
+    """The CLI and scripts name a saved config; the UI and the API pass the document
+    (a block reference, already loaded by Prefect): both end as the document."""
+    if isinstance(value, str):
+        return load_config(check_text(value)) if value else None
+    return value
+
+
+# To a type checker a config is a document or its name (what the CLI and tests pass);
+# at run time the validator turns a name into the document, and the JSON Schema is the
+# block's alone, so the UI offers a picker of saved StoreflowConfig documents.
 ConfigName = Annotated[
-    Text | None,
+    StoreflowConfig | None,
+    BeforeValidator(_config_by_name),
     Field(
         title="Config",
-        description="A saved StoreflowConfig block; none: configuration from the environment.",
+        description=(
+            "The saved StoreflowConfig block (storage root, database, hook drivers) this "
+            "run works with. Empty: the worker's environment (STOREFLOW_* variables)."
+        ),
     ),
 ]
+if TYPE_CHECKING:
+    ConfigName = StoreflowConfig | str | None  # type: ignore[misc]
 CurrentEtag = Annotated[
     Etag | None,
     Field(
         title="Etag",
         description=(
-            "The etag you last read: a change in between refuses the run. "
-            "None: the current one (last writer wins)."
+            "The etag you last read (inventory artifact, or `storeflow ... show`): if the "
+            "resource changed since, the run is Refused and changes nothing. "
+            "Empty: the current etag (last writer wins)."
         ),
     ),
 ]
+Force = Annotated[
+    bool,
+    Field(
+        title="Force",
+        description=(
+            "Delete even though the space holds data (snapshots and exposers still refuse)."
+        ),
+    ),
+]
+
+# Actions a flow name may end with: `space-update` is kind `space`, action `update`.
+ACTIONS = ("create", "update", "delete", "allow", "deny", "sync", "tier", "run", "scan")
+
+
+def run_tags(flow_name: str) -> list[str]:
+    """The tags every run of a flow carries, wherever it is started: `storeflow`, its
+    kind and its action (`space-update`: storeflow, space, update)."""
+    kind, _, action = flow_name.rpartition("-")
+    if kind and action in ACTIONS:
+        return ["storeflow", kind, action]
+    return ["storeflow", flow_name]
+
+
+# -- one run per resource ------------------------------------------------------------------
+
+#: How long a run waits for another run on the same resource before it is refused.
+RESOURCE_WAIT_SECONDS = 900.0
+LIMIT_PREFIX = "storeflow"
+
+
+def resource_limit_name(kind: str, name: str, scope: str | None = None) -> str:
+    """The Prefect global concurrency limit (one slot) that keeps one run at a time on a
+    resource, across every worker and host that shares the Prefect server."""
+    where = f"{scope}/{name}" if scope else name
+    return f"{LIMIT_PREFIX}:{kind}:{where}"
+
+
+def ensure_limit(limit: str) -> None:
+    """Create the one-slot limit if it does not exist yet (idempotent, race-safe)."""
+    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=limit, limit=1, active=True)
+        )
+
+
+def _resource_of(kind: str, arguments: dict[str, Any]) -> tuple[str, str | None] | None:
+    """The resource a lifecycle run works on: (name, scope) from `name`/`space` or the
+    spec's; None when the parameters name none."""
+    spec = arguments.get("spec")
+    name = arguments.get("name") or getattr(spec, "name", None)
+    if not isinstance(name, str):
+        return None
+    scope = arguments.get("space") or getattr(spec, "space", None) if kind == "snapshot" else None
+    return name, scope if isinstance(scope, str) else None
+
+
+@contextmanager
+def resource_slot(limit: str, seconds: float = RESOURCE_WAIT_SECONDS) -> Iterator[None]:
+    """Hold the resource's one slot for the body; the limit is created on first use (and
+    by `storeflow server start` for every resource that exists)."""
+    from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+
+    with ExitStack() as held:
+        try:
+            held.enter_context(concurrency(limit, timeout_seconds=seconds, strict=True))
+        except ConcurrencySlotAcquisitionError:
+            # No such limit yet: create it, then wait for it like everyone else.
+            ensure_limit(limit)
+            held.enter_context(concurrency(limit, timeout_seconds=seconds, strict=True))
+        yield
+
+
+class ExpectedOutcome(logging.Filter):
+    """Prefect's engine logs "Engine execution exited with unexpected exception" and a
+    long traceback after a run that *returned* a Failed state (Refused, Errored with a
+    known cause, Vetoed): the run already logged its one line, and the state says why.
+    Such a run raises FailedRun (a flow that raised keeps its own exception and its
+    traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(error, FailedRun) and record.getMessage().startswith("Engine execution")
+        )
+
+
+def quiet_expected_outcomes() -> None:
+    """Install ExpectedOutcome on Prefect's flow-run logger (once per process)."""
+    logger = logging.getLogger("prefect.flow_runs")
+    if not any(isinstance(f, ExpectedOutcome) for f in logger.filters):
+        logger.addFilter(ExpectedOutcome())
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,13 +186,36 @@ def release_interrupted(flow: Flow[..., Any], flow_run: FlowRun, state: State[An
 
 
 def lifecycle_flow(name: str, run_name: str) -> Callable[[Callable[P, R]], Flow[P, R]]:
-    """@flow for a lifecycle entry point: named runs, crash clean-up, typed parameters."""
+    """@flow for a lifecycle entry point: named runs, crash clean-up, typed parameters,
+    one run at a time per resource (a Prefect global concurrency limit of one slot, so
+    across workers and hosts); expected outcomes log one line, no traceback."""
+    kind = run_tags(name)[1]
+    quiet_expected_outcomes()
 
     def decorate(fn: Callable[P, R]) -> Flow[P, R]:
+        signature = inspect.signature(fn)
+
         @functools.wraps(fn)  # Prefect reads the parameters through __wrapped__
         def body(*args: P.args, **kwargs: P.kwargs) -> R:
             note_run_name()  # run_here reports the name without reading the run back
-            return fn(*args, **kwargs)
+            resource = _resource_of(kind, signature.bind(*args, **kwargs).arguments)
+            if resource is None:
+                return fn(*args, **kwargs)
+            limit = resource_limit_name(kind, *resource)
+            try:
+                with resource_slot(limit):
+                    return fn(*args, **kwargs)
+            except TimeoutError:
+                return cast(
+                    R,
+                    Failed(
+                        name="Refused",
+                        message=(
+                            f"{name}/{resource[0]}: another run held {kind} {resource[0]} "
+                            f"for {RESOURCE_WAIT_SECONDS:.0f}s (limit {limit})"
+                        ),
+                    ),
+                )
 
         return flow(
             name=name,

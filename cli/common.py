@@ -83,6 +83,9 @@ def report(outcome: "RunOutcome", as_json: bool) -> None:
     elif outcome.ok:
         etag = outcome.result.get("etag") if isinstance(outcome.result, dict) else None
         suffix = f" (etag {etag})" if etag is not None else ""
+        url = outcome.result.get("url") if isinstance(outcome.result, dict) else None
+        if url:  # --submit: the run's name, id and page in the UI
+            suffix = f" id {outcome.flow_run_id} {url}"
         out().print(f"{outcome.flow_run_name or ''}: [green]{outcome.state_name}[/green]{suffix}")
     else:
         err().print(

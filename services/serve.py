@@ -1,5 +1,6 @@
 """Everything listeners need, in one process: the heartbeat consumer, the status
-consumer (with its run mirror and timeout sweep) and the HTTP API.
+consumer (with its run mirror and timeout sweep), the HTTP API and the watcher that
+registers files as they are written in the spaces.
 
 Each consumer reconnects by itself after a broker restart (services/broker.py); the
 API is uvicorn on 127.0.0.1 unless told otherwise.
@@ -20,6 +21,7 @@ from storeflow.services.api import create_app
 from storeflow.services.heartbeats import HeartbeatConsumer
 from storeflow.services.run_mirror import RunMirror
 from storeflow.services.status import StatusConsumer
+from storeflow.services.watcher import SpaceWatcher
 
 log = logging.getLogger("storeflow.services.serve")
 
@@ -31,6 +33,7 @@ class Services:
     mirror: RunMirror
     api: uvicorn.Server
     api_thread: threading.Thread
+    watcher: SpaceWatcher | None
 
 
 def api_address(settings: ListenerSettings, host: str | None, port: int | None) -> tuple[str, int]:
@@ -46,9 +49,11 @@ def running(
     *,
     host: str | None = None,
     port: int | None = None,
+    watch: bool = True,
     startup_timeout: float = 30,
 ) -> Iterator[Services]:
-    """Start the consumers and the API; stop them all when the block ends."""
+    """Start the consumers, the API and (`watch`) the spaces' watcher; stop them all
+    when the block ends."""
     database_url = config.database_url
     mirror = RunMirror(database_url).start()
     heartbeats = HeartbeatConsumer(
@@ -60,14 +65,17 @@ def running(
         uvicorn.Config(create_app(config), host=bind_host, port=bind_port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, name="api", daemon=True)
+    watcher = SpaceWatcher(config) if watch else None
     try:
+        if watcher is not None:
+            watcher.start()
         heartbeats.start(startup_timeout)
         statuses.start(startup_timeout)
         thread.start()
         if not _wait(lambda: server.started, startup_timeout):
             raise TimeoutError(f"the API did not start on {bind_host}:{bind_port}")
         log.info("listener services up; API on http://%s:%s/", bind_host, bind_port)
-        yield Services(heartbeats, statuses, mirror, server, thread)
+        yield Services(heartbeats, statuses, mirror, server, thread, watcher)
     finally:
         server.should_exit = True
         if thread.is_alive():
@@ -75,6 +83,8 @@ def running(
         statuses.stop()
         heartbeats.stop()
         mirror.stop()
+        if watcher is not None:
+            watcher.stop()
 
 
 def _wait(probe: Callable[[], bool], timeout: float) -> bool:

@@ -155,3 +155,30 @@ def test_a_scan_registers_new_and_changed_files_and_skips_hidden_ones(tmp_path: 
 
     code, _, err = invoke("file", "scan", str(tmp_path / "missing"))
     assert code == 1 and "is not a directory" in err
+
+
+def test_the_watcher_registers_files_as_they_are_closed(tmp_path: Path) -> None:
+    from storeflow.services.watcher import SpaceWatcher
+    from tests.listeners.broker import wait_for
+
+    config = StoreflowConfig()
+    watcher = SpaceWatcher(config).start()
+    try:
+        folder = config.storage.spaces_dir / "gamma" / "in"
+        folder.mkdir(parents=True)
+        (folder / "written.txt").write_text("closed after writing\n")
+        partial = folder / ".upload.part"
+        partial.write_bytes(PNG)
+        partial.rename(folder / "renamed.png")
+
+        def names() -> list[str] | None:
+            with session_scope(config.database_url) as session:
+                found = sorted(f.name for f in catalog.list_files(session, space="gamma"))
+            return found if len(found) == 2 else None
+
+        assert wait_for(names, 60, "the watcher") == ["renamed.png", "written.txt"]
+        with session_scope(config.database_url) as session:
+            png = catalog.find(session, str((folder / "renamed.png").resolve()))
+        assert png.mime_type == "image/png"
+    finally:
+        watcher.stop()

@@ -7,14 +7,18 @@ chains them for the CLI.
   conditionals and the FILTER callable, works out every final name, and checks the
   destinations and the post-copy action before anything is copied.
 - :func:`deliver` copies every planned file to every destination under a temporary
-  name, in batches on a bounded thread pool, reporting progress and calling the
-  AFTER_RESULT_RECEIVED callable per file.
+  name, in batches, reporting progress and calling the AFTER_RESULT_RECEIVED callable
+  once per batch.  Between local directories a batch is one call into a native loop
+  (tasks/transfer/native.py) that runs without the GIL, so worker threads scale with
+  cores; elsewhere threads wait on the network, one file at a time each.
 - :func:`finalize` renames the temporary files into place in every destination, writes
   flag files, and only then runs the post-copy action on the source.
 
 A killed run leaves only hidden temporary files behind; a rerun overwrites them and
 completes the transfer once.  Plans are plain frozen dataclasses, so they can pass
-between Prefect tasks; handlers (connections) are opened by each step.
+between Prefect tasks.  A run opens its handlers (connections) once with
+:func:`open_handlers` and passes them to each step; a step called without them opens
+and closes its own.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ import contextlib
 import dataclasses
 import os
 import posixpath
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,10 +41,16 @@ from storeflow.models.transfer import (
     TransferDefinition,
     load_definition,
 )
-from storeflow.tasks.transfer import names, selection
+from storeflow.tasks.transfer import names, native, selection
 from storeflow.tasks.transfer.entries import Entry
-from storeflow.tasks.transfer.errors import DestinationMissing, NameCollision, NoFilesFound
+from storeflow.tasks.transfer.errors import (
+    DestinationMissing,
+    NameCollision,
+    NoFilesFound,
+    ProtocolError,
+)
 from storeflow.tasks.transfer.handler import Spec, TransferHandler
+from storeflow.tasks.transfer.local import LocalTransfer
 from storeflow.tasks.transfer.registry import open_handler
 from storeflow.tasks.transfer.streams import CHUNK
 
@@ -120,20 +131,59 @@ class TransferResult:
 
 
 FileFilter = Callable[[Entry], bool]
+#: FILTER for many files at once: one verdict per entry, in order.
+BatchFilter = Callable[[Sequence[Entry]], Sequence[bool]]
 AfterResult = Callable[[FileResult], None]
+#: AFTER_RESULT_RECEIVED for a batch of files delivered together.
+AfterResults = Callable[[Sequence[FileResult]], None]
 ProgressHook = Callable[[CopyCounters], None]
+
+#: Entries per call of a batch filter.
+FILTER_BATCH = 256
+
+
+@dataclass
+class Handlers:
+    """The open handlers of one run: the source's, then one per destination."""
+
+    source: TransferHandler
+    destinations: list[TransferHandler]
+
+    def close(self) -> None:
+        for handler in (self.source, *self.destinations):
+            with contextlib.suppress(Exception):
+                handler.tidy()
 
 
 @contextlib.contextmanager
-def _opened(specs: Sequence[Spec], factory: HandlerFactory) -> Iterator[list[TransferHandler]]:
-    handlers: list[TransferHandler] = []
+def open_handlers(
+    definition: TransferDefinition, factory: HandlerFactory = open_handler
+) -> Iterator[Handlers]:
+    """Open the source's and every destination's handler once, for every step of a run;
+    close them all on the way out (also when opening one of them fails)."""
+    opened: list[TransferHandler] = []
     try:
+        specs: list[Spec] = [definition.source, *definition.destination]
         for spec in specs:
-            handlers.append(factory(spec))
+            opened.append(factory(spec))
+        handlers = Handlers(opened[0], opened[1:])
         yield handlers
     finally:
-        for handler in handlers:
-            handler.tidy()
+        for handler in opened:
+            with contextlib.suppress(Exception):
+                handler.tidy()
+
+
+@contextlib.contextmanager
+def _using(
+    handlers: Handlers | None, definition: TransferDefinition, factory: HandlerFactory
+) -> Iterator[Handlers]:
+    """The run's handlers when given (left open), else handlers of this step alone."""
+    if handlers is not None:
+        yield handlers
+        return
+    with open_handlers(definition, factory) as opened:
+        yield opened
 
 
 def _as_definition(definition: TransferDefinition | str | Path) -> TransferDefinition:
@@ -145,26 +195,32 @@ def _as_definition(definition: TransferDefinition | str | Path) -> TransferDefin
 # -- plan ---------------------------------------------------------------------------------
 
 
-def _targets(
-    entries: list[Entry], destinations: Sequence[DestinationSpec]
-) -> list[tuple[str, ...]]:
-    per_file: list[list[str]] = [[] for _ in entries]
-    for index, dest in enumerate(destinations):
-        seen: dict[str, str] = {}
-        for row, entry in zip(per_file, entries, strict=True):
-            final = entry.name
-            if dest.rename is not None:
-                final = names.renamed(
-                    entry.name, dest.rename.pattern, dest.rename.sub, f"destination[{index}].rename"
-                )
-            if final in seen:
+def _planned(entries: list[Entry], destinations: Sequence[DestinationSpec]) -> list[PlannedFile]:
+    """Each entry with its final name in every destination, refusing collisions.
+
+    Without renames the names cannot collide (a directory lists each once) and every
+    file shares one small tuple shape; the entries' names are reused, not copied."""
+    renames = [(i, d.rename) for i, d in enumerate(destinations) if d.rename is not None]
+    count = len(destinations)
+    if not renames:
+        return [PlannedFile(e, (e.name,) * count) for e in entries]
+    seen: list[dict[str, str]] = [{} for _ in destinations]
+    planned = []
+    for entry in entries:
+        row = [entry.name] * count
+        for index, rename in renames:
+            final = names.renamed(
+                entry.name, rename.pattern, rename.sub, f"destination[{index}].rename"
+            )
+            earlier = seen[index].setdefault(final, entry.name)
+            if earlier != entry.name:
                 raise NameCollision(
-                    f"destination[{index}]: {seen[final]!r} and {entry.name!r} would both "
+                    f"destination[{index}]: {earlier!r} and {entry.name!r} would both "
                     f"be delivered as {final!r}"
                 )
-            seen[final] = entry.name
-            row.append(final)
-    return [tuple(row) for row in per_file]
+            row[index] = final
+        planned.append(PlannedFile(entry, tuple(row)))
+    return planned
 
 
 def _same_place(source: SourceSpec, dest: DestinationSpec) -> bool:
@@ -196,23 +252,53 @@ def _check_destinations(
                     )
 
 
+def _filtered(
+    entries: list[Entry], file_filter: FileFilter | None, batch_filter: BatchFilter | None
+) -> tuple[list[Entry], list[str]]:
+    if file_filter is None and batch_filter is None:
+        return entries, []
+    kept: list[Entry] = []
+    skipped: list[str] = []
+    for start in range(0, len(entries), FILTER_BATCH):
+        chunk = entries[start : start + FILTER_BATCH]
+        if batch_filter is not None:
+            verdicts = list(batch_filter(chunk))
+            if len(verdicts) != len(chunk):
+                raise ValueError(
+                    f"batch filter answered {len(verdicts)} verdicts for {len(chunk)} files"
+                )
+        else:
+            verdicts = [True] * len(chunk)
+        for entry, verdict in zip(chunk, verdicts, strict=True):
+            if verdict and (file_filter is None or file_filter(entry)):
+                kept.append(entry)
+            else:
+                skipped.append(entry.name)
+    return kept, skipped
+
+
 def plan_transfer(
     definition: TransferDefinition | str | Path,
     *,
     file_filter: FileFilter | None = None,
+    batch_filter: BatchFilter | None = None,
     open_handler: HandlerFactory = open_handler,
     poll_interval: float = 1.0,
+    handlers: Handlers | None = None,
 ) -> TransferPlan:
     """Decide what to copy where, and refuse anything unsafe before touching data.
 
     ``file_filter`` (the FILTER stage) sees each file that passed the conditionals and
-    returns False to skip it.
+    returns False to skip it; ``batch_filter`` does the same for up to
+    ``FILTER_BATCH`` files per call (one sandbox round trip for many files).
+    ``handlers``: the run's open handlers (see :func:`open_handlers`), else the step
+    opens its own.
     """
     definition = _as_definition(definition)
     source = definition.source
     destinations = definition.destination
-    with _opened([source, *destinations], open_handler) as handlers:
-        src, dst = handlers[0], handlers[1:]
+    with _using(handlers, definition, open_handler) as opened:
+        src, dst = opened.source, opened.destinations
         watched: list[Entry] = []
         if source.file_watch is not None:
             watched = selection.watch(src, source, source.file_watch, poll_interval=poll_interval)
@@ -229,18 +315,8 @@ def plan_transfer(
                 f"no file in {source.directory!r} matches {source.file_regex!r}"
                 + (" within the conditionals" if source.conditionals else "")
             )
-        skipped: list[str] = []
-        if file_filter is not None:
-            kept = []
-            for entry in entries:
-                if file_filter(entry):
-                    kept.append(entry)
-                else:
-                    skipped.append(entry.name)
-            entries = kept
-        files = [
-            PlannedFile(e, t) for e, t in zip(entries, _targets(entries, destinations), strict=True)
-        ]
+        entries, skipped = _filtered(entries, file_filter, batch_filter)
+        files = _planned(entries, destinations)
         _check_destinations(files, source, destinations, dst)
         post_copy = src.post_copy_targets(e.name for e in entries)
         return TransferPlan(
@@ -252,7 +328,8 @@ def plan_transfer(
 
 
 class _Meter:
-    """Thread-safe counters that call the progress hook at most every ``interval`` s."""
+    """Counters a batch (or a big file's chunk) adds to at a time, calling the progress
+    hook at most every ``interval`` s.  Never touched per small file."""
 
     def __init__(self, plan: TransferPlan, hook: ProgressHook | None, interval: float) -> None:
         self.files_total = len(plan.files)
@@ -283,9 +360,149 @@ class _Meter:
                 self.hook(self.snapshot())
 
 
+class _Copier:
+    """Copies batches of a plan to every destination under temporary names."""
+
+    def __init__(
+        self,
+        plan: TransferPlan,
+        handlers: Handlers,
+        meter: _Meter,
+        after: AfterResults | None,
+    ) -> None:
+        definition = plan.definition
+        self.destinations = definition.destination
+        self.modes = [d.mode_bits for d in self.destinations]
+        self.src = handlers.source
+        self.dst = handlers.destinations
+        self.meter = meter
+        self.after = after
+        self.after_lock = threading.Lock()
+        # Local to local: small files go through the native loop a batch at a time.
+        self.local_dst = [h for h in self.dst if isinstance(h, LocalTransfer)]
+        self.native = isinstance(self.src, LocalTransfer) and len(self.local_dst) == len(self.dst)
+
+    def run(self, batch: Sequence[PlannedFile]) -> None:
+        if self.native:
+            self._native(batch)
+        else:
+            for planned in batch:
+                self._one(planned)
+        self.meter.add(files=len(batch))
+        if self.after is not None:
+            results = [
+                FileResult(
+                    p.entry,
+                    tuple(
+                        h.join(d.directory, t)
+                        for h, d, t in zip(self.dst, self.destinations, p.targets, strict=True)
+                    ),
+                )
+                for p in batch
+            ]
+            # One batch at a time: callbacks keep state (the sandbox worker, metadata).
+            with self.after_lock:
+                self.after(results)
+
+    def _one(self, planned: PlannedFile) -> None:
+        """A file through the handlers: big ones report their bytes as they go."""
+        entry = planned.entry
+        large = entry.size >= CHUNK
+        on_bytes = self._count_bytes if large else None
+        for index, handler in enumerate(self.dst):
+            handler.receive(
+                self.src,
+                entry,
+                handler.temp_path(planned.targets[index]),
+                self.modes[index],
+                on_bytes,
+            )
+        if not large:
+            self.meter.add(nbytes=entry.size * len(self.dst))
+
+    def _count_bytes(self, n: int) -> None:
+        self.meter.add(nbytes=n)
+
+    def _native(self, batch: Sequence[PlannedFile]) -> None:
+        small = [p for p in batch if p.entry.size < CHUNK]
+        if small:
+            self._native_small(small)
+        for planned in batch:
+            if planned.entry.size >= CHUNK:
+                self._one(planned)
+
+    def _native_small(self, small: list[PlannedFile]) -> None:
+        fsencode = os.fsencode
+        sources = [fsencode(p.entry.path) for p in small]
+        atimes = [p.entry.atime_ns or p.entry.mtime_ns for p in small]
+        mtimes = [p.entry.mtime_ns for p in small]
+        for index, handler in enumerate(self.local_dst):
+            mode = self.modes[index]
+            job = native.Batch(
+                sources,
+                handler.temp_paths([p.targets[index] for p in small]),
+                atimes,
+                mtimes,
+                [-1 if mode is None else mode] * len(small),
+            )
+            try:
+                native.copy_all(job)
+            except native.CopyFailed as failed:
+                path = (
+                    small[failed.index].entry.path
+                    if failed.step == 1
+                    else job.targets[failed.index].decode("utf-8", "surrogateescape")
+                )
+                raise ProtocolError(
+                    handler.protocol, failed.operation, path, failed.reason
+                ) from None
+        self.meter.add(nbytes=sum(p.entry.size for p in small) * len(self.dst))
+
+
 def _batches(files: Sequence[PlannedFile], size: int) -> Iterator[Sequence[PlannedFile]]:
     for start in range(0, len(files), size):
         yield files[start : start + size]
+
+
+def _per_file(after_result: AfterResult) -> AfterResults:
+    def each(results: Sequence[FileResult]) -> None:
+        for result in results:
+            after_result(result)
+
+    return each
+
+
+def _run_batches(copier: _Copier, batches: list[Sequence[PlannedFile]], workers: int) -> None:
+    """Every batch, by ``workers`` threads taking the next batch from a queue; the first
+    failure stops the others at their next batch and is raised."""
+    if workers <= 1:
+        for batch in batches:
+            copier.run(batch)
+        return
+    work: queue.SimpleQueue[Sequence[PlannedFile]] = queue.SimpleQueue()
+    for batch in batches:
+        work.put(batch)
+    failed = threading.Event()
+
+    def worker() -> None:
+        while not failed.is_set():
+            try:
+                batch = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                copier.run(batch)
+            except BaseException:
+                failed.set()
+                raise
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sf-copy") as pool:
+        futures = [pool.submit(worker) for _ in range(workers)]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                raise error
 
 
 def deliver(
@@ -293,18 +510,22 @@ def deliver(
     *,
     progress: ProgressHook | None = None,
     after_result: AfterResult | None = None,
+    after_results: AfterResults | None = None,
     max_workers: int = 4,
     batch_size: int = 64,
     progress_interval: float = 0.25,
     open_handler: HandlerFactory = open_handler,
+    handlers: Handlers | None = None,
 ) -> Delivery:
     """Copy every planned file to every destination under its temporary name.
 
     Work is split into batches of ``batch_size`` files run by up to ``max_workers``
-    threads.  ``progress`` receives counters (throttled to one call per
-    ``progress_interval`` seconds, plus a final one); ``after_result`` is called once per
-    file when all destinations hold it.  Nothing appears under a final name here.  On
-    failure the temporary files of this plan are removed and the error is raised.
+    threads (1: in the calling thread).  ``progress`` receives counters (throttled to
+    one call per ``progress_interval`` seconds, plus a final one); ``after_results`` is
+    called once per batch with the files every destination now holds (``after_result``:
+    the same, one call per file).  Nothing appears under a final name here.  On failure
+    the temporary files of this plan are removed and the error is raised.
+    ``handlers``: the run's open handlers (see :func:`open_handlers`).
     """
     started = time.monotonic()
     definition = plan.definition
@@ -313,51 +534,26 @@ def deliver(
     if not plan.files or not destinations:
         meter.done()
         return Delivery(0, 0, 0.0)
-    modes = [d.mode_bits for d in destinations]
+    hooks: list[AfterResults] = []
+    if after_results is not None:
+        hooks.append(after_results)
+    if after_result is not None:
+        hooks.append(_per_file(after_result))
+
+    def after(results: Sequence[FileResult]) -> None:
+        for hook in hooks:
+            hook(results)
+
     action = definition.source.post_copy_action
-    with _opened([definition.source, *destinations], open_handler) as handlers:
-        src, dst = handlers[0], handlers[1:]
-        for handler in dst:
+    with _using(handlers, definition, open_handler) as opened:
+        for handler in opened.destinations:
             handler.sync_writes = action is not None and action.action == "delete"
-        callback_lock = threading.Lock()
-
-        def count_bytes(n: int) -> None:
-            meter.add(nbytes=n)
-
-        def run_batch(batch: Sequence[PlannedFile]) -> None:
-            for planned in batch:
-                finals = []
-                # Big files report bytes as they go; small ones once done (cheaper).
-                large = planned.entry.size >= CHUNK
-                for index, handler in enumerate(dst):
-                    final = planned.targets[index]
-                    handler.receive(
-                        src,
-                        planned.entry,
-                        handler.temp_path(final),
-                        modes[index],
-                        count_bytes if large else None,
-                    )
-                    finals.append(handler.join(destinations[index].directory, final))
-                    if not large:
-                        meter.add(nbytes=planned.entry.size)
-                if after_result is not None:
-                    with callback_lock:
-                        after_result(FileResult(planned.entry, tuple(finals)))
-                meter.add(files=1)
-
+        copier = _Copier(plan, opened, meter, after if hooks else None)
+        batches = list(_batches(plan.files, max(1, batch_size)))
         try:
-            with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sf-copy") as pool:
-                futures: list[Future[None]] = [
-                    pool.submit(run_batch, batch) for batch in _batches(plan.files, batch_size)
-                ]
-                finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                for future in futures:
-                    future.cancel()
-                for future in finished:
-                    future.result()  # raises the first failure
+            _run_batches(copier, batches, min(max_workers, len(batches)))
         except BaseException:
-            _remove_temps(plan, dst)
+            _remove_temps(plan, opened.destinations)
             raise
     meter.done()
     return Delivery(len(plan.files), meter.bytes, time.monotonic() - started)
@@ -379,17 +575,19 @@ def finalize(
     plan: TransferPlan,
     *,
     open_handler: HandlerFactory = open_handler,
+    handlers: Handlers | None = None,
 ) -> TransferResult:
     """Move delivered files into place everywhere, write flags, then the post-copy action.
 
     Safe to repeat after a failure part-way: files already in place are left alone.
+    ``handlers``: the run's open handlers (see :func:`open_handlers`).
     """
     definition = plan.definition
     source = definition.source
     destinations = definition.destination
     action = source.post_copy_action
-    with _opened([source, *destinations], open_handler) as handlers:
-        src, dst = handlers[0], handlers[1:]
+    with _using(handlers, definition, open_handler) as opened:
+        src, dst = opened.source, opened.destinations
         if plan.files:
             for index, handler in enumerate(dst):
                 handler.move_files_to_final_location(f.targets[index] for f in plan.files)
@@ -416,34 +614,56 @@ def run_transfer(
     definition: TransferDefinition | str | Path,
     *,
     file_filter: FileFilter | None = None,
+    batch_filter: BatchFilter | None = None,
     after_result: AfterResult | None = None,
+    after_results: AfterResults | None = None,
     progress: ProgressHook | None = None,
-    max_workers: int = min(8, (os.cpu_count() or 2) * 2),
-    batch_size: int = 64,
+    max_workers: int | None = None,
+    batch_size: int = 256,
     poll_interval: float = 1.0,
     open_handler: HandlerFactory = open_handler,
 ) -> TransferResult:
-    """Plan, deliver and finalize one definition (a model or a .json/.yaml path)."""
+    """Plan, deliver and finalize one definition (a model or a .json/.yaml path), with
+    each handler opened once for the three steps.  ``max_workers`` defaults to the
+    cores available (local copies are CPU-bound on fast storage)."""
     started = time.monotonic()
-    plan = plan_transfer(
-        definition, file_filter=file_filter, open_handler=open_handler, poll_interval=poll_interval
-    )
+    definition = _as_definition(definition)
+    workers = max_workers if max_workers is not None else default_workers()
     delivered: list[FileResult] = []
 
-    def record(result: FileResult) -> None:
-        delivered.append(result)
-        if after_result is not None:
-            after_result(result)
+    def record(results: Sequence[FileResult]) -> None:
+        delivered.extend(results)
+        if after_results is not None:
+            after_results(results)
 
-    deliver(
-        plan,
-        progress=progress,
-        after_result=record,
-        max_workers=max_workers,
-        batch_size=batch_size,
-        open_handler=open_handler,
-    )
-    result = finalize(plan, open_handler=open_handler)
+    with open_handlers(definition, open_handler) as handlers:
+        plan = plan_transfer(
+            definition,
+            file_filter=file_filter,
+            batch_filter=batch_filter,
+            poll_interval=poll_interval,
+            handlers=handlers,
+        )
+        deliver(
+            plan,
+            progress=progress,
+            after_result=after_result,
+            after_results=record,
+            max_workers=workers,
+            batch_size=batch_size,
+            handlers=handlers,
+        )
+        result = finalize(plan, handlers=handlers)
     return dataclasses.replace(
         result, seconds=time.monotonic() - started, delivered=tuple(delivered)
     )
+
+
+def default_workers() -> int:
+    """Copy threads by default: the cores this process may run on (at least 2, at most 8:
+    network protocols wait more than they compute)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 2
+    return max(2, min(8, cores))

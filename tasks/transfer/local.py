@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 from storeflow.models.transfer import LocalDestination, LocalProtocol, LocalSource
+from storeflow.tasks.transfer import names, native
 from storeflow.tasks.transfer.entries import Entry, Kind
 from storeflow.tasks.transfer.handler import TransferHandler
 from storeflow.tasks.transfer.streams import CHUNK, BytesDone
@@ -15,6 +16,8 @@ _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 # In-kernel copies of a big file, per call: progress still moves several times a second.
 LOCAL_CHUNK = 8 * CHUNK
+# Renames per native call when moving into place.
+_RENAME_BATCH = 1024
 
 
 def _entry(name: str, path: str, st: os.stat_result) -> Entry:
@@ -135,6 +138,31 @@ class LocalTransfer(TransferHandler):
                 os.close(dst)
         finally:
             os.close(src)
+
+    def move_files_to_final_location(self, files: Iterable[str]) -> None:
+        """Rename every delivered temp file into place, a batch per native call (see
+        tasks/transfer/native.py); repeatable as the handler's own version is."""
+        directory = self.spec.directory
+        base = directory if directory.endswith("/") else directory + "/"
+        pending = list(files)
+        for start in range(0, len(pending), _RENAME_BATCH):
+            chunk = pending[start : start + _RENAME_BATCH]
+            temps = names.temp_paths(directory, chunk)
+            finals = [os.fsencode(base + final) for final in chunk]
+            self._rename_batch(list(zip(temps, finals, strict=True)))
+
+    def temp_paths(self, finals: Iterable[str]) -> list[bytes]:
+        """:meth:`temp_path` of each name, as bytes (for the native copy loop)."""
+        return names.temp_paths(self.spec.directory, finals)
+
+    def _rename_batch(self, batch: list[tuple[bytes, bytes]]) -> None:
+        try:
+            native.rename_all(batch)
+        except native.CopyFailed as failed:
+            temp, final = (os.fsdecode(p) for p in batch[failed.index])
+            raise self._fail(
+                "rename", f"{temp} -> {final}", OSError(failed.errno, failed.reason)
+            ) from None
 
     def rename(self, source: str, target: str) -> None:
         try:

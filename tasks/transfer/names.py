@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 from storeflow.tasks.transfer.errors import UnsafeName
@@ -40,6 +41,19 @@ def temp_name(final: str) -> str:
     """
     digest = hashlib.sha1(final.encode("utf-8", "surrogateescape")).hexdigest()[:20]
     return f"{_TEMP_PREFIX}{digest}{_TEMP_SUFFIX}"
+
+
+def temp_paths(directory: str, finals: Iterable[str]) -> list[bytes]:
+    """``posixpath.join(directory, temp_name(final))`` for each name, as bytes for the
+    native copy loop: the same names, built without a Python call per part."""
+    sha1 = hashlib.sha1
+    base = directory if directory.endswith("/") else directory + "/"
+    prefix = (base + _TEMP_PREFIX).encode("utf-8", "surrogateescape")
+    suffix = _TEMP_SUFFIX.encode("ascii")
+    return [
+        prefix + sha1(f.encode("utf-8", "surrogateescape")).hexdigest()[:20].encode() + suffix
+        for f in finals
+    ]
 
 
 def check_plain_name(name: str, what: str) -> str:

@@ -1,0 +1,306 @@
+"""A native copy loop for many small local files, and its pure-Python twin.
+
+Copying a 4 KiB file is a handful of system calls; in Python each one also pays for the
+interpreter around it, and a thread pool adds the GIL hand-offs on top.  This module
+compiles (once per machine and source version, with the system C compiler, into
+``$XDG_CACHE_HOME/storeflow``) a loop that copies a whole batch of files in C: called
+through ctypes, it runs without the GIL, so several threads copy in parallel on several
+cores.  Where no compiler is found the same loop runs in Python, one thread at a time.
+
+Each file is written as the engine asks: created (or truncated) at its temporary path,
+content copied in the kernel (``copy_file_range``, falling back to read/write), mode set
+when asked, atime and mtime set from the source's stat.  Nothing here renames into
+place except :func:`rename_all`, which the engine's finalize step calls.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+_SOURCE = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { STEP_OPEN = 1, STEP_CREATE = 2, STEP_COPY = 3, STEP_MODE = 4, STEP_TIMES = 5,
+       STEP_RENAME = 6 };
+
+static int copy_body(int in, int out) {
+    static const size_t want = (size_t)1 << 30;
+    int use_range = 1;
+    char buffer[65536];
+    for (;;) {
+        if (use_range) {
+            ssize_t got = copy_file_range(in, NULL, out, NULL, want, 0);
+            if (got > 0) continue;
+            if (got == 0) return 0;
+            if (errno == EINTR) continue;
+            if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+                return -1;
+            use_range = 0; /* nothing was copied yet by this call: fall back */
+            continue;
+        }
+        ssize_t got = read(in, buffer, sizeof buffer);
+        if (got == 0) return 0;
+        if (got < 0) { if (errno == EINTR) continue; return -1; }
+        for (ssize_t done = 0; done < got;) {
+            ssize_t put = write(out, buffer + done, (size_t)(got - done));
+            if (put < 0) { if (errno == EINTR) continue; return -1; }
+            done += put;
+        }
+    }
+}
+
+/* Copy n files; returns how many were done.  On a failure, *step and *err say what
+   failed for file number (return value); the partial temporary file stays for the
+   caller to remove. */
+int sf_copy_files(int n, char **src, char **dst, const int64_t *atime_ns,
+                  const int64_t *mtime_ns, const int32_t *mode, int *step, int *err) {
+    for (int i = 0; i < n; i++) {
+        int in = open(src[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (in < 0) { *step = STEP_OPEN; *err = errno; return i; }
+        int out = open(dst[i], O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (out < 0) { *step = STEP_CREATE; *err = errno; close(in); return i; }
+        int failed = 0;
+        if (copy_body(in, out) < 0) { failed = STEP_COPY; }
+        else if (mode[i] >= 0 && fchmod(out, (mode_t)mode[i]) < 0) { failed = STEP_MODE; }
+        else {
+            struct timespec times[2] = {
+                { atime_ns[i] / 1000000000, atime_ns[i] % 1000000000 },
+                { mtime_ns[i] / 1000000000, mtime_ns[i] % 1000000000 },
+            };
+            if (futimens(out, times) < 0) failed = STEP_TIMES;
+        }
+        int saved = errno;
+        close(in);
+        close(out);
+        if (failed) { *step = failed; *err = saved; return i; }
+    }
+    return n;
+}
+
+/* Rename n temporary files into place.  A missing temporary file whose target exists
+   was moved by an earlier attempt: skipped, so finalize can be repeated. */
+int sf_rename_files(int n, char **src, char **dst, int *step, int *err) {
+    struct stat st;
+    for (int i = 0; i < n; i++) {
+        if (rename(src[i], dst[i]) == 0) continue;
+        int saved = errno;
+        if (saved == ENOENT && lstat(src[i], &st) < 0 && lstat(dst[i], &st) == 0) continue;
+        *step = STEP_RENAME; *err = saved; return i;
+    }
+    return n;
+}
+"""
+
+STEPS = {1: "open", 2: "create", 3: "copy to", 4: "chmod", 5: "set times of", 6: "rename"}
+
+_Paths = ctypes.POINTER(ctypes.c_char_p)
+_Int64s = ctypes.POINTER(ctypes.c_int64)
+_Int32s = ctypes.POINTER(ctypes.c_int32)
+_Int = ctypes.POINTER(ctypes.c_int)
+
+
+@dataclass(frozen=True)
+class CopyFailed(Exception):
+    """File ``index`` of a batch failed at ``step`` (a key of STEPS) with ``errno``."""
+
+    index: int
+    step: int
+    errno: int
+
+    @property
+    def operation(self) -> str:
+        return STEPS.get(self.step, "copy")
+
+    @property
+    def reason(self) -> str:
+        return os.strerror(self.errno)
+
+
+@dataclass
+class Batch:
+    """Files to copy, as columns (one list per field: no object per file)."""
+
+    sources: list[bytes]
+    targets: list[bytes]
+    atimes_ns: list[int]
+    mtimes_ns: list[int]
+    #: -1: leave the mode as created (umask applies).
+    modes: list[int]
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "storeflow"
+
+
+class _Library:
+    """The compiled loop, loaded on first use; None when it cannot be built here."""
+
+    _lock = threading.Lock()
+    _loaded: ctypes.CDLL | None = None
+    _tried = False
+
+    @classmethod
+    def get(cls) -> ctypes.CDLL | None:
+        if cls._tried:
+            return cls._loaded
+        with cls._lock:
+            if not cls._tried:
+                cls._loaded = cls._build()
+                cls._tried = True
+        return cls._loaded
+
+    @classmethod
+    def _build(cls) -> ctypes.CDLL | None:
+        if os.environ.get("STOREFLOW_NATIVE_COPY", "on") == "off":
+            return None
+        digest = hashlib.sha256(_SOURCE.encode()).hexdigest()[:16]
+        directory = _cache_dir()
+        library = directory / f"copyloop-{digest}.so"
+        try:
+            if not library.exists():
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=directory) as scratch:
+                    source = Path(scratch) / "copyloop.c"
+                    source.write_text(_SOURCE)
+                    built = Path(scratch) / "copyloop.so"
+                    subprocess.run(
+                        ["cc", "-O2", "-shared", "-fPIC", "-o", str(built), str(source)],
+                        check=True,
+                        capture_output=True,
+                        timeout=120,
+                    )
+                    # Atomic: a concurrent build by another process replaces it whole.
+                    os.replace(built, library)
+            loaded = ctypes.CDLL(str(library))
+        except (OSError, subprocess.SubprocessError):
+            return None
+        loaded.sf_copy_files.argtypes = [
+            ctypes.c_int,
+            _Paths,
+            _Paths,
+            _Int64s,
+            _Int64s,
+            _Int32s,
+            _Int,
+            _Int,
+        ]
+        loaded.sf_copy_files.restype = ctypes.c_int
+        loaded.sf_rename_files.argtypes = [ctypes.c_int, _Paths, _Paths, _Int, _Int]
+        loaded.sf_rename_files.restype = ctypes.c_int
+        return loaded
+
+
+def available() -> bool:
+    """True when the native loop is compiled and loaded (else the Python loop runs)."""
+    return _Library.get() is not None
+
+
+def copy_all(batch: Batch) -> None:
+    """Copy every file of ``batch`` in order; raise :class:`CopyFailed` at the first
+    failure.  The native loop runs without the GIL."""
+    library = _Library.get()
+    if library is None:
+        _copy_in_python(batch)
+        return
+    n = len(batch)
+    sources = (ctypes.c_char_p * n)(*batch.sources)
+    targets = (ctypes.c_char_p * n)(*batch.targets)
+    atimes = (ctypes.c_int64 * n)(*batch.atimes_ns)
+    mtimes = (ctypes.c_int64 * n)(*batch.mtimes_ns)
+    modes = (ctypes.c_int32 * n)(*batch.modes)
+    step, err = ctypes.c_int(0), ctypes.c_int(0)
+    done = library.sf_copy_files(
+        n, sources, targets, atimes, mtimes, modes, ctypes.byref(step), ctypes.byref(err)
+    )
+    if done != n:
+        raise CopyFailed(done, step.value, err.value)
+
+
+def rename_all(pairs: Sequence[tuple[bytes, bytes]]) -> None:
+    """Rename each (temporary, final) pair, skipping those an earlier attempt moved."""
+    library = _Library.get()
+    if library is None:
+        _rename_in_python(pairs)
+        return
+    n = len(pairs)
+    sources = (ctypes.c_char_p * n)(*[p[0] for p in pairs])
+    targets = (ctypes.c_char_p * n)(*[p[1] for p in pairs])
+    step, err = ctypes.c_int(0), ctypes.c_int(0)
+    done = library.sf_rename_files(n, sources, targets, ctypes.byref(step), ctypes.byref(err))
+    if done != n:
+        raise CopyFailed(done, step.value, err.value)
+
+
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _copy_in_python(batch: Batch) -> None:
+    rows = zip(
+        batch.sources, batch.targets, batch.atimes_ns, batch.mtimes_ns, batch.modes, strict=True
+    )
+    for index, (source, target, atime, mtime, mode) in enumerate(rows):
+        step = 1
+        try:
+            src = os.open(source, _READ)
+            try:
+                step = 2
+                dst = os.open(target, _WRITE, 0o666)
+                try:
+                    step = 3
+                    _copy_body(src, dst)
+                    if mode >= 0:
+                        step = 4
+                        os.fchmod(dst, mode)
+                    step = 5
+                    os.utime(dst, ns=(atime, mtime))
+                finally:
+                    os.close(dst)
+            finally:
+                os.close(src)
+        except OSError as exc:
+            raise CopyFailed(index, step, exc.errno or errno.EIO) from exc
+
+
+def _copy_body(src: int, dst: int) -> None:
+    try:
+        while os.copy_file_range(src, dst, 1 << 30):
+            pass
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+    # No in-kernel copy between these filesystems: the offsets moved with what was
+    # copied, so reading and writing goes on from there.
+    while chunk := os.read(src, 1 << 20):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view) :]
+
+
+def _rename_in_python(pairs: Sequence[tuple[bytes, bytes]]) -> None:
+    for index, (temp, final) in enumerate(pairs):
+        try:
+            os.replace(temp, final)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT and not os.path.lexists(temp) and os.path.lexists(final):
+                continue
+            raise CopyFailed(index, 6, exc.errno or errno.EIO) from exc

@@ -21,10 +21,10 @@ from rich.table import Table
 
 from storeflow.models.config import Config
 from storeflow.models.errors import StoreflowError
-from storeflow.models.names import format_size
 from storeflow.models.schemas import ResourceView, parse_spec
 from storeflow.models.settings import CONFIG_BLOCK_ENV
 from storeflow.tasks import kinds
+from storeflow.tasks.kinds import cells
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -201,34 +201,6 @@ def show_resources(rows: list[ResourceView], as_json: bool, columns: list[str]) 
     for row in rows:
         table.add_row(row.name, row.status.value, str(row.etag), *cells(row, columns))
     out().print(table)
-
-
-def cells(row: ResourceView, columns: list[str]) -> list[str]:
-    """Table cells; a column not named here shows the spec (or else state) field of its name."""
-    values = {
-        "quota": format_size(row.spec.get("quota") or 0) if row.spec.get("quota") else "-",
-        "used": format_size(row.state.get("usage_bytes") or 0),
-        "files": str(row.state.get("files", "")),
-        "template": row.state.get("template") or "-",
-        "mode": row.state.get("mode") or "-",
-        "pools": " -> ".join(str(p.get("name")) for p in row.spec.get("pools") or []) or "-",
-        "schedule": _schedule(row.spec.get("schedule")),
-        "message": row.status_message or "",
-    }
-    return [values[c] if c in values else _field(row, c) for c in columns]
-
-
-def _schedule(schedule: Any) -> str:
-    if not isinstance(schedule, dict):
-        return "-"
-    if schedule.get("interval") is not None:
-        return f"every {schedule['interval']}s"
-    return f"cron {schedule.get('cron')}" if schedule.get("cron") else "-"
-
-
-def _field(row: ResourceView, column: str) -> str:
-    value = row.spec.get(column, row.state.get(column))
-    return "-" if value is None or value == "" else str(value)
 
 
 def list_kind(kind: str, config: str | None, parent: str | None = None) -> list[ResourceView]:

@@ -7,8 +7,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, State
 
 from storeflow.blocks.config import StoreflowConfig, resolve_config
+from storeflow.flows.common import ConfigName
 from storeflow.models import repository
 from storeflow.models.db import session_scope
 from storeflow.tasks import kinds
@@ -33,14 +35,25 @@ def run_periodic_hook(name: str, driver: HookBase, data: dict[str, Any]) -> None
 
 
 @flow(name="periodic-hooks", flow_run_name="periodic-hooks")
-def periodic_hooks(config: str | None = None) -> int:
-    """Run each configured driver's periodic hook; returns how many ran."""
+def periodic_hooks(config: ConfigName = None) -> State[Any]:
+    """Run each configured driver's periodic hook; the state says which ran, on what.
+
+    Args:
+        config: A saved StoreflowConfig block; none: configuration from the environment.
+    """
     cfg = resolve_config(config)
     drivers = load_drivers(cfg.hooks, cfg.hooks.hook_drivers)
     if not drivers:
         get_run_logger().info("no hook drivers configured")
-        return 0
+        return Completed(message="periodic hooks: no hook drivers configured", data=0)
     data = collect_periodic_hook_data(cfg)
     for driver in drivers:
         run_periodic_hook(type(driver).__name__, driver, data)
-    return sum(1 for d in drivers if d.periodic_hooks_enabled)
+    ran = [type(d).__name__ for d in drivers if d.periodic_hooks_enabled]
+    counts = ", ".join(f"{len(rows)} {kind}" for kind, rows in data.items() if rows)
+    message = (
+        f"periodic hooks: {', '.join(ran) or 'none enabled'} "
+        f"({len(ran)} of {len(drivers)} drivers) on {counts or 'no resources'}"
+    )
+    get_run_logger().info(message)
+    return Completed(message=message, data=len(ran))

@@ -25,6 +25,7 @@ from storeflow.models.exposers import (
     NfsExposerSpec,
     NfsExposerUpdate,
 )
+from storeflow.models.names import format_size
 from storeflow.models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
 from storeflow.models.schemas import (
     ResourceView,
@@ -259,3 +260,34 @@ def reconcilers() -> list[str]:
 
 def reconciler(path: str) -> Callable[..., Any]:
     return _attribute(path)
+
+
+# -- how a resource shows in a table (the CLI's lists, the UI's inventory) -----------
+
+
+def cells(row: ResourceView, columns: list[str]) -> list[str]:
+    """Table cells; a column not named here shows the spec (or else state) field of its name."""
+    values = {
+        "quota": format_size(row.spec.get("quota") or 0) if row.spec.get("quota") else "-",
+        "used": format_size(row.state.get("usage_bytes") or 0),
+        "files": str(row.state.get("files", "")),
+        "template": row.state.get("template") or "-",
+        "mode": row.state.get("mode") or "-",
+        "pools": " -> ".join(str(p.get("name")) for p in row.spec.get("pools") or []) or "-",
+        "schedule": _schedule(row.spec.get("schedule")),
+        "message": row.status_message or "",
+    }
+    return [values[c] if c in values else _field(row, c) for c in columns]
+
+
+def _schedule(schedule: Any) -> str:
+    if not isinstance(schedule, dict):
+        return "-"
+    if schedule.get("interval") is not None:
+        return f"every {schedule['interval']}s"
+    return f"cron {schedule.get('cron')}" if schedule.get("cron") else "-"
+
+
+def _field(row: ResourceView, column: str) -> str:
+    value = row.spec.get(column, row.state.get(column))
+    return "-" if value is None or value == "" else str(value)

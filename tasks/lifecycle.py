@@ -47,6 +47,7 @@ from storeflow.models.errors import (
 )
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
+from storeflow.tasks import inventory
 from storeflow.tasks.hook_base import ActionResults, HookConfiguration, HookContext
 from storeflow.tasks.skeleton import HookedRun, run_hooked, unwrap
 
@@ -460,6 +461,23 @@ class OperationRun(HookedRun):
             repository.update_observed(
                 session, before.resource["id"], status=after.status, message=after.message
             )
+
+    def announce(self, results: ActionResults, state: State[Any]) -> None:
+        """`storeflow.<kind>.<action>.<outcome>`; the resource on the run and the kind's
+        inventory rewritten (unless refused: nothing changed); a space past its quota
+        threshold warns."""
+        op = self.op
+        outcome = state.name or state.type.value
+        inventory.emit_outcome(
+            op.kind, op.action.value, op.name, outcome, results.resource, state.message
+        )
+        if results.refused:
+            return
+        if results.resource is not None:
+            inventory.publish_resource(results.resource)
+            if op.kind == "space":
+                inventory.warn_if_over_quota(results.resource)
+        inventory.publish_inventory(op.config, op.kind)
 
     def final_state(self, results: ActionResults) -> State[Any]:
         """Named after the resource status: `Completed(name="Active")`."""

@@ -9,7 +9,8 @@ names its final state (`final_state`); `run_hooked` does the rest, the same way 
   raised by the steps end the run refused, before anything changed;
 - post hooks run whatever happened (also after a failure or a refusal) and see the
   outcome as `ActionResults`; one may replace it, and one that fails makes it ERRORED;
-- the run records a replaced outcome where it keeps its own (`record_replaced`).
+- the run records a replaced outcome where it keeps its own (`record_replaced`), then
+  tells the Prefect UI and automations how it ended (`announce`).
 """
 
 from abc import ABC, abstractmethod
@@ -67,6 +68,10 @@ class HookedRun(ABC):
         """The outcome of a refusal (before anything changed)."""
         return ActionResults(status=None, error=str(reason), refused=True)
 
+    def announce(self, results: ActionResults, state: State[Any]) -> None:
+        """Tell the Prefect UI and automations how it ended (events, artifacts).
+        Default: nothing."""
+
     def record_replaced(self, before: ActionResults, after: ActionResults) -> None:
         """After the post hooks (`after` may be `before`, or a replacement): record a
         changed outcome where the run keeps its own."""
@@ -92,7 +97,12 @@ def run_hooked(run: HookedRun) -> State[Any]:
         results = ActionResults(status=Status.ERRORED, error=str(exc))
     if drivers:
         results = _post_hooks(run, drivers, context, pre_data, results)
-    return run.final_state(results)
+    state = run.final_state(results)
+    try:
+        run.announce(results, state)
+    except Exception as exc:  # the outcome stands; the UI's copy of it is secondary
+        get_run_logger().warning("%s: telling the UI how it ended failed: %s", run.label, exc)
+    return state
 
 
 def unwrap(state: State[Any], expected: type[T]) -> T:

@@ -34,6 +34,7 @@ from storeflow.models.errors import Refused, StoreflowError
 from storeflow.models.status import Status
 from storeflow.models.transfer import TransferDefinition
 from storeflow.sandbox.models import ExecutionResult, Progress, Stage, TaskExecution
+from storeflow.tasks import inventory
 from storeflow.tasks.hook_base import ActionResults, HookConfiguration, HookContext
 from storeflow.tasks.skeleton import HookedRun, run_hooked
 from storeflow.tasks.transfer import (
@@ -285,6 +286,12 @@ class TransferSkeleton(HookedRun):
         self.refusal = VETOED if isinstance(reason, Vetoed) else REFUSED
         _close(self.run, self.refusal, f"{self.label}: {reason}", Progress.PROGRESS_STOPPED)
         return super().refused(reason)
+
+    def announce(self, results: ActionResults, state: State[Any]) -> None:
+        """`storeflow.transfer.run.<outcome>` (delivered, vetoed, refused, errored)."""
+        inventory.emit_outcome(
+            "transfer", "run", self.run.task_id, state.name or "", results.resource, state.message
+        )
 
     def final_state(self, results: ActionResults) -> State[Any]:
         if results.refused:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import cast
 
 from prefect.client.orchestration import get_client
 from prefect.server.api.server import SubprocessASGIServer
@@ -18,6 +19,7 @@ from storeflow.flows.exposers import cifs_exposer_create, cifs_exposer_delete, c
 from storeflow.flows.reconcile import reconcile
 from storeflow.models.exposers import CifsExposerSpec, CifsExposerUpdate, MigrationMode
 from storeflow.models.status import Status
+from storeflow.tasks.reconcile import Change
 from tests.exposers.conftest import Setup, digest, samba_config, save, start_samba
 from tests.exposers.smbtools import SmbClient, read_file
 from tests.services.smb import SmbServer, SmbShare
@@ -85,7 +87,7 @@ def test_kill_between_write_and_reload_then_reconcile(cifs: Setup, samba: SmbSer
     # Prefect learns the run crashed (as its zombie detection would say); reconcile frees it
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(uuid.UUID(beta.lock_owner), Crashed(), force=True)
-    reconcile(config=cifs.name)
+    reconcile(config=cifs.name, return_state=True)
     beta = cifs.read("cifs-exposer", "beta")
     assert beta.status is Status.ERRORED and beta.lock_owner is None
     # ... and the next run finishes the job: delete what the killed run began
@@ -107,7 +109,7 @@ def test_unmanaged_shares_follow_the_migration_mode(tmp_path: Path, storeflow_ho
     for server in start_samba(tmp_path / "smbd", shares):
         never = save(samba_config(server, MigrationMode.NEVER))
         auto = save(samba_config(server, MigrationMode.AUTO))
-        changes = reconcile(config=never.name)
+        changes = cast(list[Change], reconcile(config=never.name, return_state=True).result())
         found = {c.name for c in changes if c.change == "found"}
         assert found == {"legacy", "elsewhere"}
         row = never.read("cifs-exposer", "legacy")

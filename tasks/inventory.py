@@ -1,0 +1,138 @@
+"""What the Prefect UI learns from each change: an inventory per kind, the resource as
+it now is, and one event per outcome.
+
+- The inventory is a table artifact under a stable key per kind (`storeflow-spaces`,
+  `storeflow-cifs-exposers`, ...): the Artifacts page shows its latest version, and
+  every lifecycle run and reconcile rewrites it.
+- The resource as a run left it is a small table on that run.
+- Events are what automations trigger on: `storeflow.<kind>.<action>.<outcome>`
+  (`storeflow.replica.sync.errored`), `storeflow.reconcile.<change>`, and
+  `storeflow.space.quota.warning` for a space past its usage threshold.  Resource
+  labels: kind, name, space, status, etag.
+"""
+
+import os
+from typing import Any
+
+from prefect.artifacts import create_table_artifact
+from prefect.events import emit_event
+
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.models import repository
+from storeflow.models.db import session_scope
+from storeflow.models.errors import InvalidInput
+from storeflow.models.names import format_size
+from storeflow.models.schemas import ResourceView
+from storeflow.tasks import kinds
+
+QUOTA_WARNING_ENV = "STOREFLOW_QUOTA_WARNING"
+DEFAULT_QUOTA_WARNING = 0.9
+
+
+def inventory_key(kind: str) -> str:
+    """The inventory's artifact key: `storeflow-spaces`, `storeflow-nfs-exposers`."""
+    return f"storeflow-{kind}s"
+
+
+def publish_inventory(config: StoreflowConfig, kind_name: str) -> None:
+    """Rewrite a kind's inventory table from the database."""
+    kind = kinds.get(kind_name)
+    with session_scope(config.database_url) as session:
+        rows = [row for row in repository.list_kind(session, kind.name) if not row.deleted]
+    headers = ["name", "status", "etag", *kind.columns]
+    table = [
+        dict(
+            zip(
+                headers,
+                [row.name, row.status.value, str(row.etag), *kinds.cells(row, list(kind.columns))],
+                strict=True,
+            )
+        )
+        for row in rows
+    ]
+    create_table_artifact(
+        key=inventory_key(kind.name),
+        table=table or [dict.fromkeys(headers, "-")],
+        description=f"{kind.help} {len(rows)} {kind.name}(s), as of this run.",
+    )
+
+
+def publish_resource(resource: dict[str, Any]) -> None:
+    """The resource as this run left it, on the run (its Artifacts tab)."""
+    shown = {
+        "kind": resource.get("kind"),
+        "name": resource.get("name"),
+        "status": resource.get("status"),
+        "etag": resource.get("etag"),
+        "message": resource.get("status_message") or "",
+        **{f"spec.{key}": value for key, value in (resource.get("spec") or {}).items()},
+        **{f"state.{key}": value for key, value in (resource.get("state") or {}).items()},
+    }
+    create_table_artifact(
+        table=[{"field": key, "value": str(value)} for key, value in shown.items()],
+        description=f"{resource.get('kind')} {resource.get('name')!r} as this run left it",
+    )
+
+
+def labels(kind: str, name: str, resource: dict[str, Any] | None) -> dict[str, str]:
+    """The event's resource: what automations can match on."""
+    spec = (resource or {}).get("spec") or {}
+    space = name if kind == "space" else spec.get("space", "")
+    return {
+        "prefect.resource.id": f"storeflow.{kind}.{name}",
+        "prefect.resource.name": name,
+        "storeflow.kind": kind,
+        "storeflow.name": name,
+        "storeflow.space": str(space or ""),
+        "storeflow.status": str((resource or {}).get("status", "")),
+        "storeflow.etag": str((resource or {}).get("etag", "")),
+    }
+
+
+def emit_outcome(
+    kind: str,
+    action: str,
+    name: str,
+    outcome: str,
+    resource: dict[str, Any] | None,
+    message: str | None,
+) -> None:
+    """`storeflow.<kind>.<action>.<outcome>`, e.g. `storeflow.space.update.refused`."""
+    emit_event(
+        event=f"storeflow.{kind}.{action}.{outcome.lower()}",
+        resource=labels(kind, name, resource),
+        payload={"message": message or ""},
+    )
+
+
+def quota_warning_threshold() -> float:
+    raw = os.environ.get(QUOTA_WARNING_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_QUOTA_WARNING
+    except ValueError:
+        raise InvalidInput(QUOTA_WARNING_ENV, f"{raw!r} is not a fraction") from None
+    if not 0 < value <= 1:
+        raise InvalidInput(QUOTA_WARNING_ENV, f"{raw} is not between 0 and 1")
+    return value
+
+
+def warn_if_over_quota(space: ResourceView | dict[str, Any]) -> bool:
+    """`storeflow.space.quota.warning` when a space's usage passed its threshold (of a
+    quota that is set); True when it was emitted."""
+    data = space.model_dump(mode="json") if isinstance(space, ResourceView) else space
+    quota = int((data.get("spec") or {}).get("quota") or 0)
+    used = int((data.get("state") or {}).get("usage_bytes") or 0)
+    threshold = quota_warning_threshold()
+    if not quota or used < quota * threshold:
+        return False
+    emit_event(
+        event="storeflow.space.quota.warning",
+        resource=labels("space", str(data.get("name")), data),
+        payload={
+            "used": used,
+            "quota": quota,
+            "threshold": threshold,
+            "message": f"{format_size(used)} of {format_size(quota)} used",
+        },
+    )
+    return True

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import certifi
 import httpx
-from prefect import Flow
+from prefect import Flow, tags
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import (
@@ -38,7 +38,7 @@ from prefect.settings import PREFECT_API_URL, Settings, get_current_settings
 from prefect.states import State
 from pydantic import BaseModel
 
-from storeflow.flows.common import noted_run_names
+from storeflow.flows.common import noted_run_names, run_tags
 from storeflow.models import db
 from storeflow.models.errors import StoreflowError
 from storeflow.models.settings import storeflow_home
@@ -285,7 +285,8 @@ def run_here(flow: Flow[..., Any], **parameters: Any) -> RunOutcome:
         route_prefect_logs()
         with in_process_runtime(), client_context():
             start_event_delivery()
-            state = cast(State[Any], flow(**parameters, return_state=True))
+            with tags(*run_tags(flow.name)):  # storeflow, kind, action: as deployments' runs
+                state = cast(State[Any], flow(**parameters, return_state=True))
             name = _run_name(state, names)
     except Exception as exc:
         unreachable = _transport_error(exc)
@@ -341,12 +342,29 @@ def _run_name(state: State[Any], noted: dict[str, str]) -> str | None:
 
 
 def submit(flow: Flow[..., Any], parameters: dict[str, Any]) -> RunOutcome:
-    """Create a run of the flow's deployment (named like the flow) and return at once."""
+    """Create a run of the flow's deployment (named like the flow) and return at once,
+    once the server has given it its final name (the `flow_run_name` template)."""
     if not PREFECT_API_URL.value():
         raise SubmitError("--submit needs a Prefect server: set PREFECT_API_URL")
     name = f"{flow.name}/{flow.name}"
+    parameters = dict(parameters)
+    if isinstance(parameters.get("config"), str):
+        # The deployment's schema takes the document (the UI's picker), not its name.
+        from storeflow.blocks.config import ConfigNotFound, reference_by_name
+
+        try:
+            parameters["config"] = reference_by_name(parameters["config"])
+        except ConfigNotFound as exc:
+            raise SubmitError(f"config: {exc}") from None
+    run_name = _final_name(flow, parameters)
     try:
-        run = run_deployment(name=name, parameters=parameters, timeout=0)
+        run = run_deployment(
+            name=name,
+            parameters=parameters,
+            timeout=0,
+            tags=run_tags(flow.name),
+            flow_run_name=run_name,
+        )
     except Exception as exc:
         raise SubmitError(f"cannot create a run of deployment {name!r}: {exc}") from exc
     run = cast(FlowRun, run)  # run_deployment is sync-compatible: here, it ran synchronously
@@ -357,4 +375,42 @@ def submit(flow: Flow[..., Any], parameters: dict[str, Any]) -> RunOutcome:
         state_type=state.type.value if state else "SCHEDULED",
         state_name=(state.name if state else None) or "Scheduled",
         message=f"submitted to deployment {name}",
+        result={"url": run_url(str(run.id))},
     )
+
+
+def _final_name(flow: Flow[..., Any], parameters: dict[str, Any]) -> str | None:
+    """The name the run carries once it starts: the flow's `flow_run_name` template
+    filled with its parameters, given at creation (else the server picks a random one
+    that the engine replaces later)."""
+    template = flow.flow_run_name
+    if isinstance(template, str):
+        try:
+            return template.format(**_attributes(parameters))
+        except (KeyError, AttributeError, IndexError, ValueError):
+            pass
+    return None
+
+
+class _Fields(dict[str, Any]):
+    """A parameter dict whose nested dicts also read as attributes ({spec.name})."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def _attributes(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _Fields({k: _attributes(v) for k, v in value.items()})
+    return value
+
+
+def run_url(flow_run_id: str) -> str:
+    """The run's page in the Prefect UI (PREFECT_UI_URL, else derived from the API URL)."""
+    from prefect.settings import PREFECT_UI_URL
+
+    base = PREFECT_UI_URL.value() or str(PREFECT_API_URL.value() or "").removesuffix("/api")
+    return f"{str(base).rstrip('/')}/runs/flow-run/{flow_run_id}"

@@ -51,19 +51,20 @@ def _config_by_name(value: Any) -> Any:
 # To a type checker a config is a document or its name (what the CLI and tests pass);
 # at run time the validator turns a name into the document, and the JSON Schema is the
 # block's alone, so the UI offers a picker of saved StoreflowConfig documents.
-ConfigName = Annotated[
-    StoreflowConfig | None,
-    BeforeValidator(_config_by_name),
-    Field(
-        title="Config",
-        description=(
-            "The saved StoreflowConfig block (storage root, database, hook drivers) this "
-            "run works with. Empty: the worker's environment (STOREFLOW_* variables)."
-        ),
-    ),
-]
 if TYPE_CHECKING:
-    ConfigName = StoreflowConfig | str | None  # type: ignore[misc]
+    ConfigName = StoreflowConfig | str | None
+else:
+    ConfigName = Annotated[
+        StoreflowConfig | None,
+        BeforeValidator(_config_by_name),
+        Field(
+            title="Config",
+            description=(
+                "The saved StoreflowConfig block (storage root, database, hook drivers) this "
+                "run works with. Empty: the worker's environment (STOREFLOW_* variables)."
+            ),
+        ),
+    ]
 CurrentEtag = Annotated[
     Etag | None,
     Field(

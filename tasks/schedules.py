@@ -22,6 +22,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_logger
 from prefect.settings import PREFECT_API_URL, get_current_settings
 
+from storeflow.blocks.config import config_reference
 from storeflow.models.errors import Refused
 from storeflow.models.replicas import ScheduleSpec
 from storeflow.models.schemas import ResourceView
@@ -130,12 +131,21 @@ class ScheduleBuilder(ResourceOperation):
     entrypoint: ClassVar[str]
     _deployment: UUID | None = None
 
+    def schedule_parameters(self) -> dict[str, Any]:
+        """Everything a scheduled run needs: the resource and the config this one was
+        created with (a block reference; none: the worker's environment, as here)."""
+        parameters: dict[str, Any] = {"name": self.name}
+        reference = config_reference(self.config)
+        if reference is not None:
+            parameters["config"] = reference
+        return parameters
+
     def create_schedule(self, schedule: ScheduleSpec, description: str, tags: list[str]) -> None:
         self._deployment = create(
             self.flow,
             self.name,
             entrypoint=self.entrypoint,
-            parameters={"name": self.name},
+            parameters=self.schedule_parameters(),
             schedule=schedule,
             description=description,
             tags=tags,

@@ -31,6 +31,7 @@ Deliberate differences from OTF (its known traps, fixed on purpose):
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -129,16 +130,27 @@ class Conditionals(_Model):
     size: Bounds | None = None
     age: Bounds | None = None
     count: CountBounds | None = None
+    check_during_filewatch: bool = Field(
+        False,
+        description="Apply the conditionals while watching: the watch waits until the "
+        "files meet them (OTF); otherwise the first matching file ends the watch and the "
+        "conditionals apply afterwards",
+    )
+
+
+#: OTF's fileWatch timeout when none is given (seconds).
+FILE_WATCH_TIMEOUT = 60
 
 
 class FileWatch(_Model):
-    """Wait (up to ``timeout`` seconds) for a file to appear and stop growing.
+    """Wait (up to ``timeout`` seconds, OTF's 60 by default) for a file to appear and stop
+    growing.
 
     ``directory``/``fileRegex`` default to the source's: give them to watch a separate
     trigger file.  ``watchOnly`` ends the transfer once the watch succeeds.
     """
 
-    timeout: float = Field(1800, gt=0)
+    timeout: float = Field(FILE_WATCH_TIMEOUT, gt=0)
     directory: str | None = None
     file_regex: Regex | None = None
     watch_only: bool = False
@@ -150,7 +162,13 @@ class FileWatch(_Model):
 
 
 class PostCopyAction(_Model):
-    """What happens to the source files once every destination has them."""
+    """What happens to the source files once every destination has them.
+
+    Destinations read as OTF reads them: ``move`` puts each file INTO ``destination``
+    (with or without a trailing slash); ``rename`` puts the renamed file in the directory
+    PART of ``destination`` (``/src/archive/`` is the folder ``archive``, ``/src/archive``
+    is ``/src``), or in the source directory when no destination is given.
+    """
 
     action: Literal["move", "delete", "rename"]
     destination: str | None = None
@@ -167,7 +185,19 @@ class PostCopyAction(_Model):
             raise ValueError("action 'delete' takes no destination, pattern or sub")
         if self.pattern is not None:
             _check_regex(self.pattern)
+        if self.action == "rename" and self.destination and not posixpath.dirname(self.destination):
+            # OTF would rename to "/<name>" (the filesystem root): refuse instead.
+            raise ValueError(
+                f"rename destination {self.destination!r} has no directory part "
+                "(OTF renames into the directory part: write 'DIR/')"
+            )
         return self
+
+    def target_directory(self, source_directory: str) -> str:
+        """The directory the source files end up in (OTF's reading of ``destination``)."""
+        if self.action == "rename":
+            return posixpath.dirname(self.destination) if self.destination else source_directory
+        return self.destination or source_directory
 
 
 class Rename(_Model):
@@ -180,6 +210,28 @@ class Rename(_Model):
     @classmethod
     def _regex(cls, value: str) -> str:
         return _check_regex(value)
+
+
+class Encryption(_Model):
+    """OTF's GPG ``encryption`` block: accepted by its schema, refused here (see below)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    encrypt: bool = False
+    decrypt: bool = False
+
+    @model_validator(mode="after")
+    def _unsupported(self) -> Encryption:
+        raise ValueError(
+            "GPG encryption is not supported by storeflow (encrypt or decrypt the files "
+            "in a callback or an execution task)"
+        )
+
+
+class Permissions(_Model):
+    """OTF's ``permissions`` object: ``mode``, the same as the destination's ``mode``."""
+
+    mode: str
 
 
 class Flags(_Model):
@@ -212,7 +264,12 @@ class SourceSpec(_Model):
     conditionals: Conditionals | None = None
     file_watch: FileWatch | None = None
     post_copy_action: PostCopyAction | None = None
-    error: bool = Field(True, description="Fail when no file matches (OTF default)")
+    error: bool = Field(
+        True,
+        description="Fail when no valid file is found (none matches, count not met, file "
+        "watch timed out); false: succeed quietly, as OTF does",
+    )
+    encryption: Encryption | None = None
     protocol: ProtocolBlock
 
     @field_validator("file_regex")
@@ -228,6 +285,12 @@ class DestinationSpec(_Model):
     create_directory_if_not_exists: bool = False
     rename: Rename | None = None
     flags: Flags | None = None
+    transfer_type: Literal["push", "pull", "proxy"] | None = Field(
+        None,
+        description="OTF's choice of which host moves the data; storeflow always streams "
+        "through the worker (OTF's 'proxy'), so every value delivers the same files",
+    )
+    encryption: Encryption | None = None
     protocol: ProtocolBlock
 
     @property
@@ -240,17 +303,38 @@ class DestinationWithMode(DestinationSpec):
     """A destination on a protocol with POSIX permissions: ``mode`` is accepted."""
 
     mode: str | None = Field(None, description="Octal permissions for delivered files, '0644'")
+    permissions: Permissions | None = Field(
+        None, description="OTF's other spelling of mode: {mode: '0644'}"
+    )
 
     @field_validator("mode")
     @classmethod
     def _octal(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"0?[0-7]{3,4}", value):
-            raise ValueError(f"mode {value!r} is not octal permissions like '0644'")
+        return value if value is None else _check_mode(value)
+
+    @field_validator("permissions")
+    @classmethod
+    def _octal_permissions(cls, value: Permissions | None) -> Permissions | None:
+        if value is not None:
+            _check_mode(value.mode)
         return value
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> DestinationWithMode:
+        if self.mode and self.permissions and int(self.mode, 8) != int(self.permissions.mode, 8):
+            raise ValueError("mode and permissions.mode differ: give one")
+        return self
 
     @property
     def mode_bits(self) -> int | None:
-        return None if self.mode is None else int(self.mode, 8)
+        mode = self.mode or (self.permissions.mode if self.permissions else None)
+        return None if mode is None else int(mode, 8)
+
+
+def _check_mode(value: str) -> str:
+    if not re.fullmatch(r"0?[0-7]{3,4}", value):
+        raise ValueError(f"mode {value!r} is not octal permissions like '0644'")
+    return value
 
 
 # -- the built-in protocols' models (their handlers in tasks/transfer/ name them) ----------
@@ -390,7 +474,11 @@ Destination = Annotated[DestinationSpec, _AnyRegistered("destination")]
 
 
 class TransferDefinition(_Model):
-    """One OTF transfer: a source and the destinations its files go to."""
+    """One OTF transfer: a source and the destinations its files go to.
+
+    As in OTF, ``destination`` may be empty: the files are found (watched, checked
+    against the conditionals) and the post-copy action runs, nothing is copied.
+    """
 
     # The protocol unions read the entry points: build on first use, not at import.
     model_config = ConfigDict(defer_build=True)
@@ -398,13 +486,11 @@ class TransferDefinition(_Model):
     type: Literal["transfer"]
     source: Source
     destination: list[Destination] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _needs_somewhere(self) -> TransferDefinition:
-        watch_only = self.source.file_watch is not None and self.source.file_watch.watch_only
-        if not self.destination and not watch_only:
-            raise ValueError("'destination' is empty and the source is not a watchOnly watch")
-        return self
+    variables: dict[str, Any] | None = Field(
+        None,
+        description="OTF's task-level variables: used when the definition is rendered "
+        "from a config directory, inert once it is",
+    )
 
 
 def definition_json_schema() -> dict[str, Any]:

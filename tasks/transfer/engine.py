@@ -302,14 +302,18 @@ def plan_transfer(
         watched: list[Entry] = []
         if source.file_watch is not None:
             watched = selection.watch(src, source, source.file_watch, poll_interval=poll_interval)
-            if source.file_watch.watch_only:
+            # An empty watch is a timeout with error: false (OTF: nothing more is done).
+            if source.file_watch.watch_only or not watched:
                 return TransferPlan(definition, (), tuple(watched))
         entries = selection.apply_size_and_age(
             src.list_entries(source.directory, source.file_regex),
             source.conditionals,
             time.time(),
         )
-        selection.check_count(entries, source.conditionals)
+        if source.error:
+            selection.check_count(entries, source.conditionals)
+        elif selection.count_problem(entries, source.conditionals):
+            entries = []  # OTF: a broken count means no valid files, not an error here
         if not entries and source.error:
             raise NoFilesFound(
                 f"no file in {source.directory!r} matches {source.file_regex!r}"

@@ -206,7 +206,7 @@ class TransferHandler(abc.ABC):
             return {}
         if action.action == "delete":
             return dict.fromkeys(files)
-        target_dir = action.destination or directory
+        target_dir = action.target_directory(directory)
         if not self.is_dir(target_dir):
             try:
                 self.make_dirs(target_dir)

@@ -60,16 +60,15 @@ def watch(
 ) -> list[Entry]:
     """Wait until matching files exist and have stopped growing; return them.
 
-    Watching the source files themselves (no separate ``directory``/``fileRegex``),
-    the size/age/count conditionals must hold too.  A file counts as complete once two
-    polls ``poll_interval`` apart see the same size and mtime.
+    As in OTF, the conditionals apply during the watch only with
+    ``conditionals.checkDuringFilewatch``; otherwise the first complete matching file
+    ends the watch and the conditionals apply to the listing that follows.  A file
+    counts as complete once two polls ``poll_interval`` apart see the same size and mtime.
     """
     directory = spec.directory or source.directory
     pattern = spec.file_regex or source.file_regex
-    is_trigger = (spec.directory or source.directory) != source.directory or (
-        spec.file_regex is not None and spec.file_regex != source.file_regex
-    )
-    cond = None if is_trigger else source.conditionals
+    during = source.conditionals is not None and source.conditionals.check_during_filewatch
+    cond = source.conditionals if during else None
     deadline = clock() + spec.timeout
     previous: tuple[tuple[str, int, int], ...] | None = None
     while True:
@@ -80,6 +79,8 @@ def watch(
             return entries
         previous = current
         if clock() >= deadline:
+            if not source.error:
+                return []  # OTF: "valid files not found after timeout", not an error
             raise FileWatchTimeout(
                 f"fileWatch: no complete file matching {pattern!r} in {directory!r} "
                 f"within {spec.timeout:g}s"

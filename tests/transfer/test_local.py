@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -371,3 +373,69 @@ def test_file_watch_times_out(dirs: Dirs) -> None:
         run_transfer(
             parse_definition(local_def(src, dst, fileWatch={"timeout": 0.3})), poll_interval=0.1
         )
+
+
+def test_progress_counts_every_destination_and_the_inside_of_big_files(dirs: Dirs) -> None:
+    """The totals cover each destination's copy; a big file is counted as it is copied
+    (what the progress artifact relies on); interval 0 reports each step."""
+    from storeflow.tasks.transfer.streams import CHUNK
+
+    src, d1, d2 = dirs("src"), dirs("d1"), dirs("d2")
+    big = os.urandom(CHUNK) * 3
+    write(src, "big.bin", big)
+    write(src, "a", b"aaaa")
+    write(src, "b", b"bb")
+    seen: list[CopyCounters] = []
+    plan = plan_transfer(parse_definition(local_def(src, [d1, d2])))
+    deliver(plan, progress=seen.append, progress_interval=0, max_workers=1)
+    finalize(plan)
+
+    total = 2 * (len(big) + 6)
+    final = seen[-1]
+    assert (final.files_done, final.files_total) == (3, 3)
+    assert (final.bytes_done, final.bytes_total) == (total, total)
+    assert len(seen) > 2  # not only the final report
+    # The big file's bytes are reported as each destination's copy lands, not once at
+    # the end of the file (small files are counted once per batch).
+    done = [0] + [c.bytes_done for c in seen]
+    steps = [after - before for before, after in itertools.pairwise(done)]
+    assert len(big) in steps, done
+    assert [c.bytes_done for c in seen] == sorted(c.bytes_done for c in seen)
+
+
+def test_progress_interval_throttles_to_the_final_report(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    for i in range(5):
+        write(src, f"f{i}", b"x" * 10)
+    seen: list[CopyCounters] = []
+    plan = plan_transfer(parse_definition(local_def(src, dst)))
+    deliver(plan, progress=seen.append, progress_interval=3600, max_workers=1)
+    assert 1 <= len(seen) <= 2  # at most one before the final one, in an hour
+    assert (seen[-1].files_done, seen[-1].bytes_done) == (5, 50)
+
+
+@pytest.mark.parametrize(("action", "durable"), [(None, False), ("delete", True)])
+def test_writes_are_made_durable_only_before_a_source_delete(
+    dirs: Dirs, action: str | None, durable: bool
+) -> None:
+    """The source goes away only after its copies are on stable storage; without a
+    delete, no fsync slows the copy."""
+    from storeflow.tasks.transfer.registry import open_handler
+
+    src, d1, d2 = dirs("src"), dirs("d1"), dirs("d2")
+    write(src, "f")
+    extra = {"postCopyAction": {"action": action}} if action else {}
+    plan = plan_transfer(parse_definition(local_def(src, [d1, d2], **extra)))
+    opened: list[Any] = []
+
+    def recording(spec: Any) -> Any:
+        handler = open_handler(spec)
+        opened.append(handler)
+        return handler
+
+    deliver(plan, open_handler=recording)
+    finalize(plan)
+    destinations = [h for h in opened if hasattr(h, "sync_writes")][1:]  # after the source
+    assert len(destinations) == 2
+    assert [h.sync_writes for h in destinations] == [durable, durable]
+    assert names(d1) == names(d2) == ["f"]

@@ -181,8 +181,13 @@ def _save(config: StoreflowConfig, name: str, **hooks: Any) -> str:
 def test_a_post_hook_error_is_suppressed_only_when_asked(config: StoreflowConfig, drivers) -> None:
     drivers("FailingPost", "Recorder")
     loud = run(space_create, spec=SpaceSpec(name="loud"))
-    assert loud.is_failed(), loud
-    assert "post hook exploded" in str(loud.message)
+    assert loud.is_failed() and loud.name == "Errored", loud
+    assert "post hook failed: post hook exploded" in str(loud.message)
+    # The work is done and kept; the record says a post hook found it not right.
+    assert (config.storage.spaces_dir / "loud").is_dir()
+    record = read(config, "space", "loud")
+    assert record.status is Status.ERRORED
+    assert record.status_message == "post hook failed: post hook exploded"
 
     quiet = _save(config, "quiet-post", suppress_post_hooks_errors=True)
     state = run(space_create, spec=SpaceSpec(name="calm"), config=quiet)

@@ -65,6 +65,10 @@ LAZY: dict[str, tuple[str, str]] = {
         "storeflow.cli.listeners:listeners_app",
         "The listener services: heartbeats, statuses, the HTTP API.",
     ),
+    "server": (
+        "storeflow.cli.server:server_app",
+        "The local stack: Prefect server, blocks, work pool, deployments, workers.",
+    ),
 }
 
 #: The groups whose verbs are written by hand, by group name.

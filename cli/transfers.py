@@ -1,4 +1,5 @@
-"""`storeflow transfer run DEFINITION.json|.yaml`: one OTF transfer, with a progress bar.
+"""`storeflow transfer run DEFINITION.json|.json.j2|.yaml` or `storeflow transfer run -t
+TASK_ID -c CONFIG_DIR` (OTF's `task-run`): one OTF transfer, with a progress bar.
 
 Exit codes: 0 delivered (or submitted); 1 the run failed (Refused, Vetoed, Errored:
 the one-line message names the cause); 2 the command was wrong before anything ran
@@ -25,7 +26,7 @@ from storeflow.cli.runner import RunOutcome, run_here, submit
 from storeflow.flows.transfers import transfer
 from storeflow.models.errors import StoreflowError
 from storeflow.models.names import as_task_id
-from storeflow.models.transfer import parse_definition, read_definition_file
+from storeflow.models.transfer import DefinitionError, parse_definition, read_definition_file
 from storeflow.tasks.transfer import CopyCounters
 from storeflow.tasks.transfer.progress import listening
 
@@ -100,9 +101,37 @@ def report(outcome: RunOutcome, as_json: bool) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
+def read_definition(
+    definition: Path | None, task_id: str | None, config_dir: Path | None
+) -> tuple[Any, str]:
+    """The definition as written (rendered when it is a template) and its task id."""
+    from storeflow.tasks.otf.config import load_task, render_task_file
+
+    if definition is not None:
+        if task_id is not None or config_dir is not None:
+            raise DefinitionError(str(definition), [("(command)", "give FILE or -t/-c, not both")])
+        if definition.name.endswith((".json", ".json.j2")):
+            stem = definition.name.removesuffix(".j2").removesuffix(".json")
+            return render_task_file(definition), stem
+        return read_definition_file(definition), definition.stem
+    if task_id is None or config_dir is None:
+        raise DefinitionError(
+            "(command)", [("(command)", "give FILE, or -t TASK_ID -c CONFIG_DIR")]
+        )
+    return load_task(config_dir, task_id), task_id
+
+
 @transfer_app.command("run")
 def run_command(
-    definition: Path = typer.Argument(..., help="OTF transfer definition (.json, .yaml, .yml)."),
+    definition: Path | None = typer.Argument(
+        None, help="OTF transfer definition (.json, .json.j2, .yaml, .yml)."
+    ),
+    task_id: str | None = typer.Option(
+        None, "-t", "--task-id", help="OTF task id: TASK_ID.json(.j2) under -c."
+    ),
+    config_dir: Path | None = typer.Option(
+        None, "-c", "--config-dir", help="OTF config directory (task files, variables)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     submit_run: bool = typer.Option(
         False, "--submit", help="Create a run of the 'transfer' deployment instead."
@@ -124,14 +153,14 @@ def run_command(
     try:
         # Read once: --submit sends the data as written (the model would mask inline
         # passwords), a local run the validated model.
-        data = read_definition_file(definition)
-        model = parse_definition(data, str(definition))
+        data, stem = read_definition(definition, task_id, config_dir)
+        model = parse_definition(data, str(definition or task_id))
     except StoreflowError as exc:
         fail(str(exc), EXIT_USAGE)
     if callbacks is not None and not callbacks.is_dir():
         fail(f"--callbacks {callbacks}: not a directory", EXIT_USAGE)
     parameters: dict[str, Any] = {
-        "name": name or as_task_id(definition.stem),
+        "name": name or as_task_id(stem),
         "callbacks_dir": str(callbacks.absolute()) if callbacks else None,
         "sandbox_policy": sandbox_policy,
         "config": config,

@@ -22,8 +22,9 @@ from storeflow.blocks.sandbox import SandboxPolicy
 from storeflow.flows.common import ConfigName, note_run_name
 from storeflow.models import executions
 from storeflow.models.db import session_scope
+from storeflow.models.errors import StoreflowError
 from storeflow.models.names import TaskId, Text
-from storeflow.models.transfer import TransferDefinition
+from storeflow.models.transfer import DefinitionError, TransferDefinition, parse_definition
 from storeflow.sandbox.definitions import CallbackDefinition, CallbackError, discover
 from storeflow.sandbox.isolation import IsolationUnavailable
 from storeflow.sandbox.settings import SandboxSettings, as_settings
@@ -42,6 +43,15 @@ def task_id_of(definition: Any, name: str | None) -> str:
     if isinstance(definition, dict):
         return str(definition.get("source", {}).get("directory", "transfer"))
     return "transfer"
+
+
+def load_from_config_dir(config_dir: str | None, name: str | None) -> TransferDefinition:
+    """The transfer task `name` of an OTF config directory, rendered and validated."""
+    from storeflow.tasks.otf.config import load_task
+
+    if not name or not config_dir:
+        raise DefinitionError("(parameters)", [("name", "config_dir needs the task id as name")])
+    return parse_definition(load_task(config_dir, name), name)
 
 
 def _run_name() -> str:
@@ -83,8 +93,9 @@ def sandbox_settings(policy: str | None, callbacks_dir: str | None) -> SandboxSe
     on_cancellation=[close_interrupted],
 )
 def transfer(
-    definition: TransferDefinition,
+    definition: TransferDefinition | None = None,
     name: TaskId | None = None,
+    config_dir: Text | None = None,
     callbacks: list[CallbackDefinition] | None = None,
     callbacks_dir: Text | None = None,
     sandbox_policy: Text | None = None,
@@ -94,6 +105,9 @@ def transfer(
 ) -> State[Any]:
     """Run one OTF transfer definition with its callbacks.
 
+    definition: the OTF object inline; or config_dir: an OTF config directory on the
+    worker, whose task `name` (`name.json` or `name.json.j2`) is rendered with its
+    variables and lookups as OTF's `task-run -t NAME -c DIR` does.
     name: the transfer task's id (callbacks' `req.id`; executions are recorded under it);
     defaults to the source directory.  callbacks: inline callback definitions.
     callbacks_dir: a hook directory laid out `<stage>/<name>.py|.js`.  sandbox_policy:
@@ -101,6 +115,13 @@ def transfer(
     saved StoreflowConfig block.
     """
     note_run_name()  # run_here reports the name without reading the run back
+    if (definition is None) == (config_dir is None):
+        return Failed(name="Refused", message="transfer: give definition, or name and config_dir")
+    if definition is None:
+        try:
+            definition = load_from_config_dir(config_dir, name)
+        except StoreflowError as exc:
+            return Failed(name="Refused", message=f"transfer/{name}: {exc}")
     task_id = task_id_of(definition, name)
     settings = sandbox_settings(sandbox_policy, callbacks_dir)
     found = discover(settings) if (sandbox_policy or callbacks_dir) else []

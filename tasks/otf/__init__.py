@@ -1,0 +1,1 @@
+"""Open Task Framework compatibility: config directories, templating, tasks and batches."""

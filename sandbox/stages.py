@@ -12,7 +12,9 @@ import Prefect).
         callbacks.after_task(ExecutionResult(status="SUCCESS"))
 
 Each callback gets its own warm worker for the life of the CallbackSet (one
-task), so 10,000 files through a FILTER callback start one process.
+task), so 10,000 files through a FILTER callback start one process;
+`filter_many` and `after_results` hand a worker many files per line
+(the callback still sees one `run(req)` call per file).
 """
 
 from collections.abc import Sequence
@@ -163,6 +165,69 @@ class CallbackSet:
             outcome.changes = MetadataChanges.between(before, outcome.metadata)
         return outcome
 
+    def run_stage_many(
+        self,
+        stage: Stage,
+        nodes: Sequence[NodeInfo],
+        results: Sequence[ExecutionResult] | None = None,
+    ) -> list[StageOutcome]:
+        """:meth:`run_stage` for many files (FILTER, AFTER_RESULT_RECEIVED): the same
+        outcomes, in order, with each callback asked about all the files still in play
+        in one batch (one line to its worker instead of a round trip per file)."""
+        if results is not None and len(results) != len(nodes):
+            raise ValueError(f"{len(results)} results for {len(nodes)} nodes")
+        task = TaskInfo(id=self.task_id)
+        current = list(nodes)
+        outcomes = [
+            StageOutcome(stage=stage, proceed=True, metadata=dict(n.metadata)) for n in nodes
+        ]
+        for index, definition in enumerate(self.callbacks):
+            if definition.stage is not stage:
+                continue
+            live = [i for i, outcome in enumerate(outcomes) if outcome.proceed]
+            if not live:
+                break
+            if not self.enabled(definition.language):
+                for i in live:
+                    outcomes[i].skipped.append(definition.name)
+                continue
+            requests = [
+                CallbackRequest(
+                    stage=stage,
+                    task=task,
+                    node=current[i],
+                    result=results[i] if results is not None else None,
+                )
+                for i in live
+            ]
+            calls = self._call_many(index, requests)
+            for i, call in zip(live, calls, strict=True):
+                outcome = outcomes[i]
+                outcome.calls.append(
+                    CallbackCall(name=definition.name, language=definition.language, outcome=call)
+                )
+                if not call.ok:
+                    outcome.proceed = False
+                    outcome.error = call.error
+                    outcome.failed_callback = definition.name
+                    continue
+                if call.metadata is not None:
+                    current[i] = current[i].model_copy(update={"metadata": call.metadata})
+                if stage in _GATING_STAGES and not call.truthy:
+                    outcome.proceed = False
+        for outcome, before, node in zip(outcomes, nodes, current, strict=True):
+            outcome.metadata = dict(node.metadata)
+            outcome.changes = MetadataChanges.between(dict(before.metadata), outcome.metadata)
+        return outcomes
+
+    def _call_many(self, index: int, requests: list[CallbackRequest]) -> list[CallOutcome]:
+        try:
+            worker = self._worker(index)
+        except CallbackError as exc:
+            failure = CallbackFailure(kind=ErrorKind.BAD_CALLBACK, message=str(exc))
+            return [CallOutcome(ok=False, error=failure) for _ in requests]
+        return worker.call_many(requests)
+
     def _call(self, index: int, request: CallbackRequest) -> CallOutcome:
         try:
             worker = self._worker(index)
@@ -174,11 +239,21 @@ class CallbackSet:
     def filter(self, node: NodeInfo) -> StageOutcome:
         return self.run_stage(Stage.FILTER, node=node)
 
+    def filter_many(self, nodes: Sequence[NodeInfo]) -> list[StageOutcome]:
+        """FILTER for a batch of files: one outcome per node, in order."""
+        return self.run_stage_many(Stage.FILTER, nodes)
+
     def before_task(self, last_execution: TaskExecution | None = None) -> StageOutcome:
         return self.run_stage(Stage.BEFORE_TASK_EXECUTED, last_execution=last_execution)
 
     def after_result(self, node: NodeInfo, result: ExecutionResult) -> StageOutcome:
         return self.run_stage(Stage.AFTER_RESULT_RECEIVED, node=node, result=result)
+
+    def after_results(
+        self, nodes: Sequence[NodeInfo], results: Sequence[ExecutionResult]
+    ) -> list[StageOutcome]:
+        """AFTER_RESULT_RECEIVED for a batch of delivered files, one outcome each."""
+        return self.run_stage_many(Stage.AFTER_RESULT_RECEIVED, nodes, results)
 
     def after_task(self, result: ExecutionResult) -> StageOutcome:
         return self.run_stage(Stage.AFTER_TASK_EXECUTED, result=result)

@@ -10,6 +10,7 @@ the protocol every worker shares.
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from storeflow.sandbox import isolation, languages
@@ -138,7 +139,64 @@ class CallbackWorker:
         outcome.seconds = time.monotonic() - started
         return outcome
 
-    def _call_locked(self, request: CallbackRequest) -> CallOutcome:
+    def call_many(self, requests: Sequence[CallbackRequest]) -> list[CallOutcome]:
+        """Run the callback once per request, in order, with one line to the worker for
+        the whole batch (languages that take batches; others get one call each).  Each
+        call keeps its own deadline; a call that times out or kills its worker fails
+        alone, and a fresh worker takes the rest, as one call after another would."""
+        if not self.language.batches or len(requests) <= 1:
+            return [self.call(request) for request in requests]
+        outcomes: list[CallOutcome] = []
+        with self._lock:
+            while len(outcomes) < len(requests):
+                started = time.monotonic()
+                try:
+                    self._batch_locked(requests[len(outcomes) :], outcomes)
+                except WorkerFailure as failure:
+                    outcomes.append(CallOutcome(ok=False, error=failure.to_failure()))
+                    outcomes[-1].seconds = time.monotonic() - started
+                except isolation.IsolationUnavailable as exc:
+                    refused = WorkerFailure(ErrorKind.ISOLATION, str(exc))
+                    outcomes.append(CallOutcome(ok=False, error=refused.to_failure()))
+        return outcomes
+
+    def _batch_locked(self, requests: Sequence[CallbackRequest], done: list[CallOutcome]) -> None:
+        """Append the answer to each of ``requests`` to ``done`` as it arrives; a failure
+        part-way leaves the answers so far in place and raises for the next request."""
+        process = self._ready_process()
+        nonce = secrets.token_hex(8)
+        message = {"op": "batch", "nonce": nonce, "requests": [r.to_wire() for r in requests]}
+        try:
+            process.send(message, time.monotonic() + self.settings.call_timeout_s)
+            for index in range(len(requests)):
+                started = time.monotonic()
+                deadline = started + self.settings.call_timeout_s
+                try:
+                    got, answer = process.reader.read_frame(deadline)
+                except WorkerFailure as failure:
+                    raise self._explain(process, failure, starting=False) from failure
+                if got != f"{nonce}.{index}":
+                    raise WorkerFailure(
+                        ErrorKind.PROTOCOL,
+                        "the result channel carried something besides the answer",
+                    )
+                outcome = self._outcome(answer, process.reader.take_output())
+                outcome.seconds = time.monotonic() - started
+                done.append(outcome)
+                if self._process is not process:
+                    # The answer asked for a fresh worker (memory, output cap): the rest
+                    # of the batch goes to the next one.
+                    return
+            if process.reader.leftover_on_channel():
+                raise WorkerFailure(
+                    ErrorKind.PROTOCOL, "the result channel carried something besides the answer"
+                )
+        except WorkerFailure as failure:
+            if failure.replace:
+                self._discard()
+            raise
+
+    def _ready_process(self) -> WorkerProcess:
         if self._load_failure is not None:
             raise self._load_failure
         if self._process is None:
@@ -148,7 +206,10 @@ class CallbackWorker:
                 if failure.kind in _LOAD_KINDS:
                     self._load_failure = failure
                 raise
-        process = self._process
+        return self._process
+
+    def _call_locked(self, request: CallbackRequest) -> CallOutcome:
+        process = self._ready_process()
         nonce = secrets.token_hex(8)
         deadline = time.monotonic() + self.settings.call_timeout_s
         try:

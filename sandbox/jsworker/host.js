@@ -2,7 +2,8 @@
 // the callback has no files, network, environment, subprocesses or FFI.
 //
 // Protocol: the host writes one JSON object a line on stdin (config, load,
-// then calls); answers go to stdout as
+// then calls, or batches of calls answered one frame per request with the
+// nonce "NONCE.INDEX"); answers go to stdout as
 //     "\x1e" + token + " " + nonce + " " + json + "\n"
 // The callback shares stdout (console.log), so the host treats any other
 // bytes as captured output. The token is a per-worker secret read before
@@ -169,7 +170,16 @@ if (loaded.error) {
   send("load", { ok: true });
   for (let line = readLine(); line !== null; line = readLine()) {
     const message = parse(line);
-    const outcome = call(loaded.entry, message.request);
-    send(message.nonce, outcome.pending ? await outcome.pending : outcome);
+    if (message.op === "batch") {
+      // One answer per request, in order, each as soon as it is ready.
+      const requests = message.requests;
+      for (let index = 0; index < requests.length; index++) {
+        const outcome = call(loaded.entry, requests[index]);
+        send(message.nonce + "." + index, outcome.pending ? await outcome.pending : outcome);
+      }
+    } else {
+      const outcome = call(loaded.entry, message.request);
+      send(message.nonce, outcome.pending ? await outcome.pending : outcome);
+    }
   }
 }

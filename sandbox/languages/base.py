@@ -7,11 +7,14 @@ Every worker, whatever its language, speaks the same line protocol:
         {"op": "config", "token": T, "channel_fd": N, "frame_limit": B, ...spec.config}
         {"op": "load", "source": ..., "filename": ...}
         {"op": "call", "nonce": ..., "request": {...}}      (repeated until stdin closes)
+        {"op": "batch", "nonce": ..., "requests": [...]}   (languages with `batches`)
     worker -> host, one answer a line:
         b"\\x1e" + T + b" " + NONCE + b" " + JSON + b"\\n"
     answering "ready" to the config ({"ok": true, "layers": {...}}), "load" to
     the load ({"ok": true} or {"ok": false, "kind": ..., "error": ...}), and
-    each call's nonce ({"ok": true, "result", "truthy", "metadata"} or a failure).
+    each call's nonce ({"ok": true, "result", "truthy", "metadata"} or a failure);
+    a batch is answered one frame per request, in order, each named NONCE.INDEX and
+    sent as soon as that call returns, so every call keeps its own deadline.
 
 Answers go to the inherited fd `channel_fd` when the launch spec asks for a
 separate channel, otherwise to stdout, shared with the callback's output
@@ -49,6 +52,9 @@ class CallbackLanguage(ABC, Generic[SettingsT]):
     required_layers: frozenset[Layer] = frozenset()
     #: Layers its worker applies to itself and reports in its "ready" answer.
     worker_layers: frozenset[Layer] = frozenset()
+    #: Its worker understands {"op": "batch"}; otherwise the host sends a batch's
+    #: requests one call at a time.
+    batches: bool = False
 
     def section(self, settings: SandboxSettings) -> SettingsT:
         section = settings.language_settings(self.name)

@@ -46,6 +46,7 @@ class JavaScript(CallbackLanguage[JavaScriptSettings]):
     title = "JavaScript"
     suffixes = (".js",)
     settings_model = JavaScriptSettings
+    batches = True
 
     def worker_spec(self, settings: SandboxSettings) -> LaunchSpec:
         layers = isolation.probe(settings)

@@ -44,6 +44,7 @@ class Python(CallbackLanguage[PythonSettings]):
         {Layer.NAMESPACES, Layer.UNPRIVILEGED_UID, Layer.LANDLOCK, Layer.SECCOMP}
     )
     worker_layers = frozenset({Layer.LANDLOCK, Layer.SECCOMP})
+    batches = True
 
     def worker_spec(self, settings: SandboxSettings) -> LaunchSpec:
         layers = isolation.probe(settings)

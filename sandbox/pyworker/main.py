@@ -5,7 +5,9 @@ Protocol (all lines; JSON never contains a raw newline):
   host -> worker, on stdin:  one JSON object per line
       1. {"op": "config", ...jail settings, "channel_fd": N, "token": T}
       2. {"op": "load", "source": ..., "filename": ...}
-      3. {"op": "call", "nonce": ..., "request": {...}}  (repeated)
+      3. {"op": "call", "nonce": ..., "request": {...}}  (repeated), or
+         {"op": "batch", "nonce": ..., "requests": [{...}, ...]}: one answer per
+         request, in order, each as soon as it is ready, nonce + "." + its index
   worker -> host, on the inherited fd `channel_fd` (never stdout/stderr):
       b"\\x1e" + token + b" " + nonce + b" " + json + b"\\n"
 The callback's own stdout and stderr are separate pipes the host only reads
@@ -125,4 +127,10 @@ def main() -> None:
         return
     channel.send("load", {"ok": True})
     while (message := _read_message()) is not None:
-        channel.send(str(message["nonce"]), _call(namespace, run, message["request"]))
+        nonce = str(message["nonce"])
+        if message.get("op") == "batch":
+            # Many files per line read: the host pipelines instead of waiting per call.
+            for index, request in enumerate(message["requests"]):
+                channel.send(f"{nonce}.{index}", _call(namespace, run, request))
+        else:
+            channel.send(nonce, _call(namespace, run, message["request"]))

@@ -8,6 +8,7 @@ AFTER_RESULT_RECEIVED leaves (see tasks/transfer_metadata.py).
 
 import posixpath
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ from prefect.logging import get_logger
 
 from storeflow.models.transfer import TransferDefinition, protocol_kind
 from storeflow.sandbox.models import ExecutionResult, NodeInfo, Stage
-from storeflow.sandbox.stages import CallbackSet
+from storeflow.sandbox.stages import CallbackSet, StageOutcome
 from storeflow.tasks.transfer import Entry, FileResult
 from storeflow.tasks.transfer import metadata as transfer_metadata
 from storeflow.tasks.transfer.names import temp_name
@@ -64,7 +65,15 @@ class BoundCallbacks:
 
     def file_filter(self, entry: Entry) -> bool:
         node = node_of(entry, entry.path, self.initial_metadata(entry))
-        outcome = self.callbacks.filter(node)
+        return self._filtered(entry, self.callbacks.filter(node))
+
+    def batch_filter(self, entries: Sequence[Entry]) -> list[bool]:
+        """FILTER for many files: each callback's worker gets them all in one batch."""
+        nodes = [node_of(e, e.path, self.initial_metadata(e)) for e in entries]
+        outcomes = self.callbacks.filter_many(nodes)
+        return [self._filtered(e, o) for e, o in zip(entries, outcomes, strict=True)]
+
+    def _filtered(self, entry: Entry, outcome: StageOutcome) -> bool:
         if outcome.failed:
             self.problems.append(
                 f"{entry.name}: skipped, FILTER callback {outcome.failed_callback} failed: "
@@ -78,31 +87,49 @@ class BoundCallbacks:
     # -- AFTER_RESULT_RECEIVED ---------------------------------------------------------
 
     def after_result(self, result: FileResult) -> None:
-        entry = result.entry
+        self.after_results([result])
+
+    def after_results(self, results: Sequence[FileResult]) -> None:
+        """AFTER_RESULT_RECEIVED for a batch of delivered files (one batch per sandbox
+        round trip), then the metadata stored on each file's temporary copy."""
+        starting = [self._metadata_before(r.entry) for r in results]
+        if not self.has(Stage.AFTER_RESULT_RECEIVED):
+            for result, metadata in zip(results, starting, strict=True):
+                if metadata:
+                    self._store(result, metadata, [])
+            return
+        nodes = [
+            node_of(r.entry, r.destinations[0], metadata)
+            for r, metadata in zip(results, starting, strict=True)
+        ]
+        outcomes = self.callbacks.after_results(
+            nodes,
+            [
+                ExecutionResult(
+                    status="SUCCESS",
+                    destination=r.destinations[0],
+                    details={"destinations": list(r.destinations), "source": r.entry.path},
+                )
+                for r in results
+            ],
+        )
+        for result, metadata, outcome in zip(results, starting, outcomes, strict=True):
+            if outcome.failed:
+                self.problems.append(
+                    f"{result.entry.name}: AFTER_RESULT_RECEIVED callback "
+                    f"{outcome.failed_callback} failed: {outcome.error}"
+                )
+                LOG.warning("%s", self.problems[-1])
+            kept = dict(outcome.metadata or metadata)
+            removed = outcome.changes.removed
+            if kept or removed:
+                self._store(result, kept, removed)
+
+    def _metadata_before(self, entry: Entry) -> dict[str, str]:
         metadata = self.filtered.get(entry.name)
         if metadata is None:
             metadata = self.initial_metadata(entry) if self.has(Stage.AFTER_RESULT_RECEIVED) else {}
-        removed: list[str] = []
-        if self.has(Stage.AFTER_RESULT_RECEIVED):
-            node = node_of(entry, result.destinations[0], metadata)
-            outcome = self.callbacks.after_result(
-                node,
-                ExecutionResult(
-                    status="SUCCESS",
-                    destination=result.destinations[0],
-                    details={"destinations": list(result.destinations), "source": entry.path},
-                ),
-            )
-            if outcome.failed:
-                self.problems.append(
-                    f"{entry.name}: AFTER_RESULT_RECEIVED callback {outcome.failed_callback} "
-                    f"failed: {outcome.error}"
-                )
-                LOG.warning("%s", self.problems[-1])
-            metadata = dict(outcome.metadata or metadata)
-            removed = outcome.changes.removed
-        if metadata or removed:
-            self._store(result, metadata, removed)
+        return metadata
 
     def _store(self, result: FileResult, metadata: dict[str, str], removed: list[str]) -> None:
         for dest, final in zip(self.definition.destination, result.destinations, strict=True):

@@ -5,8 +5,8 @@
 - `pre` plans (file watch, listing, conditionals, FILTER callbacks), then runs
   BEFORE_TASK_EXECUTED with the previous execution's Progress flags; a veto ends the
   run `Failed(name="Vetoed")` before anything is copied.
-- `perform` delivers in batches on a bounded thread pool (one Prefect task for the
-  whole copy, not one per file), calls AFTER_RESULT_RECEIVED per file and keeps a
+- `perform` delivers in batches (one Prefect task for the whole copy, not one per
+  file), calls AFTER_RESULT_RECEIVED a batch of files per sandbox round trip and keeps a
   progress artifact current.
 - `post` renames into place, writes flags, runs the post-copy action, and publishes a
   table artifact summarising the run.
@@ -16,8 +16,12 @@ Each step adds its seed Progress flags (INIT_*, PROCESS_*, FINAL_*, HAS_ERROR,
 STOPPED) to the execution record, so the next run's BEFORE_TASK_EXECUTED sees how far
 this one got, even if it was killed: one write when a step starts (with what the
 previous step finished), one when the run closes.
+
+The source's and destinations' handlers (SMB/NFS connections) are opened once, by
+`pre`, kept on the `TransferRun` for `perform` and `post`, and closed when the steps end.
 """
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -46,6 +50,7 @@ from storeflow.tasks.transfer import (
     plan_transfer,
 )
 from storeflow.tasks.transfer.callbacks import BoundCallbacks
+from storeflow.tasks.transfer.engine import Handlers, open_handlers
 from storeflow.tasks.transfer.progress import ProgressReporter, artifact_key
 
 DELIVERED, VETOED, REFUSED, ERRORED = "Delivered", "Vetoed", "Refused", "Errored"
@@ -82,6 +87,19 @@ class TransferRun:
     reporter: ProgressReporter | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     _unwritten: Progress = Progress.PROGRESS_UNSPECIFIED
+    #: The run's open handlers (see `handlers`), closed by `close_handlers`.
+    _handlers: Handlers | None = None
+    _opened: ExitStack = field(default_factory=ExitStack)
+
+    def handlers(self) -> Handlers:
+        """The source's and destinations' handlers, opened on first use for every step."""
+        if self._handlers is None:
+            self._handlers = self._opened.enter_context(open_handlers(self.definition))
+        return self._handlers
+
+    def close_handlers(self) -> None:
+        self._handlers = None
+        self._opened.close()
 
     @property
     def label(self) -> str:
@@ -122,7 +140,8 @@ def pre(run: TransferRun) -> TransferPlan | State[Any]:
     try:
         plan = plan_transfer(
             run.definition,
-            file_filter=bound.file_filter if bound.has(Stage.FILTER) else None,
+            batch_filter=bound.batch_filter if bound.has(Stage.FILTER) else None,
+            handlers=run.handlers(),
         )
     except StoreflowError as exc:
         return Failed(name=REFUSED, message=str(exc), data=exc)
@@ -150,9 +169,10 @@ def perform(run: TransferRun, plan: TransferPlan) -> Delivery:
         delivery = deliver(
             plan,
             progress=reporter,
-            after_result=bound.after_result,
+            after_results=bound.after_results,
             max_workers=run.max_workers,
             batch_size=run.batch_size,
+            handlers=run.handlers(),
         )
     finally:
         # The last figures go out while `post` works; run_steps settles them.
@@ -164,7 +184,7 @@ def perform(run: TransferRun, plan: TransferPlan) -> Delivery:
 @task(name="post", cache_policy=NO_CACHE, task_run_name="{run.label}: post")
 def post(run: TransferRun, plan: TransferPlan, delivery: Delivery) -> TransferResult:
     run.begin_step(Progress.PROGRESS_FINAL_STARTED)
-    result = finalize(plan)
+    result = finalize(plan, handlers=run.handlers())
     run.end_step(Progress.PROGRESS_FINAL_DONE)
     run.summary = {
         "files": len(result.files),
@@ -245,6 +265,7 @@ class TransferSkeleton(HookedRun):
         try:
             return self._pre_perform_post()
         finally:
+            self.run.close_handlers()
             if self.run.reporter is not None:
                 self.run.reporter.settle()  # the progress artifact's last figures
 

@@ -1,0 +1,147 @@
+"""Many files per round trip: filter_many / after_results give the same outcomes as one
+call per file, with the callback still called once per file, and failures stay per file."""
+
+from pathlib import Path
+
+import pytest
+
+from storeflow.sandbox.models import ErrorKind, ExecutionResult, Language, NodeInfo, Stage
+from storeflow.sandbox.settings import SandboxSettings
+from storeflow.sandbox.stages import CallbackSet
+from tests.sandbox.helpers import node_for, one_callback
+
+KEEP_EVEN = {
+    Language.PYTHON: (
+        "import utils\n"
+        "calls = 0\n"
+        "def run(req):\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    info = utils.get_node_info(req)\n"
+        "    info.metadata['seen'] = str(calls)\n"
+        "    return int(info.path.rsplit('-', 1)[1]) % 2 == 0\n"
+    ),
+    Language.JAVASCRIPT: (
+        "const utils = require('./utils')\n"
+        "let calls = 0\n"
+        "module.exports = (req) => {\n"
+        "  calls += 1\n"
+        "  const info = utils.getNodeInfo(req)\n"
+        "  info.getMetadataMap().set('seen', String(calls))\n"
+        "  return Number(info.getPath().split('-').pop()) % 2 === 0\n"
+        "}\n"
+    ),
+}
+
+
+def nodes(tmp_path: Path, count: int) -> list[NodeInfo]:
+    found = []
+    for i in range(count):
+        path = tmp_path / f"f-{i}"
+        path.write_text("x")
+        found.append(node_for(path))
+    return found
+
+
+@pytest.mark.parametrize("language", [Language.PYTHON, Language.JAVASCRIPT])
+def test_filter_many_matches_one_call_per_file(
+    settings: SandboxSettings, tmp_path: Path, language: Language
+) -> None:
+    files = nodes(tmp_path, 40)
+    with CallbackSet(
+        [one_callback(language, KEEP_EVEN[language])], task_id="t", policy=settings
+    ) as cbs:
+        batched = cbs.filter_many(files)
+        worker = next(iter(cbs._workers.values()))
+        assert worker.starts == 1  # one warm worker answered the whole batch
+    assert [o.keep for o in batched] == [i % 2 == 0 for i in range(40)]
+    # Each file was one run(req) call, in order, with its own metadata changes.
+    assert [o.metadata for o in batched] == [{"seen": str(i + 1)} for i in range(40)]
+    assert all(o.changes.set == {"seen": str(i + 1)} for i, o in enumerate(batched))
+    with CallbackSet(
+        [one_callback(language, KEEP_EVEN[language])], task_id="t", policy=settings
+    ) as cbs:
+        single = [cbs.filter(n) for n in files]
+    assert [(o.keep, o.metadata) for o in single] == [(o.keep, o.metadata) for o in batched]
+
+
+def test_a_failure_in_a_batch_fails_that_file_only(
+    settings: SandboxSettings, tmp_path: Path
+) -> None:
+    source = (
+        "import utils\n"
+        "def run(req):\n"
+        "    if utils.get_node_info(req).path.endswith('-3'):\n"
+        "        raise ValueError('bad file')\n"
+        "    return True\n"
+    )
+    files = nodes(tmp_path, 6)
+    with CallbackSet(
+        [one_callback(Language.PYTHON, source, name="picky")], task_id="t", policy=settings
+    ) as cbs:
+        outcomes = cbs.filter_many(files)
+    assert [o.keep for o in outcomes] == [True, True, True, False, True, True]
+    failed = outcomes[3]
+    assert failed.failed_callback == "picky"
+    assert failed.error is not None and failed.error.kind is ErrorKind.EXCEPTION
+    assert "bad file" in failed.error.message
+
+
+def test_a_timeout_in_a_batch_kills_the_worker_and_a_fresh_one_takes_the_rest(
+    settings: SandboxSettings, tmp_path: Path
+) -> None:
+    source = (
+        "import utils, time\n"
+        "def run(req):\n"
+        "    if utils.get_node_info(req).path.endswith('-2'):\n"
+        "        while True: pass\n"
+        "    return True\n"
+    )
+    fast = settings.model_copy(update={"call_timeout_s": 1.0})
+    files = nodes(tmp_path, 5)
+    with CallbackSet([one_callback(Language.PYTHON, source)], task_id="t", policy=fast) as cbs:
+        outcomes = cbs.filter_many(files)
+        worker = next(iter(cbs._workers.values()))
+        assert worker.starts == 2
+    assert [o.keep for o in outcomes] == [True, True, False, True, True]
+    assert outcomes[2].error is not None and outcomes[2].error.kind is ErrorKind.TIMEOUT
+
+
+def test_callbacks_chain_per_file_and_stop_at_the_first_no(
+    settings: SandboxSettings, tmp_path: Path
+) -> None:
+    first = one_callback(Language.JAVASCRIPT, KEEP_EVEN[Language.JAVASCRIPT], name="even")
+    counter = (
+        "import utils\n"
+        "def run(req):\n"
+        "    info = utils.get_node_info(req)\n"
+        "    info.metadata['second'] = info.metadata['seen']\n"
+        "    return True\n"
+    )
+    second = one_callback(Language.PYTHON, counter, name="second")
+    files = nodes(tmp_path, 6)
+    with CallbackSet([first, second], task_id="t", policy=settings) as cbs:
+        outcomes = cbs.filter_many(files)
+    assert [o.keep for o in outcomes] == [True, False, True, False, True, False]
+    assert [[c.name for c in o.calls] for o in outcomes] == [
+        ["even", "second"] if i % 2 == 0 else ["even"] for i in range(6)
+    ]
+    assert outcomes[2].metadata == {"seen": "3", "second": "3"}
+
+
+def test_after_results_sees_each_files_result(settings: SandboxSettings, tmp_path: Path) -> None:
+    source = (
+        "import utils\n"
+        "def run(req):\n"
+        "    info = utils.get_node_info(req)\n"
+        "    info.metadata['dest'] = req.result.destination\n"
+        "    return True\n"
+    )
+    files = nodes(tmp_path, 3)
+    results = [
+        ExecutionResult(status="SUCCESS", destination=f"/out/{i}") for i in range(len(files))
+    ]
+    definition = one_callback(Language.PYTHON, source, stage=Stage.AFTER_RESULT_RECEIVED)
+    with CallbackSet([definition], task_id="t", policy=settings) as cbs:
+        outcomes = cbs.after_results(files, results)
+    assert [o.metadata for o in outcomes] == [{"dest": f"/out/{i}"} for i in range(3)]

@@ -9,9 +9,9 @@ models/config.py's Config's, each part a Block (saved documents reference them).
 import os
 from typing import Any
 
-from prefect.blocks.core import Block
+from prefect.blocks.core import Block, schema_extra
 from prefect.exceptions import ObjectNotFound
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from storeflow.blocks.database import DatabaseBlock
 from storeflow.blocks.hooks import HookDriversBlock
@@ -22,7 +22,18 @@ from storeflow.models.config import Config
 from storeflow.models.settings import CONFIG_BLOCK_ENV
 
 
+def _parts_required(schema: dict[str, Any], model: type[Block]) -> None:
+    """Prefect's own schema extras, and the five parts required: a saved document always
+    holds them, and a block reference ({"$ref": ...}, what the UI's picker and the API
+    send) then matches only the reference branch of the server's parameter check
+    (with every field optional it matched both, and a oneOf refused it)."""
+    schema_extra(schema, model)
+    schema["required"] = ["storage", "database", "hooks", "samba", "nfs"]
+
+
 class StoreflowConfig(Block, Config):
+    model_config = ConfigDict(extra="allow", json_schema_extra=_parts_required)
+
     _block_type_name = "Storeflow Config"
     _block_type_slug = "storeflow-config"
     _description = "Storage, database and hook drivers for storeflow's flows."

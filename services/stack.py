@@ -399,7 +399,7 @@ def status() -> dict[str, Any]:
         parts["deployments"] = {"up": bool(deployments), "detail": f"{len(deployments)}"}
         limits = [
             limit
-            for limit in client.read_global_concurrency_limits(limit=1000)
+            for limit in client.read_global_concurrency_limits(limit=200)
             if limit.name.startswith("storeflow:")
         ]
         parts["limits"] = {"up": True, "detail": f"{len(limits)} resource limits"}

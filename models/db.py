@@ -60,10 +60,7 @@ _SQLITE_CAUSES = (
 def describe(url: str) -> str:
     """The database as a user knows it: an SQLite file's path, else the URL without its
     password."""
-    path = _sqlite_file(url)
-    if path and path.startswith("file:"):  # SQLite's URI form: file:PATH?mode=ro
-        path = path.removeprefix("file:").split("?", 1)[0]
-    return path or make_url(url).render_as_string(hide_password=True)
+    return _sqlite_file(url) or make_url(url).render_as_string(hide_password=True)
 
 
 def fault_cause(error: BaseException) -> str:
@@ -208,7 +205,10 @@ def _sqlite_file(url: str) -> str | None:
         return None
     if parsed.query.get("mode") == "memory":
         return None
-    return parsed.database
+    database = parsed.database
+    if database.startswith("file:"):  # SQLite's URI form (?uri=true): file:PATH
+        database = database.removeprefix("file:").split("?", 1)[0]
+    return database
 
 
 def _create_engine(url: str, quick: bool = False) -> Engine:

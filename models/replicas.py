@@ -13,7 +13,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     ConfigDict,
@@ -28,6 +28,9 @@ from pydantic_core import core_schema
 from storeflow.models.names import ResourceName, Size
 from storeflow.models.schemas import Spec
 
+if TYPE_CHECKING:
+    from storeflow.models.protocols import HandlerClass
+
 Direction = Literal["upstream", "downstream", "bidirectional"]
 
 
@@ -39,7 +42,7 @@ class _RegisteredProtocol:
     def __get_pydantic_core_schema__(
         self, source_type: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        from storeflow.tasks.transfer.registry import registry  # its handlers import models
+        from storeflow.models.protocols import registry  # its handlers import models
 
         names = [p.name for p in registry().protocols]
         return handler.generate_schema(Literal[tuple(names)])
@@ -74,6 +77,16 @@ def _hourly() -> ScheduleSpec:
     return ScheduleSpec(interval=3600)
 
 
+def registry_handler(protocol: str) -> "type[HandlerClass]":
+    """The handler class of a registered protocol (the field's validation named one)."""
+    from storeflow.models.protocols import registry  # its handlers import models
+
+    found = registry().find(protocol)
+    if found is None:
+        raise ValueError(f"no transfer protocol {protocol!r} (known: {registry().describe()})")
+    return found.handler
+
+
 class ProviderSpec(Spec):
     # The protocol names come from the entry points: build on first use, not at import.
     model_config = ConfigDict(defer_build=True)
@@ -94,9 +107,7 @@ class ProviderSpec(Spec):
     @model_validator(mode="after")
     def _protocol_accepts(self) -> "ProviderSpec":
         # The protocol's handler says what its providers need (a block, an absolute path).
-        from storeflow.tasks.transfer.registry import handler_class
-
-        handler = handler_class(self.protocol)
+        handler = registry_handler(self.protocol)
         block = handler.provider_protocol(self.block, self.directory)
         try:
             handler.protocol_model.model_validate(block)
@@ -111,9 +122,7 @@ class ProviderSpec(Spec):
 
     def protocol_block(self) -> dict[str, Any]:
         """The OTF ``protocol`` object of this provider's sources and destinations."""
-        from storeflow.tasks.transfer.registry import handler_class
-
-        return handler_class(self.protocol).provider_protocol(self.block, self.directory)
+        return registry_handler(self.protocol).provider_protocol(self.block, self.directory)
 
 
 class ReplicaSpec(Spec):

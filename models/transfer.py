@@ -434,7 +434,7 @@ def protocol_name(value: Any) -> str | None:
 def protocol_kind(value: Any) -> str | None:
     """The registered protocol (its canonical name, e.g. ``local`` for OTF's long local
     name) a source/destination names; None when it names none."""
-    from storeflow.tasks.transfer.registry import registry  # handlers import this module
+    from storeflow.models.protocols import registry  # its handlers import this module
 
     name = protocol_name(value)
     return None if name is None else registry().canonical(name)
@@ -451,7 +451,7 @@ class _AnyRegistered:
     def __get_pydantic_core_schema__(
         self, source_type: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        from storeflow.tasks.transfer.registry import registry
+        from storeflow.models.protocols import registry
 
         found = registry()
         if not found.protocols:

@@ -77,14 +77,14 @@ def warm_up() -> list[str]:
     modules that could not be imported."""
     from storeflow.cli.app import preload
     from storeflow.cli.runner import warm_up as warm_up_runs
-    from storeflow.tasks.transfer.registry import registry
+    from storeflow.tasks.transfer.registry import handler_class, protocol_names
 
     # The click command Typer builds from the verbs, and what the CLI itself imports
     # only when a verb runs: every kind's flows, the lazily mounted groups.
     preload()
     warm_up_runs()  # settings, TLS context, Prefect's API schemas, the database's
-    for protocol in registry().protocols:  # every registered one, with its client library
-        protocol.handler.preload()
+    for name in protocol_names():  # every registered one, with its client library
+        handler_class(name).preload()
     missing = []
     for module in FIRST_RUN_MODULES:
         try:

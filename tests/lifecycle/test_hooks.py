@@ -219,3 +219,15 @@ def test_drivers_read_their_options_and_the_interval(config: StoreflowConfig, dr
     assert run(space_create, spec=SpaceSpec(name="plain")).name == "Active"
     defaults = [c for c in calls() if c["hook"] == "pre"][-1]
     assert (defaults["endpoint"], defaults["interval"]) == (None, 300)
+
+
+def test_a_driver_without_a_configuration_is_enabled_and_unsuppressed() -> None:
+    """Naming a driver enables it (unlike Manila): the defaults when nothing is set."""
+    from tests.lifecycle.recording_hooks import Recorder
+
+    driver = Recorder()
+    assert (driver.pre_hooks_enabled, driver.post_hooks_enabled) == (True, True)
+    assert driver.periodic_hooks_enabled is True
+    assert (driver.suppress_pre_hooks_errors, driver.suppress_post_hooks_errors) == (False, False)
+    assert driver.get_config_option("periodic_hooks_interval") == 300.0
+    assert driver.get_config_option("anything-else") is None

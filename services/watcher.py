@@ -7,11 +7,18 @@ remote NFS client's, for instance) are the `file-scan` deployment's to find.
 """
 
 import logging
+import os
 import threading
 import uuid
 from pathlib import Path
 
-from watchdog.events import FileClosedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirMovedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers.inotify import InotifyObserver
 
 from storeflow.blocks.config import StoreflowConfig
@@ -32,12 +39,27 @@ class _Registrar(FileSystemEventHandler):
     def on_closed(self, event: FileClosedEvent) -> None:
         self._register(event.src_path)
 
+    def on_created(self, event: FileSystemEvent) -> None:
+        # A file written into a directory made a moment before can close before the
+        # directory's own watch exists: what a new directory already holds is
+        # registered now (its close, if it comes, then updates it).
+        if event.is_directory:
+            self._register_tree(event.src_path)
+
     def on_moved(self, event: FileSystemEvent) -> None:
         if isinstance(event, FileMovedEvent):
             self._register(event.dest_path)
+        elif isinstance(event, DirMovedEvent):
+            self._register_tree(event.dest_path)
+
+    def _register_tree(self, raw: str | bytes) -> None:
+        for folder, dirs, names in os.walk(os.fsdecode(raw)):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in names:
+                self._register(os.path.join(folder, name))
 
     def _register(self, raw: str | bytes) -> None:
-        path = Path(raw.decode() if isinstance(raw, bytes) else raw)
+        path = Path(os.fsdecode(raw))
         if path.name == self.probe:
             self.probed.set()
         if path.name.startswith("."):

@@ -409,7 +409,11 @@ def test_progress_interval_throttles_to_the_final_report(dirs: Dirs) -> None:
         write(src, f"f{i}", b"x" * 10)
     seen: list[CopyCounters] = []
     plan = plan_transfer(parse_definition(local_def(src, dst)))
-    deliver(plan, progress=seen.append, progress_interval=3600, max_workers=1)
+    started = time.monotonic()
+    delivery = deliver(plan, progress=seen.append, progress_interval=3600, max_workers=1)
+    took = time.monotonic() - started
+    assert (delivery.files, delivery.bytes) == (5, 50)
+    assert 0 <= delivery.seconds <= took  # its own wall time, for the summary
     assert 1 <= len(seen) <= 2  # at most one before the final one, in an hour
     assert (seen[-1].files_done, seen[-1].bytes_done) == (5, 50)
 

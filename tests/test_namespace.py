@@ -2,6 +2,7 @@
 beside a Prefect project with its own `flows`, `tasks` and `models` packages, both
 import, and the `storeflow` command runs."""
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -17,10 +18,14 @@ def run(argv: list[str], cwd: Path, timeout: float = 300) -> str:
 
 
 def test_storeflow_installs_under_one_name_beside_a_users_project(tmp_path: Path) -> None:
-    # The wheel, built offline from this checkout (the links in storeflow/ are followed).
+    # The wheel, built offline (the links in storeflow/ are followed) from a copy of this
+    # checkout: setuptools writes build/ and *.egg-info beside the sources it builds.
+    source = tmp_path / "source"
+    skip = (".venv", ".git", "build", "*.egg-info", "__pycache__", "*_cache", "tests", "bench")
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(*skip))
     pip = [sys.executable, "-m", "pip"]
     run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", "dist", str(ROOT)],
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", "dist", str(source)],
         tmp_path,
     )
     wheel = next((tmp_path / "dist").glob("storeflow-*.whl"))

@@ -3,6 +3,7 @@
 import enum
 import os
 import stat as stat_module
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,6 +104,15 @@ class ExecutionResult(BaseModel):
     destination: str | None = None
     details: dict[str, JsonValue] = Field(default_factory=dict)
 
+    def to_wire(self) -> dict[str, Any]:
+        """What the worker receives (the fields as they are: already JSON values)."""
+        return {
+            "status": self.status,
+            "error": self.error,
+            "destination": self.destination,
+            "details": self.details,
+        }
+
 
 class CallbackRequest(BaseModel):
     stage: Stage
@@ -123,7 +133,7 @@ class CallbackRequest(BaseModel):
                 ),
             },
             "node": self.node.to_wire() if self.node is not None else None,
-            "result": self.result.model_dump(mode="json") if self.result is not None else None,
+            "result": self.result.to_wire() if self.result is not None else None,
         }
 
 
@@ -158,3 +168,28 @@ class CallOutcome(BaseModel):
     output: str = ""
     error: CallbackFailure | None = None
     seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class Answer:
+    """One callback's answer to one request of a batch: :class:`CallOutcome`'s fields
+    without a model per file (thousands per batch); :meth:`outcome` gives the model."""
+
+    ok: bool
+    result: Any = None
+    truthy: bool = False
+    metadata: dict[str, str] | None = None
+    output: str = ""
+    error: CallbackFailure | None = None
+    seconds: float = 0.0
+
+    def outcome(self) -> CallOutcome:
+        return CallOutcome(
+            ok=self.ok,
+            result=self.result,
+            truthy=self.truthy,
+            metadata=self.metadata,
+            output=self.output,
+            error=self.error,
+            seconds=self.seconds,
+        )

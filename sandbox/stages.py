@@ -18,6 +18,7 @@ task), so 10,000 files through a FILTER callback start one process;
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -26,6 +27,7 @@ from pydantic import BaseModel, Field
 from storeflow.sandbox import languages
 from storeflow.sandbox.definitions import CallbackDefinition, CallbackError, discover, load_source
 from storeflow.sandbox.models import (
+    Answer,
     CallbackFailure,
     CallbackRequest,
     CallOutcome,
@@ -87,6 +89,59 @@ class StageOutcome(BaseModel):
     @property
     def failed(self) -> bool:
         return self.error is not None
+
+
+@dataclass(slots=True)
+class BatchCall:
+    """One callback's answer about one file of a batch."""
+
+    name: str
+    language: str
+    outcome: Answer
+
+
+@dataclass(slots=True)
+class FileOutcome:
+    """:meth:`CallbackSet.run_stage_many`'s result for one file: what
+    :class:`StageOutcome` says, without a model per file (``outcome()`` gives one)."""
+
+    stage: Stage
+    metadata: dict[str, str]
+    proceed: bool = True
+    calls: list[BatchCall] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    error: CallbackFailure | None = None
+    failed_callback: str | None = None
+    #: Keys the callbacks set or changed, and removed.
+    set: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def keep(self) -> bool:
+        return self.proceed
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def changes(self) -> MetadataChanges:
+        return MetadataChanges(set=self.set, removed=self.removed)
+
+    def outcome(self) -> StageOutcome:
+        return StageOutcome(
+            stage=self.stage,
+            proceed=self.proceed,
+            metadata=self.metadata,
+            changes=self.changes,
+            calls=[
+                CallbackCall(name=c.name, language=c.language, outcome=c.outcome.outcome())
+                for c in self.calls
+            ],
+            skipped=self.skipped,
+            error=self.error,
+            failed_callback=self.failed_callback,
+        )
 
 
 class CallbackSet:
@@ -170,17 +225,18 @@ class CallbackSet:
         stage: Stage,
         nodes: Sequence[NodeInfo],
         results: Sequence[ExecutionResult] | None = None,
-    ) -> list[StageOutcome]:
+    ) -> list[FileOutcome]:
         """:meth:`run_stage` for many files (FILTER, AFTER_RESULT_RECEIVED): the same
-        outcomes, in order, with each callback asked about all the files still in play
+        verdicts, in order, with each callback asked about all the files still in play
         in one batch (one line to its worker instead of a round trip per file)."""
         if results is not None and len(results) != len(nodes):
             raise ValueError(f"{len(results)} results for {len(nodes)} nodes")
-        task = TaskInfo(id=self.task_id)
-        current = list(nodes)
-        outcomes = [
-            StageOutcome(stage=stage, proceed=True, metadata=dict(n.metadata)) for n in nodes
-        ]
+        # Requests built by hand, not through CallbackRequest: a model per file and per
+        # callback would cost more than the callback itself.
+        task = {"id": self.task_id, "last_execution": None}
+        result_wires = [r.to_wire() for r in results] if results is not None else None
+        node_wires = [n.to_wire() for n in nodes]
+        outcomes = [FileOutcome(stage, dict(n.metadata)) for n in nodes]
         for index, definition in enumerate(self.callbacks):
             if definition.stage is not stage:
                 continue
@@ -191,42 +247,43 @@ class CallbackSet:
                 for i in live:
                     outcomes[i].skipped.append(definition.name)
                 continue
-            requests = [
-                CallbackRequest(
-                    stage=stage,
-                    task=task,
-                    node=current[i],
-                    result=results[i] if results is not None else None,
-                )
+            wires = [
+                {
+                    "id": self.task_id,
+                    "stage": stage.value,
+                    "task": task,
+                    "node": node_wires[i],
+                    "result": result_wires[i] if result_wires is not None else None,
+                }
                 for i in live
             ]
-            calls = self._call_many(index, requests)
-            for i, call in zip(live, calls, strict=True):
+            answers = self._call_many(index, wires)
+            for i, answer in zip(live, answers, strict=True):
                 outcome = outcomes[i]
-                outcome.calls.append(
-                    CallbackCall(name=definition.name, language=definition.language, outcome=call)
-                )
-                if not call.ok:
+                outcome.calls.append(BatchCall(definition.name, definition.language, answer))
+                if not answer.ok:
                     outcome.proceed = False
-                    outcome.error = call.error
+                    outcome.error = answer.error
                     outcome.failed_callback = definition.name
                     continue
-                if call.metadata is not None:
-                    current[i] = current[i].model_copy(update={"metadata": call.metadata})
-                if stage in _GATING_STAGES and not call.truthy:
+                if answer.metadata is not None:
+                    outcome.metadata = dict(answer.metadata)
+                    node_wires[i] = {**node_wires[i], "metadata": outcome.metadata}
+                if stage in _GATING_STAGES and not answer.truthy:
                     outcome.proceed = False
-        for outcome, before, node in zip(outcomes, nodes, current, strict=True):
-            outcome.metadata = dict(node.metadata)
-            outcome.changes = MetadataChanges.between(dict(before.metadata), outcome.metadata)
+        for outcome, node in zip(outcomes, nodes, strict=True):
+            before, after = node.metadata, outcome.metadata
+            outcome.set = {k: v for k, v in after.items() if before.get(k) != v}
+            outcome.removed = sorted(k for k in before if k not in after)
         return outcomes
 
-    def _call_many(self, index: int, requests: list[CallbackRequest]) -> list[CallOutcome]:
+    def _call_many(self, index: int, wires: list[dict[str, Any]]) -> list[Answer]:
         try:
             worker = self._worker(index)
         except CallbackError as exc:
             failure = CallbackFailure(kind=ErrorKind.BAD_CALLBACK, message=str(exc))
-            return [CallOutcome(ok=False, error=failure) for _ in requests]
-        return worker.call_many(requests)
+            return [Answer(ok=False, error=failure) for _ in wires]
+        return worker.call_wires(wires)
 
     def _call(self, index: int, request: CallbackRequest) -> CallOutcome:
         try:
@@ -239,7 +296,7 @@ class CallbackSet:
     def filter(self, node: NodeInfo) -> StageOutcome:
         return self.run_stage(Stage.FILTER, node=node)
 
-    def filter_many(self, nodes: Sequence[NodeInfo]) -> list[StageOutcome]:
+    def filter_many(self, nodes: Sequence[NodeInfo]) -> list[FileOutcome]:
         """FILTER for a batch of files: one outcome per node, in order."""
         return self.run_stage_many(Stage.FILTER, nodes)
 
@@ -251,7 +308,7 @@ class CallbackSet:
 
     def after_results(
         self, nodes: Sequence[NodeInfo], results: Sequence[ExecutionResult]
-    ) -> list[StageOutcome]:
+    ) -> list[FileOutcome]:
         """AFTER_RESULT_RECEIVED for a batch of delivered files, one outcome each."""
         return self.run_stage_many(Stage.AFTER_RESULT_RECEIVED, nodes, results)
 

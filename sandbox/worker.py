@@ -16,7 +16,13 @@ from typing import Any
 from storeflow.sandbox import isolation, languages
 from storeflow.sandbox.failures import WorkerFailure
 from storeflow.sandbox.languages import CallbackLanguage
-from storeflow.sandbox.models import CallbackRequest, CallOutcome, ErrorKind
+from storeflow.sandbox.models import (
+    Answer,
+    CallbackFailure,
+    CallbackRequest,
+    CallOutcome,
+    ErrorKind,
+)
 from storeflow.sandbox.process import LaunchSpec, WorkerProcess
 from storeflow.sandbox.settings import SandboxSettings
 
@@ -130,45 +136,52 @@ class CallbackWorker:
         started = time.monotonic()
         with self._lock:
             try:
-                outcome = self._call_locked(request)
+                answer = self._call_wire_locked(request.to_wire())
             except WorkerFailure as failure:
-                outcome = CallOutcome(ok=False, error=failure.to_failure())
+                answer = Answer(ok=False, error=failure.to_failure())
             except isolation.IsolationUnavailable as exc:
-                refused = WorkerFailure(ErrorKind.ISOLATION, str(exc))
-                outcome = CallOutcome(ok=False, error=refused.to_failure())
-        outcome.seconds = time.monotonic() - started
-        return outcome
+                answer = Answer(ok=False, error=_isolation_failure(exc))
+        answer.seconds = time.monotonic() - started
+        return answer.outcome()
 
     def call_many(self, requests: Sequence[CallbackRequest]) -> list[CallOutcome]:
         """Run the callback once per request, in order, with one line to the worker for
         the whole batch (languages that take batches; others get one call each).  Each
         call keeps its own deadline; a call that times out or kills its worker fails
         alone, and a fresh worker takes the rest, as one call after another would."""
-        if not self.language.batches or len(requests) <= 1:
-            return [self.call(request) for request in requests]
-        outcomes: list[CallOutcome] = []
+        return [a.outcome() for a in self.call_wires([r.to_wire() for r in requests])]
+
+    def call_wires(self, wires: Sequence[dict[str, Any]]) -> list[Answer]:
+        """:meth:`call_many` for requests already in their wire form
+        (:meth:`CallbackRequest.to_wire`), answered as :class:`Answer`: no model per
+        file either way."""
+        outcomes: list[Answer] = []
         with self._lock:
-            while len(outcomes) < len(requests):
+            while len(outcomes) < len(wires):
                 started = time.monotonic()
                 try:
-                    self._batch_locked(requests[len(outcomes) :], outcomes)
+                    if self.language.batches:
+                        self._batch_locked(wires[len(outcomes) :], outcomes)
+                    else:
+                        outcomes.append(self._call_wire_locked(wires[len(outcomes)]))
+                        outcomes[-1].seconds = time.monotonic() - started
                 except WorkerFailure as failure:
-                    outcomes.append(CallOutcome(ok=False, error=failure.to_failure()))
-                    outcomes[-1].seconds = time.monotonic() - started
+                    failed = Answer(ok=False, error=failure.to_failure())
+                    failed.seconds = time.monotonic() - started
+                    outcomes.append(failed)
                 except isolation.IsolationUnavailable as exc:
-                    refused = WorkerFailure(ErrorKind.ISOLATION, str(exc))
-                    outcomes.append(CallOutcome(ok=False, error=refused.to_failure()))
+                    outcomes.append(Answer(ok=False, error=_isolation_failure(exc)))
         return outcomes
 
-    def _batch_locked(self, requests: Sequence[CallbackRequest], done: list[CallOutcome]) -> None:
-        """Append the answer to each of ``requests`` to ``done`` as it arrives; a failure
+    def _batch_locked(self, wires: Sequence[dict[str, Any]], done: list[Answer]) -> None:
+        """Append the answer to each request to ``done`` as it arrives; a failure
         part-way leaves the answers so far in place and raises for the next request."""
         process = self._ready_process()
         nonce = secrets.token_hex(8)
-        message = {"op": "batch", "nonce": nonce, "requests": [r.to_wire() for r in requests]}
+        message = {"op": "batch", "nonce": nonce, "requests": list(wires)}
         try:
             process.send(message, time.monotonic() + self.settings.call_timeout_s)
-            for index in range(len(requests)):
+            for index in range(len(wires)):
                 started = time.monotonic()
                 deadline = started + self.settings.call_timeout_s
                 try:
@@ -208,12 +221,12 @@ class CallbackWorker:
                 raise
         return self._process
 
-    def _call_locked(self, request: CallbackRequest) -> CallOutcome:
+    def _call_wire_locked(self, wire: dict[str, Any]) -> Answer:
         process = self._ready_process()
         nonce = secrets.token_hex(8)
         deadline = time.monotonic() + self.settings.call_timeout_s
         try:
-            process.send({"op": "call", "nonce": nonce, "request": request.to_wire()}, deadline)
+            process.send({"op": "call", "nonce": nonce, "request": wire}, deadline)
             try:
                 got, message = process.reader.read_frame(deadline)
             except WorkerFailure as failure:
@@ -228,7 +241,7 @@ class CallbackWorker:
                 self._discard()
             raise
 
-    def _outcome(self, message: dict[str, Any], output: str) -> CallOutcome:
+    def _outcome(self, message: dict[str, Any], output: str) -> Answer:
         if message.get("ok") is True:
             metadata = message.get("metadata")
             if metadata is not None and not (
@@ -236,7 +249,7 @@ class CallbackWorker:
                 and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
             ):
                 raise WorkerFailure(ErrorKind.PROTOCOL, "metadata must map strings to strings")
-            return CallOutcome(
+            return Answer(
                 ok=True,
                 result=message.get("result"),
                 truthy=bool(message.get("truthy")),
@@ -249,7 +262,7 @@ class CallbackWorker:
         if replace:
             self._discard()
         error = WorkerFailure(kind, str(message.get("error", "callback failed")), replace=False)
-        return CallOutcome(ok=False, error=error.to_failure(), output=output)
+        return Answer(ok=False, error=error.to_failure(), output=output)
 
     def _discard(self) -> None:
         if self._process is not None:
@@ -259,6 +272,10 @@ class CallbackWorker:
     def close(self) -> None:
         with self._lock:
             self._discard()
+
+
+def _isolation_failure(exc: isolation.IsolationUnavailable) -> CallbackFailure:
+    return WorkerFailure(ErrorKind.ISOLATION, str(exc)).to_failure()
 
 
 def run_once(

@@ -16,7 +16,7 @@ from prefect.logging import get_logger
 
 from storeflow.models.transfer import TransferDefinition, protocol_kind
 from storeflow.sandbox.models import ExecutionResult, NodeInfo, Stage
-from storeflow.sandbox.stages import CallbackSet, StageOutcome
+from storeflow.sandbox.stages import CallbackSet, FileOutcome, StageOutcome
 from storeflow.tasks.transfer import Entry, FileResult
 from storeflow.tasks.transfer import metadata as transfer_metadata
 from storeflow.tasks.transfer.names import temp_name
@@ -25,7 +25,8 @@ LOG = get_logger("storeflow.transfer")
 
 
 def node_of(entry: Entry, path: str, metadata: dict[str, str]) -> NodeInfo:
-    return NodeInfo(
+    # The fields come from a stat (ints) and strings: no validation pass per file.
+    return NodeInfo.model_construct(
         path=path,
         mode=entry.mode,
         uid=entry.uid,
@@ -73,7 +74,7 @@ class BoundCallbacks:
         outcomes = self.callbacks.filter_many(nodes)
         return [self._filtered(e, o) for e, o in zip(entries, outcomes, strict=True)]
 
-    def _filtered(self, entry: Entry, outcome: StageOutcome) -> bool:
+    def _filtered(self, entry: Entry, outcome: StageOutcome | FileOutcome) -> bool:
         if outcome.failed:
             self.problems.append(
                 f"{entry.name}: skipped, FILTER callback {outcome.failed_callback} failed: "
@@ -105,8 +106,9 @@ class BoundCallbacks:
         outcomes = self.callbacks.after_results(
             nodes,
             [
-                ExecutionResult(
+                ExecutionResult.model_construct(
                     status="SUCCESS",
+                    error=None,
                     destination=r.destinations[0],
                     details={"destinations": list(r.destinations), "source": r.entry.path},
                 )
@@ -121,7 +123,7 @@ class BoundCallbacks:
                 )
                 LOG.warning("%s", self.problems[-1])
             kept = dict(outcome.metadata or metadata)
-            removed = outcome.changes.removed
+            removed = outcome.removed
             if kept or removed:
                 self._store(result, kept, removed)
 

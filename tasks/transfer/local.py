@@ -20,18 +20,43 @@ LOCAL_CHUNK = 8 * CHUNK
 _RENAME_BATCH = 1024
 
 
-def _entry(name: str, path: str, st: os.stat_result) -> Entry:
+class _Shared:
+    """One int object per repeated value while listing a directory.
+
+    A plan holds an entry per file and most of an entry is its stat's ints; modes,
+    owners and (in trees of small files) sizes repeat, and a file's atime and ctime are
+    often its mtime.  Sharing those objects keeps a plan of a million files in a few
+    hundred MiB.  Bounded: past ``limit`` distinct values, new ones are not kept."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.values: dict[int, int] = {}
+        self.limit = limit
+
+    def __call__(self, value: int) -> int:
+        found = self.values.get(value)
+        if found is not None:
+            return found
+        if len(self.values) < self.limit:
+            self.values[value] = value
+        return value
+
+
+def _entry(name: str, path: str, st: os.stat_result, shared: _Shared | None = None) -> Entry:
+    keep = shared or _Shared(0)
+    mtime = st.st_mtime_ns
+    atime = st.st_atime_ns
+    ctime = st.st_ctime_ns
     return Entry(
         name=name,
         kind=Kind.of_mode(st.st_mode),
         path=path,
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        atime_ns=st.st_atime_ns,
-        ctime_ns=st.st_ctime_ns,
-        mode=st.st_mode,
-        uid=st.st_uid,
-        gid=st.st_gid,
+        size=keep(st.st_size),
+        mtime_ns=mtime,
+        atime_ns=mtime if atime == mtime else atime,
+        ctime_ns=mtime if ctime == mtime else ctime,
+        mode=keep(st.st_mode),
+        uid=keep(st.st_uid),
+        gid=keep(st.st_gid),
     )
 
 
@@ -77,9 +102,10 @@ class LocalTransfer(TransferHandler):
 
     def scan(self, directory: str) -> Iterator[Entry]:
         try:
+            shared = _Shared()
             with os.scandir(directory) as it:
                 for item in it:
-                    yield _entry(item.name, item.path, item.stat(follow_symlinks=False))
+                    yield _entry(item.name, item.path, item.stat(follow_symlinks=False), shared)
         except OSError as exc:
             raise self._fail("list", directory, exc) from exc
 

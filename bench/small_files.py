@@ -1,0 +1,410 @@
+"""Small files on tmpfs: storeflow's copy phase against cp -a, rsync -a (and rclone copy),
+with wall and CPU seconds; callbacks' cost per file; files/s per worker count; plan memory.
+
+    .venv/bin/python -m bench.small_files                       # the issue's sizes
+    .venv/bin/python -m bench.small_files --count 2000 --million 0 --runs 3
+
+On tmpfs no disk adds noise, so the figures say what the copy itself costs.  CPU seconds
+are user + sys: the children's rusage for the tools, this process's for storeflow (all
+its threads).  Contenders take turns within each round; every ratio is against `cp -a`
+in the same run (callbacks: against the same transfer without them), best of the rounds.
+On a machine shared with other work wall seconds swing with the load; CPU seconds much
+less, so both are printed.
+
+- 10,000 x 4 KiB: copy phase (deliver + finalize of a plan made beforehand) <= 1.2x
+  `cp -a` in wall and CPU, at the default worker count;
+- the same transfer (plan included, as FILTER runs while planning) with a Python and a
+  JavaScript FILTER callback and a Python AFTER_RESULT_RECEIVED callback <= 1.3x the
+  transfer without callbacks;
+- files/s of the copy phase at 1, 2 and all cores' workers;
+- 1,000,000 x 1 KiB: the plan's memory per file (tracemalloc; target < 500 bytes) and
+  files/s at 1 and 2 workers (target: 2 workers >= 1.7x one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storeflow.models.transfer import TransferDefinition, parse_definition
+from storeflow.sandbox.definitions import CallbackDefinition
+from storeflow.sandbox.models import Stage
+from storeflow.sandbox.settings import SandboxSettings
+from storeflow.sandbox.stages import CallbackSet
+from storeflow.tasks.transfer import deliver, finalize, native, plan_transfer, run_transfer
+from storeflow.tasks.transfer.callbacks import BoundCallbacks
+from storeflow.tasks.transfer.engine import default_workers
+
+
+@dataclass
+class Figure:
+    """Best wall and CPU seconds of one contender over the rounds."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    @property
+    def best_wall(self) -> float:
+        return min(self.wall)
+
+    @property
+    def best_cpu(self) -> float:
+        return min(self.cpu)
+
+    def spread(self) -> str:
+        return f"{min(self.wall):.3f}-{max(self.wall):.3f}"
+
+
+@dataclass
+class Contender:
+    prepare: Callable[[], None]
+    run: Callable[[], object]
+    #: True: the work happens in a child process (CPU from RUSAGE_CHILDREN).
+    child: bool = False
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(contender: Contender) -> tuple[float, float]:
+    who = resource.RUSAGE_CHILDREN if contender.child else resource.RUSAGE_SELF
+    cpu = _cpu(who)
+    started = time.perf_counter()
+    contender.run()
+    return time.perf_counter() - started, _cpu(who) - cpu
+
+
+def take_turns(runs: int, contenders: dict[str, Contender]) -> dict[str, Figure]:
+    figures = {name: Figure() for name in contenders}
+    for _ in range(runs):
+        for name, contender in contenders.items():
+            contender.prepare()
+            gc.collect()
+            wall, cpu = measure(contender)
+            figures[name].wall.append(wall)
+            figures[name].cpu.append(cpu)
+    return figures
+
+
+def run_tool(cmd: list[str]) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=3600)
+
+
+def definition(src: Path, dst: Path) -> TransferDefinition:
+    return parse_definition(
+        {
+            "type": "transfer",
+            "source": {"directory": str(src), "fileRegex": ".*", "protocol": {"name": "local"}},
+            "destination": [
+                {
+                    "directory": str(dst),
+                    "createDirectoryIfNotExists": True,
+                    "protocol": {"name": "local"},
+                }
+            ],
+        }
+    )
+
+
+def make_files(directory: Path, count: int, size: int) -> None:
+    directory.mkdir(parents=True)
+    payload = os.urandom(size)
+    for i in range(count):
+        with open(directory / f"file-{i:07}.dat", "wb") as out:
+            out.write(payload)
+
+
+def emptied(path: Path) -> Callable[[], None]:
+    def prepare() -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    return prepare
+
+
+def fresh(path: Path) -> Callable[[], None]:
+    def prepare() -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+
+    return prepare
+
+
+def copy_phase(src: Path, dst: Path, workers: int) -> Callable[[], None]:
+    plan = plan_transfer(definition(src, dst))
+
+    def run() -> None:
+        deliver(plan, max_workers=workers, batch_size=256)
+        finalize(plan)
+
+    return run
+
+
+@dataclass
+class Line:
+    case: str
+    tool: str
+    wall: float
+    cpu: float
+    ratio_wall: float
+    ratio_cpu: float
+    against: str
+    target: str = ""
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if not self.target:
+            return ""
+        limit = float(self.target.split()[1])
+        return "ok" if max(self.ratio_wall, self.ratio_cpu) <= limit else "MISSED"
+
+
+def tools_against_cp(case: str, src: Path, dst: Path, runs: int) -> list[Line]:
+    """cp -a, rsync -a, rclone copy (when installed) and storeflow at 1, 2, all cores."""
+    cores = default_workers()
+    contenders = {
+        "cp -a": Contender(emptied(dst), lambda: run_tool(["cp", "-a", str(src), str(dst)]), True),
+        "rsync -a": Contender(
+            emptied(dst), lambda: run_tool(["rsync", "-a", f"{src}/", f"{dst}/"]), True
+        ),
+    }
+    if shutil.which("rclone"):
+        contenders["rclone copy"] = Contender(
+            emptied(dst), lambda: run_tool(["rclone", "copy", str(src), str(dst)]), True
+        )
+    for workers in sorted({1, 2, cores}):
+        contenders[f"storeflow, {workers} workers"] = Contender(
+            fresh(dst), copy_phase(src, dst, workers)
+        )
+    figures = take_turns(runs, contenders)
+    cp = figures["cp -a"]
+    count = len(os.listdir(src))
+    lines = []
+    for name, figure in figures.items():
+        target = "<= 1.2" if name == f"storeflow, {cores} workers" else ""
+        lines.append(
+            Line(
+                case,
+                name,
+                figure.best_wall,
+                figure.best_cpu,
+                figure.best_wall / cp.best_wall,
+                figure.best_cpu / cp.best_cpu,
+                "cp -a",
+                target,
+                f"{count / figure.best_wall:,.0f} files/s; wall {figure.spread()}",
+            )
+        )
+    shutil.rmtree(dst, ignore_errors=True)
+    return lines
+
+
+FILTER_PY = (
+    "import utils\ndef run(req):\n    return not utils.get_node_info(req).path.endswith('.skip')\n"
+)
+FILTER_JS = (
+    "const utils = require('./utils')\n"
+    "module.exports = (req) => !utils.getNodeInfo(req).getPath().endsWith('.skip')\n"
+)
+AFTER_PY = "def run(req):\n    return True\n"
+
+
+def with_callbacks(case: str, src: Path, dst: Path, runs: int) -> list[Line]:
+    """The whole transfer (plan, deliver, finalize) with and without three callbacks."""
+    callbacks = [
+        CallbackDefinition(
+            name="filter-py", language="python", stage=Stage.FILTER, source=FILTER_PY
+        ),
+        CallbackDefinition(
+            name="filter-js", language="javascript", stage=Stage.FILTER, source=FILTER_JS
+        ),
+        CallbackDefinition(
+            name="after-py", language="python", stage=Stage.AFTER_RESULT_RECEIVED, source=AFTER_PY
+        ),
+    ]
+    spec = definition(src, dst)
+    with CallbackSet(callbacks, task_id="bench", policy=SandboxSettings()) as callback_set:
+        bound = BoundCallbacks(callback_set, spec)
+
+        def plain() -> None:
+            run_transfer(spec, batch_size=256)
+
+        def hooked() -> None:
+            run_transfer(
+                spec,
+                batch_filter=bound.batch_filter,
+                after_results=bound.after_results,
+                batch_size=256,
+            )
+
+        # Warm workers, as every batch after a transfer's first finds them.
+        fresh(dst)()
+        hooked()
+        figures = take_turns(
+            runs,
+            {
+                "no callbacks": Contender(fresh(dst), plain),
+                "3 callbacks": Contender(fresh(dst), hooked),
+            },
+        )
+    base = figures["no callbacks"]
+    count = len(os.listdir(src))
+    lines = []
+    for name, figure in figures.items():
+        per_file = (figure.best_wall - base.best_wall) / count * 1e6
+        lines.append(
+            Line(
+                case,
+                f"storeflow transfer, {name}",
+                figure.best_wall,
+                figure.best_cpu,
+                figure.best_wall / base.best_wall,
+                figure.best_cpu / base.best_cpu,
+                "no callbacks",
+                "<= 1.3" if name != "no callbacks" else "",
+                f"{per_file:+.1f} us/file" if name != "no callbacks" else "",
+            )
+        )
+    shutil.rmtree(dst, ignore_errors=True)
+    return lines
+
+
+def plan_memory(src: Path, dst: Path) -> tuple[int, float, float]:
+    """(files, retained bytes per file, peak bytes per file) of planning ``src``."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        plan = plan_transfer(definition(src, dst))
+        gc.collect()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    count = len(plan.files)
+    return count, (current - base) / count, (peak - base) / count
+
+
+def million(case: str, src: Path, dst: Path, runs: int) -> list[Line]:
+    count, retained, peak = plan_memory(src, dst)
+    contenders = {
+        f"storeflow, {w} workers": Contender(fresh(dst), copy_phase(src, dst, w)) for w in (1, 2)
+    }
+    figures = take_turns(runs, contenders)
+    one = figures["storeflow, 1 workers"]
+    lines = [
+        Line(
+            case,
+            "plan memory",
+            0.0,
+            0.0,
+            retained / 500,
+            peak / 500,
+            "500 B/file",
+            "<= 1.0",
+            f"{retained:.0f} B/file kept, {peak:.0f} B/file at peak",
+        )
+    ]
+    for name, figure in figures.items():
+        lines.append(
+            Line(
+                case,
+                name,
+                figure.best_wall,
+                figure.best_cpu,
+                one.best_wall / figure.best_wall,
+                one.best_cpu / figure.best_cpu,
+                "1 worker (x faster)",
+                "",
+                f"{count / figure.best_wall:,.0f} files/s; wall {figure.spread()}",
+            )
+        )
+    shutil.rmtree(dst, ignore_errors=True)
+    return lines
+
+
+def table(lines: list[Line]) -> str:
+    head = ("case", "tool", "wall s", "cpu s", "wall x", "cpu x", "against", "target", "", "")
+    rows: list[tuple[str, ...]] = [head]
+    for line in lines:
+        rows.append(
+            (
+                line.case,
+                line.tool,
+                f"{line.wall:.3f}",
+                f"{line.cpu:.3f}",
+                f"{line.ratio_wall:.2f}",
+                f"{line.ratio_cpu:.2f}",
+                line.against,
+                line.target,
+                line.verdict,
+                line.note,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join(
+        "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |"
+        for row in [rows[0], tuple("-" * w for w in widths), *rows[1:]]
+    )
+
+
+def run_all(
+    work: Path, count: int, size: int, million_count: int, runs: int, callbacks: bool = True
+) -> list[Line]:
+    lines: list[Line] = []
+    src = work / "small"
+    make_files(src, count, size)
+    case = f"{count} x {size // 1024} KiB tmpfs"
+    lines += tools_against_cp(case, src, work / "dst", runs)
+    if callbacks:
+        lines += with_callbacks(case, src, work / "dst", runs)
+    shutil.rmtree(src)
+    if million_count:
+        big = work / "million"
+        make_files(big, million_count, 1024)
+        lines += million(f"{million_count:,} x 1 KiB tmpfs", big, work / "dst", max(1, runs - 1))
+        shutil.rmtree(big)
+    return lines
+
+
+def tmpfs_dir() -> str:
+    for candidate in ("/dev/shm", "/run/shm"):
+        if os.path.isdir(candidate) and os.access(candidate, os.W_OK):
+            return candidate
+    raise SystemExit("no writable tmpfs (/dev/shm) on this machine")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--size", type=int, default=4096, help="bytes per small file")
+    parser.add_argument("--million", type=int, default=1_000_000, help="0: skip that case")
+    parser.add_argument("--runs", type=int, default=5, help="rounds; best of each is shown")
+    parser.add_argument("--no-callbacks", action="store_true")
+    args = parser.parse_args(argv)
+    print(f"native copy loop: {'yes' if native.available() else 'no (Python loop)'}")
+    with tempfile.TemporaryDirectory(dir=tmpfs_dir(), prefix="storeflow-bench-") as tmp:
+        lines = run_all(
+            Path(tmp), args.count, args.size, args.million, args.runs, not args.no_callbacks
+        )
+    print(table(lines))
+
+
+def summary(lines: list[Line]) -> list[dict[str, Any]]:
+    return [line.__dict__ | {"verdict": line.verdict} for line in lines]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""The engine's batch paths: handlers opened once per run, FILTER and AFTER_RESULT_RECEIVED
+a batch at a time, the native copy loop (and its Python twin) and its failures."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from storeflow.models.transfer import parse_definition
+from storeflow.tasks.transfer import (
+    Entry,
+    FileResult,
+    deliver,
+    finalize,
+    native,
+    plan_transfer,
+    run_transfer,
+)
+from storeflow.tasks.transfer.engine import FILTER_BATCH, open_handlers
+from storeflow.tasks.transfer.errors import ProtocolError
+from storeflow.tasks.transfer.handler import Spec, TransferHandler
+from storeflow.tasks.transfer.registry import open_handler
+from tests.transfer.conftest import local_def
+
+Dirs = Callable[[str], Path]
+
+
+def fill(directory: Path, count: int) -> None:
+    for i in range(count):
+        path = directory / f"f{i:04}"
+        path.write_bytes(bytes([i % 256]) * (i + 1))
+        os.utime(path, ns=(1_600_000_000_000_000_000 + i, 1_700_000_000_123_456_789 + i))
+
+
+class Counting:
+    """A handler factory that counts handlers opened and closed."""
+
+    def __init__(self) -> None:
+        self.opened: list[TransferHandler] = []
+        self.closed = 0
+
+    def __call__(self, spec: Spec) -> TransferHandler:
+        handler = open_handler(spec)
+        original = handler.tidy
+
+        def tidy() -> None:
+            self.closed += 1
+            original()
+
+        handler.tidy = tidy  # type: ignore[method-assign]
+        self.opened.append(handler)
+        return handler
+
+
+def test_a_run_opens_each_handler_once(dirs: Dirs) -> None:
+    src, d1, d2 = dirs("src"), dirs("d1"), dirs("d2")
+    fill(src, 5)
+    counting = Counting()
+    result = run_transfer(parse_definition(local_def(src, [d1, d2])), open_handler=counting)
+    assert len(result.files) == 5
+    assert len(counting.opened) == 3  # source + two destinations, for plan, deliver, finalize
+    assert counting.closed == 3
+
+
+def test_steps_given_handlers_leave_them_open(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    fill(src, 3)
+    counting = Counting()
+    definition = parse_definition(local_def(src, dst))
+    with open_handlers(definition, counting) as handlers:
+        plan = plan_transfer(definition, handlers=handlers)
+        deliver(plan, handlers=handlers)
+        finalize(plan, handlers=handlers)
+        assert counting.closed == 0
+    assert (len(counting.opened), counting.closed) == (2, 2)
+    assert sorted(os.listdir(dst)) == ["f0000", "f0001", "f0002"]
+    # Standalone, each step still opens and closes its own.
+    alone = Counting()
+    plan = plan_transfer(definition, open_handler=alone)
+    assert (len(alone.opened), alone.closed) == (2, 2)
+
+
+def test_batch_filter_sees_batches_and_skips(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    count = FILTER_BATCH + 10
+    fill(src, count)
+    sizes: list[int] = []
+
+    def odd_out(entries: Sequence[Entry]) -> list[bool]:
+        sizes.append(len(entries))
+        return [int(e.name[1:]) % 2 == 0 for e in entries]
+
+    result = run_transfer(parse_definition(local_def(src, dst)), batch_filter=odd_out)
+    assert sizes == [FILTER_BATCH, 10]
+    assert len(result.files) == (count + 1) // 2
+    assert len(result.skipped) == count // 2
+    assert sorted(os.listdir(dst)) == sorted(result.files)
+
+
+def test_a_batch_filter_answering_the_wrong_count_is_refused(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    fill(src, 3)
+    with pytest.raises(ValueError, match="2 verdicts for 3 files"):
+        plan_transfer(parse_definition(local_def(src, dst)), batch_filter=lambda e: [True, True])
+    assert os.listdir(dst) == []
+
+
+def test_after_results_once_per_batch_with_every_file(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    fill(src, 25)
+    batches: list[list[FileResult]] = []
+    each: list[FileResult] = []
+    result = run_transfer(
+        parse_definition(local_def(src, dst)),
+        after_results=lambda results: batches.append(list(results)),
+        after_result=each.append,
+        batch_size=10,
+        max_workers=2,
+    )
+    assert sorted(len(b) for b in batches) == [5, 10, 10]
+    delivered = sorted(r.entry.name for b in batches for r in b)
+    assert delivered == sorted(result.files) == sorted(r.entry.name for r in each)
+    assert len(result.delivered) == 25
+    # When AFTER_RESULT_RECEIVED runs, the file is still under its temporary name.
+    first = batches[0][0]
+    assert first.destinations == (str(dst / first.entry.name),)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_native_copy_keeps_content_mtime_and_mode(dirs: Dirs, workers: int) -> None:
+    src, d1, d2 = dirs("src"), dirs("d1"), dirs("d2")
+    fill(src, 40)
+    d = local_def(src, [d1, d2])
+    d["destination"][1]["mode"] = "600"
+    d["destination"][1]["rename"] = {"pattern": "^f", "sub": "g"}
+    run_transfer(parse_definition(d), max_workers=workers, batch_size=7)
+    for i in range(40):
+        original = src / f"f{i:04}"
+        for copy in (d1 / f"f{i:04}", d2 / f"g{i:04}"):
+            assert copy.read_bytes() == original.read_bytes()
+            assert copy.stat().st_mtime_ns == original.stat().st_mtime_ns
+    assert stat.S_IMODE((d2 / "g0000").stat().st_mode) == 0o600
+    assert not [n for n in os.listdir(d1) + os.listdir(d2) if n.startswith(".sf-")]
+
+
+def test_python_loop_matches_the_native_one(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    fill(src, 4)
+    names = sorted(os.listdir(src))
+    # Stat once: reading a source may move its atime (relatime).
+    stats = [(src / n).stat() for n in names]
+
+    def batch(target: Path) -> native.Batch:
+        target.mkdir()
+        return native.Batch(
+            [os.fsencode(src / n) for n in names],
+            [os.fsencode(target / n) for n in names],
+            [s.st_atime_ns for s in stats],
+            [s.st_mtime_ns for s in stats],
+            [0o640] * len(names),
+        )
+
+    native.copy_all(batch(tmp_path / "a"))
+    native._copy_in_python(batch(tmp_path / "b"))
+    for name in names:
+        a, b = (tmp_path / "a" / name).stat(), (tmp_path / "b" / name).stat()
+        assert (a.st_size, a.st_mtime_ns, a.st_atime_ns, stat.S_IMODE(a.st_mode)) == (
+            b.st_size,
+            b.st_mtime_ns,
+            stats[names.index(name)].st_atime_ns,
+            0o640,
+        )
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+@pytest.mark.parametrize("copy", [native.copy_all, native._copy_in_python])
+def test_copy_failure_names_the_file_and_step(tmp_path: Path, copy: Callable[..., None]) -> None:
+    (tmp_path / "ok").write_bytes(b"x")
+    job = native.Batch(
+        [os.fsencode(tmp_path / "ok"), os.fsencode(tmp_path / "missing")],
+        [os.fsencode(tmp_path / "ok.copy"), os.fsencode(tmp_path / "missing.copy")],
+        [0, 0],
+        [0, 0],
+        [-1, -1],
+    )
+    with pytest.raises(native.CopyFailed) as failed:
+        copy(job)
+    assert (failed.value.index, failed.value.operation) == (1, "open")
+    assert failed.value.reason == os.strerror(2)
+    assert (tmp_path / "ok.copy").read_bytes() == b"x"
+
+
+def test_a_source_vanishing_mid_copy_fails_cleanly(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    fill(src, 30)
+    plan = plan_transfer(parse_definition(local_def(src, dst)))
+    os.unlink(src / "f0017")
+    with pytest.raises(ProtocolError, match=r"open .*f0017.* failed: No such file"):
+        deliver(plan, batch_size=8, max_workers=2)
+    assert os.listdir(dst) == []  # every temporary file of the plan removed
+
+
+def test_rename_into_place_is_repeatable(tmp_path: Path) -> None:
+    (tmp_path / "t1").write_bytes(b"1")
+    (tmp_path / "f2").write_bytes(b"2")  # moved by an earlier attempt
+    pairs = [
+        (os.fsencode(tmp_path / "t1"), os.fsencode(tmp_path / "f1")),
+        (os.fsencode(tmp_path / "t2"), os.fsencode(tmp_path / "f2")),
+    ]
+    native.rename_all(pairs)
+    native.rename_all(pairs)
+    assert sorted(os.listdir(tmp_path)) == ["f1", "f2"]
+    with pytest.raises(native.CopyFailed):
+        native.rename_all([(os.fsencode(tmp_path / "t3"), os.fsencode(tmp_path / "f3"))])

@@ -239,8 +239,26 @@ def preload() -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run the command line (`args`, else sys.argv); exits with the command's status."""
-    command()(args=args, prog_name="storeflow")
+    """Run the command line (`args`, else sys.argv); exits with the command's status.
+
+    Whatever a verb did not expect (the Prefect API unreachable, a bug) ends the command
+    with one line, exit 2; the traceback goes to $STOREFLOW_HOME/storeflow.log (and to
+    the terminal with --verbose)."""
+    try:
+        command()(args=args, prog_name="storeflow")
+    except Exception as exc:  # SystemExit (typer.Exit, usage errors) passes through
+        if os.environ.get("STOREFLOW_VERBOSE"):
+            raise
+        from storeflow.cli.common import err, log_unexpected
+
+        where = log_unexpected(exc)
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        err().print(
+            f"[red]error:[/red] {type(exc).__name__}: {reason} (traceback in {where})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

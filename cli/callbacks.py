@@ -39,6 +39,9 @@ def _parse_metadata(pairs: list[str]) -> dict[str, str]:
     return metadata
 
 
+MAX_TIMEOUT = 86400.0  # a day: a callback call longer than that is a hang
+
+
 def run_once(
     lang: str,
     file: Path,
@@ -57,8 +60,8 @@ def run_once(
     try:
         language = languages.get(lang)
         if timeout is not None:
-            if timeout <= 0:
-                raise ValueError("--timeout must be positive")
+            if not 0 < timeout <= MAX_TIMEOUT:  # nan, inf and 1e309 included
+                raise ValueError(f"--timeout: {timeout} is not between 0 and {MAX_TIMEOUT} s")
             settings = settings.with_language(language.name, call_timeout_s=timeout)
         node = NodeInfo.from_path(path, _parse_metadata(metadata))
         source = file.read_text(encoding="utf-8")

@@ -70,6 +70,24 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def log_unexpected(error: BaseException) -> str:
+    """Append `error`'s traceback to $STOREFLOW_HOME/storeflow.log; returns its path."""
+    import traceback
+    from datetime import UTC, datetime
+
+    from storeflow.models.settings import storeflow_home
+
+    log = storeflow_home() / "storeflow.log"
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as out:
+            out.write(f"{datetime.now(UTC).isoformat()} unexpected error\n")
+            out.write("".join(traceback.format_exception(error)))
+    except OSError:
+        return "nowhere: the log could not be written"
+    return str(log)
+
+
 def guarded(fn: "Callable[[], RunOutcome]") -> "RunOutcome":
     try:
         return fn()

@@ -1,6 +1,10 @@
 """Bad numbers, names and text from the command line: exit 2, one line naming the field,
 no flow run created, and Prefect's run listing keeps answering."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,8 +12,10 @@ from prefect.client.orchestration import get_client
 from typer.testing import CliRunner
 
 from storeflow.cli.app import app
+from tests.e2e.server import free_port
 
 runner = CliRunner()
+STOREFLOW = str(Path(sys.executable).with_name("storeflow"))
 
 
 def flow_run_count() -> int:
@@ -71,3 +77,35 @@ def test_a_transfer_run_name_must_be_a_name(tmp_path: Path, storeflow_home: Path
         assert len([line for line in err.splitlines() if line.strip()]) == 1, err
         assert "name" in err
     assert flow_run_count() == before
+
+
+def test_an_infinite_callback_timeout_is_refused_in_the_contract(tmp_path: Path) -> None:
+    callback = tmp_path / "cb.py"
+    callback.write_text("def run(req):\n    return True\n")
+    args = ["callback", "run", "--lang", "python", "--file", str(callback)]
+    result = runner.invoke(app, [*args, "--path", str(callback), "--timeout", "1e309"])
+    assert result.exit_code == 2
+    answer = json.loads(result.stdout)
+    assert answer["status"] == "error" and "--timeout" in answer["error"]
+
+
+def test_an_unreachable_prefect_api_is_one_line_and_the_traceback_is_logged(
+    tmp_path: Path, storeflow_home: Path
+) -> None:
+    closed = free_port()  # nothing listens there
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": f"http://127.0.0.1:{closed}/api",
+        "STOREFLOW_WARM": "off",
+    }
+    done = subprocess.run(
+        [STOREFLOW, "space", "list", "--config", "saved-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "ConnectError" in lines[0], done.stderr
+    assert "Traceback" in (storeflow_home / "storeflow.log").read_text()

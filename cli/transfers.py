@@ -1,5 +1,7 @@
 """`storeflow transfer run DEFINITION.json|.json.j2|.yaml` or `storeflow transfer run -t
-TASK_ID -c CONFIG_DIR` (OTF's `task-run`): one OTF transfer, with a progress bar.
+TASK_ID -c CONFIG_DIR` (OTF's `task-run`): one OTF task, dispatched by its type: a
+transfer (with a progress bar), an execution (the `execution` flow) or a batch (the
+`batch` flow, its tasks found in the config directory, or beside FILE).
 
 Exit codes: 0 delivered (or submitted); 1 the run failed (Refused, Vetoed, Errored:
 the one-line message names the cause); 2 the command was wrong before anything ran
@@ -26,7 +28,8 @@ from storeflow.cli.runner import RunOutcome, run_here, submit
 from storeflow.flows.transfers import transfer
 from storeflow.models.errors import StoreflowError
 from storeflow.models.names import as_task_id
-from storeflow.models.transfer import DefinitionError, parse_definition, read_definition_file
+from storeflow.models.otf import BatchDefinition, ExecutionDefinition, parse_task
+from storeflow.models.transfer import DefinitionError, read_definition_file
 from storeflow.tasks.transfer import CopyCounters
 from storeflow.tasks.transfer.progress import listening
 
@@ -154,7 +157,7 @@ def run_command(
         # Read once: --submit sends the data as written (the model would mask inline
         # passwords), a local run the validated model.
         data, stem = read_definition(definition, task_id, config_dir)
-        model = parse_definition(data, str(definition or task_id))
+        model = parse_task(data, str(definition or task_id))
     except StoreflowError as exc:
         fail(str(exc), EXIT_USAGE)
     if callbacks is not None and not callbacks.is_dir():
@@ -165,12 +168,48 @@ def run_command(
         "sandbox_policy": sandbox_policy,
         "config": config,
     }
+    if isinstance(model, BatchDefinition | ExecutionDefinition):
+        where = config_dir or (definition.absolute().parent if definition else None)
+        run_other(model, data, parameters, str(where), submit_run, as_json)
+        return
     check_parameters(transfer, parameters)  # before any run exists
     try:
         if submit_run:
             outcome = submit(transfer, {"definition": data, **parameters})
         else:
             outcome = run_with_bar({"definition": model, **parameters}, show_bar=not as_json)
+    except StoreflowError as exc:
+        fail(str(exc), EXIT_USAGE)
+    report(outcome, as_json)
+
+
+def run_other(
+    model: BatchDefinition | ExecutionDefinition,
+    data: Any,
+    parameters: dict[str, Any],
+    config_dir: str,
+    submit_run: bool,
+    as_json: bool,
+) -> None:
+    """An execution or a batch: its own flow, here or as a run of its deployment."""
+    from storeflow.flows.batches import batch
+    from storeflow.flows.executions import execution
+
+    chosen: Any
+    if isinstance(model, BatchDefinition):
+        # A batch's tasks are found by id in the config directory (beside FILE).
+        chosen, inline = batch, {"config_dir": config_dir}
+        local = {"definition": model, **inline}
+        sent = {"definition": data, **inline}
+    else:
+        chosen = execution
+        local, sent = {"definition": model}, {"definition": data}
+    check_parameters(chosen, parameters)
+    try:
+        if submit_run:
+            outcome = submit(chosen, {**sent, **parameters})
+        else:
+            outcome = run_here(chosen, **local, **parameters)
     except StoreflowError as exc:
         fail(str(exc), EXIT_USAGE)
     report(outcome, as_json)

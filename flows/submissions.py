@@ -25,8 +25,8 @@ from storeflow.models.errors import InvalidInput, StoreflowError
 from storeflow.models.listener_settings import ListenerSettings
 from storeflow.models.submission_repository import SubmissionView
 from storeflow.models.submissions import Origin, SubmissionStatus
-from storeflow.services.broker import Publisher
 from storeflow.tasks import submissions as steps
+from storeflow.tasks.broker import Publisher
 
 DEFAULT_TIMEOUT = 3600
 

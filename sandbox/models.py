@@ -87,6 +87,36 @@ class NodeInfo(BaseModel):
         }
 
 
+@dataclass(slots=True)
+class FileNode:
+    """:class:`NodeInfo`'s fields for the batch calls (``run_stage_many``): the host
+    already has them from a listing, and a model per file would cost more than the
+    callback's call."""
+
+    path: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    metadata: dict[str, str]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "mode": self.mode,
+            "uid": self.uid,
+            "gid": self.gid,
+            "size": self.size,
+            "atime": _split_ns(self.atime_ns),
+            "mtime": _split_ns(self.mtime_ns),
+            "ctime": _split_ns(self.ctime_ns),
+            "metadata": dict(self.metadata),
+        }
+
+
 class TaskExecution(BaseModel):
     progress: Progress = Progress.PROGRESS_UNSPECIFIED
 

@@ -33,6 +33,7 @@ from storeflow.sandbox.models import (
     CallOutcome,
     ErrorKind,
     ExecutionResult,
+    FileNode,
     NodeInfo,
     Stage,
     TaskExecution,
@@ -223,18 +224,23 @@ class CallbackSet:
     def run_stage_many(
         self,
         stage: Stage,
-        nodes: Sequence[NodeInfo],
-        results: Sequence[ExecutionResult] | None = None,
+        nodes: Sequence[NodeInfo | FileNode],
+        results: Sequence[ExecutionResult | dict[str, Any]] | None = None,
     ) -> list[FileOutcome]:
         """:meth:`run_stage` for many files (FILTER, AFTER_RESULT_RECEIVED): the same
         verdicts, in order, with each callback asked about all the files still in play
-        in one batch (one line to its worker instead of a round trip per file)."""
+        in one batch (one line to its worker instead of a round trip per file).  A result
+        may come as its wire form (:meth:`ExecutionResult.to_wire`)."""
         if results is not None and len(results) != len(nodes):
             raise ValueError(f"{len(results)} results for {len(nodes)} nodes")
         # Requests built by hand, not through CallbackRequest: a model per file and per
         # callback would cost more than the callback itself.
         task = {"id": self.task_id, "last_execution": None}
-        result_wires = [r.to_wire() for r in results] if results is not None else None
+        result_wires = (
+            [r if isinstance(r, dict) else r.to_wire() for r in results]
+            if results is not None
+            else None
+        )
         node_wires = [n.to_wire() for n in nodes]
         outcomes = [FileOutcome(stage, dict(n.metadata)) for n in nodes]
         for index, definition in enumerate(self.callbacks):
@@ -296,7 +302,7 @@ class CallbackSet:
     def filter(self, node: NodeInfo) -> StageOutcome:
         return self.run_stage(Stage.FILTER, node=node)
 
-    def filter_many(self, nodes: Sequence[NodeInfo]) -> list[FileOutcome]:
+    def filter_many(self, nodes: Sequence[NodeInfo | FileNode]) -> list[FileOutcome]:
         """FILTER for a batch of files: one outcome per node, in order."""
         return self.run_stage_many(Stage.FILTER, nodes)
 
@@ -307,7 +313,9 @@ class CallbackSet:
         return self.run_stage(Stage.AFTER_RESULT_RECEIVED, node=node, result=result)
 
     def after_results(
-        self, nodes: Sequence[NodeInfo], results: Sequence[ExecutionResult]
+        self,
+        nodes: Sequence[NodeInfo | FileNode],
+        results: Sequence[ExecutionResult | dict[str, Any]],
     ) -> list[FileOutcome]:
         """AFTER_RESULT_RECEIVED for a batch of delivered files, one outcome each."""
         return self.run_stage_many(Stage.AFTER_RESULT_RECEIVED, nodes, results)

@@ -212,6 +212,11 @@ class CallbackWorker:
     def _ready_process(self) -> WorkerProcess:
         if self._load_failure is not None:
             raise self._load_failure
+        if self._process is not None and self._process.popen.poll() is not None:
+            # It died while idle: bwrap's --die-with-parent ends a worker with the
+            # thread that started it (a copy thread of an earlier delivery); not this
+            # call's failure.
+            self._discard()
         if self._process is None:
             try:
                 self._process = self._start()

@@ -1,6 +1,8 @@
 """Many files per round trip: filter_many / after_results give the same outcomes as one
 call per file, with the callback still called once per file, and failures stay per file."""
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,22 @@ def test_after_results_sees_each_files_result(settings: SandboxSettings, tmp_pat
     with CallbackSet([definition], task_id="t", policy=settings) as cbs:
         outcomes = cbs.after_results(files, results)
     assert [o.metadata for o in outcomes] == [{"dest": f"/out/{i}"} for i in range(3)]
+
+
+def test_a_worker_that_died_while_idle_is_replaced_not_blamed(
+    settings: SandboxSettings, tmp_path: Path
+) -> None:
+    """bwrap's --die-with-parent ends a worker with the thread that started it (a copy
+    thread of an earlier delivery): the next batch starts a fresh one."""
+    files = nodes(tmp_path, 4)
+    definition = one_callback(Language.PYTHON, KEEP_EVEN[Language.PYTHON])
+    with CallbackSet([definition], task_id="t", policy=settings) as cbs:
+        assert [o.keep for o in cbs.filter_many(files)] == [True, False, True, False]
+        worker = next(iter(cbs._workers.values()))
+        assert worker._process is not None
+        os.killpg(worker._process.pid, signal.SIGKILL)
+        worker._process.popen.wait(timeout=10)
+        again = cbs.filter_many(files)
+        assert [o.keep for o in again] == [True, False, True, False]
+        assert not any(o.failed for o in again)
+        assert worker.starts == 2

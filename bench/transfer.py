@@ -1,15 +1,15 @@
-"""Transfer benchmark: storeflow against cp -r, rsync -a, opentaskpy and smbclient put.
+"""Transfer benchmark: storeflow against cp -a, rsync -a, opentaskpy and smbclient put.
 
     .venv/bin/python -m bench.transfer                        # the issue's sizes (minutes)
     .venv/bin/python -m bench.transfer --small-count 2000 --large-mib 128 --smb-mib 64 --runs 1
 
 Defaults are issue 5's: 10,000 files of 4 KiB and one 1 GiB file, local to local, and
 1 GiB local -> SMB.  Every figure is printed as a ratio against a baseline measured in the
-same run (`cp -r` for local copies, opentaskpy's `task-run` for storeflow end to end,
+same run (`cp -a` for local copies, opentaskpy's `task-run` for storeflow end to end,
 `smbclient put` for SMB), next to the issue's target:
 
-- copy phase (plan made beforehand; deliver + finalize) <= 1.5x `cp -r` for small
-  files, <= 1.1x for the large file;
+- copy phase (plan made beforehand; deliver + finalize) <= 1.2x `cp -a` for small
+  files, <= 1.1x for the large file, wall and CPU seconds (user + sys) side by side;
 - end to end (`storeflow transfer run` in a new process against a running
   `prefect server start` and a running `storeflow warm start`, as a user keeps both up)
   faster than `task-run` on the same definition file; the same command without the
@@ -21,7 +21,11 @@ virtualenv (`--otf-venv`, default /tmp/storeflow-bench-otf) the first time, with
 
     python3 -m venv /tmp/storeflow-bench-otf && /tmp/storeflow-bench-otf/bin/pip install opentaskpy
 
-`--no-otf`, `--no-e2e`, `--no-smb` skip those parts.
+Then the small-file case on tmpfs (bench/small_files.py: cp -a, rsync -a, rclone copy
+when installed, storeflow at 1, 2 and all cores' workers, callbacks, and a plan of
+`--million` files), printed as a second table.
+
+`--no-otf`, `--no-e2e`, `--no-smb`, `--no-tmpfs` skip those parts.
 """
 
 from __future__ import annotations
@@ -36,15 +40,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import small_files
 from storeflow.models.transfer import TransferDefinition, parse_definition
 from storeflow.tasks.transfer import deliver, finalize, plan_transfer
+from storeflow.tasks.transfer.engine import default_workers
 from tests.services import SmbShare, smb_server
 
 OTF_VENV = Path(tempfile.gettempdir()) / "storeflow-bench-otf"
@@ -61,6 +66,9 @@ class Row:
     measure: str = "time"
     #: The issue's bound on the ratio, as text ("<= 1.5"), or "" for none.
     target: str = ""
+    #: CPU seconds (user + sys) of the contender and of the baseline, when measured.
+    cpu: float | None = None
+    baseline_cpu: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -78,29 +86,37 @@ class Row:
         return "ok" if ok else "MISSED"
 
 
-def timed(func: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    func()
-    return time.perf_counter() - started
-
-
 @dataclass
 class Contender:
     prepare: Callable[[], None]
     run: Callable[[], object]
     check: Callable[[], None] = lambda: None
+    #: The work runs in a child process: its CPU is the children's rusage.
+    child: bool = False
+
+
+#: CPU seconds (user + sys) of each contender's best round, from the last best_of call.
+LAST_CPU: dict[str, float] = {}
 
 
 def best_of(runs: int, contenders: dict[str, Contender]) -> dict[str, float]:
     """The best time of each contender over `runs` rounds, taking turns within a round:
     on a machine shared with other work, speed drifts over minutes, and back-to-back
-    blocks per tool would let the drift decide the ratios."""
+    blocks per tool would let the drift decide the ratios.  The least CPU seconds of
+    each are left in LAST_CPU."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
+    cpus: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(runs):
         for name, contender in contenders.items():
             contender.prepare()
-            times[name].append(timed(contender.run))
+            wall, cpu = small_files.measure(
+                small_files.Contender(contender.prepare, contender.run, contender.child)
+            )
+            times[name].append(wall)
+            cpus[name].append(cpu)
             contender.check()
+    LAST_CPU.clear()
+    LAST_CPU.update({name: min(found) for name, found in cpus.items()})
     return {name: min(found) for name, found in times.items()}
 
 
@@ -133,7 +149,7 @@ def engine_copy(definition: TransferDefinition) -> Callable[[], None]:
     plan = plan_transfer(definition)
 
     def run() -> None:
-        deliver(plan)
+        deliver(plan, max_workers=default_workers(), batch_size=256)
         finalize(plan)
 
     return run
@@ -171,8 +187,8 @@ def check_copied(src: Path, dst: Path) -> None:
 def local_copy(
     case: str, src: Path, dst: Path, runs: int, target: str
 ) -> tuple[float, float, list[Row]]:
-    """storeflow's copy phase and rsync -a against cp -r; returns the times of cp -r and
-    of the copy phase too."""
+    """storeflow's copy phase and rsync -a against cp -a (modes and mtimes kept, as
+    storeflow keeps them); returns the times of cp -a and of the copy phase too."""
     fresh(dst)()
     copied = functools.partial(check_copied, src, dst)
     found = best_of(
@@ -182,22 +198,35 @@ def local_copy(
                 fresh(dst), engine_copy(parse_definition(definition_dict(src, dst))), copied
             ),
             "cp": Contender(
-                gone(dst), lambda: run_quietly(["cp", "-r", str(src), str(dst)]), copied
+                gone(dst), lambda: run_quietly(["cp", "-a", str(src), str(dst)]), copied, True
             ),
             "rsync": Contender(
-                gone(dst), lambda: run_quietly(["rsync", "-a", f"{src}/", f"{dst}/"]), copied
+                gone(dst),
+                lambda: run_quietly(["rsync", "-a", f"{src}/", f"{dst}/"]),
+                copied,
+                True,
             ),
         },
     )
+    cpu = dict(LAST_CPU)
     t_engine, t_cp, t_rsync = found["engine"], found["cp"], found["rsync"]
     shutil.rmtree(dst, ignore_errors=True)
     return (
         t_cp,
         t_engine,
         [
-            Row(case, "cp -r", t_cp, "cp -r", t_cp),
-            Row(case, "storeflow copy phase", t_engine, "cp -r", t_cp, target=target),
-            Row(case, "rsync -a", t_rsync, "cp -r", t_cp),
+            Row(case, "cp -a", t_cp, "cp -a", t_cp, cpu=cpu["cp"], baseline_cpu=cpu["cp"]),
+            Row(
+                case,
+                "storeflow copy phase",
+                t_engine,
+                "cp -a",
+                t_cp,
+                target=target,
+                cpu=cpu["engine"],
+                baseline_cpu=cpu["cp"],
+            ),
+            Row(case, "rsync -a", t_rsync, "cp -a", t_cp, cpu=cpu["rsync"], baseline_cpu=cpu["cp"]),
         ],
     )
 
@@ -296,7 +325,7 @@ def end_to_end(
     """`storeflow transfer run` as a user runs it (a new process, the flow on a running
     Prefect server) and opentaskpy's `task-run` on the same definition file.
 
-    `baselines`: the times of cp -r, of storeflow's copy phase and of Prefect's floor;
+    `baselines`: the times of cp -a, of storeflow's copy phase and of Prefect's floor;
     the last two summed are the least storeflow end to end could take."""
     t_cp, t_copy_phase, t_floor = baselines
     config = work / "otf-config"
@@ -321,13 +350,13 @@ def end_to_end(
     found = best_of(runs, contenders)
     t_cold, t_cli = found["cold"], found["warm"]
     rows = [
-        Row(case, "storeflow CLI, no warm runner", t_cold, "cp -r", t_cp),
-        Row(case, "storeflow CLI end to end", t_cli, "cp -r", t_cp),
+        Row(case, "storeflow CLI, no warm runner", t_cold, "cp -a", t_cp),
+        Row(case, "storeflow CLI end to end", t_cli, "cp -a", t_cp),
     ]
     if task_run is not None:
         t_otf = found["otf"]
         rows += [
-            Row(case, "opentaskpy task-run", t_otf, "cp -r", t_cp),
+            Row(case, "opentaskpy task-run", t_otf, "cp -a", t_cp),
             Row(case, "storeflow CLI, no warm runner", t_cold, "opentaskpy", t_otf),
             Row(case, "storeflow CLI end to end", t_cli, "opentaskpy", t_otf, target="< 1.0"),
             Row(case, "floor: Prefect run + copy", t_floor + t_copy_phase, "opentaskpy", t_otf),
@@ -403,16 +432,21 @@ def smb_copy(case: str, src: Path, work: Path, runs: int) -> list[Row]:
 
 
 def table(rows: list[Row]) -> str:
-    head = ("case", "tool", "seconds", "ratio", "against", "target", "")
+    head = ("case", "tool", "seconds", "ratio", "cpu s", "cpu ratio", "against", "target", "")
     lines = [head]
     for row in rows:
         unit = "x throughput" if row.measure == "throughput" else "x time"
+        cpu_ratio = ""
+        if row.cpu is not None and row.baseline_cpu:
+            cpu_ratio = f"{row.cpu / row.baseline_cpu:.2f}x"
         lines.append(
             (
                 row.case,
                 row.tool,
                 f"{row.seconds:.3f}",
                 f"{row.ratio:.2f}{unit}",
+                f"{row.cpu:.3f}" if row.cpu is not None else "",
+                cpu_ratio,
                 row.baseline,
                 row.target,
                 row.verdict,
@@ -446,6 +480,10 @@ def main() -> None:
     parser.add_argument("--no-e2e", action="store_true", help="skip the CLI and opentaskpy runs")
     parser.add_argument("--no-otf", action="store_true", help="skip opentaskpy")
     parser.add_argument("--no-smb", action="store_true", help="skip SMB")
+    parser.add_argument(
+        "--million", type=int, default=1_000_000, help="files of the tmpfs plan case (0: skip)"
+    )
+    parser.add_argument("--no-tmpfs", action="store_true", help="skip the tmpfs small-file case")
     args = parser.parse_args()
 
     task_run = None if args.no_e2e or args.no_otf else otf_task_run(args.otf_venv)
@@ -465,7 +503,7 @@ def main() -> None:
         small_case = f"{args.small_count} x {args.small_size // 1024} KiB local"
         large_case = f"1 x {args.large_mib} MiB local"
         t_cp_small, t_sf_small, found = local_copy(
-            small_case, small, work / "s", args.runs, "<= 1.5"
+            small_case, small, work / "s", args.runs, "<= 1.2"
         )
         rows += found
         t_cp_large, t_sf_large, found = local_copy(
@@ -502,11 +540,22 @@ def main() -> None:
                 f"1 x {args.smb_mib} MiB local -> SMB", smb_src, work / "smb", args.runs
             )
 
+    tmpfs_lines: list[small_files.Line] = []
+    if not args.no_tmpfs:
+        with tempfile.TemporaryDirectory(dir=small_files.tmpfs_dir()) as tmp:
+            tmpfs_lines = small_files.run_all(
+                Path(tmp), args.small_count, args.small_size, args.million, args.runs + 2
+            )
+
     order = {case: index for index, case in reversed(list(enumerate(r.case for r in rows)))}
     rows.sort(key=lambda r: order[r.case])
     print(table(rows))
+    if tmpfs_lines:
+        print()
+        print(small_files.table(tmpfs_lines))
     if args.json is not None:
-        args.json.write_text(json.dumps([{**asdict(r), "ratio": r.ratio} for r in rows], indent=2))
+        dumped: list[dict[str, Any]] = [{**asdict(r), "ratio": r.ratio} for r in rows]
+        args.json.write_text(json.dumps(dumped + small_files.summary(tmpfs_lines), indent=2))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ a batch at a time, the native copy loop (and its Python twin) and its failures."
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
+import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -217,3 +219,26 @@ def test_rename_into_place_is_repeatable(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["f1", "f2"]
     with pytest.raises(native.CopyFailed):
         native.rename_all([(os.fsencode(tmp_path / "t3"), os.fsencode(tmp_path / "f3"))])
+
+
+def test_plan_memory_per_file_is_bounded(dirs: Dirs) -> None:
+    """What a plan keeps per file (entry, stat ints, final names), measured: a million
+    files must plan in well under 500 MB."""
+    src, dst = dirs("src"), dirs("dst")
+    payload = b"x" * 1024
+    for i in range(5000):
+        (src / f"file-{i:07}.dat").write_bytes(payload)
+    definition = parse_definition(local_def(src, dst))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        plan = plan_transfer(definition)
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    per_file = kept / len(plan.files)
+    # The source path is part of each entry: allow for this test's longer directory.
+    allowance = len(str(src)) - len("/dev/shm/storeflow-bench-xxxxxxxx/million")
+    assert per_file < 500 + max(0, allowance), per_file

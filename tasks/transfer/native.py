@@ -63,6 +63,14 @@ static int copy_body(int in, int out) {
     }
 }
 
+/* Nanoseconds since the epoch, before 1970 too (tv_nsec must stay in 0..999999999). */
+static struct timespec timespec_of(int64_t ns) {
+    int64_t sec = ns / 1000000000, rest = ns % 1000000000;
+    if (rest < 0) { rest += 1000000000; sec -= 1; }
+    struct timespec ts = { (time_t)sec, (long)rest };
+    return ts;
+}
+
 /* Copy n files; returns how many were done.  On a failure, *step and *err say what
    failed for file number (return value); the partial temporary file stays for the
    caller to remove. */
@@ -77,10 +85,7 @@ int sf_copy_files(int n, char **src, char **dst, const int64_t *atime_ns,
         if (copy_body(in, out) < 0) { failed = STEP_COPY; }
         else if (mode[i] >= 0 && fchmod(out, (mode_t)mode[i]) < 0) { failed = STEP_MODE; }
         else {
-            struct timespec times[2] = {
-                { atime_ns[i] / 1000000000, atime_ns[i] % 1000000000 },
-                { mtime_ns[i] / 1000000000, mtime_ns[i] % 1000000000 },
-            };
+            struct timespec times[2] = { timespec_of(atime_ns[i]), timespec_of(mtime_ns[i]) };
             if (futimens(out, times) < 0) failed = STEP_TIMES;
         }
         int saved = errno;

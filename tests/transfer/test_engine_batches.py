@@ -153,6 +153,8 @@ def test_python_loop_matches_the_native_one(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     fill(src, 4)
+    # Before 1970, with a fraction of a second: negative nanoseconds.
+    os.utime(src / "f0001", ns=(-1_234_567_891, -86_400_000_000_001))
     names = sorted(os.listdir(src))
     # Stat once: reading a source may move its atime (relatime).
     stats = [(src / n).stat() for n in names]

@@ -30,6 +30,8 @@ from storeflow.models.errors import StoreflowError
 from storeflow.models.names import as_task_id
 from storeflow.models.otf import BatchDefinition, ExecutionDefinition, parse_task
 from storeflow.models.transfer import DefinitionError, read_definition_file
+from storeflow.tasks.otf.addons import check as check_addons
+from storeflow.tasks.otf.addons import uses_addons
 from storeflow.tasks.transfer import CopyCounters
 from storeflow.tasks.transfer.progress import listening
 
@@ -157,7 +159,11 @@ def run_command(
         # Read once: --submit sends the data as written (the model would mask inline
         # passwords), a local run the validated model.
         data, stem = read_definition(definition, task_id, config_dir)
-        model = parse_task(data, str(definition or task_id))
+        if uses_addons(data):  # an OTF addon's protocol: its own schemas validate it
+            check_addons(data, str(definition or task_id))
+            model = None
+        else:
+            model = parse_task(data, str(definition or task_id))
     except StoreflowError as exc:
         fail(str(exc), EXIT_USAGE)
     if callbacks is not None and not callbacks.is_dir():
@@ -174,7 +180,10 @@ def run_command(
         return
     check_parameters(transfer, parameters)  # before any run exists
     try:
-        if submit_run:
+        if model is None:
+            given = {"otf_definition": data, **parameters}
+            outcome = submit(transfer, given) if submit_run else run_here(transfer, **given)
+        elif submit_run:
             outcome = submit(transfer, {"definition": data, **parameters})
         else:
             outcome = run_with_bar({"definition": model, **parameters}, show_bar=not as_json)

@@ -7,14 +7,16 @@ the outcome: `Completed(name="Delivered")`, `Failed(name="Vetoed")`,
 `Failed(name="Errored")`.
 """
 
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from prefect import Flow, flow
+from prefect import Flow, flow, get_run_logger
 from prefect.client.schemas.objects import FlowRun
 from prefect.logging import get_logger
 from prefect.runtime import flow_run as current_flow_run
-from prefect.states import Failed, State
+from prefect.states import Completed, Failed, State
 from pydantic import Field
 
 from storeflow.blocks.config import resolve_config
@@ -30,6 +32,7 @@ from storeflow.sandbox.isolation import IsolationUnavailable
 from storeflow.sandbox.settings import SandboxSettings, as_settings
 from storeflow.sandbox.stages import CallbackSet
 from storeflow.tasks.lifecycle import current_run_id
+from storeflow.tasks.otf.addons import uses_addons
 from storeflow.tasks.transfer.callbacks import BoundCallbacks
 from storeflow.tasks.transfer.steps import TransferRun, run_steps
 
@@ -54,9 +57,63 @@ def load_from_config_dir(config_dir: str | None, name: str | None) -> TransferDe
     return parse_definition(load_task(config_dir, name), name)
 
 
+def load_raw(config_dir: str, name: str | None) -> Any:
+    """The task `name` of an OTF config directory, rendered (not validated)."""
+    from storeflow.tasks.otf.config import load_task
+
+    if not name:
+        raise DefinitionError("(parameters)", [("name", "config_dir needs the task id as name")])
+    return load_task(config_dir, name)
+
+
+def run_with_addons(
+    data: dict[str, Any],
+    task_id: str,
+    run: Callable[[TransferDefinition, str], State[Any]],
+) -> State[Any]:
+    """A transfer with OTF addon ends: the addons staged through the worker around
+    storeflow's own steps (tasks/otf/addons.py)."""
+    from storeflow.tasks.otf import addons
+    from storeflow.tasks.transfer.steps import by_ref
+
+    label = f"transfer/{task_id}"
+    try:
+        addons.check(data, label)
+    except StoreflowError as exc:
+        return Failed(name="Refused", message=f"{label}: {exc}")
+    with (
+        tempfile.TemporaryDirectory(prefix="storeflow-otf-") as staging,
+        addons.addon_logs_to(get_run_logger()),
+    ):
+        try:
+            addon = addons.AddonTransfer.open(data, task_id, Path(staging))
+        except StoreflowError as exc:
+            return Failed(name="Refused", message=f"{label}: {exc}")
+        try:
+            if addon.direct:
+                addons.addon_direct(by_ref(addon))
+                return Completed(
+                    name="Delivered", message=f"{label}: {len(addon.pulled)} files, direct"
+                )
+            if addon.source is not None:
+                addons.addon_pull(by_ref(addon))
+            definition = parse_definition(addon.storeflow_definition(), task_id)
+            state = run(definition, task_id)
+            if not state.is_completed():
+                return state
+            delivered = state.data.get("files", []) if isinstance(state.data, dict) else []
+            addons.addon_push(by_ref(addon), list(delivered))
+            return state
+        except StoreflowError as exc:
+            return Failed(name="Errored", message=f"{label}: {exc}")
+        finally:
+            addon.tidy()
+
+
 def _run_name() -> str:
     params = current_flow_run.parameters
-    return f"transfer/{task_id_of(params.get('definition'), params.get('name'))}"
+    given = params.get("definition") or params.get("otf_definition")
+    return f"transfer/{task_id_of(given, params.get('name'))}"
 
 
 def close_interrupted(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
@@ -96,6 +153,7 @@ def transfer(
     definition: TransferDefinition | None = None,
     name: TaskId | None = None,
     config_dir: Text | None = None,
+    otf_definition: dict[str, Any] | None = None,
     callbacks: list[CallbackDefinition] | None = None,
     callbacks_dir: Text | None = None,
     sandbox_policy: Text | None = None,
@@ -112,17 +170,59 @@ def transfer(
     defaults to the source directory.  callbacks: inline callback definitions.
     callbacks_dir: a hook directory laid out `<stage>/<name>.py|.js`.  sandbox_policy:
     a saved SandboxPolicy block (its hook directories are searched too).  config: a
-    saved StoreflowConfig block.
+    saved StoreflowConfig block.  otf_definition: an OTF transfer whose source or a
+    destination is an installed OTF addon (its fully qualified class name), as written;
+    validated by the addon's JSON schemas (needs storeflow[otf]).
     """
     note_run_name()  # run_here reports the name without reading the run back
-    if (definition is None) == (config_dir is None):
-        return Failed(name="Refused", message="transfer: give definition, or name and config_dir")
-    if definition is None:
+    given = [x for x in (definition, config_dir, otf_definition) if x is not None]
+    if len(given) != 1:
+        return Failed(
+            name="Refused",
+            message="transfer: give definition, otf_definition, or name and config_dir",
+        )
+    if config_dir is not None:
         try:
-            definition = load_from_config_dir(config_dir, name)
+            raw = load_raw(config_dir, name)
+            if uses_addons(raw):
+                otf_definition = raw
+            else:
+                definition = parse_definition(raw, str(name))
         except StoreflowError as exc:
             return Failed(name="Refused", message=f"transfer/{name}: {exc}")
-    task_id = task_id_of(definition, name)
+    if otf_definition is not None:
+        return run_with_addons(
+            otf_definition,
+            task_id_of(otf_definition, name),
+            lambda d, task_id: _run(
+                d, task_id, callbacks, callbacks_dir, sandbox_policy, config,
+                max_workers, batch_size,
+            ),
+        )  # fmt: skip
+    assert definition is not None
+    return _run(
+        definition,
+        task_id_of(definition, name),
+        callbacks,
+        callbacks_dir,
+        sandbox_policy,
+        config,
+        max_workers,
+        batch_size,
+    )
+
+
+def _run(
+    definition: TransferDefinition,
+    task_id: str,
+    callbacks: list[CallbackDefinition] | None,
+    callbacks_dir: str | None,
+    sandbox_policy: str | None,
+    config: ConfigName,
+    max_workers: int,
+    batch_size: int,
+) -> State[Any]:
+    """One storeflow transfer through its steps, with its callbacks."""
     settings = sandbox_settings(sandbox_policy, callbacks_dir)
     found = discover(settings) if (sandbox_policy or callbacks_dir) else []
     try:

@@ -1,0 +1,1 @@
+"""OTF addon: a bucket (a local directory standing in for a remote store)."""

@@ -1,0 +1,1 @@
+"""Remote handlers of the bucket addon."""

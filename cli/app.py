@@ -53,6 +53,10 @@ LAZY: dict[str, tuple[str, str]] = {
         "Open Task Framework transfers (local, SMB, NFS) with callbacks.",
     ),
     "file": ("storeflow.cli.files:file_app", "The file catalog: files listeners work on."),
+    "feed": (
+        "storeflow.cli.feeds:feed_app",
+        "Feeds: criteria that send matching files to subscribed listeners.",
+    ),
     "listener": (
         "storeflow.cli.listeners:listener_app",
         "Listeners: extractors known by their RabbitMQ heartbeats.",

@@ -1,4 +1,4 @@
-"""`storeflow file register|list|show`: the file catalog."""
+"""`storeflow file register|list|show|scan|search`: the file catalog."""
 
 import json
 from pathlib import Path
@@ -7,6 +7,7 @@ import typer
 from rich.table import Table
 
 from storeflow.blocks.config import resolve_config
+from storeflow.cli import feeds as feed_options
 from storeflow.cli.common import ConfigOption, JsonOption, fail, out
 from storeflow.models import catalog_repository as catalog
 from storeflow.models.db import session_scope
@@ -105,3 +106,67 @@ def scan_cmd(
         run_here(file_scan, space=space, path=folder, checksum=checksum, config=config),
         as_json,
     )
+
+
+@file_app.command("search")
+def search_cmd(
+    criteria_json: str | None = feed_options.CriteriaJson,
+    query: str | None = feed_options.QueryOption,
+    name_regex: str | None = feed_options.RegexOption,
+    mime: str | None = feed_options.MimeOption,
+    size_min: int | None = feed_options.SizeMinOption,
+    size_max: int | None = feed_options.SizeMaxOption,
+    space: str | None = feed_options.SpaceOption,
+    dataset: str | None = feed_options.DatasetOption,
+    path_prefix: str | None = feed_options.PrefixOption,
+    owner: str | None = feed_options.OwnerOption,
+    group: str | None = feed_options.GroupOption,
+    metadata: list[str] | None = feed_options.MetadataOption,
+    any_: bool = feed_options.AnyOption,
+    save_as: str | None = typer.Option(None, "--save-as", help="Save the search as a feed."),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Files of the catalog that meet the criteria (a feed's, with --save-as)."""
+    from storeflow.models import feed_repository as feeds
+    from storeflow.models.feed_criteria import matches, parse_criteria
+
+    try:
+        criteria = feed_options.criteria_from_options(
+            criteria_json=criteria_json,
+            query=query,
+            name_regex=name_regex,
+            mime=mime,
+            size_min=size_min,
+            size_max=size_max,
+            space=space,
+            dataset=dataset,
+            path_prefix=path_prefix,
+            owner=owner,
+            group=group,
+            metadata=metadata,
+            any_=any_,
+        )
+        parsed = parse_criteria(criteria)
+        with session_scope(resolve_config(config).database_url) as session:
+            found = [f.id for f in feeds.match_files(session) if matches(parsed, f)]
+            files = [catalog.get(session, i) for i in found]
+            feed = feeds.create(session, save_as, criteria) if save_as else None
+    except StoreflowError as exc:
+        fail(str(exc))
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "files": [f.model_dump(mode="json") for f in files],
+                    "feed": feed.model_dump(mode="json") if feed else None,
+                }
+            )
+        )
+        return
+    table = Table("id", "path", "mime type", "size")
+    for f in files:
+        table.add_row(str(f.id), f.path, f.mime_type, format_size(f.size))
+    out().print(table)
+    if feed:
+        out().print(f"saved as feed #{feed.id} {feed.name}")

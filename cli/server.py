@@ -1,6 +1,6 @@
 """`storeflow server start|stop|status`: the whole local stack in one command (a Prefect
-server on 127.0.0.1, Block types and the config document, the work pool, per-resource
-concurrency limits, every deployment, workers); services/stack.py does the work."""
+server on 127.0.0.1, Block types and the config document, the work pool, every
+deployment, workers); services/stack.py does the work."""
 
 import json
 

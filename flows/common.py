@@ -2,22 +2,17 @@
 tags), one run per resource at a time, and how a crash is cleaned up."""
 
 import functools
-import inspect
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 from prefect import Flow, flow
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import FlowRun
-from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
-from prefect.exceptions import FailedRun, ObjectAlreadyExists
+from prefect.exceptions import FailedRun
 from prefect.logging import get_logger
-from prefect.states import Failed, State
+from prefect.states import State
 from pydantic import BeforeValidator, Field
 
 from storeflow.blocks.config import StoreflowConfig, load_config, resolve_config
@@ -99,55 +94,6 @@ def run_tags(flow_name: str) -> list[str]:
     return ["storeflow", flow_name]
 
 
-# -- one run per resource ------------------------------------------------------------------
-
-#: How long a run waits for another run on the same resource before it is refused.
-RESOURCE_WAIT_SECONDS = 900.0
-LIMIT_PREFIX = "storeflow"
-
-
-def resource_limit_name(kind: str, name: str, scope: str | None = None) -> str:
-    """The Prefect global concurrency limit (one slot) that keeps one run at a time on a
-    resource, across every worker and host that shares the Prefect server."""
-    where = f"{scope}/{name}" if scope else name
-    return f"{LIMIT_PREFIX}:{kind}:{where}"
-
-
-def ensure_limit(limit: str) -> None:
-    """Create the one-slot limit if it does not exist yet (idempotent, race-safe)."""
-    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
-        client.create_global_concurrency_limit(
-            GlobalConcurrencyLimitCreate(name=limit, limit=1, active=True)
-        )
-
-
-def _resource_of(kind: str, arguments: dict[str, Any]) -> tuple[str, str | None] | None:
-    """The resource a lifecycle run works on: (name, scope) from `name`/`space` or the
-    spec's; None when the parameters name none."""
-    spec = arguments.get("spec")
-    name = arguments.get("name") or getattr(spec, "name", None)
-    if not isinstance(name, str):
-        return None
-    scope = arguments.get("space") or getattr(spec, "space", None) if kind == "snapshot" else None
-    return name, scope if isinstance(scope, str) else None
-
-
-@contextmanager
-def resource_slot(limit: str, seconds: float = RESOURCE_WAIT_SECONDS) -> Iterator[None]:
-    """Hold the resource's one slot for the body; the limit is created on first use (and
-    by `storeflow server start` for every resource that exists)."""
-    from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
-
-    with ExitStack() as held:
-        try:
-            held.enter_context(concurrency(limit, timeout_seconds=seconds, strict=True))
-        except ConcurrencySlotAcquisitionError:
-            # No such limit yet: create it, then wait for it like everyone else.
-            ensure_limit(limit)
-            held.enter_context(concurrency(limit, timeout_seconds=seconds, strict=True))
-        yield
-
-
 class ExpectedOutcome(logging.Filter):
     """Prefect's engine logs "Engine execution exited with unexpected exception" and a
     long traceback after a run that *returned* a Failed state (Refused, Errored with a
@@ -188,35 +134,16 @@ def release_interrupted(flow: Flow[..., Any], flow_run: FlowRun, state: State[An
 
 def lifecycle_flow(name: str, run_name: str) -> Callable[[Callable[P, R]], Flow[P, R]]:
     """@flow for a lifecycle entry point: named runs, crash clean-up, typed parameters,
-    one run at a time per resource (a Prefect global concurrency limit of one slot, so
-    across workers and hosts); expected outcomes log one line, no traceback."""
-    kind = run_tags(name)[1]
+    tags; expected outcomes log one line, no traceback.  One run at a time per resource
+    is the resource database's lock (a lease: tasks/lifecycle.py), across workers and
+    hosts alike."""
     quiet_expected_outcomes()
 
     def decorate(fn: Callable[P, R]) -> Flow[P, R]:
-        signature = inspect.signature(fn)
-
         @functools.wraps(fn)  # Prefect reads the parameters through __wrapped__
         def body(*args: P.args, **kwargs: P.kwargs) -> R:
             note_run_name()  # run_here reports the name without reading the run back
-            resource = _resource_of(kind, signature.bind(*args, **kwargs).arguments)
-            if resource is None:
-                return fn(*args, **kwargs)
-            limit = resource_limit_name(kind, *resource)
-            try:
-                with resource_slot(limit):
-                    return fn(*args, **kwargs)
-            except TimeoutError:
-                return cast(
-                    R,
-                    Failed(
-                        name="Refused",
-                        message=(
-                            f"{name}/{resource[0]}: another run held {kind} {resource[0]} "
-                            f"for {RESOURCE_WAIT_SECONDS:.0f}s (limit {limit})"
-                        ),
-                    ),
-                )
+            return fn(*args, **kwargs)
 
         return flow(
             name=name,

@@ -1,6 +1,9 @@
 """The local stack behind `storeflow server start|stop|status`: a Prefect server on
-127.0.0.1, storeflow's Block types and config document, the work pool, one
-concurrency limit per resource, every deployment of prefect.yaml, and workers.
+127.0.0.1, storeflow's Block types and config document, the work pool, every
+deployment of prefect.yaml, and workers.  (One run at a time per resource is the
+resource database's lock, a lease that a killed run stops renewing; Prefect's
+concurrency slots are reclaimed only by the server's own services, and a run killed
+while holding one wedged its resource.)
 
 Each part is brought up only if it is not there yet (start is idempotent); the
 processes started are recorded with their PIDs in `$STOREFLOW_HOME/stack/stack.json`
@@ -158,6 +161,8 @@ def start_server(record: StackRecord) -> None:
         return
     env = _environment(record)
     env.pop("PREFECT_API_URL")
+    # The UI the server serves calls back to this API, not Prefect's default port 4200.
+    env["PREFECT_UI_API_URL"] = record.api_url
     if record.prefect_database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = record.prefect_database_url
     log = stack_dir() / "server.log"
@@ -233,31 +238,6 @@ def ensure_pool(pool: str) -> None:
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
 
 
-def ensure_resource_limits(record: StackRecord) -> int:
-    """One one-slot concurrency limit per existing resource, before any run needs it
-    (a resource created later gets its own at its first run)."""
-    from storeflow.blocks.config import resolve_config
-    from storeflow.flows.common import ensure_limit, resource_limit_name
-    from storeflow.models import repository
-    from storeflow.models.db import session_scope
-    from storeflow.tasks import kinds
-
-    config = resolve_config(record.config_document)
-    count = 0
-    with session_scope(config.database_url) as session:
-        names_by_id: dict[Any, str] = {}
-        rows = []
-        for kind in kinds.all_kinds():
-            for row in repository.list_kind(session, kind.name):
-                names_by_id[row.id] = row.name
-                rows.append((kind.name, row))
-    for kind_name, row in rows:
-        scope = names_by_id.get(row.parent_id) if kind_name == "snapshot" else None
-        ensure_limit(resource_limit_name(kind_name, row.name, scope))
-        count += 1
-    return count
-
-
 def deploy(record: StackRecord) -> None:
     """`prefect deploy --all` from the project root: every deployment of prefect.yaml."""
     env = _environment(record)
@@ -318,7 +298,6 @@ def start(
         say(f"config: {record.config_document} ({'created' if created else 'kept'})")
         ensure_pool(record.pool)
         say(f"work pool: {record.pool}")
-        say(f"concurrency limits: {ensure_resource_limits(record)} resources")
     if deploy_flows:
         deploy(record)
         say("deployments: prefect.yaml deployed")
@@ -397,10 +376,4 @@ def status() -> dict[str, Any]:
             deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=["storeflow"]))
         )
         parts["deployments"] = {"up": bool(deployments), "detail": f"{len(deployments)}"}
-        limits = [
-            limit
-            for limit in client.read_global_concurrency_limits(limit=200)
-            if limit.name.startswith("storeflow:")
-        ]
-        parts["limits"] = {"up": True, "detail": f"{len(limits)} resource limits"}
     return parts

@@ -12,16 +12,24 @@ from storeflow.flows.common import ConfigName, CurrentEtag, lifecycle_flow
 from storeflow.flows.scheduled import artifact_key, load_active, record_run
 from storeflow.models.errors import Refused
 from storeflow.models.names import ResourceName
-from storeflow.models.replicas import ProfileSpec
+from storeflow.models.replicas import ProfileSpec, ProfileUpdate
 from storeflow.tasks import profiles
 from storeflow.tasks.lifecycle import run_operation
-from storeflow.tasks.profiles import ProfileBuilder, ProfileDeleter
+from storeflow.tasks.profiles import ProfileBuilder, ProfileDeleter, ProfileUpdater
 
 
 @lifecycle_flow("profile-create", "profile-create/{spec.name}")
 def profile_create(spec: ProfileSpec, config: ConfigName = None) -> State[Any]:
     """Declare a tiering profile: create its pools and its schedule."""
     return run_operation(ProfileBuilder(resolve_config(config), spec))
+
+
+@lifecycle_flow("profile-update", "profile-update/{name}")
+def profile_update(
+    name: ResourceName, changes: ProfileUpdate, etag: CurrentEtag = None, config: ConfigName = None
+) -> State[Any]:
+    """Change a profile's pools, rules or schedule (pools left out keep their files)."""
+    return run_operation(ProfileUpdater(resolve_config(config), name, etag, changes))
 
 
 @lifecycle_flow("profile-delete", "profile-delete/{name}")

@@ -13,7 +13,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     ConfigDict,
@@ -27,6 +27,8 @@ from pydantic_core import core_schema
 
 from storeflow.models.names import ResourceName, Size
 from storeflow.models.schemas import Spec
+
+SpecT = TypeVar("SpecT", bound=Spec)
 
 if TYPE_CHECKING:
     from storeflow.models.protocols import HandlerClass
@@ -203,3 +205,38 @@ class ProfileSpec(Spec):
         if len({p.name for p in self.pools}) != len(self.pools):
             raise ValueError("pool names must be unique")
         return self
+
+
+# -- updates: the fields that may change; the result is validated as a whole spec --------
+
+
+class ProviderUpdate(Spec):
+    """What a provider update may change (its name stays)."""
+
+    protocol: ProviderProtocol | None = Field(None, description="Another registered protocol.")
+    directory: str | None = Field(None, min_length=1, description="A new root on the provider.")
+    block: str | None = Field(None, description="Another saved SMBRemote/NFSRemote block.")
+
+
+class ReplicaUpdate(Spec):
+    """What a replica update may change (its space stays: a new space is a new replica)."""
+
+    provider: ResourceName | None = Field(None, description="Another provider.")
+    direction: Direction | None = Field(None, description="upstream, downstream, bidirectional.")
+    remote_directory: str | None = Field(None, description="Directory under the provider's root.")
+    schedule: ScheduleSpec | None = Field(None, description="A new schedule.")
+
+
+class ProfileUpdate(Spec):
+    """What a profile update may change."""
+
+    pools: list[PoolSpec] | None = Field(None, min_length=2, description="Fastest first.")
+    rules: list[TierRule] | None = Field(None, description="One per pair of pools.")
+    schedule: ScheduleSpec | None = Field(None, description="A new schedule.")
+
+
+def updated(spec: dict[str, Any], changes: Spec, model: type[SpecT]) -> SpecT:
+    """`spec` with the fields `changes` gives, validated as a whole (cross-field rules
+    included); a ValidationError names what is wrong."""
+    given = changes.model_dump(mode="json", exclude_none=True)
+    return model.model_validate({**spec, **given})

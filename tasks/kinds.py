@@ -26,7 +26,14 @@ from storeflow.models.exposers import (
     NfsExposerUpdate,
 )
 from storeflow.models.names import format_size
-from storeflow.models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
+from storeflow.models.replicas import (
+    ProfileSpec,
+    ProfileUpdate,
+    ProviderSpec,
+    ProviderUpdate,
+    ReplicaSpec,
+    ReplicaUpdate,
+)
 from storeflow.models.schemas import (
     ResourceView,
     SnapshotSpec,
@@ -178,7 +185,8 @@ BUILTIN: tuple[ResourceKind, ...] = (
         spec=ProviderSpec,
         operations="storeflow.tasks.providers",
         flows="storeflow.flows.providers",
-        actions=("create", "delete"),
+        actions=("create", "update", "delete"),
+        changes=ProviderUpdate,
         columns=("protocol", "directory", "block", "message"),
         verb_help={"delete": "Delete a provider (refused while replicas use it)."},
     ),
@@ -188,7 +196,8 @@ BUILTIN: tuple[ResourceKind, ...] = (
         spec=ReplicaSpec,
         operations="storeflow.tasks.replicas",
         flows="storeflow.flows.replicas",
-        actions=("create", "delete", "sync"),
+        actions=("create", "update", "delete", "sync"),
+        changes=ReplicaUpdate,
         columns=("space", "provider", "direction", "schedule", "last_run", "message"),
         verb_help={
             "delete": "Delete a replica and its schedule (the data on both sides stays).",
@@ -201,7 +210,8 @@ BUILTIN: tuple[ResourceKind, ...] = (
         spec=ProfileSpec,
         operations="storeflow.tasks.profiles",
         flows="storeflow.flows.profiles",
-        actions=("create", "delete", "tier"),
+        actions=("create", "update", "delete", "tier"),
+        changes=ProfileUpdate,
         columns=("pools", "schedule", "last_run", "message"),
         verb_help={
             "delete": "Delete a profile and its schedule (the pools and their files stay).",

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.models import repository
 from storeflow.models.errors import Refused
-from storeflow.models.replicas import ProfileSpec, TierRule
+from storeflow.models.replicas import ProfileSpec, ProfileUpdate, TierRule, updated
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
 from storeflow.tasks import fstools, schedules
@@ -94,6 +94,63 @@ class ProfileBuilder(schedules.ScheduleBuilder):
             if fstools.is_empty(path):
                 path.rmdir()
         self._made = []
+
+
+class ProfileUpdater(schedules.ScheduleUpdater):
+    """Change a profile's pools, rules or schedule; new pools are made, pools left out
+    keep their files; the deployment is replaced to match."""
+
+    kind = KIND
+    action = Action.UPDATE
+    flow = FLOW
+    entrypoint = ENTRYPOINT
+
+    def __init__(
+        self, config: StoreflowConfig, name: str, etag: int | None, changes: ProfileUpdate
+    ) -> None:
+        super().__init__(config, name, etag)
+        self.changes = changes
+        self.spec: ProfileSpec | None = None
+        self._made: list[Path] = []
+
+    def parameters(self) -> dict[str, Any]:
+        return {"name": self.name, "etag": self.etag, **self.changes.model_dump(mode="json")}
+
+    def check(self, session: Session, resource: ResourceView | None) -> None:
+        from storeflow.tasks.providers import one_line
+
+        assert resource is not None
+        try:
+            self.spec = updated(resource.spec, self.changes, ProfileSpec)
+        except ValueError as exc:
+            raise Refused(f"profile {self.name!r}: {one_line(exc)}") from None
+        check_pools_free(session, self.spec)
+        for pool in self.spec.pools:
+            if pool.path.exists() and not pool.path.is_dir():
+                raise Refused(f"pool {pool.name!r}: {pool.path} exists and is not a directory")
+        schedules.require_server(f"profile {self.name!r}")
+
+    def perform(self, resource: ResourceView) -> Status:
+        spec = self.spec
+        assert spec is not None
+        for pool in spec.pools:
+            if not pool.path.exists():
+                pool.path.mkdir(parents=True)
+                self._made.append(pool.path)
+        self.replace_schedule(
+            spec.schedule,
+            f"Tier files down the pools of profile {spec.name}: "
+            + " -> ".join(p.name for p in spec.pools),
+            ["storeflow", "profile"],
+        )
+        self.new_spec = spec.model_dump(mode="json")
+        return Status.ACTIVE
+
+    def rollback(self, resource: ResourceView) -> None:
+        super().rollback(resource)
+        for path in reversed(self._made):
+            if fstools.is_empty(path):
+                path.rmdir()
 
 
 class ProfileDeleter(schedules.ScheduleDeleter):

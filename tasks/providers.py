@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.models import repository
 from storeflow.models.errors import Refused
-from storeflow.models.replicas import ProviderSpec
+from storeflow.models.replicas import ProviderSpec, ProviderUpdate, updated
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
 from storeflow.tasks.lifecycle import ResourceOperation
@@ -113,6 +113,46 @@ class ProviderDeleter(ResourceOperation):
 
     def perform(self, resource: ResourceView) -> Status:
         return Status.ACTIVE
+
+
+class ProviderUpdater(ResourceOperation):
+    """Change a provider's protocol, directory or block; the new endpoint must answer.
+    Replicas using it sync with the new endpoint from their next run."""
+
+    kind = KIND
+    action = Action.UPDATE
+
+    def __init__(
+        self, config: StoreflowConfig, name: str, etag: int | None, changes: ProviderUpdate
+    ) -> None:
+        super().__init__(config, name, etag)
+        self.changes = changes
+        self.spec: ProviderSpec | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        return {"name": self.name, "etag": self.etag, **self.changes.model_dump(mode="json")}
+
+    def check(self, session: Session, resource: ResourceView | None) -> None:
+        assert resource is not None
+        try:
+            self.spec = updated(resource.spec, self.changes, ProviderSpec)
+        except ValueError as exc:  # pydantic's ValidationError: the merged spec is wrong
+            raise Refused(f"provider {self.name!r}: {one_line(exc)}") from None
+        check_reachable(self.spec)
+
+    def perform(self, resource: ResourceView) -> Status:
+        assert self.spec is not None
+        self.new_spec = self.spec.model_dump(mode="json")
+        self.new_state = {**resource.state, "endpoint": endpoint(self.spec).at("")}
+        return Status.ACTIVE
+
+
+def one_line(error: Exception) -> str:
+    """A validation error as one line: `field: reason; ...`."""
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in errors())
+    return " ".join(str(error).split())
 
 
 def get_periodic_hook_data(providers: list[ResourceView]) -> list[dict[str, Any]]:

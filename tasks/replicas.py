@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.models import repository
 from storeflow.models.errors import Refused
-from storeflow.models.replicas import ProviderSpec, ReplicaSpec
+from storeflow.models.replicas import ProviderSpec, ReplicaSpec, ReplicaUpdate, updated
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
 from storeflow.tasks import providers, schedules
@@ -39,7 +39,7 @@ def conflicts(a: str, b: str) -> bool:
 
 def check_conflicting_replicas(session: Session, spec: ReplicaSpec) -> None:
     for other in repository.list_kind(session, KIND):
-        if other.deleted or other.spec.get("space") != spec.space:
+        if other.deleted or other.spec.get("space") != spec.space or other.name == spec.name:
             continue
         direction = str(other.spec.get("direction"))
         if conflicts(direction, spec.direction):
@@ -89,6 +89,47 @@ class ReplicaBuilder(schedules.ScheduleBuilder):
             f"{self.spec.provider}.",
             ["storeflow", "replica", f"space:{self.spec.space}"],
         )
+        return Status.ACTIVE
+
+
+class ReplicaUpdater(schedules.ScheduleUpdater):
+    """Change a replica's provider, direction, remote directory or schedule (the
+    conflict rules hold for the result); its deployment is replaced to match."""
+
+    kind = KIND
+    action = Action.UPDATE
+    flow = FLOW
+    entrypoint = ENTRYPOINT
+
+    def __init__(
+        self, config: StoreflowConfig, name: str, etag: int | None, changes: ReplicaUpdate
+    ) -> None:
+        super().__init__(config, name, etag)
+        self.changes = changes
+        self.spec: ReplicaSpec | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        return {"name": self.name, "etag": self.etag, **self.changes.model_dump(mode="json")}
+
+    def check(self, session: Session, resource: ResourceView | None) -> None:
+        assert resource is not None
+        try:
+            self.spec = updated(resource.spec, self.changes, ReplicaSpec)
+        except ValueError as exc:
+            raise Refused(f"replica {self.name!r}: {providers.one_line(exc)}") from None
+        providers.find(session, self.spec.provider)
+        check_conflicting_replicas(session, self.spec)
+        schedules.require_server(f"replica {self.name!r}")
+
+    def perform(self, resource: ResourceView) -> Status:
+        spec = self.spec
+        assert spec is not None
+        self.replace_schedule(
+            spec.schedule,
+            f"Sync space {spec.space} {spec.direction} with provider {spec.provider}.",
+            ["storeflow", "replica", f"space:{spec.space}"],
+        )
+        self.new_spec = spec.model_dump(mode="json")
         return Status.ACTIVE
 
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import DeploymentScheduleCreate
+from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.exceptions import ObjectNotFound
@@ -186,3 +186,41 @@ class ScheduleDeleter(ResourceOperation):
     def commit(self, resource: ResourceView) -> None:
         if self._paused is not None:
             delete(self._paused)
+
+
+class ScheduleUpdater(ResourceOperation):
+    """Update a resource that owns the scheduled deployment `<flow>/<name>`: perform
+    replaces the deployment (its schedule and description) from the new spec; a
+    rollback puts the old one back."""
+
+    flow: ClassVar[str]
+    entrypoint: ClassVar[str]
+    _previous: DeploymentResponse | None = None
+
+    def replace_schedule(self, schedule: ScheduleSpec, description: str, tags: list[str]) -> None:
+        self._previous = read(f"{self.flow}/{self.name}")
+        parameters = dict(self._previous.parameters) if self._previous else {"name": self.name}
+        create(
+            self.flow,
+            self.name,
+            entrypoint=self.entrypoint,
+            parameters=parameters,
+            schedule=schedule,
+            description=description,
+            tags=tags,
+        )
+
+    def rollback(self, resource: ResourceView) -> None:
+        previous = self._previous
+        if previous is None:
+            return
+        with get_client(sync_client=True) as client:
+            client.update_deployment(
+                previous.id,
+                DeploymentUpdate(description=previous.description),
+            )
+            for found in client.read_deployment_schedules(previous.id):
+                client.delete_deployment_schedule(previous.id, found.id)
+            client.create_deployment_schedules(
+                previous.id, [(s.schedule, s.active) for s in previous.schedules]
+            )

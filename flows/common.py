@@ -2,6 +2,7 @@
 tags), one run per resource at a time, and how a crash is cleaned up."""
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -132,6 +133,42 @@ def release_interrupted(flow: Flow[..., Any], flow_run: FlowRun, state: State[An
         )
 
 
+# What each lifecycle parameter means, as the Prefect UI's run forms show it (Prefect
+# reads parameter descriptions from a Google-style `Args:` docstring section).
+PARAMETER_HELP = {
+    "spec": "What to create: the kind's spec (its JSON Schema: `storeflow schema KIND`).",
+    "name": "The resource's name.",
+    "space": "The space it lives in.",
+    "changes": "What to change; fields left empty stay as they are.",
+    "etag": (
+        "The etag you last read (inventory artifact, or `storeflow KIND show NAME`): if the "
+        "resource changed since, the run is Refused and changes nothing. Empty: the current "
+        "etag (last writer wins)."
+    ),
+    "force": "Delete even though it holds data (snapshots and exposers still refuse).",
+    "rule": "The access to add (who, and ro or rw).",
+    "to": "The user or @group to refuse.",
+    "client": "The client whose access goes.",
+    "config": (
+        "The saved StoreflowConfig block (storage root, database, hook drivers) this run "
+        "works with. Empty: the worker's environment (STOREFLOW_* variables)."
+    ),
+}
+
+
+def with_parameter_help(fn: Callable[..., Any]) -> str:
+    """`fn`'s docstring with an `Args:` section describing its parameters."""
+    doc = inspect.getdoc(fn) or ""
+    if "Args:" in doc:
+        return doc
+    lines = [
+        f"    {name}: {PARAMETER_HELP[name]}"
+        for name in inspect.signature(fn).parameters
+        if name in PARAMETER_HELP
+    ]
+    return f"{doc}\n\nArgs:\n" + "\n".join(lines) if lines else doc
+
+
 def lifecycle_flow(name: str, run_name: str) -> Callable[[Callable[P, R]], Flow[P, R]]:
     """@flow for a lifecycle entry point: named runs, crash clean-up, typed parameters,
     tags; expected outcomes log one line, no traceback.  One run at a time per resource
@@ -145,6 +182,7 @@ def lifecycle_flow(name: str, run_name: str) -> Callable[[Callable[P, R]], Flow[
             note_run_name()  # run_here reports the name without reading the run back
             return fn(*args, **kwargs)
 
+        body.__doc__ = with_parameter_help(fn)
         return flow(
             name=name,
             flow_run_name=run_name,

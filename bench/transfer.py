@@ -428,6 +428,60 @@ def smb_copy(case: str, src: Path, work: Path, runs: int) -> list[Row]:
     ]
 
 
+def smb_download(case: str, src: Path, work: Path, runs: int) -> list[Row]:
+    """SMB -> local (pipelined reads) against ``smbclient get`` of the same file."""
+    share = work / "share"
+    share.mkdir(parents=True)
+    name = next(iter(os.listdir(src)))
+    shutil.copyfile(src / name, share / name)
+    dest, tool_dest = work / "down", work / "down-tool"
+    with smb_server(work / "smbd", [SmbShare("data", share)]) as server:
+        protocol = {
+            "name": "smb",
+            "credentials": {
+                "host": server.host,
+                "port": server.port,
+                "share": "data",
+                "username": server.username,
+                "password": server.password,
+            },
+        }
+        dest.mkdir()
+        definition = parse_definition(
+            {
+                "type": "transfer",
+                "source": {"directory": "/", "fileRegex": f"^{name}$", "protocol": protocol},
+                "destination": [{"directory": str(dest), "protocol": {"name": "local"}}],
+            }
+        )
+        auth = work / "smb.auth"
+        auth.touch(mode=0o600)
+        auth.write_text(f"username = {server.username}\npassword = {server.password}\n")
+        get = [
+            "smbclient", f"//{server.host}/data", "-p", str(server.port), "-A", str(auth),
+            "-c", f'get "{name}" "{tool_dest / name}"',
+        ]  # fmt: skip
+
+        def engine_copied() -> None:
+            if (dest / name).stat().st_size != (src / name).stat().st_size:
+                raise RuntimeError("SMB download is short")
+
+        found = best_of(
+            runs,
+            {
+                "engine": Contender(fresh(dest), engine_copy(definition), engine_copied),
+                "smbclient": Contender(fresh(tool_dest), lambda: run_quietly(get)),
+            },
+        )
+        t_engine, t_tool = found["engine"], found["smbclient"]
+    return [
+        Row(case, "smbclient get", t_tool, "smbclient get", t_tool, "throughput"),
+        Row(
+            case, "storeflow copy phase", t_engine, "smbclient get", t_tool, "throughput", ">= 0.8"
+        ),
+    ]
+
+
 # -- report ---------------------------------------------------------------------------------
 
 
@@ -538,6 +592,9 @@ def main() -> None:
             write_file(smb_src / "large.bin", args.smb_mib << 20, block)
             rows += smb_copy(
                 f"1 x {args.smb_mib} MiB local -> SMB", smb_src, work / "smb", args.runs
+            )
+            rows += smb_download(
+                f"1 x {args.smb_mib} MiB SMB -> local", smb_src, work / "smb-get", args.runs
             )
 
     tmpfs_lines: list[small_files.Line] = []

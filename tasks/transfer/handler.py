@@ -14,7 +14,9 @@ raise a :class:`~storeflow.tasks.transfer.errors.TransferError`, never a return 
 from __future__ import annotations
 
 import abc
+import os
 import posixpath
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, ClassVar
 
@@ -149,7 +151,14 @@ class TransferHandler(abc.ABC):
         path when it can (e.g. copy_file_range between two local files).
         """
         with source.open_read(entry.path) as reader, self.open_write(path) as writer:
-            copy_stream(reader, writer, on_bytes)
+            # A reader that can move its data into a file descriptor in the kernel (SMB's
+            # `smbclient get` pipe) does, when the writer is a local file.
+            splice = getattr(reader, "splice_into", None)
+            fileno = getattr(writer, "fileno", None)
+            if callable(splice) and callable(fileno) and _is_regular(writer):
+                splice(fileno(), on_bytes)
+            else:
+                copy_stream(reader, writer, on_bytes)
         self.finish_file(path, entry, mode)
 
     def finish_file(self, path: str, entry: Entry, mode: int | None) -> None:
@@ -278,3 +287,11 @@ class TransferHandler(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.tidy()
+
+
+def _is_regular(stream: Any) -> bool:
+    """Whether ``stream`` writes to a regular file of this host (splice can fill it)."""
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False

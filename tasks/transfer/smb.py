@@ -33,6 +33,9 @@ _EPOCH_NS = 0
 # is 2-3x faster than one 4 MiB write at a time; bigger requests gain nothing (credits).
 WRITE_CHUNK = 1 << 20
 WRITES_IN_FLIGHT = 4
+# Reads the same way: up to READS_IN_FLIGHT requests of READ_CHUNK bytes outstanding.
+READ_CHUNK = 1 << 20
+READS_IN_FLIGHT = 4
 
 # Files at least this big are written by Samba's ``smbclient`` when it is installed (see
 # tasks/transfer/smbput.py): about 3x smbprotocol's speed.  None: always smbprotocol.
@@ -150,10 +153,23 @@ class SMBTransfer(TransferHandler):
             )
 
     def open_read(self, path: str) -> BinaryIO:
-        return cast(
-            BinaryIO,
-            self._call("open", path, _smb().open_file, self.unc(path), mode="rb", buffering=0),
-        )
+        """The file for reading, with several read requests in flight (see
+        `PipelinedReader`): whatever destination streams from it gets the speed."""
+        threshold = self.smbclient_threshold
+        tool = smbput.binary() if threshold is not None else None
+        directory, name = posixpath.split(path)
+        if tool is not None and smbput.usable(self.credentials(), directory, name):
+            st = self._call("stat", path, _smb().stat, self.unc(path))
+            if threshold is not None and st.st_size >= threshold:
+                return cast(BinaryIO, self._get_stream(tool, path, int(st.st_size)))
+        raw = self._call("open", path, _smb().open_file, self.unc(path), mode="rb", buffering=0)
+        return cast(BinaryIO, PipelinedReader(raw))
+
+    def _get_stream(self, tool: str, path: str, size: int) -> smbput.GetStream:
+        """A big file through ``smbclient get`` (as big uploads go through ``put``)."""
+        directory, name = posixpath.split(path)
+        timeout = SMBCLIENT_TIMEOUT + size / SMBCLIENT_MIN_RATE
+        return smbput.GetStream(tool, self.credentials(), directory, name, size, timeout)
 
     def open_write(self, path: str) -> BinaryIO:
         return cast(
@@ -342,3 +358,110 @@ def pipelined_write(
     if durable:
         writer.flush()
     return offset
+
+
+class PipelinedReader:
+    """A file opened for reading on a share, read ahead with ``depth`` requests in flight.
+
+    smbprotocol's own ``readinto`` sends one request and waits for its answer: the server
+    idles while this process verifies and copies each answer.  Here the next requests are
+    already on the wire; answers are consumed in order, so ``readinto`` returns the bytes
+    in file order, exactly as a plain read would.  The file's size is the one the open
+    returned: a file that grows while it is read is read up to that size (as a listing's
+    size), one that shrinks ends early (a short answer ends the stream).
+    """
+
+    def __init__(self, raw: Any, chunk: int = READ_CHUNK, depth: int = READS_IN_FLIGHT) -> None:
+        from smbprotocol import MAX_PAYLOAD_SIZE
+
+        self.raw = raw
+        self._fd = raw.fd
+        self._conn = self._fd.connection
+        self._payload = MAX_PAYLOAD_SIZE
+        self._chunk = max(MAX_PAYLOAD_SIZE, min(chunk, self._conn.max_read_size))
+        self._depth = depth
+        self._wanted = depth * self._charge(self._chunk)
+        self._size = int(self._fd.end_of_file)
+        self._sent = 0  # bytes requested so far
+        self._pending: deque[tuple[Any, Callable[[Any], bytes], int]] = deque()
+        self._left = memoryview(b"")
+        self._ended = False
+
+    def _charge(self, size: int) -> int:
+        return (size - 1) // self._payload + 1
+
+    def _credits(self) -> int:
+        return int(self._conn.sequence_window["high"] - self._conn.sequence_window["low"])
+
+    def _fill(self) -> None:
+        """Send requests until ``depth`` are outstanding (credits permitting)."""
+        while not self._ended and self._sent < self._size and len(self._pending) < self._depth:
+            size = min(self._chunk, self._size - self._sent)
+            if self._credits() < self._charge(size):
+                if self._pending:
+                    return  # answers grant credits: send more after the next one
+                size = max(1, self._credits()) * self._payload
+                size = min(size, self._size - self._sent)
+            message, receive = self._fd.read(self._sent, size, send=False)
+            after = self._credits() - self._charge(size)
+            request = self._conn.send(
+                message,
+                sid=self._fd.tree_connect.session.session_id,
+                tid=self._fd.tree_connect.tree_connect_id,
+                credit_request=self._charge(size) + max(0, self._wanted - after),
+            )
+            self._pending.append((request, receive, size))
+            self._sent += size
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not self._left:
+            self._fill()
+            if not self._pending:
+                return 0
+            request, receive, size = self._pending.popleft()
+            data = receive(request)
+            if len(data) < size:
+                self._ended = True  # the file shrank: what is left is not there
+                self._drain()
+            self._fill()
+            self._left = memoryview(data)
+        n = min(len(view), len(self._left))
+        view[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            parts = []
+            chunk = bytearray(self._chunk)
+            while got := self.readinto(chunk):
+                parts.append(bytes(chunk[:got]))
+            return b"".join(parts)
+        out = bytearray(size)
+        got = self.readinto(out)
+        return bytes(out[:got])
+
+    def _drain(self) -> None:
+        """Collect every outstanding answer, so the connection stays usable."""
+        while self._pending:
+            request, receive, _ = self._pending.popleft()
+            with contextlib.suppress(Exception):
+                receive(request)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._drain()
+        self.raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.raw.closed)
+
+    def __enter__(self) -> PipelinedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -253,7 +253,15 @@ def _prefect_console_handlers() -> list[logging.Handler]:
         for name, logger in logging.Logger.manager.loggerDict.items()
         if name.startswith("prefect") and isinstance(logger, logging.Logger)
     ]
-    return [h for lg in loggers for h in lg.handlers if isinstance(h, PrefectConsoleHandler)]
+    # Prefect's console handler, and its internal services' stream handler (stderr);
+    # never another library's (pytest's log capture, say).
+    return [
+        h
+        for lg in loggers
+        for h in lg.handlers
+        if isinstance(h, PrefectConsoleHandler)
+        or (isinstance(h, logging.StreamHandler) and type(h).__module__.startswith("prefect."))
+    ]
 
 
 _routed: list[logging.Handler] = []  # the log file's handler, once routed
@@ -268,6 +276,9 @@ def route_prefect_logs() -> None:
         return
     for handler in _prefect_console_handlers():
         handler.setLevel(logging.CRITICAL + 1)
+    # Prefect's API log worker writes "--- Error logging to API ---" straight to stderr
+    # when the server is gone, as the standard library does for a failing handler.
+    logging.raiseExceptions = False
     home = storeflow_home()
     home.mkdir(parents=True, exist_ok=True)
     to_file = logging.FileHandler(home / LOG_FILE, encoding="utf-8")

@@ -196,3 +196,35 @@ def test_cli_dispatches_by_type(tmp_path: Path) -> None:
     assert result.exit_code == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last == "Errored: execution/stop: exited with status 4"
+
+
+def test_batch_runs_a_transfer_then_an_execution_that_uses_its_files(tmp_path: Path) -> None:
+    root, src, dest = tmp_path / "cfg", tmp_path / "src", tmp_path / "dest"
+    for d in (root, src, dest):
+        d.mkdir()
+    (src / "data.csv").write_text("1,2\n")
+    write_task(
+        root,
+        "fetch",
+        {
+            "type": "transfer",
+            "source": {"directory": str(src), "fileRegex": ".*", "protocol": {"name": "local"}},
+            "destination": [{"directory": str(dest), "protocol": {"name": "local"}}],
+        },
+    )
+    write_task(root, "count", shell(dest, "wc -l < data.csv > lines"))
+    write_task(
+        root,
+        "daily",
+        {
+            "type": "batch",
+            "tasks": [
+                {"order_id": 1, "task_id": "fetch", "timeout": 120},
+                {"order_id": 2, "task_id": "count", "dependencies": [1]},
+            ],
+        },
+    )
+    state = batch(name="daily", config_dir=str(root), return_state=True)
+    assert state.is_completed(), state.message
+    assert (dest / "lines").read_text().strip() == "1"
+    assert children(state) == {"transfer/fetch": "Delivered", "execution/count": "Executed"}

@@ -26,7 +26,9 @@ class Spec(BaseModel):
     """Base of every spec: unknown fields are errors, not silently ignored; strings
     printable and integers 64-bit wherever they are (models/bounds.py)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built when first used, not at import: a command that never validates a spec (and
+    # the union of every registered protocol's models) does not pay for it.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod

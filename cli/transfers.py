@@ -28,7 +28,12 @@ from storeflow.cli.runner import RunOutcome, run_here, submit
 from storeflow.flows.transfers import transfer
 from storeflow.models.errors import StoreflowError
 from storeflow.models.names import as_task_id
-from storeflow.models.otf import BatchDefinition, ExecutionDefinition, parse_task
+from storeflow.models.otf import (
+    AddonExecutionDefinition,
+    BatchDefinition,
+    ExecutionDefinition,
+    parse_task,
+)
 from storeflow.models.transfer import DefinitionError, read_definition_file
 from storeflow.tasks.otf.addons import check as check_addons
 from storeflow.tasks.otf.addons import uses_addons
@@ -174,7 +179,7 @@ def run_command(
         "sandbox_policy": sandbox_policy,
         "config": config,
     }
-    if isinstance(model, BatchDefinition | ExecutionDefinition):
+    if isinstance(model, BatchDefinition | ExecutionDefinition | AddonExecutionDefinition):
         where = config_dir or (definition.absolute().parent if definition else None)
         run_other(model, data, parameters, str(where), submit_run, as_json)
         return
@@ -193,7 +198,7 @@ def run_command(
 
 
 def run_other(
-    model: BatchDefinition | ExecutionDefinition,
+    model: BatchDefinition | ExecutionDefinition | AddonExecutionDefinition,
     data: Any,
     parameters: dict[str, Any],
     config_dir: str,

@@ -24,7 +24,12 @@ from storeflow.models import executions
 from storeflow.models.db import session_scope
 from storeflow.models.errors import StoreflowError
 from storeflow.models.names import TaskId, Text
-from storeflow.models.otf import BatchDefinition, ExecutionDefinition, parse_task
+from storeflow.models.otf import (
+    AddonExecutionDefinition,
+    BatchDefinition,
+    ExecutionDefinition,
+    parse_task,
+)
 from storeflow.models.transfer import DefinitionError, TransferDefinition
 from storeflow.tasks.lifecycle import current_run_id
 from storeflow.tasks.otf.batch import (
@@ -132,7 +137,7 @@ def run_member(member: Member, config_dir: str, shared: dict[str, Any]) -> State
     timeout = member.spec.timeout
     task_id = member.spec.task_id
     definition = member.definition
-    if isinstance(definition, ExecutionDefinition):
+    if isinstance(definition, ExecutionDefinition | AddonExecutionDefinition):
         # The command's process group is killed at the timeout: Prefect's own timeout
         # cannot interrupt a thread blocked waiting for a child process.
         return execution(

@@ -19,7 +19,7 @@ from storeflow.flows.common import ConfigName, note_run_name
 from storeflow.flows.transfers import close_interrupted, sandbox_settings
 from storeflow.models.errors import StoreflowError
 from storeflow.models.names import TaskId, Text
-from storeflow.models.otf import ExecutionDefinition
+from storeflow.models.otf import AddonExecutionDefinition, ExecutionDefinition
 from storeflow.models.transfer import DefinitionError
 from storeflow.sandbox.definitions import CallbackDefinition, CallbackError, discover
 from storeflow.sandbox.isolation import IsolationUnavailable
@@ -28,7 +28,9 @@ from storeflow.tasks.lifecycle import current_run_id
 from storeflow.tasks.otf.execution import ExecutionRun, run_execution
 
 
-def load_execution(config_dir: str | None, name: str | None) -> ExecutionDefinition:
+def load_execution(
+    config_dir: str | None, name: str | None
+) -> ExecutionDefinition | AddonExecutionDefinition:
     """The execution task `name` of an OTF config directory, rendered and validated."""
     from storeflow.models.otf import parse_task
     from storeflow.tasks.otf.config import load_task
@@ -36,7 +38,7 @@ def load_execution(config_dir: str | None, name: str | None) -> ExecutionDefinit
     if not name or not config_dir:
         raise DefinitionError("(parameters)", [("name", "config_dir needs the task id as name")])
     found = parse_task(load_task(config_dir, name), name)
-    if not isinstance(found, ExecutionDefinition):
+    if not isinstance(found, ExecutionDefinition | AddonExecutionDefinition):
         raise DefinitionError(name, [("type", "an execution task is needed here")])
     return found
 
@@ -54,7 +56,7 @@ def _run_name() -> str:
     on_cancellation=[close_interrupted],
 )
 def execution(
-    definition: ExecutionDefinition | None = None,
+    definition: ExecutionDefinition | AddonExecutionDefinition | None = None,
     name: TaskId | None = None,
     config_dir: Text | None = None,
     timeout: Annotated[float | None, Field(gt=0, le=7 * 86400)] = None,

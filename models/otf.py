@@ -50,6 +50,25 @@ class ExecutionDefinition(_Strict):
     variables: dict[str, Any] | None = None
 
 
+class AddonProtocol(BaseModel):
+    """An OTF addon's protocol object: its handler's fully qualified class name, and
+    whatever the addon's own JSON schema accepts (checked when it runs)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*){2,}$")
+
+
+class AddonExecutionDefinition(BaseModel):
+    """``type: execution`` run by an installed OTF addon's ``RemoteExecutionHandler``
+    (``protocol.name`` its class); the addon's schemas judge the other fields."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Literal["execution"]
+    protocol: AddonProtocol
+
+
 class BatchTask(_Strict):
     """One task of a batch, by its id (the name of its file in the config directory)."""
 
@@ -93,7 +112,15 @@ class BatchDefinition(_Strict):
         return self
 
 
-OTFTask = TransferDefinition | ExecutionDefinition | BatchDefinition
+OTFTask = TransferDefinition | ExecutionDefinition | AddonExecutionDefinition | BatchDefinition
+
+_LOCAL_EXECUTION = "opentaskpy.remotehandlers.local.LocalExecution"
+
+
+def _addon_execution(data: dict[str, Any]) -> bool:
+    protocol = data.get("protocol")
+    name = protocol.get("name") if isinstance(protocol, dict) else None
+    return isinstance(name, str) and "." in name and name != _LOCAL_EXECUTION
 
 
 def parse_task(data: Any, source: str = "<definition>") -> OTFTask:
@@ -103,8 +130,10 @@ def parse_task(data: Any, source: str = "<definition>") -> OTFTask:
     kind = data.get("type")
     if kind == "transfer":
         return parse_definition(data, source)
-    model: type[ExecutionDefinition] | type[BatchDefinition]
-    if kind == "execution":
+    model: type[ExecutionDefinition] | type[AddonExecutionDefinition] | type[BatchDefinition]
+    if kind == "execution" and _addon_execution(data):
+        model = AddonExecutionDefinition
+    elif kind == "execution":
         model = ExecutionDefinition
     elif kind == "batch":
         model = BatchDefinition

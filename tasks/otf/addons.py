@@ -110,6 +110,58 @@ def addon_class(name: str, where: str = "protocol.name") -> type[Any]:
     return cls
 
 
+def execution_class(name: str) -> type[Any]:
+    """An addon's ``RemoteExecutionHandler`` class, imported as OTF imports it."""
+    where = "protocol.name"
+    try:
+        from opentaskpy.remotehandlers.remotehandler import (
+            RemoteExecutionHandler,
+        )
+    except ImportError:
+        raise DefinitionError(
+            where, [(where, f"{name} is an OTF addon: install storeflow[otf] (opentaskpy)")]
+        ) from None
+    module_name, _, class_name = name.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DefinitionError(
+            where, [(where, f"{name}: the addon is not installed ({exc})")]
+        ) from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, RemoteExecutionHandler)):
+        raise DefinitionError(where, [(where, f"{name} is not an OTF RemoteExecutionHandler")])
+    return cls
+
+
+def check_execution(data: dict[str, Any], source: str) -> type[Any]:
+    """An addon execution validated by the addon's schema (OTF's discovery:
+    ``schemas/execution/<module>/<module>.json``); returns its handler class."""
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+    from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
+    from referencing import Registry, Resource
+
+    name = str(data["protocol"]["name"])
+    cls = execution_class(name)
+    root = _schema_dir(name)
+    short = name.split(".")[-2]
+    path = root / "execution" / short / f"{short}.json"
+    if not path.is_file():
+        raise DefinitionError(source, [("protocol.name", f"{name} has no execution schema")])
+
+    def retrieve(uri: str) -> Resource[Any]:
+        relative = uri.removeprefix(SCHEMA_BASE)
+        return Resource.from_contents(json.loads((root / relative).read_text("utf-8")))
+
+    schema = json.loads(path.read_text("utf-8"))
+    validator = Draft202012Validator(schema, registry=Registry(retrieve=retrieve))  # type: ignore[call-arg]
+    error = best_match(validator.iter_errors(data))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(definition)"
+        raise DefinitionError(source, [(where, error.message)])
+    return cls
+
+
 def _schema_dir(name: str) -> Path:
     """OTF's schema discovery: the package above the handler's module, ``schemas/``."""
     package = ".".join(name.split(".")[:-2])
@@ -118,8 +170,8 @@ def _schema_dir(name: str) -> Path:
 
 def schema_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     """Every problem the addons' schemas find, by field path; then OTF's own verdict."""
-    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-    from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
     from referencing import Registry, Resource
 
     problems: list[tuple[str, str]] = []

@@ -35,7 +35,7 @@ from storeflow.blocks.config import StoreflowConfig
 from storeflow.models import executions
 from storeflow.models.db import session_scope
 from storeflow.models.errors import Refused
-from storeflow.models.otf import ExecutionDefinition
+from storeflow.models.otf import AddonExecutionDefinition, ExecutionDefinition
 from storeflow.models.status import Status
 from storeflow.sandbox.models import ExecutionResult, Progress, Stage, TaskExecution
 from storeflow.sandbox.stages import CallbackSet
@@ -127,7 +127,7 @@ class ExecutionRun:
     """Everything the steps of one execution flow run share."""
 
     config: StoreflowConfig
-    definition: ExecutionDefinition
+    definition: ExecutionDefinition | AddonExecutionDefinition
     task_id: str
     flow_run_id: str
     callbacks: CallbackSet
@@ -148,7 +148,17 @@ class ExecutionRun:
 @task(name="pre", cache_policy=NO_CACHE, task_run_name="{run.label}: pre")
 def pre(run: ExecutionRun) -> Path:
     run.flag(Progress.PROGRESS_INIT_STARTED)
-    directory = Path(run.definition.directory)
+    if isinstance(run.definition, AddonExecutionDefinition):
+        from storeflow.models.errors import StoreflowError
+        from storeflow.tasks.otf.addons import check_execution
+
+        try:
+            check_execution(run.definition.model_dump(mode="json"), run.task_id)
+        except StoreflowError as exc:
+            raise Refused(str(exc)) from None
+        directory = Path(".")
+    else:
+        directory = Path(run.definition.directory)
     if not directory.is_dir():
         raise Refused(f"directory {directory}: not a directory")
     if run.callbacks.callbacks:
@@ -166,18 +176,60 @@ def pre(run: ExecutionRun) -> Path:
 def perform(run: ExecutionRun, directory: Path) -> CommandOutcome:
     run.flag(Progress.PROGRESS_PROCESS_STARTED)
     logger = get_run_logger()
-    logger.info("%s: running %s in %s", run.label, run.definition.command, directory)
-    outcome = run_command(run.definition.command, directory, run.timeout, logger.info)
+    if isinstance(run.definition, AddonExecutionDefinition):
+        outcome = run_addon(run, logger)
+    else:
+        logger.info("%s: running %s in %s", run.label, run.definition.command, directory)
+        outcome = run_command(run.definition.command, directory, run.timeout, logger.info)
     run.flag(Progress.PROGRESS_PROCESS_DONE)
     return outcome
+
+
+def run_addon(run: ExecutionRun, logger: Any) -> CommandOutcome:
+    """The addon's ``execute()`` (True: status 0, False: 1), its log in the run's log;
+    after the timeout its ``kill()`` is asked and the run ends TimedOut."""
+    from storeflow.tasks.otf import addons
+
+    assert isinstance(run.definition, AddonExecutionDefinition)
+    spec = run.definition.model_dump(mode="json")
+    started = time.monotonic()
+    with addons.addon_logs_to(logger):
+        cls = addons.execution_class(spec["protocol"]["name"])
+        handler = addons.instantiate(cls, spec, run.task_id)
+        box: list[Any] = []
+
+        def execute() -> None:
+            try:
+                box.append(addons.call(handler, "execute"))
+            except Exception as exc:  # reported below, in the run's thread
+                box.append(exc)
+
+        worker = threading.Thread(target=execute, name="addon-execute", daemon=True)
+        worker.start()
+        worker.join(run.timeout)
+        try:
+            if worker.is_alive():
+                kill = getattr(handler, "kill", None)
+                if callable(kill):
+                    kill()
+                return CommandOutcome(None, time.monotonic() - started, 0, "")
+            if isinstance(box[0], Exception):
+                return CommandOutcome(1, time.monotonic() - started, 0, str(box[0]))
+            ok = bool(box[0])
+            last = "" if ok else f"{cls.__name__}.execute returned {box[0]!r}"
+            return CommandOutcome(0 if ok else 1, time.monotonic() - started, 0, last)
+        finally:
+            tidy = getattr(handler, "tidy", None)
+            if callable(tidy) and not worker.is_alive():
+                tidy()
 
 
 @task(name="post", cache_policy=NO_CACHE, task_run_name="{run.label}: post")
 def post(run: ExecutionRun, outcome: CommandOutcome) -> None:
     run.flag(Progress.PROGRESS_FINAL_STARTED)
     run.summary = {
-        "command": run.definition.command,
-        "directory": run.definition.directory,
+        "command": getattr(run.definition, "command", None) or "-",
+        "directory": getattr(run.definition, "directory", None) or "-",
         "exit status": "timed out" if outcome.timed_out else outcome.returncode,
         "seconds": round(outcome.seconds, 3),
         "output lines": outcome.lines,

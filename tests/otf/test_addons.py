@@ -154,3 +154,45 @@ def test_cli_runs_an_addon_definition_from_a_config_dir(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["transfer", "run", "-t", "pull", "-c", str(cfg)])
     assert result.exit_code == 0, result.output
     assert (dest / "one").read_text() == "1"
+
+
+EXECUTE = "opentaskpy.addons.bucket.remotehandlers.bucket.BucketExecution"
+
+
+def addon_execution(bucket: Path, command: str, **more: Any) -> dict[str, Any]:
+    return {
+        "type": "execution",
+        "bucket": str(bucket),
+        "command": command,
+        "protocol": {"name": EXECUTE},
+        **more,
+    }
+
+
+def test_addon_execution_handler_runs_as_the_execution_flow(tmp_path: Path) -> None:
+    from storeflow.flows.executions import execution
+    from storeflow.models.otf import parse_task
+
+    def go(definition: dict[str, Any], name: str, **params: Any) -> State[Any]:
+        parsed = parse_task(definition, name)
+        return execution(definition=parsed, name=name, return_state=True, **params)
+
+    ok = go(addon_execution(tmp_path, "touch made.txt"), "make")
+    assert ok.is_completed() and ok.name == "Executed", ok.message
+    assert (tmp_path / "made.txt").read_text() == "made\n"
+    assert "bucket executing touch made.txt" in run_logs(ok)
+
+    failed = go(addon_execution(tmp_path, "fail"), "nope")
+    assert failed.name == "Errored"
+    assert "BucketExecution.execute returned False" in (failed.message or "")
+
+    hung = go(addon_execution(tmp_path, "hang"), "stuck", timeout=1.0)
+    assert hung.name == "TimedOut", hung.message
+
+    # The addon's own schema: an unknown field is refused, naming it; nothing runs.
+    bad = go(addon_execution(tmp_path, "touch never.txt", hostname="x"), "bad")
+    assert bad.name == "Refused"
+    assert "Additional properties are not allowed ('hostname' was unexpected)" in (
+        bad.message or ""
+    )
+    assert not (tmp_path / "never.txt").exists()

@@ -116,7 +116,8 @@ def test_batch_diamond_then_rerun_completes_only_what_failed(tmp_path: Path) -> 
     assert "task 5 (slow) timed out" in (first.message or "")
     ran = (work / "ran").read_text().split()
     assert sorted(ran) == ["first", "flaky", "join", "slow", "steady"]
-    assert ran[0] == "first"  # the diamond's top before its sides
+    # The diamond's top before its sides (5, with no dependency, runs alongside).
+    assert ran.index("first") < min(ran.index("flaky"), ran.index("steady"))
     assert ran.index("join") > max(ran.index("flaky"), ran.index("steady"))
     assert children(first) == {
         "execution/first": "Executed",

@@ -36,10 +36,6 @@ REFUSED: dict[str, tuple[str, str]] = {
         "refusing it)",
         "protocol: Field required",
     ),
-    "tests/test_taskhandler_execution_custom_addon.py:16": (
-        "an addon's execution protocol (custom.test_addon.*) that is not installed",
-        "protocol.name",
-    ),
     **{
         place: (
             "its protocol or whole source is assembled by code in the test (the corpus "

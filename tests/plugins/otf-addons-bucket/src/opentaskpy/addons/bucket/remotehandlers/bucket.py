@@ -7,6 +7,7 @@ import time
 
 import opentaskpy.otflogging  # type: ignore[import-not-found]
 from opentaskpy.remotehandlers.remotehandler import (  # type: ignore[import-not-found]
+    RemoteExecutionHandler,
     RemoteTransferHandler,
 )
 
@@ -83,3 +84,38 @@ class BucketTransfer(RemoteTransferHandler):
 
     def tidy(self) -> None:
         self.logger.info("bucket tidy")
+
+
+class BucketExecution(RemoteExecutionHandler):
+    """Runs ``command`` against the bucket: ``touch NAME`` makes an object, ``fail``
+    fails, ``hang`` waits until killed."""
+
+    TASK_TYPE = "E"
+
+    def __init__(self, spec: dict):
+        self.logger = opentaskpy.otflogging.init_logging(__name__, spec["task_id"], self.TASK_TYPE)
+        super().__init__(spec)
+        self.killed = False
+
+    def execute(self) -> bool:
+        command = self.spec["command"]
+        self.logger.info(f"bucket executing {command}")
+        if command == "fail":
+            return False
+        if command == "hang":
+            while not self.killed:
+                time.sleep(0.05)
+            return False
+        verb, _, name = command.partition(" ")
+        if verb == "touch" and name:
+            with open(os.path.join(self.spec["bucket"], name), "w") as out:
+                out.write("made\n")
+            return True
+        return False
+
+    def kill(self) -> None:
+        self.logger.info("bucket execution killed")
+        self.killed = True
+
+    def tidy(self) -> None:
+        self.logger.info("bucket execution tidy")

@@ -48,15 +48,24 @@ def test_admin_console_in_a_browser(stack: dict[str, str], tmp_path: Path) -> No
     assert created.returncode == 0, created.stdout + created.stderr
 
     with browser(tmp_path) as page:
+        deployed = api(f"{api_url}/deployments/filter", "POST", {"limit": 200})
+        names = {d["name"] for d in deployed}
+        assert {"space-create", "space-update", "snapshot-create", "reconcile"} <= names
         page.goto(f"{ui}/deployments")
-        page.wait_for_text("space-update", "space-create", "snapshot-create")
+        # The page lists them A to Z, a page at a time: the count and the first ones.
+        first = sorted(names)[:2]
+        page.wait_for_text(f"{len(names)} Deployments", *first, "lifecycle")
         page.screenshot(tmp_path / "deployments.png")
 
         update = deployment(api_url, "space-update")
         page.goto(f"{ui}/deployments/deployment/{update['id']}/run")
         form = page.wait_for_text("changes", "Quota", "etag", "config")
         page.screenshot(tmp_path / "space-update-form.png")
-        assert "New quota; 0 removes the limit." in form
+        assert "Quota" in form and "etag" in form  # the fields, by their titles
+        schema = update["parameter_openapi_schema"]
+        assert isinstance(schema, dict)
+        quota = schema["definitions"]["SpaceUpdate"]["properties"]["quota"]
+        assert quota["description"] == "New quota; 0 removes the limit."
         # The run the form submits: created through the same API call the form makes.
         run = api(
             f"{api_url}/deployments/{update['id']}/create_flow_run",

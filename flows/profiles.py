@@ -47,7 +47,13 @@ def tier_once(spec: ProfileSpec) -> list[dict[str, Any]]:
 
 @flow(name=profiles.FLOW, flow_run_name="profile-tier/{name}", validate_parameters=True)
 def profile_tier(name: ResourceName, config: ConfigName = None) -> State[Any]:
-    """Move the files each rule selects one pool down (at most one pool per run)."""
+    """Move the files each rule selects one pool down (at most one pool per run).
+
+    Args:
+        name: The tiering profile to apply.
+        config: The saved StoreflowConfig block this run works with. Empty: the worker's
+            environment (STOREFLOW_* variables).
+    """
     cfg = resolve_config(config)
     try:
         resource = load_active(cfg, profiles.KIND, name)

@@ -69,9 +69,17 @@ def replica_sync(
     """Sync one replica now: copy what is missing or different; never delete.
 
     Each sync is an execution of the transfer task `replica@NAME` (the executions table,
-    Progress flags as transfers record them).  callbacks_dir / sandbox_policy: the
-    transfer flow's callbacks; BEFORE_TASK_EXECUTED may veto the sync (it then ends
-    `Vetoed`, nothing copied) and AFTER_TASK_EXECUTED is told how it ended.
+    Progress flags as transfers record them).  BEFORE_TASK_EXECUTED callbacks may veto
+    the sync (it then ends `Vetoed`, nothing copied); AFTER_TASK_EXECUTED is told how it
+    ended.
+
+    Args:
+        name: The replica to sync.
+        config: The saved StoreflowConfig block this run works with. Empty: the worker's
+            environment (STOREFLOW_* variables).
+        callbacks_dir: A hook directory laid out `<stage>/<name>.py|.js` whose callbacks
+            run as the transfer flow's do.
+        sandbox_policy: A saved SandboxPolicy block (its hook directories are searched too).
     """
     cfg = resolve_config(config)
     try:

@@ -71,3 +71,11 @@ def test_reconcilers_are_listed_once_each_in_registry_order() -> None:
         "storeflow.tasks.reconcile:reconcile_directories",
         "storeflow.tasks.exposers.reconcile:reconcile_exposers",
     ]
+
+
+def test_every_parameter_of_every_kind_flow_is_described_for_the_ui() -> None:
+    for kind in kinds.all_kinds():
+        for action in kind.actions:
+            properties = kind.flow(action).parameters.model_dump()["properties"]
+            bare = [name for name, field in properties.items() if not field.get("description")]
+            assert bare == [], f"{kind.deployment(action)}: no description for {bare}"

@@ -262,3 +262,98 @@ def delete_cmd(
         print(found.model_dump_json())
     else:
         out().print(f"feed #{found.id} {found.name} deleted")
+
+
+@feed_app.command("subscribe")
+def subscribe_cmd(
+    feed: str = typer.Argument(..., help="The feed's name or id."),
+    listener: str = typer.Argument(..., help="The listener's name or id."),
+    auto: bool = typer.Option(
+        True, "--auto/--no-auto", help="An automation submits each new match."
+    ),
+    backfill: bool = typer.Option(
+        False, "--backfill", help="Also submit the matching files the catalog holds."
+    ),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Subscribe a listener to a feed (an automation in the UI's Automations)."""
+    from storeflow.tasks import feeds as feed_steps
+
+    resolved = resolve_config(config)
+    try:
+        done = feed_steps.subscribe(resolved, feed, listener, auto=auto)
+        sent = feed_steps.backfill(resolved, feed, listener) if backfill else 0
+    except StoreflowError as exc:
+        fail(str(exc))
+    shown = {**done.subscription.model_dump(mode="json"), "created": done.created, "sent": sent}
+    if as_json:
+        print(json.dumps(shown))
+    else:
+        what = "subscribed" if done.created else "already subscribed"
+        automation = done.subscription.automation_id or "none (auto off)"
+        out().print(f"{listener} {what} to {feed}; automation {automation}; {sent} sent")
+
+
+@feed_app.command("unsubscribe")
+def unsubscribe_cmd(
+    feed: str = typer.Argument(..., help="The feed's name or id."),
+    listener: str = typer.Argument(..., help="The listener's name or id."),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Unsubscribe a listener from a feed (its automation is deleted)."""
+    from storeflow.tasks import feeds as feed_steps
+
+    try:
+        removed = feed_steps.unsubscribe(resolve_config(config), feed, listener)
+    except StoreflowError as exc:
+        fail(str(exc))
+    if as_json:
+        print(removed.model_dump_json())
+    else:
+        out().print(f"{removed.listener} unsubscribed from feed #{removed.feed_id}")
+
+
+@feed_app.command("execute")
+def execute_cmd(
+    feed: str = typer.Argument(..., help="The feed's name or id."),
+    listener: str = typer.Argument(..., help="The listener's name or id."),
+    force_all: bool = typer.Option(False, "--force-all", help="Files already sent too."),
+    skip: int = typer.Option(0, min=0, max=2**31 - 1),
+    limit: int | None = typer.Option(None, min=1, max=2**31 - 1),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Submit the feed's matching files to the listener now; prints the count sent."""
+    from storeflow.tasks import feeds as feed_steps
+
+    try:
+        sent = feed_steps.execute(
+            resolve_config(config), feed, listener, force_all=force_all, skip=skip, limit=limit
+        )
+    except StoreflowError as exc:
+        fail(str(exc))
+    print(json.dumps({"sent": sent}) if as_json else f"{sent} sent")
+
+
+@feed_app.command("counts")
+def counts_cmd(
+    feed: str = typer.Argument(..., help="The feed's name or id."),
+    listener: str = typer.Argument(..., help="The listener's name or id."),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """How the feed's files stand at the listener."""
+    from storeflow.tasks import feeds as feed_steps
+
+    try:
+        found = feed_steps.counts(resolve_config(config), feed, listener)
+    except StoreflowError as exc:
+        fail(str(exc))
+    if as_json:
+        print(found.model_dump_json())
+        return
+    table = Table(*found.model_dump())
+    table.add_row(*(str(v) for v in found.model_dump().values()))
+    out().print(table)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -321,6 +321,39 @@ def release(session: Session, feed_id: int, listener_id: int, resource: str) -> 
             FeedDeliveryRow.resource == resource,
         )
     )
+
+
+def bind_submission(
+    session: Session, feed_id: int, listener_id: int, resource: str, submission_id: str
+) -> bool:
+    """Make `submission_id` the one submission of this delivery (claiming it if nobody
+    has); False when another submission holds it: this one is a duplicate."""
+    claim(session, feed_id, listener_id, resource)
+    bound = session.execute(
+        update(FeedDeliveryRow)
+        .where(
+            FeedDeliveryRow.feed_id == feed_id,
+            FeedDeliveryRow.listener_id == listener_id,
+            FeedDeliveryRow.resource == resource,
+            (FeedDeliveryRow.submission_id.is_(None))
+            | (FeedDeliveryRow.submission_id == submission_id),
+        )
+        .values(submission_id=submission_id)
+    )
+    return bool(getattr(bound, "rowcount", 0) == 1)
+
+
+def approve_submission(session: Session, submission_id: str) -> bool:
+    """A submission waiting for approval becomes SUBMITTED; False if it was not waiting."""
+    moved = session.execute(
+        update(SubmissionRow)
+        .where(
+            SubmissionRow.id == submission_id,
+            SubmissionRow.status == SubmissionStatus.PENDING_APPROVAL.value,
+        )
+        .values(status=SubmissionStatus.SUBMITTED.value)
+    )
+    return bool(getattr(moved, "rowcount", 0) == 1)
 
 
 def record_submission(

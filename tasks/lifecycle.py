@@ -48,8 +48,8 @@ from storeflow.models.errors import (
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
 from storeflow.tasks import inventory
-from storeflow.tasks.hook_base import ActionResults, HookConfiguration, HookContext
-from storeflow.tasks.skeleton import HookedRun, run_hooked, unwrap
+from storeflow.tasks.hook_base import ActionResults, HookContext
+from storeflow.tasks.skeleton import HookedRun, HookSettings, run_hooked, unwrap
 
 
 class ResourceOperation(ABC):
@@ -404,12 +404,8 @@ class OperationRun(HookedRun):
         self.func_name = op.func_name
 
     @property
-    def hook_configuration(self) -> HookConfiguration:
+    def hooks(self) -> HookSettings:
         return self.op.config.hooks
-
-    @property
-    def hook_drivers(self) -> list[str]:
-        return self.op.config.hooks.hook_drivers
 
     def hook_context(self) -> HookContext:
         return HookContext(

@@ -14,7 +14,7 @@ names its final state (`final_state`); `run_hooked` does the rest, the same way 
 """
 
 from abc import ABC, abstractmethod
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from prefect import get_run_logger
 from prefect.states import State
@@ -33,6 +33,13 @@ from storeflow.tasks.hooks import run_post_hooks, run_pre_hooks
 T = TypeVar("T")
 
 
+class HookSettings(HookConfiguration, Protocol):
+    """The hook drivers a configuration names ('module:Class', in order)."""
+
+    @property
+    def hook_drivers(self) -> list[str]: ...
+
+
 class HookedRun(ABC):
     """One run of the skeleton: what its steps do and how its outcome is named."""
 
@@ -43,13 +50,8 @@ class HookedRun(ABC):
 
     @property
     @abstractmethod
-    def hook_configuration(self) -> HookConfiguration:
-        """The hook drivers' options (Manila's configuration)."""
-
-    @property
-    @abstractmethod
-    def hook_drivers(self) -> list[str]:
-        """'module:Class' of each configured driver, in order."""
+    def hooks(self) -> HookSettings:
+        """Which hook drivers wrap the run, and their options (Manila's configuration)."""
 
     @abstractmethod
     def hook_context(self) -> HookContext:
@@ -84,7 +86,7 @@ def run_hooked(run: HookedRun) -> State[Any]:
     pre_data: list[Any] = []
     try:
         # Inside the try: a misspelt driver is refused like any bad input, untouched.
-        drivers = load_drivers(run.hook_configuration, run.hook_drivers)
+        drivers = load_drivers(run.hooks, run.hooks.hook_drivers)
         if drivers:
             hooks = run_pre_hooks(run.label, drivers, context, run.func_name, return_state=True)
             pre_data = unwrap(hooks, list)

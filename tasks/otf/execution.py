@@ -40,8 +40,8 @@ from storeflow.models.status import Status
 from storeflow.sandbox.models import ExecutionResult, Progress, Stage, TaskExecution
 from storeflow.sandbox.stages import CallbackSet
 from storeflow.tasks import inventory
-from storeflow.tasks.hook_base import ActionResults, HookConfiguration, HookContext
-from storeflow.tasks.skeleton import HookedRun, run_hooked
+from storeflow.tasks.hook_base import ActionResults, HookContext
+from storeflow.tasks.skeleton import HookedRun, HookSettings, run_hooked
 from storeflow.tasks.transfer.progress import artifact_key
 
 EXECUTED, VETOED, REFUSED, ERRORED, TIMED_OUT = (
@@ -254,12 +254,8 @@ class ExecutionSkeleton(HookedRun):
         self.outcome_name = EXECUTED
 
     @property
-    def hook_configuration(self) -> HookConfiguration:
+    def hooks(self) -> HookSettings:
         return self.run.config.hooks
-
-    @property
-    def hook_drivers(self) -> list[str]:
-        return self.run.config.hooks.hook_drivers
 
     def hook_context(self) -> HookContext:
         run = self.run

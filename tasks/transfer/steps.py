@@ -39,8 +39,8 @@ from storeflow.models.status import Status
 from storeflow.models.transfer import TransferDefinition
 from storeflow.sandbox.models import ExecutionResult, Progress, Stage, TaskExecution
 from storeflow.tasks import inventory
-from storeflow.tasks.hook_base import ActionResults, HookConfiguration, HookContext
-from storeflow.tasks.skeleton import HookedRun, run_hooked
+from storeflow.tasks.hook_base import ActionResults, HookContext
+from storeflow.tasks.skeleton import HookedRun, HookSettings, run_hooked
 from storeflow.tasks.transfer import (
     Delivery,
     TransferPlan,
@@ -240,12 +240,8 @@ class TransferSkeleton(HookedRun):
         self.refusal = REFUSED  # or VETOED: what a refusal's state is named
 
     @property
-    def hook_configuration(self) -> HookConfiguration:
+    def hooks(self) -> HookSettings:
         return self.run.config.hooks
-
-    @property
-    def hook_drivers(self) -> list[str]:
-        return self.run.config.hooks.hook_drivers
 
     def hook_context(self) -> HookContext:
         run = self.run

@@ -78,8 +78,14 @@ def delete_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Mark a listener inactive and unsubscribe it from every feed (its history stays)."""
+    from storeflow.tasks.feeds import forget_listener
+
     try:
-        with session_scope(resolve_config(config).database_url) as session:
+        resolved = resolve_config(config)
+        with session_scope(resolved.database_url) as session:
+            listener_id = listeners.find(session, listener).id
+        forget_listener(resolved, listener_id)  # its automations deleted first
+        with session_scope(resolved.database_url) as session:
             found = listeners.deactivate(session, listener)
     except StoreflowError as exc:
         fail(str(exc))
@@ -148,11 +154,16 @@ def submission_list_cmd(
     status: str | None = typer.Option(
         None, "--status", help="PENDING APPROVAL, SUBMITTED, SUCCESS or FAILURE."
     ),
+    pending: bool = typer.Option(
+        False, "--pending", help="Only those waiting for approval (--status PENDING APPROVAL)."
+    ),
     config: str | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """List submissions."""
-    wanted = None
+    wanted = SubmissionStatus.PENDING_APPROVAL if pending else None
+    if status is not None and pending:
+        fail("status: give --status or --pending, not both")
     if status is not None:
         try:
             wanted = SubmissionStatus(status.upper())
@@ -180,6 +191,45 @@ def submission_list_cmd(
             s.message or "",
         )
     out().print(table)
+
+
+def _decide(submission_id: str, approve: bool, reason: str, config: str | None) -> None:
+    """Resume a submission waiting for approval with a person's decision."""
+    from uuid import UUID
+
+    from prefect.flow_runs import resume_flow_run
+
+    try:
+        with session_scope(resolve_config(config).database_url) as session:
+            found = submissions.get(session, submission_id, events=False)
+    except StoreflowError as exc:
+        fail(str(exc))
+    if found.status is not SubmissionStatus.PENDING_APPROVAL:
+        fail(f"submission: {submission_id} is {found.status.value}, not PENDING APPROVAL")
+    try:
+        resume_flow_run(UUID(found.id), run_input={"approve": approve, "reason": reason})
+    except Exception as exc:  # the server's refusal, said in one line
+        fail(f"submission: cannot resume run {found.id}: {exc}")
+    out().print(f"submission {found.id}: {'approved' if approve else 'rejected'}")
+
+
+@submission_app.command("approve")
+def submission_approve_cmd(
+    submission_id: str = typer.Argument(..., help="The submission's id (its flow run's id)."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Approve a submission waiting for approval: its run resumes and sends the job."""
+    _decide(submission_id, True, "", config)
+
+
+@submission_app.command("reject")
+def submission_reject_cmd(
+    submission_id: str = typer.Argument(..., help="The submission's id (its flow run's id)."),
+    reason: str = typer.Option("", "--reason", help="Why (kept with the submission)."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Reject a submission waiting for approval: it ends Failed "Rejected", nothing sent."""
+    _decide(submission_id, False, reason, config)
 
 
 @submission_app.command("show")

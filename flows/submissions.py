@@ -6,6 +6,15 @@ slot and no process while the listener works, for seconds or hours.  The status
 consumer (services/status.py) records the listener's replies and sets the run's
 final state: `Completed(name="Success")` or `Failed(name="Failure")`.  A request that
 cannot be submitted ends `Failed(name="Refused")`, nothing sent.
+
+A run for a feed (`feed` given: an automation's, `execute`'s, a backfill's) takes the
+feed's job parameters and is the one submission of that file for that feed to that
+listener: a second run for the same delivery ends `Completed(name="Duplicate")`,
+nothing sent.  If the feed needs approval, the run is suspended (PENDING APPROVAL: no
+worker slot, no process) until a person resumes it with an `Approval` input from the
+UI's Resume form or `storeflow submission approve|reject`; resumed, it runs again from
+the top (every step before is idempotent) and either sends the job or ends
+`Failed(name="Rejected")` with nothing sent.
 """
 
 import json
@@ -13,12 +22,15 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_progress_artifact
+from prefect.flow_runs import suspend_flow_run
+from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, Paused, State
 
 from storeflow.blocks.config import resolve_config
 from storeflow.flows.common import note_run_name
 from storeflow.models import catalog_repository as catalog
+from storeflow.models import feed_repository as feeds
 from storeflow.models import submission_repository as submissions
 from storeflow.models.db import session_scope
 from storeflow.models.errors import InvalidInput, StoreflowError
@@ -32,6 +44,20 @@ DEFAULT_TIMEOUT = 3600
 
 SUBMITTED_STATE = "Submitted"
 PENDING_APPROVAL_STATE = "Pending Approval"
+APPROVAL_KEY = "approval"
+#: How long a submission waits for a person's decision before its run times out.
+APPROVAL_TIMEOUT = 30 * 24 * 3600
+
+
+class Approval(RunInput):
+    """A person's decision on a submission that waits for approval."""
+
+    approve: bool
+    reason: str = ""
+
+
+class Duplicate(StoreflowError):
+    """Another run is already this feed's submission of this file to this listener."""
 
 
 def _run_name() -> str:
@@ -56,6 +82,7 @@ def prepare(
     origin: str,
     timeout_seconds: int,
     database_url: str,
+    feed: str | None = None,
 ) -> SubmissionView | str:
     """The submission, or why it is refused (one line naming the field)."""
     try:
@@ -68,7 +95,10 @@ def prepare(
             origin,
             timeout_seconds,
             database_url,
+            feed,
         )
+    except Duplicate:
+        raise
     except StoreflowError as exc:
         return str(exc)
 
@@ -82,6 +112,7 @@ def _prepare(
     origin: str,
     timeout_seconds: int,
     database_url: str,
+    feed: str | None = None,
 ) -> SubmissionView:
     """Validate the request and record the submission (once per run)."""
     try:
@@ -94,6 +125,23 @@ def _prepare(
         raise InvalidInput("timeout_seconds", "must be positive")
     with session_scope(database_url) as session:
         target = steps.resolve(session, listener, resource, resource_type)
+        status = SubmissionStatus.SUBMITTED
+        if feed is not None:
+            try:
+                found = feeds.find(session, feed)
+            except StoreflowError as exc:
+                raise InvalidInput("feed", str(exc)) from None
+            parameters = {**found.parameters, **parameters}
+            if found.approval:
+                status = SubmissionStatus.PENDING_APPROVAL
+            resource_key = str(target.file.id)
+            if not feeds.bind_submission(
+                session, found.id, target.listener.id, resource_key, run_id
+            ):
+                raise Duplicate(
+                    f"{target.file.name} was already submitted to {target.listener.name} "
+                    f"for feed {found.name}"
+                )
         checked = steps.validate_parameters(target.listener, parameters)
         submission, _ = submissions.create(
             session,
@@ -104,8 +152,31 @@ def _prepare(
             origin=origin_value,
             parameters=checked,
             timeout_seconds=timeout_seconds,
+            status=status,
         )
     return submission
+
+
+def _await_approval(submission: SubmissionView, database_url: str) -> str | None:
+    """Suspend until a person decides (this returns only on the run's second start,
+    resumed); None when approved, else the reason it was rejected (recorded)."""
+    decision = suspend_flow_run(wait_for_input=Approval, key=APPROVAL_KEY, timeout=APPROVAL_TIMEOUT)
+    with session_scope(database_url) as session:
+        if decision.approve:
+            feeds.approve_submission(session, submission.id)
+            submissions.record_event(
+                session, submission.id, kind="storeflow.approved", message="approved"
+            )
+            return None
+        reason = decision.reason or "rejected"
+        submissions.record_event(
+            session,
+            submission.id,
+            kind="storeflow.rejected",
+            message=f"rejected: {reason}",
+            outcome=SubmissionStatus.FAILURE,
+        )
+    return reason
 
 
 @task(name="send-job")
@@ -150,23 +221,34 @@ def submit(
     origin: str = "API",
     timeout_seconds: int = DEFAULT_TIMEOUT,
     config: str | None = None,
+    feed: str | None = None,
 ) -> State[Any]:
-    """Submit a catalogued file (id or path) to a listener (name or id)."""
+    """Submit a catalogued file (id or path) to a listener (name or id), for a feed
+    (name or id) when `feed` is given."""
     note_run_name()
     run_id = str(flow_run.get_id())
     database_url = resolve_config(config).database_url
-    submission = prepare(
-        run_id,
-        listener,
-        resource,
-        resource_type,
-        parameters or {},
-        origin,
-        timeout_seconds,
-        database_url,
-    )
+    try:
+        submission = prepare(
+            run_id,
+            listener,
+            resource,
+            resource_type,
+            parameters or {},
+            origin,
+            timeout_seconds,
+            database_url,
+            feed,
+        )
+    except Duplicate as exc:
+        return Completed(name="Duplicate", message=str(exc))
     if isinstance(submission, str):
         return Failed(name="Refused", message=submission)
+    if submission.status is SubmissionStatus.PENDING_APPROVAL:
+        rejected = _await_approval(submission, database_url)
+        if rejected is not None:
+            return Failed(name="Rejected", message=f"rejected: {rejected}")
+        submission = submission.model_copy(update={"status": SubmissionStatus.SUBMITTED})
     if submission.status is SubmissionStatus.SUCCESS:
         return Completed(name="Success", message=submission.message)
     if submission.status is SubmissionStatus.FAILURE:

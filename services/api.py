@@ -179,6 +179,114 @@ def create_app(config: StoreflowConfig) -> FastAPI:
             except NotFound as exc:
                 raise HTTPException(404, str(exc)) from None
 
+    # -- feeds (the seed's feed API; docs/listeners.md "Feeds") -----------------------
+
+    def feed_steps() -> Any:
+        from storeflow.tasks import feeds as steps  # imports Prefect's clients
+
+        return steps
+
+    @app.post("/api/feeds")
+    def create_feed(body: dict[str, Any], found: Granted) -> dict[str, Any]:
+        from storeflow.models import feed_repository as feeds
+        from storeflow.models.feed_criteria import parse_query
+
+        user(found)
+        name = body.get("name")
+        if not isinstance(name, str):
+            raise InvalidInput("name", "required (a string)")
+        criteria = body.get("criteria", {})
+        if "query" in body:
+            if not isinstance(body["query"], str):
+                raise InvalidInput("query", "must be a string")
+            criteria = {**(criteria or {}), **parse_query(body["query"])}
+        with session_scope(database_url) as session:
+            return feeds.create(
+                session,
+                name,
+                criteria,
+                kind=str(body.get("kind", "file")),
+                parameters=body.get("parameters") or {},
+                approval=bool(body.get("approval", False)),
+            ).model_dump(mode="json")
+
+    @app.get("/api/feeds")
+    def list_feeds(
+        found: Granted,
+        name: str | None = None,
+        listener: int | None = None,
+        skip: int = 0,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        from storeflow.models import feed_repository as feeds
+
+        user(found)
+        with session_scope(database_url) as session:
+            views = feeds.list_feeds(
+                session,
+                name=name,
+                listener_id=listener,
+                skip=max(0, skip),
+                limit=max(0, min(limit, 1000)),
+            )
+        return [v.model_dump(mode="json") for v in views]
+
+    @app.delete("/api/feeds/{feed_id}")
+    def delete_feed(feed_id: int, found: Granted) -> dict[str, Any]:
+        user(found)
+        try:
+            deleted: Any = feed_steps().delete_feed(config, str(feed_id))
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        return {"deleted": deleted.model_dump(mode="json")}
+
+    @app.post("/api/feeds/{feed_id}/subscribe/{listener_id}")
+    def subscribe(
+        feed_id: int, listener_id: int, found: Granted, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        user(found)
+        body = body or {}
+        steps = feed_steps()
+        try:
+            done = steps.subscribe(
+                config, str(feed_id), str(listener_id), auto=bool(body.get("auto", True))
+            )
+            sent = (
+                steps.backfill(config, str(feed_id), str(listener_id))
+                if body.get("backfill", False)
+                else 0
+            )
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        return {**done.subscription.model_dump(mode="json"), "created": done.created, "sent": sent}
+
+    @app.post("/api/feeds/{feed_id}/execute/{listener_id}")
+    def execute(
+        feed_id: int,
+        listener_id: int,
+        found: Granted,
+        force_all: bool = False,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> dict[str, int]:
+        user(found)
+        try:
+            sent = feed_steps().execute(
+                config, str(feed_id), str(listener_id), force_all=force_all, skip=skip, limit=limit
+            )
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        return {"sent": sent}
+
+    @app.get("/api/feeds/{feed_id}/counts/{listener_id}")
+    def counts(feed_id: int, listener_id: int, found: Granted) -> dict[str, int]:
+        user(found)
+        try:
+            tally: Any = feed_steps().counts(config, str(feed_id), str(listener_id))
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        return dict(tally.model_dump())
+
     @app.api_route(
         "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     )

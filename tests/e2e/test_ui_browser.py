@@ -41,6 +41,9 @@ def deployment(api_url: str, name: str) -> dict[str, object]:
     return dict(api(f"{api_url}/deployments/name/{name}/{name}"))
 
 
+# The stack's start (`prefect deploy --all` of every deployment) takes minutes on a
+# loaded 2-core machine: more than the suite's 600 s per test.
+@pytest.mark.timeout(1800)
 def test_admin_console_in_a_browser(stack: dict[str, str], tmp_path: Path) -> None:
     api_url = stack["PREFECT_API_URL"]
     ui = api_url.removesuffix("/api")

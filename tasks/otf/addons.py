@@ -11,8 +11,10 @@ Needs ``opentaskpy`` (``pip install storeflow[otf]``) and the addon installed.
   (OTF's proxy transfer, what every addon with ``supports_direct_transfer() == False``
   gets): an addon source's files are pulled into a private staging directory, which
   storeflow then delivers from; an addon destination gets storeflow's delivery into a
-  staging directory, then ``push_files_from_worker`` and
-  ``move_files_to_final_location``.  Wherever storeflow's own handler is the destination,
+  staging directory, then ``push_files_from_worker`` (as in OTF, which calls
+  ``move_files_to_final_location`` only for its own ssh handler: S3's raises
+  NotImplementedError).  ``list_files`` gets the source's ``fileRegex`` as
+  ``file_pattern``, as OTF gives it.  Wherever storeflow's own handler is the destination,
   delivery is storeflow's (atomic renames, mtimes, callbacks).  A source addon's
   ``postCopyAction`` is the addon's ``handle_post_copy_action``, after every destination
   has its files.  When the source and every destination are the same addon and it
@@ -317,7 +319,9 @@ class AddonTransfer:
         """The addon source's files into the staging directory; how many."""
         assert self.source is not None
         spec = self.data["source"]
-        self.pulled = dict(call(self.source, "list_files") or {})
+        self.pulled = dict(
+            call(self.source, "list_files", file_pattern=self.data["source"].get("fileRegex")) or {}
+        )
         into = self.staging / "source"
         into.mkdir(parents=True, exist_ok=True)
         if self.pulled:
@@ -355,10 +359,11 @@ class AddonTransfer:
                 str(staged / Path(name).name): {} for name in delivered
             }  # fmt: skip
             call(handler, "push_files_from_worker", str(staged), listing)
-            call(handler, "move_files_to_final_location", listing or self._staged(staged))
 
     def transfer_direct(self) -> None:
-        self.pulled = dict(call(self.source, "list_files") or {})
+        self.pulled = dict(
+            call(self.source, "list_files", file_pattern=self.data["source"].get("fileRegex")) or {}
+        )
         if not self.pulled:
             if self.data["source"].get("error", True):
                 raise AddonError(
@@ -383,10 +388,6 @@ class AddonTransfer:
                     tidy()
                 except Exception as exc:  # the transfer's outcome stands
                     logging.getLogger("storeflow").warning("addon tidy failed: %s", exc)
-
-    @staticmethod
-    def _staged(directory: Path) -> dict[str, Any]:
-        return {str(p): {} for p in sorted(directory.iterdir()) if p.is_file()}
 
 
 # -- the flow's steps for addons, as Prefect tasks (the UI shows them) -------------------

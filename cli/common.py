@@ -13,9 +13,10 @@ import json
 import os
 import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
@@ -28,8 +29,11 @@ from storeflow.tasks.kinds import cells
 
 if TYPE_CHECKING:
     from prefect import Flow
+    from sqlalchemy.orm import Session
 
     from storeflow.cli.runner import RunOutcome
+
+T = TypeVar("T")
 
 _consoles: dict[tuple[int, bool], Console] = {}
 
@@ -187,21 +191,39 @@ def etag_or_current(
     return etag
 
 
+def read_one(config: str | None, find: "Callable[[Session], T]") -> T:
+    """What `find` reads from the resource database; a refusal (not found...) is one
+    line, exit 2."""
+    from storeflow.models.db import session_scope
+
+    try:
+        with session_scope(read_config(config).database_url) as session:
+            return find(session)
+    except StoreflowError as exc:
+        fail(str(exc))
+
+
+def print_one(found: BaseModel, as_json: bool) -> None:
+    """One record: compact JSON for scripts, indented and coloured for people."""
+    if as_json:
+        print(found.model_dump_json())
+    else:
+        out().print_json(found.model_dump_json())
+
+
 def lookup(
     kind: str, name: str, config: str | None, scope_space: str | None = None
 ) -> ResourceView:
     """One resource; `scope_space` names the parent it lives in (a snapshot's space)."""
     from storeflow.models import repository
-    from storeflow.models.db import session_scope
 
-    try:
-        with session_scope(read_config(config).database_url) as session:
-            scope = ""
-            if scope_space is not None:
-                scope = str(repository.find(session, _parent_kind(kind), scope_space).id)
-            return repository.find(session, kind, name, scope)
-    except StoreflowError as exc:
-        fail(str(exc))
+    def find(session: "Session") -> ResourceView:
+        scope = ""
+        if scope_space is not None:
+            scope = str(repository.find(session, _parent_kind(kind), scope_space).id)
+        return repository.find(session, kind, name, scope)
+
+    return read_one(config, find)
 
 
 def spec(model: type[Any], data: dict[str, Any], what: str) -> Any:
@@ -241,10 +263,3 @@ def _parent_kind(kind: str) -> str:
         return kinds.get(kind).parent or "space"
     except StoreflowError:
         return "space"
-
-
-def show_one(row: ResourceView, as_json: bool) -> None:
-    if as_json:
-        print(row.model_dump_json())
-    else:
-        out().print_json(row.model_dump_json())

@@ -200,4 +200,4 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one exposer."""
-    cli.show_one(cli.lookup(_kind(protocol), name, config), as_json)
+    cli.print_one(cli.lookup(_kind(protocol), name, config), as_json)

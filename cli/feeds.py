@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from storeflow.blocks.config import resolve_config
-from storeflow.cli.common import ConfigOption, JsonOption, fail, out
+from storeflow.cli.common import ConfigOption, JsonOption, fail, out, print_one, read_one
 from storeflow.models import feed_repository as feeds
 from storeflow.models.bounds import MAX_DOCUMENT_BYTES, BoundError, parse_document
 from storeflow.models.db import session_scope
@@ -234,15 +234,7 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one feed and its subscriptions."""
-    try:
-        with session_scope(resolve_config(config).database_url) as session:
-            found = feeds.find(session, feed)
-    except StoreflowError as exc:
-        fail(str(exc))
-    if as_json:
-        print(found.model_dump_json())
-    else:
-        out().print_json(found.model_dump_json())
+    print_one(read_one(config, lambda session: feeds.find(session, feed)), as_json)
 
 
 @feed_app.command("delete")

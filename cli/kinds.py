@@ -28,7 +28,7 @@ from storeflow.cli.common import (
     launch,
     list_kind,
     lookup,
-    show_one,
+    print_one,
     show_resources,
     spec,
 )
@@ -134,12 +134,12 @@ def show_verb(kind: ResourceKind) -> Verb:
             config: str | None = ConfigOption,
             as_json: bool = JsonOption,
         ) -> None:
-            show_one(lookup(kind.name, name, config, parent), as_json)
+            print_one(lookup(kind.name, name, config, parent), as_json)
 
         return show_in
 
     def show(name: str, config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
-        show_one(lookup(kind.name, name, config), as_json)
+        print_one(lookup(kind.name, name, config), as_json)
 
     return show
 

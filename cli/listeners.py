@@ -9,7 +9,16 @@ import typer
 from rich.table import Table
 
 from storeflow.blocks.config import resolve_config
-from storeflow.cli.common import ConfigOption, JsonOption, SubmitOption, fail, guarded, out
+from storeflow.cli.common import (
+    ConfigOption,
+    JsonOption,
+    SubmitOption,
+    fail,
+    guarded,
+    out,
+    print_one,
+    read_one,
+)
 from storeflow.models import listener_repository as listeners
 from storeflow.models import submission_repository as submissions
 from storeflow.models.db import session_scope
@@ -60,15 +69,7 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one listener."""
-    try:
-        with session_scope(resolve_config(config).database_url) as session:
-            found = listeners.find(session, listener)
-    except StoreflowError as exc:
-        fail(str(exc))
-    if as_json:
-        print(found.model_dump_json())
-    else:
-        out().print_json(found.model_dump_json())
+    print_one(read_one(config, lambda session: listeners.find(session, listener)), as_json)
 
 
 @listener_app.command("delete")
@@ -239,15 +240,7 @@ def submission_show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one submission and its events."""
-    try:
-        with session_scope(resolve_config(config).database_url) as session:
-            found = submissions.get(session, submission_id)
-    except StoreflowError as exc:
-        fail(str(exc))
-    if as_json:
-        print(found.model_dump_json())
-    else:
-        out().print_json(found.model_dump_json())
+    print_one(read_one(config, lambda session: submissions.get(session, submission_id)), as_json)
 
 
 # -- the services --------------------------------------------------------------------

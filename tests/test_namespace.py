@@ -2,6 +2,7 @@
 beside a Prefect project with its own `flows`, `tasks` and `models` packages, both
 import, and the `storeflow` command runs."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(argv: list[str], cwd: Path, timeout: float = 300) -> str:
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    # Nothing but the fresh virtualenv decides what imports: no PYTHONPATH from outside.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{argv}: {done.stdout}\n{done.stderr}"
     return done.stdout
 

@@ -242,6 +242,9 @@ def preload() -> None:
     import storeflow.models.repository  # noqa: F401
 
 
+INTERRUPTED = 130  # the shell's code for a command stopped by SIGINT
+
+
 def main(args: list[str] | None = None) -> None:
     """Run the command line (`args`, else sys.argv); exits with the command's status.
 
@@ -250,6 +253,14 @@ def main(args: list[str] | None = None) -> None:
     the terminal with --verbose)."""
     try:
         command()(args=args, prog_name="storeflow")
+    except (KeyboardInterrupt, SystemExit) as stop:
+        # Ctrl-C (typer turns it into exit 130): say so in one line, as for any stop.
+        if isinstance(stop, KeyboardInterrupt) or stop.code == INTERRUPTED:
+            from storeflow.cli.common import err
+
+            err().print("[red]interrupted[/red] (Ctrl-C): the command was stopped")
+            raise SystemExit(INTERRUPTED) from None
+        raise
     except Exception as exc:  # SystemExit (typer.Exit, usage errors) passes through
         if os.environ.get("STOREFLOW_VERBOSE"):
             raise

@@ -92,7 +92,8 @@ def log_unexpected(error: BaseException) -> str:
     return str(log)
 
 
-def guarded(fn: "Callable[[], RunOutcome]") -> "RunOutcome":
+def guarded(fn: "Callable[[], T]") -> T:
+    """`fn()`, with a refusal storeflow raised on purpose as one line, exit 2."""
     try:
         return fn()
     except StoreflowError as exc:

@@ -11,7 +11,15 @@ import typer
 from rich.table import Table
 
 from storeflow.blocks.config import resolve_config
-from storeflow.cli.common import ConfigOption, JsonOption, fail, out, print_one, read_one
+from storeflow.cli.common import (
+    ConfigOption,
+    JsonOption,
+    fail,
+    guarded,
+    out,
+    print_one,
+    read_one,
+)
 from storeflow.models import feed_repository as feeds
 from storeflow.models.bounds import MAX_DOCUMENT_BYTES, BoundError, parse_document
 from storeflow.models.db import session_scope
@@ -246,10 +254,7 @@ def delete_cmd(
     """Delete a feed: its subscriptions and their automations go with it."""
     from storeflow.tasks.feeds import delete_feed
 
-    try:
-        found = delete_feed(resolve_config(config), feed)
-    except StoreflowError as exc:
-        fail(str(exc))
+    found = guarded(lambda: delete_feed(resolve_config(config), feed))
     if as_json:
         print(found.model_dump_json())
     else:
@@ -297,10 +302,7 @@ def unsubscribe_cmd(
     """Unsubscribe a listener from a feed (its automation is deleted)."""
     from storeflow.tasks import feeds as feed_steps
 
-    try:
-        removed = feed_steps.unsubscribe(resolve_config(config), feed, listener)
-    except StoreflowError as exc:
-        fail(str(exc))
+    removed = guarded(lambda: feed_steps.unsubscribe(resolve_config(config), feed, listener))
     if as_json:
         print(removed.model_dump_json())
     else:
@@ -320,12 +322,11 @@ def execute_cmd(
     """Submit the feed's matching files to the listener now; prints the count sent."""
     from storeflow.tasks import feeds as feed_steps
 
-    try:
-        sent = feed_steps.execute(
+    sent = guarded(
+        lambda: feed_steps.execute(
             resolve_config(config), feed, listener, force_all=force_all, skip=skip, limit=limit
         )
-    except StoreflowError as exc:
-        fail(str(exc))
+    )
     print(json.dumps({"sent": sent}) if as_json else f"{sent} sent")
 
 
@@ -339,10 +340,7 @@ def counts_cmd(
     """How the feed's files stand at the listener."""
     from storeflow.tasks import feeds as feed_steps
 
-    try:
-        found = feed_steps.counts(resolve_config(config), feed, listener)
-    except StoreflowError as exc:
-        fail(str(exc))
+    found = guarded(lambda: feed_steps.counts(resolve_config(config), feed, listener))
     if as_json:
         print(found.model_dump_json())
         return

@@ -44,6 +44,20 @@ class HookContext:
     flow_run_name: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of_task(
+        cls, kind: str, task_id: str, flow_run_id: str, label: str, definition: Any
+    ) -> "HookContext":
+        """A task run (a transfer, an execution): its id and definition as parameters."""
+        return cls(
+            kind=kind,
+            action="run",
+            resource_name=task_id,
+            flow_run_id=flow_run_id,
+            flow_run_name=label,
+            parameters={"task_id": task_id, "definition": definition.model_dump(mode="json")},
+        )
+
 
 @dataclass(frozen=True)
 class ActionResults:

@@ -259,16 +259,8 @@ class ExecutionSkeleton(HookedRun):
 
     def hook_context(self) -> HookContext:
         run = self.run
-        return HookContext(
-            kind="execution",
-            action="run",
-            resource_name=run.task_id,
-            flow_run_id=run.flow_run_id,
-            flow_run_name=run.label,
-            parameters={
-                "task_id": run.task_id,
-                "definition": run.definition.model_dump(mode="json"),
-            },
+        return HookContext.of_task(
+            "execution", run.task_id, run.flow_run_id, run.label, run.definition
         )
 
     def steps(self) -> ActionResults:

@@ -245,16 +245,8 @@ class TransferSkeleton(HookedRun):
 
     def hook_context(self) -> HookContext:
         run = self.run
-        return HookContext(
-            kind="transfer",
-            action="run",
-            resource_name=run.task_id,
-            flow_run_id=run.flow_run_id,
-            flow_run_name=run.label,
-            parameters={
-                "task_id": run.task_id,
-                "definition": run.definition.model_dump(mode="json"),
-            },
+        return HookContext.of_task(
+            "transfer", run.task_id, run.flow_run_id, run.label, run.definition
         )
 
     def steps(self) -> ActionResults:

@@ -45,6 +45,7 @@ class Consumer(ABC):
         self.connections = 0
         self.handled = 0
         self.dropped = 0
+        self.failures = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._batch: list[tuple[Any, pika.BasicProperties, bytes]] = []
@@ -88,6 +89,15 @@ class Consumer(ABC):
             except BROKER_ERRORS as exc:
                 self.connected.clear()
                 log.warning("%s lost the broker (%s); reconnecting", self.name, exc or type(exc))
+                stop.wait(self.reconnect_delay)
+            except Exception:
+                # Anything else (a database that is busy in the sweep, a pika state error
+                # while the broker goes away) must not end the thread: a consumer that
+                # stops silently loses every later message.  Unacked deliveries are
+                # redelivered on the next connection.
+                self.connected.clear()
+                self.failures += 1
+                log.exception("%s failed; reconnecting", self.name)
                 stop.wait(self.reconnect_delay)
             finally:
                 self.connected.clear()

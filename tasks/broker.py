@@ -6,8 +6,10 @@ Where the broker is: models/listener_settings.py.
 """
 
 import contextlib
+import logging
 import threading
 import time
+from collections.abc import Callable
 
 import pika
 import pika.exceptions
@@ -23,6 +25,8 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+log = logging.getLogger("storeflow.tasks.broker")
+
 
 def connect(url: str, name: str | None = None) -> pika.BlockingConnection:
     """A blocking connection; `name` shows in the broker's connection list."""
@@ -37,11 +41,22 @@ def connect(url: str, name: str | None = None) -> pika.BlockingConnection:
 
 
 class Publisher:
-    """Persistent messages with publisher confirms, on one connection per publisher,
-    reopened after the broker went away (one retry per message)."""
+    """Persistent messages with publisher confirms, on one connection per publisher.
 
-    def __init__(self, url: str) -> None:
+    A lost or restarting broker is waited out: each operation is retried on a fresh
+    connection until `retry_for` seconds have passed (a broker restart takes seconds).
+    A publish is retried only when it may not have reached the broker: the connection
+    failed before the message was written, or it was lost before the broker confirmed
+    it.  In the second case the first copy may have been queued (RabbitMQ cannot say),
+    so the job can arrive twice; its submission's key and the status consumer make a
+    copy that arrives after the submission ended harmless (it cannot download, its
+    replies are ignored).
+    """
+
+    def __init__(self, url: str, *, retry_for: float = 120.0) -> None:
         self.url = url
+        self.retry_for = retry_for
+        self.unconfirmed_retries = 0
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._lock = threading.Lock()
@@ -54,10 +69,36 @@ class Publisher:
             self._channel.confirm_delivery()
         return self._channel
 
+    def _retrying(self, what: str, operation: Callable[[BlockingChannel], None]) -> None:
+        deadline = time.monotonic() + self.retry_for
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                channel = self._open()
+            except BROKER_ERRORS as exc:
+                self._wait_or_raise(what, exc, attempt, deadline)
+                continue
+            try:
+                operation(channel)
+                return
+            except BROKER_ERRORS as exc:
+                if what == "publish":
+                    self.unconfirmed_retries += 1
+                    log.warning("publish not confirmed (%s); publishing again", exc or type(exc))
+                self._wait_or_raise(what, exc, attempt, deadline)
+
+    def _wait_or_raise(self, what: str, exc: BaseException, attempt: int, deadline: float) -> None:
+        self.close()
+        if time.monotonic() >= deadline:
+            raise exc
+        log.info("%s: broker unavailable (%s); retrying", what, exc or type(exc))
+        time.sleep(min(2.0, 0.25 * attempt, max(0.0, deadline - time.monotonic())))
+
     def declare_queue(self, queue: str) -> None:
         """Declare a queue as pyclowder does (durable, no arguments)."""
         with self._lock:
-            self._open().queue_declare(queue, durable=True)
+            self._retrying("declare", lambda channel: channel.queue_declare(queue, durable=True))
 
     def publish(
         self,
@@ -66,20 +107,15 @@ class Publisher:
         properties: pika.BasicProperties,
         *,
         exchange: str = "",
-        attempts: int = 5,
     ) -> None:
-        """Publish and wait for the broker's confirm (raise after `attempts` failures)."""
+        """Publish and wait for the broker's confirm (raise once `retry_for` is over)."""
         with self._lock:
-            for attempt in range(1, attempts + 1):
-                try:
-                    channel = self._open()
-                    channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
-                    return
-                except BROKER_ERRORS:
-                    self.close()
-                    if attempt == attempts:
-                        raise
-                    time.sleep(min(5.0, 0.5 * attempt))
+            self._retrying(
+                "publish",
+                lambda channel: channel.basic_publish(
+                    exchange, routing_key, body, properties, mandatory=True
+                ),
+            )
 
     def close(self) -> None:
         if self._connection is not None and self._connection.is_open:

@@ -6,12 +6,14 @@ the file with the job's key, posts the counts as metadata.  The tests run it as 
 subprocess with CLOWDER_VERSION=2.  WORDCOUNT_MODE picks a behaviour the checks
 need: `count` (the default), `raise` (every attempt fails), `upload` (also uploads a
 summary file into the dataset).  WORDCOUNT_LOG, if set, gets one line per processed
-job id (to count what ran, and how often).
+job id (to count what ran, and how often).  WORDCOUNT_SLEEP (seconds) makes each job
+take that long, as real work does (a kill or a broker restart then lands mid-job).
 """
 
 import logging
 import os
 import tempfile
+import time
 
 import pyclowder.files  # type: ignore[import-untyped]
 from pyclowder.extractors import Extractor  # type: ignore[import-untyped]
@@ -28,6 +30,7 @@ class WordCount(Extractor):
         mode = os.environ.get("WORDCOUNT_MODE", "count")
         if mode == "raise":
             raise RuntimeError("this extractor always fails")
+        time.sleep(float(os.environ.get("WORDCOUNT_SLEEP", "0")))
         with open(resource["local_paths"][0], encoding="utf-8", errors="replace") as stream:
             text = stream.read()
         counts = {"lines": text.count("\n"), "words": len(text.split()), "characters": len(text)}

@@ -1,0 +1,161 @@
+"""RabbitMQ restarted in the middle of 100 submissions to a running stock pyclowder
+extractor: every submission ends, none is lost, none is run twice.
+
+The broker is the test's own node (tests/listeners/private_broker.py), never the
+machine's shared one.  The extractor is the stock word count, kept running by a
+supervisor (pyclowder exits when its broker goes away), taking 0.3 s per job as real
+work would; it appends each job id it has processed to a file.
+"""
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from storeflow.blocks.config import StoreflowConfig
+from storeflow.flows.submissions import submit
+from storeflow.models import listener_repository as listeners
+from storeflow.models import submission_repository as submissions
+from storeflow.models.catalog_repository import FileView
+from storeflow.models.db import session_scope
+from storeflow.models.listener_repository import ListenerView
+from storeflow.models.listener_settings import ListenerSettings
+from storeflow.models.submissions import SubmissionStatus
+from storeflow.services.serve import Services, running
+from storeflow.tasks.catalog import register
+from tests.listeners.broker import unique, wait_for
+from tests.listeners.extractor import free_port
+from tests.listeners.private_broker import PrivateRabbit
+from tests.listeners.supervise import Supervised
+
+SUBMISSIONS = 100
+RESTART_AT = 50
+
+
+@pytest.fixture
+def rabbit(tmp_path: Path) -> Iterator[PrivateRabbit]:
+    node = PrivateRabbit(tmp_path / "rabbit").start()
+    try:
+        yield node
+    finally:
+        node.kill()
+
+
+@pytest.fixture
+def services(
+    storeflow_home: Path, rabbit: PrivateRabbit, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Services]:
+    settings = ListenerSettings(
+        broker_url=rabbit.url,
+        api_url=f"http://127.0.0.1:{free_port()}/",
+        reply_queue=unique("storeflow.replies"),
+        heartbeat_queue=unique("storeflow.heartbeats"),
+    )
+    # The submit runs read where the broker is from here (the setting, not 5672).
+    monkeypatch.setenv("STOREFLOW_BROKER_URL", settings.broker_url)
+    monkeypatch.setenv("STOREFLOW_API_URL", settings.api_url)
+    monkeypatch.setenv("STOREFLOW_REPLY_QUEUE", settings.reply_queue)
+    with running(StoreflowConfig(), settings, watch=False) as started:
+        yield started
+
+
+@pytest.fixture
+def supervised(tmp_path: Path, rabbit: PrivateRabbit) -> Iterator[Supervised]:
+    name = unique("wordcount")
+    extractor = Supervised(
+        tmp_path / name,
+        name,
+        rabbit.url,
+        WORDCOUNT_LOG=str(tmp_path / "processed.txt"),
+        WORDCOUNT_SLEEP="0.3",
+    ).start()
+    try:
+        yield extractor
+    finally:
+        extractor.stop()
+
+
+def listener_named(name: str, output: Any) -> ListenerView:
+    def probe() -> ListenerView | None:
+        with session_scope(StoreflowConfig().database_url) as session:
+            found = listeners.list_listeners(session, name=name)
+        return found[0] if found else None
+
+    try:
+        return wait_for(probe, 120, f"a heartbeat from {name}")
+    except AssertionError:
+        raise AssertionError(output()) from None
+
+
+def poem(tmp_path: Path) -> FileView:
+    path = tmp_path / "data" / "poem.txt"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("the quick brown fox\njumps over the lazy dog\n")
+    return register(StoreflowConfig(), path)[0]
+
+
+def restart(rabbit: PrivateRabbit, done: threading.Event, errors: list[BaseException]) -> None:
+    try:
+        rabbit.stop_node()
+        threading.Event().wait(2)  # down for a moment, as in a real restart
+        rabbit.start()
+    except BaseException as exc:  # the main thread reports it
+        errors.append(exc)
+    finally:
+        done.set()
+
+
+def test_a_broker_restart_mid_run_loses_nothing_and_runs_nothing_twice(
+    services: Services, supervised: Supervised, rabbit: PrivateRabbit, tmp_path: Path
+) -> None:
+    listener = listener_named(supervised.name, supervised.output)
+    file = poem(tmp_path)
+    restarted = threading.Event()
+    errors: list[BaseException] = []
+    runs: list[str] = []
+    for n in range(SUBMISSIONS):
+        if n == RESTART_AT:
+            # While submissions keep coming: the next ones publish into a broker that
+            # is going down or coming back.
+            threading.Thread(target=restart, args=(rabbit, restarted, errors)).start()
+        state = submit(
+            listener=listener.name, resource=str(file.id), timeout_seconds=900, return_state=True
+        )
+        assert state.name == "Submitted", state.message
+        runs.append(str(state.state_details.flow_run_id))
+    assert restarted.wait(300) and not errors, errors
+    assert rabbit.starts == 2
+
+    def all_ended() -> bool:
+        with session_scope(StoreflowConfig().database_url) as session:
+            found = submissions.list_submissions(session, listener_id=listener.id)
+        return len(found) == SUBMISSIONS and all(s.status.terminal for s in found)
+
+    try:
+        wait_for(all_ended, 900, "every submission's end")
+    except AssertionError:
+        raise AssertionError(supervised.output()[-5000:]) from None
+    with session_scope(StoreflowConfig().database_url) as session:
+        found = submissions.list_submissions(session, listener_id=listener.id)
+    assert Counter(s.status for s in found) == Counter({SubmissionStatus.SUCCESS: SUBMISSIONS})
+
+    processed = Counter((tmp_path / "processed.txt").read_text().split())
+    assert set(processed) == set(runs)  # none lost
+    assert [job for job, times in processed.items() if times > 1] == []  # none twice
+    assert supervised.restarts >= 1  # pyclowder exited with its broker and came back
+    assert services.statuses.connections >= 2 and services.heartbeats.connections >= 2
+
+    # Every run reads as its submission: Completed "Success".
+    assert services.mirror.wait_idle(120)
+    with get_client(sync_client=True) as client:
+        flow_runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(r) for r in runs])),
+            limit=SUBMISSIONS,
+        )
+    assert Counter(r.state_name for r in flow_runs) == Counter({"Success": SUBMISSIONS})

@@ -19,29 +19,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from storeflow.models.errors import InvalidInput
-from storeflow.models.exposers import (
-    CifsExposerSpec,
-    CifsExposerUpdate,
-    NfsExposerSpec,
-    NfsExposerUpdate,
-)
 from storeflow.models.names import format_size
-from storeflow.models.replicas import (
-    ProfileSpec,
-    ProfileUpdate,
-    ProviderSpec,
-    ProviderUpdate,
-    ReplicaSpec,
-    ReplicaUpdate,
-)
-from storeflow.models.schemas import (
-    ResourceView,
-    SnapshotSpec,
-    SpaceSpec,
-    SpaceUpdate,
-    TemplateSpec,
-    TemplateUpdate,
-)
+from storeflow.models.schemas import ResourceView
 
 ENTRY_POINT_GROUP = "storeflow.kinds"
 
@@ -54,12 +33,19 @@ def _attribute(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def _model(model: type[BaseModel] | str) -> type[BaseModel]:
+    found: type[BaseModel] = _attribute(model) if isinstance(model, str) else model
+    return found
+
+
 @dataclass(frozen=True)
 class ResourceKind:
     """What storeflow knows of one kind of resource.
 
     name: the kind as stored and shown (`space`, `cifs-exposer`).
-    spec: the pydantic model a create takes (its JSON Schema is `storeflow schema`).
+    spec: the pydantic model a create takes (its JSON Schema is `storeflow schema`), or
+        its 'module:Class' path, imported when first used (`spec_model`): a listing
+        then never imports the models of other kinds.
     operations: the module with the kind's Builder/Updater/Deleter and its
         `get_periodic_hook_data(resources)` (Manila's per-driver periodic data).
     flows: the module with one flow per action, named `<kind>_<action>`
@@ -69,7 +55,8 @@ class ResourceKind:
     parent: the kind this one lives inside (snapshots live in a space).
     reconcile: 'module:function' bringing this kind's records up to date with the real
         system (several kinds may share one).
-    changes: the model an update takes (`storeflow KIND update --changes` checks it).
+    changes: the model an update takes (`storeflow KIND update --changes` checks it),
+        or its path (`changes_model`).
     command: the CLI group holding the kind's verbs (default: the kind's name); kinds
         sharing a hand-written group (`exposer cifs|nfs ...`) name it.
     verb_help: the CLI's help of a verb built from this record, where the default
@@ -78,7 +65,7 @@ class ResourceKind:
 
     name: str
     help: str
-    spec: type[BaseModel]
+    spec: type[BaseModel] | str
     operations: str
     flows: str
     actions: tuple[str, ...] = ("create", "update", "delete")
@@ -86,7 +73,7 @@ class ResourceKind:
     parent: str | None = None
     reconcile: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    changes: type[BaseModel] | None = None
+    changes: type[BaseModel] | str | None = None
     command: str | None = None
     verb_help: dict[str, str] = field(default_factory=dict)
 
@@ -117,6 +104,16 @@ class ResourceKind:
         """The action's Prefect flow (imports the flows module, and so Prefect)."""
         return _attribute(self.flow_path(action))
 
+    @property
+    def spec_model(self) -> type[BaseModel]:
+        """The spec model (imported now when the record names it by path)."""
+        return _model(self.spec)
+
+    @property
+    def changes_model(self) -> type[BaseModel] | None:
+        """The model an update takes, if the kind has one."""
+        return None if self.changes is None else _model(self.changes)
+
     def periodic_hook_data(self, resources: list[ResourceView]) -> list[dict[str, Any]]:
         get_data: PeriodicHookData = _attribute(f"{self.operations}:get_periodic_hook_data")
         return get_data(resources)
@@ -126,17 +123,17 @@ BUILTIN: tuple[ResourceKind, ...] = (
     ResourceKind(
         name="space",
         help="Spaces: directory trees with a quota.",
-        spec=SpaceSpec,
+        spec="storeflow.models.schemas:SpaceSpec",
         operations="storeflow.tasks.spaces",
         flows="storeflow.flows.spaces",
         columns=("quota", "used", "template", "message"),
-        changes=SpaceUpdate,
+        changes="storeflow.models.schemas:SpaceUpdate",
         reconcile="storeflow.tasks.reconcile:reconcile_directories",
     ),
     ResourceKind(
         name="snapshot",
         help="Read-only snapshots of spaces.",
-        spec=SnapshotSpec,
+        spec="storeflow.models.schemas:SnapshotSpec",
         operations="storeflow.tasks.snapshots",
         flows="storeflow.flows.snapshots",
         actions=("create", "delete"),
@@ -147,19 +144,19 @@ BUILTIN: tuple[ResourceKind, ...] = (
     ResourceKind(
         name="template",
         help="Templates installed into new spaces.",
-        spec=TemplateSpec,
+        spec="storeflow.models.schemas:TemplateSpec",
         operations="storeflow.tasks.templates",
         flows="storeflow.flows.templates",
         columns=("used", "files", "message"),
-        changes=TemplateUpdate,
+        changes="storeflow.models.schemas:TemplateUpdate",
         verb_help={"delete": "Delete a template from the store."},
         reconcile="storeflow.tasks.reconcile:reconcile_directories",
     ),
     ResourceKind(
         name="cifs-exposer",
         help="CIFS (Samba) shares of spaces.",
-        spec=CifsExposerSpec,
-        changes=CifsExposerUpdate,
+        spec="storeflow.models.exposers:CifsExposerSpec",
+        changes="storeflow.models.exposers:CifsExposerUpdate",
         command="exposer",
         operations="storeflow.tasks.exposers.cifs",
         flows="storeflow.flows.exposers",
@@ -170,8 +167,8 @@ BUILTIN: tuple[ResourceKind, ...] = (
     ResourceKind(
         name="nfs-exposer",
         help="NFS exports of spaces.",
-        spec=NfsExposerSpec,
-        changes=NfsExposerUpdate,
+        spec="storeflow.models.exposers:NfsExposerSpec",
+        changes="storeflow.models.exposers:NfsExposerUpdate",
         command="exposer",
         operations="storeflow.tasks.exposers.nfs",
         flows="storeflow.flows.exposers",
@@ -182,22 +179,24 @@ BUILTIN: tuple[ResourceKind, ...] = (
     ResourceKind(
         name="provider",
         help="Remote endpoints replicas and profiles move data to.",
-        spec=ProviderSpec,
+        spec="storeflow.models.replicas:ProviderSpec",
         operations="storeflow.tasks.providers",
         flows="storeflow.flows.providers",
+        reconcile="storeflow.tasks.providers:reconcile_providers",
         actions=("create", "update", "delete"),
-        changes=ProviderUpdate,
+        changes="storeflow.models.replicas:ProviderUpdate",
         columns=("protocol", "directory", "block", "message"),
         verb_help={"delete": "Delete a provider (refused while replicas use it)."},
     ),
     ResourceKind(
         name="replica",
         help="Scheduled copies of a space to a provider.",
-        spec=ReplicaSpec,
+        spec="storeflow.models.replicas:ReplicaSpec",
         operations="storeflow.tasks.replicas",
         flows="storeflow.flows.replicas",
+        reconcile="storeflow.tasks.replicas:reconcile_replicas",
         actions=("create", "update", "delete", "sync"),
-        changes=ReplicaUpdate,
+        changes="storeflow.models.replicas:ReplicaUpdate",
         columns=("space", "provider", "direction", "schedule", "last_run", "message"),
         verb_help={
             "delete": "Delete a replica and its schedule (the data on both sides stays).",
@@ -207,11 +206,12 @@ BUILTIN: tuple[ResourceKind, ...] = (
     ResourceKind(
         name="profile",
         help="Tiering profiles: move cold files of a space to a provider.",
-        spec=ProfileSpec,
+        spec="storeflow.models.replicas:ProfileSpec",
         operations="storeflow.tasks.profiles",
         flows="storeflow.flows.profiles",
+        reconcile="storeflow.tasks.profiles:reconcile_profiles",
         actions=("create", "update", "delete", "tier"),
-        changes=ProfileUpdate,
+        changes="storeflow.models.replicas:ProfileUpdate",
         columns=("pools", "schedule", "last_run", "message"),
         verb_help={
             "delete": "Delete a profile and its schedule (the pools and their files stay).",

@@ -20,6 +20,7 @@ from storeflow.models.replicas import ProfileSpec, ProfileUpdate, TierRule, upda
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
 from storeflow.tasks import fstools, schedules
+from storeflow.tasks.reconcile import Change, settle_interrupted
 from storeflow.tasks.tree_sync import Endpoint, move_tree, open_endpoint
 
 KIND = "profile"
@@ -159,6 +160,19 @@ class ProfileDeleter(schedules.ScheduleDeleter):
     kind = KIND
     action = Action.DELETE
     flow = FLOW
+
+
+def undo_interrupted(config: StoreflowConfig, row: ResourceView) -> None:
+    schedules.undo_interrupted(FLOW, row)
+
+
+def reconcile_profiles(config: StoreflowConfig) -> list[Change]:
+    """Profiles whose run was killed: a create's deployment and record go (pool
+    directories it made stay: they may hold files by now, and an empty one is harmless;
+    a new create reuses them), a delete's paused schedule resumes, the rest is released."""
+    return settle_interrupted(
+        config, KIND, undo_create=undo_interrupted, undo_change=undo_interrupted
+    )
 
 
 def tier(spec: ProfileSpec) -> list[dict[str, Any]]:

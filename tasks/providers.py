@@ -18,6 +18,7 @@ from storeflow.models.replicas import ProviderSpec, ProviderUpdate, updated
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
 from storeflow.tasks.lifecycle import ResourceOperation
+from storeflow.tasks.reconcile import Change, settle_interrupted
 from storeflow.tasks.transfer import TransferHandler
 from storeflow.tasks.tree_sync import Endpoint, open_endpoint
 
@@ -153,6 +154,12 @@ def one_line(error: Exception) -> str:
     if callable(errors):
         return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in errors())
     return " ".join(str(error).split())
+
+
+def reconcile_providers(config: StoreflowConfig) -> list[Change]:
+    """Providers whose run was killed: a provider is only a record, so an interrupted
+    create is removed (the name is free again) and anything else released ERRORED."""
+    return settle_interrupted(config, KIND)
 
 
 def get_periodic_hook_data(providers: list[ResourceView]) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from storeflow.tasks.spaces import observed_state
 MISSING = "directory missing on the filesystem"
 INTERRUPTED = "the run that held it ended before finishing"
 ROLLED_BACK = "its create was interrupted before anything was made"
+UNDONE = "its create was interrupted: what it made is undone"
 # fstools.temp_sibling names: .NAME.PURPOSE-HEX
 LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?P<purpose>copy|snapshot|deleting|replaced)-[0-9a-f]{12}")
 RESTORABLE = {"deleting", "replaced"}  # trees moved aside, not yet removed
@@ -46,6 +47,42 @@ class Change:
 # What a kind's `reconcile` names: it brings one area of the database up to date
 # with the real system and reports each change.
 Reconciler = Callable[[StoreflowConfig], list[Change]]
+
+# A kind's way to put back what an interrupted run of it left outside the database
+# (a Prefect deployment, a paused schedule): called with the record as the run left it.
+Undo = Callable[[StoreflowConfig, ResourceView], None]
+
+
+def settle_interrupted(
+    config: StoreflowConfig,
+    kind: str,
+    undo_create: Undo | None = None,
+    undo_change: Undo | None = None,
+) -> list[Change]:
+    """Records of `kind` whose run stopped without a word (its lease ran out, or Prefect
+    says it ended) for kinds whose state lives in the database and Prefect, not in a
+    directory: an interrupted create is undone (`undo_create`) and its row removed, so the
+    name is free again; an interrupted update or delete is undone (`undo_change`, e.g. a
+    paused schedule resumed) and the record released ERRORED, still there, for the next
+    operation to retry."""
+    changes: list[Change] = []
+    with session_scope(config.database_url) as session:
+        for row in repository.list_kind(session, kind):
+            if not (row.lock_owner and lock_is_stale(row)):
+                continue
+            if row.last_action == "create":
+                if undo_create is not None:
+                    undo_create(config, row)
+                repository.hard_delete(session, row.id)
+                changes.append(Change(kind, row.name, "rolled back", UNDONE))
+                continue
+            if undo_change is not None:
+                undo_change(config, row)
+            repository.release(
+                session, row.id, row.lock_owner, Status.ERRORED, message=INTERRUPTED, deleted=False
+            )
+            changes.append(Change(kind, row.name, "released", INTERRUPTED))
+    return changes
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from storeflow.models.replicas import ProviderSpec, ReplicaSpec, ReplicaUpdate, 
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
 from storeflow.tasks import providers, schedules
+from storeflow.tasks.reconcile import Change, settle_interrupted
 from storeflow.tasks.spaces import space_path
 from storeflow.tasks.tree_sync import Endpoint, TreeReport, open_endpoint, sync_tree
 
@@ -139,6 +140,18 @@ class ReplicaDeleter(schedules.ScheduleDeleter):
     kind = KIND
     action = Action.DELETE
     flow = FLOW
+
+
+def undo_interrupted(config: StoreflowConfig, row: ResourceView) -> None:
+    schedules.undo_interrupted(FLOW, row)
+
+
+def reconcile_replicas(config: StoreflowConfig) -> list[Change]:
+    """Replicas whose run was killed: a create's deployment and record go, a delete's
+    paused schedule resumes and the replica stays (ERRORED), anything else is released."""
+    return settle_interrupted(
+        config, KIND, undo_create=undo_interrupted, undo_change=undo_interrupted
+    )
 
 
 # -- the sync itself ---------------------------------------------------------------------

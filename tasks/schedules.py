@@ -123,6 +123,34 @@ def delete(deployment_id: UUID) -> None:
         client.delete_deployment(deployment_id)
 
 
+def forget(flow_name: str, name: str) -> None:
+    """Delete the scheduled deployment `<flow_name>/<name>` if there is one (never the base
+    deployment `<flow_name>/<flow_name>` that prefect.yaml declares)."""
+    if name == flow_name:
+        return
+    found = read(f"{flow_name}/{name}")
+    if found is not None:
+        delete(found.id)
+
+
+def unpause(flow_name: str, name: str) -> None:
+    """Resume `<flow_name>/<name>` if a delete that never committed left it paused."""
+    found = read(f"{flow_name}/{name}")
+    if found is not None and found.paused and name != flow_name:
+        resume(found.id)
+
+
+def undo_interrupted(flow_name: str, row: ResourceView) -> None:
+    """What a run killed mid-perform left on the server, put back: an interrupted create's
+    deployment is deleted, an interrupted delete's paused schedule resumes (the delete
+    never committed).  An interrupted update leaves the deployment as it found it or as
+    the new spec says: the next update replaces it either way."""
+    if row.last_action == "create":
+        forget(flow_name, row.name)
+    elif row.last_action == "delete":
+        unpause(flow_name, row.name)
+
+
 class ScheduleBuilder(ResourceOperation):
     """Create a resource that owns the scheduled deployment `<flow>/<name>`: perform
     calls `create_schedule`; a rollback deletes the deployment again."""

@@ -70,6 +70,9 @@ def test_reconcilers_are_listed_once_each_in_registry_order() -> None:
     assert kinds.reconcilers() == [
         "storeflow.tasks.reconcile:reconcile_directories",
         "storeflow.tasks.exposers.reconcile:reconcile_exposers",
+        "storeflow.tasks.providers:reconcile_providers",
+        "storeflow.tasks.replicas:reconcile_replicas",
+        "storeflow.tasks.profiles:reconcile_profiles",
     ]
 
 

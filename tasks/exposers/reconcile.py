@@ -29,7 +29,7 @@ from storeflow.tasks.exposers.configfile import ConfigEdit, leftover_temp_files
 from storeflow.tasks.exposers.nfs import NfsExposer
 from storeflow.tasks.exposers.operations import is_managed
 from storeflow.tasks.lifecycle import lock_is_stale
-from storeflow.tasks.reconcile import INTERRUPTED, Change
+from storeflow.tasks.reconcile import INTERRUPTED, UNDONE, Change
 from storeflow.tasks.spaces import space_path
 
 
@@ -54,16 +54,26 @@ def reconcile_backend(
     for leftover in leftover_temp_files(backend.managed_path):
         leftover.unlink(missing_ok=True)
         changes.append(Change(backend.kind, "-", "cleaned", f"removed {leftover.name}"))
-    rows = repository.list_kind(session, backend.kind)
-    for row in rows:
+    for row in repository.list_kind(session, backend.kind):
         if row.lock_owner and lock_is_stale(row):
-            repository.release(
-                session, row.id, row.lock_owner, Status.ERRORED, message=INTERRUPTED, deleted=False
-            )
-            changes.append(Change(backend.kind, row.name, "released", INTERRUPTED))
+            changes.append(_settle_interrupted(session, backend, row))
+    rows = repository.list_kind(session, backend.kind)
     changes += _rewrite_managed(backend, edit, rows)
     changes += _record_foreign(config, backend, session, rows)
     return changes
+
+
+def _settle_interrupted(session: Session, backend: Backend, row: ResourceView) -> Change:
+    """A run killed mid-operation: a create that never recorded its block is rolled back
+    (its row goes; _rewrite_managed then takes its block out of the file if it got
+    there), anything else is released ERRORED with its last applied block kept."""
+    if row.last_action == "create" and not row.state.get("block"):
+        repository.hard_delete(session, row.id)
+        return Change(backend.kind, row.name, "rolled back", UNDONE)
+    repository.release(
+        session, row.id, row.lock_owner or "", Status.ERRORED, message=INTERRUPTED, deleted=False
+    )
+    return Change(backend.kind, row.name, "released", INTERRUPTED)
 
 
 def _rewrite_managed(backend: Backend, edit: ConfigEdit, rows: list[ResourceView]) -> list[Change]:

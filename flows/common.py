@@ -20,6 +20,7 @@ from storeflow.blocks.config import StoreflowConfig, load_config, resolve_config
 from storeflow.models import repository
 from storeflow.models.bounds import Etag, check_text
 from storeflow.models.db import session_scope
+from storeflow.models.errors import StoreflowError
 
 # Where a flow run by run_here reports its name (flow run id -> name); None elsewhere.
 noted_run_names: ContextVar[dict[str, str] | None] = ContextVar("storeflow_run_names", default=None)
@@ -100,20 +101,35 @@ class ExpectedOutcome(logging.Filter):
     long traceback after a run that *returned* a Failed state (Refused, Errored with a
     known cause, Vetoed): the run already logged its one line, and the state says why.
     Such a run raises FailedRun (a flow that raised keeps its own exception and its
-    traceback)."""
+    traceback).
+
+    A step that answers with a Failed state (a refusal is an answer: `Refused`) makes
+    the task engine log "Task run failed with state: ..." with `exc_info=True` outside
+    any exception, i.e. a stray "NoneType: None"; the task's own "Finished in state"
+    line already says it.
+
+    A step that raised a StoreflowError (a known cause: template in use, quota below
+    usage) makes it log "Task run failed with exception: ..." and the traceback; the
+    task's "Finished in state Failed(...)" line and the run's own line give the cause.
+    Any other exception keeps its line and its traceback: that is a crash."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not (
-            isinstance(error, FailedRun) and record.getMessage().startswith("Engine execution")
-        )
+        message = record.getMessage()
+        if isinstance(error, FailedRun) and message.startswith("Engine execution"):
+            return False
+        if not message.startswith("Task run failed with"):
+            return True
+        return not (error is None or isinstance(error, StoreflowError))
 
 
 def quiet_expected_outcomes() -> None:
-    """Install ExpectedOutcome on Prefect's flow-run logger (once per process)."""
-    logger = logging.getLogger("prefect.flow_runs")
-    if not any(isinstance(f, ExpectedOutcome) for f in logger.filters):
-        logger.addFilter(ExpectedOutcome())
+    """Install ExpectedOutcome on Prefect's flow-run and task-run loggers (once per
+    process)."""
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ExpectedOutcome) for f in logger.filters):
+            logger.addFilter(ExpectedOutcome())
 
 
 P = ParamSpec("P")

@@ -30,6 +30,13 @@ def start_cmd(
         help="Prefect's database, e.g. postgresql+asyncpg://... (default: SQLite).",
     ),
     no_deploy: bool = typer.Option(False, "--no-deploy", help="Skip `prefect deploy --all`."),
+    worker_limit: int | None = typer.Option(
+        None,
+        "--worker-limit",
+        min=1,
+        max=1000,
+        help="Runs each worker takes at once (default: no limit; one worker may take all).",
+    ),
 ) -> None:
     """Bring up every part that is not up yet (idempotent); print PREFECT_API_URL."""
     from storeflow.services import stack
@@ -41,6 +48,7 @@ def start_cmd(
             database_url=database_url,
             prefect_database_url=prefect_database_url,
             deploy_flows=not no_deploy,
+            worker_limit=worker_limit,
             progress=lambda line: err().print(line, highlight=False),
         )
     except stack.StackError as exc:

@@ -60,6 +60,9 @@ class StackRecord:
     config_document: str = CONFIG_DOCUMENT
     database_url: str | None = None
     prefect_database_url: str | None = None
+    #: Runs each worker takes at once (`prefect worker start --limit`); None: no limit,
+    #: and then the first worker to poll takes every run that is due.
+    worker_limit: int | None = None
 
 
 def stack_dir() -> Path:
@@ -263,6 +266,8 @@ def start_workers(record: StackRecord, count: int) -> None:
         index = len(record.worker_pids) + 1
         name = f"storeflow-{socket.gethostname()}-{index}"
         cmd = [_prefect(), "worker", "start", "--pool", record.pool, "--name", name]
+        if record.worker_limit:
+            cmd += ["--limit", str(record.worker_limit)]
         record.worker_pids.append(_spawn(cmd, env, stack_dir() / f"worker-{index}.log"))
         write_record(record)
 
@@ -274,6 +279,7 @@ def start(
     prefect_database_url: str | None = None,
     deploy_flows: bool = True,
     progress: Any = None,
+    worker_limit: int | None = None,
 ) -> StackRecord:
     """Bring every part up that is not up yet; returns what runs."""
     say = progress or (lambda _message: None)
@@ -289,6 +295,7 @@ def start(
         raise StackError(f"port: the stack already runs on {record.port}; stop it first")
     record.database_url = database_url or record.database_url
     record.prefect_database_url = prefect_database_url or record.prefect_database_url
+    record.worker_limit = worker_limit or record.worker_limit  # for the workers started now
     write_record(record)
     start_server(record)
     say(f"server: {record.api_url} (pid {record.server_pid})")

@@ -10,6 +10,7 @@ import grp
 import hashlib
 import os
 import pwd
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from prefect.events import emit_event
 
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.models import catalog_repository as catalog
+from storeflow.models import repository
 from storeflow.models.catalog_repository import Change, FileFacts, FileView
 from storeflow.models.db import session_scope
 from storeflow.models.errors import InvalidInput
@@ -120,12 +122,64 @@ def register(
     return file, change
 
 
+#: Files per catalog transaction when a transfer registers what it delivered.
+DELIVERY_BATCH = 500
+
+
+def known_spaces(config: StoreflowConfig) -> set[str]:
+    """The names of the spaces storeflow manages (its resource database)."""
+    with session_scope(config.database_url) as session:
+        return {space.name for space in repository.list_kind(session, "space")}
+
+
+def register_delivered(
+    config: StoreflowConfig, paths: Iterable[Path], *, batch: int | None = None
+) -> "ScanCounts":
+    """Register files a transfer delivered: those that lie in a known space (others are
+    counted as skipped).  One catalog transaction per batch of files, not one per file;
+    then one `storeflow.file.created` / `.updated` event per new or changed file.  No
+    checksum is computed (the transfer just wrote the bytes; a scan can add it)."""
+    batch = batch or DELIVERY_BATCH
+    spaces = known_spaces(config)
+    counts = ScanCounts()
+    pending: list[FileFacts] = []
+    for path in paths:
+        resolved = path.absolute()
+        if space_of(config, resolved.resolve()) not in spaces or not resolved.is_file():
+            counts.skipped += 1
+            continue
+        pending.append(observe(config, resolved, checksum=False))
+        if len(pending) >= batch:
+            _record(config, pending, counts)
+            pending = []
+    if pending:
+        _record(config, pending, counts)
+    return counts
+
+
+def _record(config: StoreflowConfig, facts: list[FileFacts], counts: "ScanCounts") -> None:
+    with session_scope(config.database_url) as session:
+        recorded = [catalog.upsert(session, f) for f in facts]
+    # Announced once committed: a trigger never sees a file the catalog does not have.
+    for file, change in recorded:
+        announce(file, change)
+        counts.add(change)
+
+
 @dataclass
 class ScanCounts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     skipped: int = 0
+
+    def add(self, change: Change) -> None:
+        if change is Change.CREATED:
+            self.created += 1
+        elif change is Change.UPDATED:
+            self.updated += 1
+        else:
+            self.unchanged += 1
 
     def summary(self) -> str:
         return f"{self.created} new, {self.updated} changed, {self.unchanged} unchanged" + (

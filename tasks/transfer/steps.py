@@ -23,6 +23,7 @@ The source's and destinations' handlers (SMB/NFS connections) are opened once, b
 
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from prefect import get_run_logger, task
@@ -36,9 +37,10 @@ from storeflow.models import executions
 from storeflow.models.db import session_scope
 from storeflow.models.errors import Refused, StoreflowError
 from storeflow.models.status import Status
-from storeflow.models.transfer import TransferDefinition
+from storeflow.models.transfer import TransferDefinition, protocol_kind
 from storeflow.sandbox.models import ExecutionResult, Progress, Stage, TaskExecution
 from storeflow.tasks import inventory
+from storeflow.tasks.catalog import register_delivered
 from storeflow.tasks.hook_base import ActionResults, HookContext
 from storeflow.tasks.skeleton import HookedRun, HookSettings, run_hooked
 from storeflow.tasks.transfer import (
@@ -186,8 +188,10 @@ def post(run: TransferRun, plan: TransferPlan, delivery: Delivery) -> TransferRe
     run.begin_step(Progress.PROGRESS_FINAL_STARTED)
     result = finalize(plan, handlers=run.handlers())
     run.end_step(Progress.PROGRESS_FINAL_DONE)
+    catalogued = catalog_delivered(run, plan)
     run.summary = {
         "files": len(result.files),
+        "catalogued": catalogued,
         "bytes": result.bytes,
         "skipped": len(result.skipped),
         "destinations": len(result.destinations),
@@ -201,6 +205,27 @@ def post(run: TransferRun, plan: TransferPlan, delivery: Delivery) -> TransferRe
         description=f"{run.label}: delivered",
     )
     return result
+
+
+def catalog_delivered(run: TransferRun, plan: TransferPlan) -> str:
+    """Files delivered to a local destination inside a known space enter the catalog
+    (in batches: one catalog transaction per batch, one `storeflow.file.created` event
+    per new file).  The files are in place by now: a catalog that cannot be written is
+    a warning, not a failed transfer (the `file-scan` deployment finds them later)."""
+    paths = [
+        Path(dest.directory) / planned.targets[index]  # targets: names in the directory
+        for index, dest in enumerate(plan.definition.destination)
+        if protocol_kind(dest) == "local"
+        for planned in plan.files
+    ]
+    if not paths:
+        return "-"
+    try:
+        counts = register_delivered(run.config, paths)
+    except Exception as exc:  # the delivery stands whatever the catalog says
+        get_run_logger().warning("delivered files not catalogued: %s", exc)
+        return f"failed: {exc}"
+    return counts.summary()
 
 
 def tell_after_task(run: TransferRun, outcome: ExecutionResult) -> None:

@@ -134,12 +134,12 @@ def _prepare(
             parameters = {**found.parameters, **parameters}
             if found.approval:
                 status = SubmissionStatus.PENDING_APPROVAL
-            resource_key = str(target.file.id)
+            resource_key = target.resource_id
             if not feeds.bind_submission(
                 session, found.id, target.listener.id, resource_key, run_id
             ):
                 raise Duplicate(
-                    f"{target.file.name} was already submitted to {target.listener.name} "
+                    f"{target.name} was already submitted to {target.listener.name} "
                     f"for feed {found.name}"
                 )
         checked = steps.validate_parameters(target.listener, parameters)
@@ -147,8 +147,8 @@ def _prepare(
             session,
             run_id,
             listener_id=target.listener.id,
-            resource_type=resource_type,
-            resource_id=str(target.file.id),
+            resource_type=target.resource_type,
+            resource_id=target.resource_id,
             origin=origin_value,
             parameters=checked,
             timeout_seconds=timeout_seconds,
@@ -187,9 +187,11 @@ def send_job(submission: SubmissionView, database_url: str, settings: ListenerSe
             e.kind == steps.SUBMITTED_EVENT for e in submissions.events_of(session, submission.id)
         ):
             return "job already sent"
-        target = steps.resolve(session, submission.listener, submission.resource_id, "file")
-        key = steps.mint_key(session, submission, target.file)
-        job = steps.job_message(submission, target.file, host=settings.api_url, secret_key=key)
+        target = steps.resolve(
+            session, submission.listener, submission.resource_id, submission.resource_type
+        )
+        key = steps.mint_key(session, submission, target)
+        job = steps.job_message(submission, target, host=settings.api_url, secret_key=key)
         queue = target.listener.queue
         message = f"job sent to queue {queue}"
         # Recorded first, committed only once the broker has confirmed the job: a reply
@@ -223,8 +225,9 @@ def submit(
     config: str | None = None,
     feed: str | None = None,
 ) -> State[Any]:
-    """Submit a catalogued file (id or path) to a listener (name or id), for a feed
-    (name or id) when `feed` is given."""
+    """Submit a catalogued file (id or path), or a dataset (`resource_type="dataset"`, or
+    a folder holding catalogued files; by its folder or its id), to a listener (name or
+    id), for a feed (name or id) when `feed` is given."""
     note_run_name()
     run_id = str(flow_run.get_id())
     database_url = resolve_config(config).database_url

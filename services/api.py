@@ -9,14 +9,18 @@ it, and nothing is served or changed.  Files are streamed both ways: no whole fi
 ever held in memory.
 """
 
+import io
 import os
 import shutil
 import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.models import api_keys
@@ -27,10 +31,47 @@ from storeflow.models.api_keys import Forbidden, Grant, Unauthorized
 from storeflow.models.db import session_scope
 from storeflow.models.errors import InvalidInput, NotFound
 from storeflow.models.submissions import SubmissionStatus
+from storeflow.tasks import submissions as steps
 from storeflow.tasks.catalog import register
 from storeflow.tasks.submissions import dataset_id
 
 CHUNK = 1024 * 1024
+# How long a download waits for pyclowder's `retry` reply to be recorded before it is
+# taken for a redelivered job (the status consumer records replies within a second).
+REDELIVERY_WAIT = 15.0
+
+
+class _Chunks(io.RawIOBase):
+    """A write-only sink that hands out what was written since last asked."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+def zip_stream(files: list[tuple[str, Path]]) -> Iterator[bytes]:
+    """A zip of `files` (name in the archive, path), produced a chunk at a time: the
+    archive is never whole in memory nor on disk (zipfile writes data descriptors to a
+    stream it cannot seek)."""
+    sink = _Chunks()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, path in files:
+            with path.open("rb") as source, archive.open(name, "w", force_zip64=True) as entry:
+                while chunk := source.read(CHUNK):
+                    entry.write(chunk)
+                    yield sink.take()
+            yield sink.take()
+    yield sink.take()
 
 
 def create_app(config: StoreflowConfig) -> FastAPI:
@@ -66,11 +107,41 @@ def create_app(config: StoreflowConfig) -> FastAPI:
         return found.submission_id
 
     def file_grant(found: Grant, file_id: str) -> catalog.FileView:
+        """The file a key grants: a file submission's file, or a file of a dataset
+        submission's dataset."""
         live_submission(found)
-        if not file_id.isdigit() or int(file_id) != found.file_id:
-            raise Forbidden(f"the key does not grant file {file_id}")
+        refused = Forbidden(f"the key does not grant file {file_id}")
+        if not file_id.isdigit():
+            raise refused
+        if found.file_id is not None:
+            if int(file_id) != found.file_id:
+                raise refused
+        elif found.dataset is None:
+            raise refused
         with session_scope(database_url) as session:
-            return catalog.get(session, int(file_id))
+            try:
+                file = catalog.get(session, int(file_id))
+            except NotFound:
+                raise refused from None
+        if found.file_id is None and file.dataset != found.dataset:
+            raise refused
+        return file
+
+    def dataset_grant(found: Grant, dataset: str) -> str:
+        """The folder of the dataset a dataset submission's key grants (a file's key
+        grants uploads into its folder, not reading the rest of it)."""
+        live_submission(found)
+        if found.file_id is not None or found.dataset is None:
+            raise Forbidden(f"the key does not grant dataset {dataset}")
+        if dataset != dataset_id(found.dataset):
+            raise Forbidden(f"the key does not grant dataset {dataset}")
+        return found.dataset
+
+    def dataset_files(folder: str) -> list[catalog.FileView]:
+        """The dataset's catalogued files that are still there."""
+        with session_scope(database_url) as session:
+            files = catalog.list_files(session, dataset=folder)
+        return [f for f in files if Path(f.path).is_file()]
 
     @app.get("/api/v2/files/{file_id}/metadata")
     def file_metadata(file_id: str, found: Granted) -> list[dict[str, Any]]:
@@ -88,11 +159,30 @@ def create_app(config: StoreflowConfig) -> FastAPI:
             for d in documents
         ]
 
+    def hand_over(submission_id: str, what: str) -> None:
+        """Record the hand-over of the submission's resource, or refuse a redelivered
+        job (tasks/submissions.py: at most once).  pyclowder's `retry` reply precedes
+        its retried job, but the status consumer may not have recorded it yet: wait
+        for it a while before calling the download a redelivery."""
+        deadline = time.monotonic() + REDELIVERY_WAIT
+        while True:
+            with session_scope(database_url) as session:
+                if steps.claim_download(session, submission_id, what):
+                    return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.25)
+        with session_scope(database_url) as session:
+            steps.mark_redelivered(session, submission_id, what)
+        raise HTTPException(409, steps.LOST_MESSAGE.format(what=what))
+
     @app.get("/api/v2/files/{file_id}")
     def file_bytes(file_id: str, found: Granted) -> FileResponse:
         file = file_grant(found, file_id)
         if not Path(file.path).is_file():
             raise HTTPException(404, f"file #{file.id} is no longer at {file.path}")
+        if found.file_id is not None:  # the submission's own file (not a dataset's member)
+            hand_over(live_submission(found), "file")
         # FileResponse streams the file in chunks.
         return FileResponse(file.path, media_type=file.mime_type, filename=file.name)
 
@@ -116,9 +206,78 @@ def create_app(config: StoreflowConfig) -> FastAPI:
             )
         return {"id": str(document.id), "file_id": str(file.id), "content": document.content}
 
+    # -- datasets (pyclowder's dataset jobs: info, file list, the files as a zip) ---
+
+    @app.get("/api/v2/datasets/{dataset}")
+    def dataset_info(dataset: str, found: Granted) -> dict[str, Any]:
+        folder = dataset_grant(found, dataset)
+        files = dataset_files(folder)
+        return {
+            "id": dataset,
+            "name": Path(folder).name,
+            "description": "",
+            "files": len(files),
+            "bytes": sum(f.size for f in files),
+        }
+
+    @app.get("/api/v2/datasets/{dataset}/files")
+    def dataset_file_list(dataset: str, found: Granted) -> dict[str, Any]:
+        folder = dataset_grant(found, dataset)
+        # Clowder v2's FileOut fields, plus v1's `filename` and `file_ext`, which
+        # pyclowder's dataset code reads; never `filepath` (the path stays private, and
+        # the extractor downloads through its key).
+        return {
+            "data": [
+                {
+                    "id": str(f.id),
+                    "name": f.name,
+                    "filename": f.name,
+                    "file_ext": os.path.splitext(f.name)[1],
+                    "dataset_id": dataset,
+                    "bytes": f.size,
+                    "content_type": {
+                        "content_type": f.mime_type,
+                        "main_type": f.mime_type.split("/")[0],
+                    },
+                    "created": f.created_at.isoformat(),
+                }
+                for f in dataset_files(folder)
+            ]
+        }
+
+    @app.get("/api/v2/datasets/{dataset}/download")
+    def dataset_zip(dataset: str, found: Granted) -> StreamingResponse:
+        folder = dataset_grant(found, dataset)
+        files = dataset_files(folder)
+        hand_over(live_submission(found), "dataset")
+        return StreamingResponse(
+            zip_stream([(f.name, Path(f.path)) for f in files]),
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{dataset}.zip"'},
+        )
+
+    @app.get("/api/v2/datasets/{dataset}/metadata")
+    def dataset_metadata(dataset: str, found: Granted) -> list[dict[str, Any]]:
+        """The metadata documents of the dataset's files (the catalog keeps metadata
+        on files; a dataset's is theirs)."""
+        folder = dataset_grant(found, dataset)
+        with session_scope(database_url) as session:
+            return [
+                {
+                    "id": str(d.id),
+                    "file_id": str(d.file_id),
+                    "content": d.content,
+                    "agent": {"type": d.agent_type, "name": d.agent},
+                    "created": d.created_at.isoformat(),
+                }
+                for f in catalog.list_files(session, dataset=folder)
+                for d in catalog.metadata_of(session, f.id)
+            ]
+
     @app.post("/api/v2/datasets/{dataset}/files")
     def upload(dataset: str, file: UploadFile, found: Granted) -> dict[str, str]:
         live_submission(found)
+        # A file's key uploads into the file's folder; a dataset's into the dataset.
         if found.dataset is None or dataset != dataset_id(found.dataset):
             raise Forbidden(f"the key does not grant dataset {dataset}")
         name = os.path.basename(file.filename or "")

@@ -11,21 +11,24 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pika
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storeflow.models import api_keys
 from storeflow.models import catalog_repository as catalog
 from storeflow.models import listener_repository as listeners
 from storeflow.models import submission_repository as submissions
+from storeflow.models.catalog import FileRow
 from storeflow.models.catalog_repository import FileView
 from storeflow.models.errors import InvalidInput, NotFound
 from storeflow.models.listener_repository import ListenerView
 from storeflow.models.submission_repository import SubmissionView
-from storeflow.models.submissions import SubmissionStatus
+from storeflow.models.submissions import SubmissionEventRow, SubmissionStatus
 
 # pyclowder's StatusMessage values, as they arrive in `message_type`.
 START, PROCESSING, DONE, SKIP, ERROR, RETRY = (
@@ -38,6 +41,15 @@ START, PROCESSING, DONE, SKIP, ERROR, RETRY = (
 )
 KINDS = (START, PROCESSING, DONE, SKIP, ERROR, RETRY)
 SUBMITTED_EVENT = "storeflow.submitted"
+# The listener was handed the submission's file (or dataset) through the API.
+DOWNLOAD_EVENT = "storeflow.download"
+# A delivery of the job asked for its file again without pyclowder having retried it:
+# the broker redelivered a job the listener lost (it died, or lost its broker).
+REDELIVERED_EVENT = "storeflow.redelivered"
+LOST_MESSAGE = (
+    "the listener lost the job after it had been handed its {what} (the broker "
+    "redelivered it); it is not run a second time"
+)
 
 
 def dataset_id(folder: str) -> str:
@@ -101,47 +113,112 @@ def validate_parameters(listener: ListenerView, given: dict[str, Any]) -> dict[s
 
 @dataclass(frozen=True)
 class Target:
+    """What a submission is for: a catalogued file, or a dataset (a folder of
+    catalogued files, Clowder's dataset)."""
+
     listener: ListenerView
-    file: FileView
+    file: FileView | None = None
+    dataset: str | None = None  # the folder, for a dataset submission
+
+    @property
+    def resource_type(self) -> str:
+        return "file" if self.file is not None else "dataset"
+
+    @property
+    def name(self) -> str:
+        """The file's name, or the dataset's (its folder's)."""
+        return self.file.name if self.file is not None else Path(str(self.dataset)).name
+
+    @property
+    def resource_id(self) -> str:
+        """What the submission records: the file's id, or the dataset's folder."""
+        if self.file is not None:
+            return str(self.file.id)
+        return str(self.dataset)
+
+
+def find_dataset(session: Session, ref: str) -> str | None:
+    """The folder of a dataset given as its folder (a path) or its wire id; None if no
+    catalogued file lies directly in it."""
+    if ref.startswith("/"):
+        folder = str(Path(ref).resolve())
+        return folder if catalog.list_files(session, dataset=folder, limit=1) else None
+    for folder in session.scalars(select(FileRow.dataset).distinct()):
+        if dataset_id(folder) == ref:
+            return folder
+    return None
+
+
+def processes_datasets(listener: ListenerView) -> bool:
+    """Whether the listener's extractor_info declares dataset processing (pyclowder
+    builds a dataset resource only for an extractor whose `process` names datasets)."""
+    process = listener.extractor_info.get("process")
+    return not isinstance(process, dict) or "dataset" in process
 
 
 def resolve(session: Session, listener_ref: str, resource: str, resource_type: str) -> Target:
-    """The listener and the file a submission is for (active listener, catalogued file)."""
+    """The listener and the resource a submission is for (active listener; a catalogued
+    file, or a dataset).  `file` given a folder that is a dataset (as
+    `storeflow listener submit LISTENER FOLDER` gives it) submits the dataset."""
     try:
         listener = listeners.find(session, listener_ref)
     except NotFound as exc:
         raise InvalidInput("listener", str(exc)) from None
     if not listener.active:
         raise InvalidInput("listener", f"{listener.name} was deleted (inactive)")
-    if resource_type != "file":
-        # Datasets are sent by their triggering file (pyclowder's dataset jobs need the
-        # dataset routes, which come with the feeds issue).
-        raise InvalidInput("resource_type", f"{resource_type!r}: only files are submitted yet")
-    try:
-        file = catalog.find(session, resource)
-    except NotFound as exc:
-        raise InvalidInput("resource", str(exc)) from None
-    return Target(listener, file)
+    if resource_type not in ("file", "dataset"):
+        raise InvalidInput("resource_type", f"{resource_type!r} is not file or dataset")
+    if resource_type == "file":
+        try:
+            return Target(listener, file=catalog.find(session, resource))
+        except NotFound as exc:
+            folder = find_dataset(session, resource) if Path(resource).is_dir() else None
+            if folder is None:
+                raise InvalidInput("resource", str(exc)) from None
+    else:
+        found = find_dataset(session, resource)
+        if found is None:
+            raise InvalidInput("resource", f"dataset {resource!r} has no catalogued file")
+        folder = found
+    if not processes_datasets(listener):
+        raise InvalidInput(
+            "resource_type", f"{listener.name} does not process datasets (its extractor_info)"
+        )
+    return Target(listener, dataset=folder)
 
 
 def job_message(
-    submission: SubmissionView, file: FileView, *, host: str, secret_key: str
+    submission: SubmissionView, target: Target, *, host: str, secret_key: str
 ) -> dict[str, Any]:
-    """Clowder's job message for one file (never without `host`: it wedges pyclowder)."""
+    """Clowder's job message for a file or a dataset (never without `host`: it wedges
+    pyclowder).  A dataset's job carries the dataset's id as both `id` and
+    `datasetId`, as Clowder's dataset jobs do."""
     if not host:
         raise InvalidInput("host", "the API URL extractors call back is empty")
-    return {
+    common = {
         "host": host,
         "secretKey": secret_key,
         "retry_count": 0,
-        "resource_type": submission.resource_type,
+        "resource_type": target.resource_type,
         "flags": "",
-        "filename": file.name,
-        "fileSize": file.size,
-        "id": str(file.id),
-        "datasetId": dataset_id(file.dataset),
         "job_id": submission.id,
         "parameters": submission.parameters,
+    }
+    if target.file is not None:
+        file = target.file
+        return {
+            **common,
+            "filename": file.name,
+            "fileSize": file.size,
+            "id": str(file.id),
+            "datasetId": dataset_id(file.dataset),
+        }
+    folder = str(target.dataset)
+    return {
+        **common,
+        "datasetName": Path(folder).name,
+        "id": dataset_id(folder),
+        "datasetId": dataset_id(folder),
     }
 
 
@@ -158,14 +235,15 @@ def key_lifetime(submission: SubmissionView) -> timedelta:
     return timedelta(seconds=submission.timeout_seconds)
 
 
-def mint_key(session: Session, submission: SubmissionView, file: FileView) -> str:
-    """A fresh key for the job (a re-sent job revokes the earlier one first)."""
+def mint_key(session: Session, submission: SubmissionView, target: Target) -> str:
+    """A fresh key for the job (a re-sent job revokes the earlier one first): a file's
+    key grants the file (and uploads into its folder), a dataset's the dataset."""
     api_keys.revoke_for_submission(session, submission.id)
     return api_keys.mint_submission_key(
         session,
         submission.id,
-        file_id=file.id,
-        dataset=file.dataset,
+        file_id=target.file.id if target.file is not None else None,
+        dataset=target.file.dataset if target.file is not None else target.dataset,
         lifetime=key_lifetime(submission),
     )
 
@@ -227,18 +305,65 @@ def progress_of(reply: Reply) -> int | None:
     return {START: 0, DONE: 100}.get(reply.message_type)
 
 
+# -- at most once: a redelivered job is not run again ---------------------------------
+#
+# RabbitMQ delivers a job again when the listener that had it goes away before acking
+# it (killed, or its broker restarted): possibly after it did the work and before its
+# `done` went out.  pyclowder cannot tell a redelivery from a first delivery, so the
+# API does: each delivery of a job downloads its resource once, and pyclowder's own
+# retries announce themselves with a `retry` reply first.  A download beyond
+# (1 + retries) is a redelivery: refused, and the submission ends Failure on the
+# listener's next reply, instead of running twice.
+
+
+def claim_download(session: Session, submission_id: str, what: str) -> bool:
+    """Record that the listener is handed the submission's resource; False (nothing
+    recorded) when an earlier delivery already had it and pyclowder has not retried."""
+    kinds = [e.kind for e in submissions.events_of(session, submission_id)]
+    if kinds.count(DOWNLOAD_EVENT) > kinds.count(RETRY):
+        return False
+    submissions.record_event(
+        session, submission_id, kind=DOWNLOAD_EVENT, message=f"{what} handed to the listener"
+    )
+    return True
+
+
+def mark_redelivered(session: Session, submission_id: str, what: str) -> None:
+    submissions.record_event(
+        session, submission_id, kind=REDELIVERED_EVENT, message=LOST_MESSAGE.format(what=what)
+    )
+
+
+def _redelivered(session: Session, submission_ids: list[str]) -> dict[str, str]:
+    """Submissions whose job was refused as a redelivery: their last such message."""
+    if not submission_ids:
+        return {}
+    query = select(SubmissionEventRow.submission_id, SubmissionEventRow.message).where(
+        SubmissionEventRow.submission_id.in_(submission_ids),
+        SubmissionEventRow.kind == REDELIVERED_EVENT,
+    )
+    return dict(session.execute(query).tuples().all())
+
+
 def record_replies(session: Session, replies: list[tuple[str, Reply]]) -> submissions.Recorded:
     """Store replies as events of their submissions, in one transaction; `done` and
     `error` end a submission (the post step: its key revoked).  A reply for a
-    submission that had ended is ignored."""
+    submission that had ended is ignored.  The `retry` or `error` that follows a
+    refused redelivery ends its submission Failure."""
+    failing = [sid for sid, reply in replies if reply.message_type in (RETRY, ERROR)]
+    lost = _redelivered(session, failing)
     recorded = submissions.record_events(
         session,
         [
             submissions.NewEvent(
                 submission_id=sid,
                 kind=reply.message_type,
-                message=text_of(reply),
-                outcome=outcome_of(reply),
+                message=lost.get(sid, text_of(reply))
+                if reply.message_type in (RETRY, ERROR)
+                else text_of(reply),
+                outcome=SubmissionStatus.FAILURE
+                if sid in lost and reply.message_type in (RETRY, ERROR)
+                else outcome_of(reply),
                 progress=progress_of(reply),
             )
             for sid, reply in replies

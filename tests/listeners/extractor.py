@@ -18,11 +18,21 @@ def free_port() -> int:
 
 
 class ExtractorProcess:
-    def __init__(self, workdir: Path, name: str, broker_url: str, **env: str) -> None:
-        """`name` is the extractor's name and queue; its extractor_info.json is copied
-        into `workdir` (where pyclowder looks first) under that name."""
+    def __init__(
+        self,
+        workdir: Path,
+        name: str,
+        broker_url: str,
+        *,
+        script: str = "wordcount.py",
+        info_file: str = "extractor_info.json",
+        **env: str,
+    ) -> None:
+        """`name` is the extractor's name and queue; its extractor_info (`info_file`)
+        is copied into `workdir` (where pyclowder looks first) under that name."""
         workdir.mkdir(parents=True, exist_ok=True)
-        info = json.loads((HERE / "extractor_info.json").read_text())
+        self.script = HERE / script
+        info = json.loads((HERE / info_file).read_text())
         info["name"] = name
         (workdir / "extractor_info.json").write_text(json.dumps(info))
         self.name = name
@@ -41,7 +51,7 @@ class ExtractorProcess:
     def start(self) -> "ExtractorProcess":
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(HERE / "wordcount.py")],
+                [sys.executable, str(self.script)],
                 cwd=self.workdir,
                 env=self.env,
                 stdout=log,

@@ -8,6 +8,7 @@ an operator would (`rabbitmqctl stop`: durable queues and persistent messages st
 disk); `start` brings it back on the same ports and data; `kill` ends it by PID.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -104,10 +105,8 @@ class PrivateRabbit:
         """End the node by PID (the Erlang VM, then the script that started it)."""
         pid_file = self.base / "node.pid"
         if pid_file.exists() and (text := pid_file.read_text().strip()).isdigit():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(text), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if self.process is not None:
             if self.process.poll() is None:
                 os.kill(self.process.pid, signal.SIGKILL)

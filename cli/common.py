@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
-from rich.table import Table
 
 from storeflow.models.config import Config
 from storeflow.models.errors import StoreflowError
@@ -29,30 +27,33 @@ from storeflow.tasks.kinds import cells
 
 if TYPE_CHECKING:
     from prefect import Flow
+    from rich.console import Console
     from sqlalchemy.orm import Session
 
     from storeflow.cli.runner import RunOutcome
 
 T = TypeVar("T")
 
-_consoles: dict[tuple[int, bool], Console] = {}
+_consoles: dict[tuple[int, bool], "Console"] = {}
 
 
-def _console(stderr: bool) -> Console:
+def _console(stderr: bool) -> "Console":
     # Made on first use in each process: a warm runner's child must see its client's
     # terminal (colour, width), not the log file the runner started with.
     key = (os.getpid(), stderr)
     if key not in _consoles:
+        from rich.console import Console  # only when something is printed through it
+
         _consoles[key] = Console(stderr=stderr)
     return _consoles[key]
 
 
-def out() -> Console:
+def out() -> "Console":
     """The console for results (stdout)."""
     return _console(stderr=False)
 
 
-def err() -> Console:
+def err() -> "Console":
     """The console for errors and progress (stderr)."""
     return _console(stderr=True)
 
@@ -216,6 +217,17 @@ def lookup(
     kind: str, name: str, config: str | None, scope_space: str | None = None
 ) -> ResourceView:
     """One resource; `scope_space` names the parent it lives in (a snapshot's space)."""
+    from storeflow.models import quickread
+
+    parent = None if scope_space is None else (_parent_kind(kind), scope_space)
+    url = read_config(config).database_url
+    try:
+        quick = quickread.find(url, kind, name, parent)
+    except StoreflowError as exc:
+        fail(str(exc))
+    if quick is not None:
+        return quick
+
     from storeflow.models import repository
 
     def find(session: "Session") -> ResourceView:
@@ -238,6 +250,8 @@ def show_resources(rows: list[ResourceView], as_json: bool, columns: list[str]) 
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in rows]))
         return
+    from rich.table import Table
+
     table = Table("name", "status", "etag", *columns)
     for row in rows:
         table.add_row(row.name, row.status.value, str(row.etag), *cells(row, columns))
@@ -246,11 +260,23 @@ def show_resources(rows: list[ResourceView], as_json: bool, columns: list[str]) 
 
 def list_kind(kind: str, config: str | None, parent: str | None = None) -> list[ResourceView]:
     """A kind's resources; `parent` keeps those inside it (a space's snapshots, replicas)."""
+    from storeflow.models import quickread
+
+    url = read_config(config).database_url
+    try:
+        quick = quickread.list_kind(
+            url, kind, None if parent is None else (_parent_kind(kind), parent)
+        )
+    except StoreflowError as exc:
+        fail(str(exc))
+    if quick is not None:
+        return quick
+
     from storeflow.models import repository
     from storeflow.models.db import session_scope
 
     try:
-        with session_scope(read_config(config).database_url) as session:
+        with session_scope(url) as session:
             found = repository.find(session, _parent_kind(kind), parent) if parent else None
             return repository.list_kind(session, kind, parent_id=found.id if found else None)
     except StoreflowError as exc:

@@ -17,9 +17,7 @@ cannot be written is refused before SQLite maps it: writing through a mapping of
 file made immutable kills the process with SIGBUS.
 """
 
-import errno
 import os
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,9 +29,10 @@ from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
+from storeflow.models import quickread
 from storeflow.models.errors import StoreflowError
+from storeflow.models.quickread import MIGRATIONS, head_revision
 
-MIGRATIONS = Path(__file__).with_name("migrations")
 _engine_lock = threading.Lock()
 
 
@@ -116,37 +115,12 @@ def _refuse_unwritable_shm(path: str, dbapi_connection: Any, _record: Any, proxy
 
 
 def check_shm_writable(path: str) -> None:
-    """Refuse an SQLite file whose WAL index (`-shm`) exists but cannot be written.
-
-    SQLite maps the -shm file into memory and writes the index through the mapping;
-    a file that cannot be written (immutable, on a read-only mount) then ends the
-    process with SIGBUS instead of an error.  A missing -shm is fine: SQLite makes it."""
-    shm = f"{path}-shm"
+    """Refuse an SQLite file whose WAL index (`-shm`) cannot be written (a DatabaseFault:
+    SQLite would write through a mapping of it and the process would die of SIGBUS)."""
     try:
-        fd = os.open(shm, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        why = "immutable" if exc.errno == errno.EPERM else exc.strerror
-        raise DatabaseFault(path, f"its WAL index {shm} cannot be written ({why})") from None
-    os.close(fd)
-
-
-# Revision ids are the migration files' number prefixes (0001_resources.py -> "0001"),
-# so the newest is known without importing Alembic: a read-only command that finds its
-# database current never loads it (a third of `storeflow space list`'s start-up).
-_REVISION_FILE = re.compile(r"(?P<revision>[0-9]{4})_[a-z0-9_]+\.py")
-
-
-@cache
-def head_revision() -> str | None:
-    """The newest revision of the migration scripts (read once per process)."""
-    found = [
-        match["revision"]
-        for name in os.listdir(MIGRATIONS / "versions")
-        if (match := _REVISION_FILE.fullmatch(name))
-    ]
-    return max(found, default=None)
+        quickread.check_shm_writable(path)
+    except quickread.WalIndexUnwritable as exc:
+        raise DatabaseFault(path, str(exc)) from None
 
 
 def warm_up() -> None:

@@ -95,7 +95,7 @@ def test_schema_prints_json_schema() -> None:
 def test_schema_of_every_kind_and_a_clear_error_for_others() -> None:
     for kind in kinds.all_kinds():
         code, out, _ = invoke("schema", kind.name)
-        assert code == 0 and json.loads(out) == kind.spec.model_json_schema(), kind.name
+        assert code == 0 and json.loads(out) == kind.spec_model.model_json_schema(), kind.name
     code, out, _ = invoke("schema", "cifs-exposer")
     assert {"name", "space", "access"} <= set(json.loads(out)["properties"])
     code, out, err = invoke("schema", "gadget")
@@ -142,6 +142,12 @@ def test_reading_imports_neither_prefect_nor_a_flow(storeflow_home: Path, tmp_pa
     # A verb that runs a flow does import it (and Prefect).
     code, modules = imported_modules(["space", "create", "cold"], env, tmp_path)
     assert code == 0 and {"prefect", "storeflow.flows.spaces"} <= modules
+    # Once the SQLite database exists and is current, reading it needs no SQLAlchemy
+    # (models/quickread.py), nor the models of other kinds.
+    for args in (["space", "list", "--json"], ["space", "show", "cold", "--json"]):
+        code, modules = imported_modules(args, env, tmp_path)
+        assert code == 0, args
+        assert not {"sqlalchemy", "storeflow.models.exposers", "rich.table"} & modules, args
 
 
 def test_lazy_groups_list_their_own_help() -> None:

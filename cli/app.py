@@ -19,7 +19,6 @@ from typing import Any
 
 import typer
 import typer.main
-from rich.table import Table
 from typer.core import TyperGroup
 
 from storeflow.cli.common import (
@@ -171,6 +170,8 @@ def reconcile_cmd(
     if as_json:
         print(json.dumps({**outcome.as_dict(), "result": changes}, default=str))
     else:
+        from rich.table import Table
+
         table = Table("kind", "name", "change", "detail", title=f"reconcile: {outcome.state_name}")
         for change in changes:
             table.add_row(change["kind"], change["name"], change["change"], change["detail"])
@@ -196,7 +197,7 @@ def schema_cmd(
 ) -> None:
     """Print the JSON Schema of a kind's spec."""
     try:
-        model = kinds.get(kind).spec
+        model = kinds.get(kind).spec_model
     except StoreflowError as exc:
         fail(str(exc))
     print(json.dumps(model.model_json_schema(), indent=2))

@@ -1,7 +1,8 @@
 """`storeflow exposer ...`: CIFS shares and NFS exports of spaces.
 
 Mounted by cli/app.py (`app.add_typer(exposer_app, name="exposer")`); the shared
-options and helpers are cli/common.py's.
+options and helpers are cli/common.py's.  The exposer models are imported by the verbs
+that use them, so that every other verb's start-up does without them.
 """
 
 from typing import Any
@@ -11,14 +12,6 @@ import typer
 from storeflow.cli import common as cli
 from storeflow.cli.common import ConfigOption, EtagOption, JsonOption, SubmitOption
 from storeflow.cli.kinds import run_create, run_update
-from storeflow.models.exposers import (
-    CifsAccessRule,
-    CifsExposerSpec,
-    CifsExposerUpdate,
-    NfsClientRule,
-    NfsExposerSpec,
-    NfsExposerUpdate,
-)
 
 exposer_app = typer.Typer(
     help="Exposers: CIFS (Samba) shares and NFS exports of spaces.", no_args_is_help=True
@@ -78,6 +71,8 @@ def create_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Expose a space over CIFS or NFS."""
+    from storeflow.models.exposers import CifsExposerSpec, NfsExposerSpec
+
     kind = _kind(protocol)
     data: dict[str, Any] = {"name": name, "space": space}
     if protocol == "cifs":
@@ -112,6 +107,8 @@ def update_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Change an exposer (access rules: use allow and deny)."""
+    from storeflow.models.exposers import CifsExposerUpdate, NfsExposerUpdate
+
     kind = _kind(protocol)
     if protocol == "cifs":
         options = {k: (v or None) for k, v in _pairs(option, "option").items()}
@@ -151,6 +148,8 @@ def allow_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Allow a user/group (cifs) or a client (nfs): Manila's allow_access."""
+    from storeflow.models.exposers import CifsAccessRule, NfsClientRule
+
     kind = _kind(protocol)
     if protocol == "cifs":
         rule = cli.spec(CifsAccessRule, {"to": to, "level": level}, f"{kind}.rule")

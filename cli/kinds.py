@@ -226,7 +226,7 @@ def create_verb(kind: ResourceKind) -> Verb:
         submit_run: bool = SubmitOption,
         as_json: bool = JsonOption,
     ) -> None:
-        s = spec(kind.spec, json_object(spec_text, kind.name), kind.name)
+        s = spec(kind.spec_model, json_object(spec_text, kind.name), kind.name)
         run_create(kind.name, s, config, submit_run, as_json)
 
     return create
@@ -243,7 +243,8 @@ def update_verb(kind: ResourceKind) -> Verb:
     ) -> None:
         data = json_object(changes_text, f"{kind.name}.changes")
         # Without a changes model in the record, the flow's own parameter check judges.
-        changes = spec(kind.changes, data, kind.name) if kind.changes else data
+        model = kind.changes_model
+        changes = spec(model, data, kind.name) if model else data
         run_update(kind.name, name, etag, changes, config, submit_run, as_json)
 
     return update

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Annotated, Any
 
-import yaml
 from pydantic import Field
 
 MAX_INT64 = 2**63 - 1
@@ -105,6 +104,15 @@ def nesting_depth(text: str) -> int:
     return deepest
 
 
+def _yaml_load(text: str) -> Any:
+    import yaml  # here, not at import: every verb imports this module, few read YAML
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BoundError("(yaml)", " ".join(str(exc).split())) from None
+
+
 def parse_document(raw: bytes, kind: str) -> Any:
     """Parse a JSON or YAML document (`kind`: "json" or "yaml") within the bounds.
 
@@ -120,11 +128,9 @@ def parse_document(raw: bytes, kind: str) -> Any:
     if nesting_depth(text) > MAX_DOCUMENT_DEPTH:
         raise BoundError("(file)", f"nested deeper than {MAX_DOCUMENT_DEPTH} levels")
     try:
-        data = json.loads(text) if kind == "json" else yaml.safe_load(text)
+        data = json.loads(text) if kind == "json" else _yaml_load(text)
     except json.JSONDecodeError as exc:
         raise BoundError(f"line {exc.lineno} column {exc.colno}", exc.msg) from None
-    except yaml.YAMLError as exc:
-        raise BoundError("(yaml)", " ".join(str(exc).split())) from None
     except (RecursionError, ValueError) as exc:  # e.g. a 5000-digit integer
         raise BoundError("(file)", " ".join(str(exc).split()) or "cannot be parsed") from None
     return check_document(data)

@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr
 
-from storeflow.models.exposers import MigrationMode
 from storeflow.models.names import Size
 from storeflow.models.settings import (
     default_database_url,
@@ -47,6 +46,13 @@ class StorageSettings(BaseModel):
     def ensure_layout(self) -> None:
         for path in (self.spaces_dir, self.templates_dir, self.snapshots_dir):
             path.mkdir(parents=True, exist_ok=True)
+
+
+class MigrationMode(StrEnum):
+    """When a share storeflow did not create becomes storeflow's (the seed's enum)."""
+
+    AUTO = "auto"  # adopted when it is modified through storeflow
+    NEVER = "never"  # never touched: updates and deletes through storeflow are refused
 
 
 def _default_url() -> SecretStr:

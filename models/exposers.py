@@ -12,11 +12,12 @@ the operations in tasks/exposers.
 import ipaddress
 import re
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+# MigrationMode is a setting of the exposer backends (models/config.py); kept importable here.
+from storeflow.models.config import MigrationMode as MigrationMode
 from storeflow.models.names import ResourceName, check_name
 from storeflow.models.schemas import Spec
 
@@ -24,13 +25,6 @@ from storeflow.models.schemas import Spec
 
 # Samba treats these sections specially; a share may not take their name, in any case.
 RESERVED_SHARE_NAMES = frozenset({"global", "homes", "printers", "ipc$", "print$"})
-
-
-class MigrationMode(StrEnum):
-    """When a share storeflow did not create becomes storeflow's (the seed's enum)."""
-
-    AUTO = "auto"  # adopted when it is modified through storeflow
-    NEVER = "never"  # never touched: updates and deletes through storeflow are refused
 
 
 def check_share_name(value: str) -> str:

@@ -254,14 +254,23 @@ listeners_app = typer.Typer(
 def serve_cmd(
     host: str | None = typer.Option(None, help="API address (default: from STOREFLOW_API_URL)."),
     port: int | None = typer.Option(None, help="API port (default: from STOREFLOW_API_URL)."),
+    match: bool = typer.Option(
+        True,
+        "--match/--no-match",
+        help="Match file events against the feeds (storeflow.feed.matched for their "
+        "subscriptions' automations).",
+    ),
     config: str | None = ConfigOption,
 ) -> None:
-    """Run the heartbeat consumer, the status consumer and the HTTP API until stopped."""
+    """Run the heartbeat and status consumers, the spaces' watcher, the feed matcher and
+    the HTTP API until stopped."""
     from storeflow.models.listener_settings import ListenerSettings
     from storeflow.services.serve import serve_forever
 
     try:
-        serve_forever(resolve_config(config), ListenerSettings.from_environment(), host, port)
+        serve_forever(
+            resolve_config(config), ListenerSettings.from_environment(), host, port, match=match
+        )
     except KeyboardInterrupt:
         pass
     except (TimeoutError, OSError) as exc:

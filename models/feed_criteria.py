@@ -254,6 +254,9 @@ class MatchFile:
     owner: str
     group: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: What changes when the file's content does (size, mtime, checksum): a dataset's
+    #: version is made of its files' stamps.
+    stamp: str = ""
 
 
 _MISSING = object()

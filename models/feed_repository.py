@@ -323,11 +323,54 @@ def release(session: Session, feed_id: int, listener_id: int, resource: str) -> 
     )
 
 
+DATASET_PREFIX = "dataset:"
+
+
+def dataset_delivery(folder: str, version: str) -> str:
+    """A dataset feed's delivery key: the folder at one version of its files."""
+    return f"{DATASET_PREFIX}{folder}@{version}"
+
+
+def _dataset_resource(
+    session: Session, feed_id: int, listener_id: int, file_id: str, submission_id: str
+) -> str | None:
+    """The dataset delivery a run for a dataset feed's triggering file stands for: the
+    one it holds already (a resumed run), else the newest claimed one of the file's
+    folder that no run holds; None when there is none (nothing to send)."""
+    file = session.get(FileRow, int(file_id)) if file_id.isdigit() else None
+    if file is None:
+        return None
+    prefix = f"{DATASET_PREFIX}{file.dataset}@"
+    query = (
+        select(FeedDeliveryRow.resource, FeedDeliveryRow.submission_id)
+        .where(
+            FeedDeliveryRow.feed_id == feed_id,
+            FeedDeliveryRow.listener_id == listener_id,
+            FeedDeliveryRow.resource.startswith(prefix, autoescape=True),
+            (FeedDeliveryRow.submission_id.is_(None))
+            | (FeedDeliveryRow.submission_id == submission_id),
+        )
+        .order_by(FeedDeliveryRow.id.desc())
+    )
+    rows = list(session.execute(query))
+    for resource, holder in rows:
+        if holder == submission_id:
+            return str(resource)
+    return str(rows[0][0]) if rows else None
+
+
 def bind_submission(
     session: Session, feed_id: int, listener_id: int, resource: str, submission_id: str
 ) -> bool:
     """Make `submission_id` the one submission of this delivery (claiming it if nobody
-    has); False when another submission holds it: this one is a duplicate."""
+    has); False when another submission holds it: this one is a duplicate.  For a
+    dataset feed `resource` is the triggering file, and the delivery is its folder's
+    that the matcher claimed (a run with none to take sends nothing)."""
+    if session.scalar(select(FeedRow.kind).where(FeedRow.id == feed_id)) == FeedKind.DATASET:
+        found = _dataset_resource(session, feed_id, listener_id, resource, submission_id)
+        if found is None:
+            return False
+        resource = found
     claim(session, feed_id, listener_id, resource)
     bound = session.execute(
         update(FeedDeliveryRow)
@@ -426,13 +469,21 @@ def counts(session: Session, feed_id: int, listener_id: int, matching: list[int]
 
 
 def match_files(
-    session: Session, *, after_id: int = 0, limit: int | None = None, ids: list[int] | None = None
+    session: Session,
+    *,
+    after_id: int = 0,
+    limit: int | None = None,
+    ids: list[int] | None = None,
+    dataset: str | None = None,
 ) -> list[MatchFile]:
     """Catalogued files as criteria see them (metadata documents merged, oldest first),
-    by id from `after_id` on: a backfill reads the catalog a bounded batch at a time."""
+    by id from `after_id` on: a backfill reads the catalog a bounded batch at a time;
+    `dataset`: the files of one folder."""
     query = select(FileRow).where(FileRow.id > after_id).order_by(FileRow.id)
     if ids is not None:
         query = query.where(FileRow.id.in_(ids))
+    if dataset is not None:
+        query = query.where(FileRow.dataset == dataset)
     if limit is not None:
         query = query.limit(limit)
     rows = list(session.scalars(query))
@@ -458,6 +509,7 @@ def match_files(
             owner=row.owner,
             group=row.group,
             metadata=merged[row.id],
+            stamp=f"{row.size}:{_aware(row.mtime).isoformat()}:{row.checksum or ''}",
         )
         for row in rows
     ]

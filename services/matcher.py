@@ -117,18 +117,28 @@ class FeedMatcher:
         return handled
 
     def _run(self) -> None:
+        failing = False
         while not self._stopping.is_set():
             try:
-                self.poll_once()
+                # A full page: more may wait behind it, read on without a pause.
+                while self.poll_once() >= PAGE and not self._stopping.is_set():
+                    pass
                 self._started.set()
-            except Exception:  # the server restarting: try again
-                log.exception("reading file events failed")
+                if failing:
+                    log.info("reading file events again")
+                failing = False
+            except Exception:  # the server restarting: try again, said once per outage
+                if not failing:
+                    log.exception("reading file events failed (retrying)")
+                failing = True
             self._stopping.wait(self.interval)
 
-    def start(self, timeout: float = 30) -> "FeedMatcher":
+    def start(self, timeout: float = 30, *, wait: bool = True) -> "FeedMatcher":
+        """Start polling; with `wait`, return once a first page was read (TimeoutError
+        if none can be within `timeout`)."""
         self._thread = threading.Thread(target=self._run, name="storeflow-matcher", daemon=True)
         self._thread.start()
-        if not self._started.wait(timeout):
+        if wait and not self._started.wait(timeout):
             self.stop()
             raise TimeoutError(f"the feed matcher could not read events within {timeout} s")
         return self

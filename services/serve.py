@@ -1,6 +1,8 @@
 """Everything listeners need, in one process: the heartbeat consumer, the status
-consumer (with its run mirror and timeout sweep), the HTTP API and the watcher that
-registers files as they are written in the spaces.
+consumer (with its run mirror and timeout sweep), the HTTP API, the watcher that
+registers files as they are written in the spaces, and the feed matcher that turns
+their file events into `storeflow.feed.matched` events (which the subscriptions'
+automations run the `submit` deployment on).
 
 Each consumer reconnects by itself after a broker restart (services/broker.py); the
 API is uvicorn on 127.0.0.1 unless told otherwise.
@@ -19,6 +21,7 @@ from storeflow.blocks.config import StoreflowConfig
 from storeflow.models.listener_settings import ListenerSettings
 from storeflow.services.api import create_app
 from storeflow.services.heartbeats import HeartbeatConsumer
+from storeflow.services.matcher import FeedMatcher
 from storeflow.services.run_mirror import RunMirror
 from storeflow.services.status import StatusConsumer
 from storeflow.services.watcher import SpaceWatcher
@@ -34,6 +37,7 @@ class Services:
     api: uvicorn.Server
     api_thread: threading.Thread
     watcher: SpaceWatcher | None
+    matcher: FeedMatcher | None
 
 
 def api_address(settings: ListenerSettings, host: str | None, port: int | None) -> tuple[str, int]:
@@ -50,10 +54,16 @@ def running(
     host: str | None = None,
     port: int | None = None,
     watch: bool = True,
+    match: bool = True,
     startup_timeout: float = 30,
 ) -> Iterator[Services]:
-    """Start the consumers, the API and (`watch`) the spaces' watcher; stop them all
-    when the block ends."""
+    """Start the consumers, the API, (`watch`) the spaces' watcher and (`match`) the
+    feed matcher; stop them all when the block ends.
+
+    The matcher does not hold up the start: it reads the Prefect server's event log
+    from a little before now, so file events that arrive while the server is still
+    coming up (or while this process was down) are matched when it answers; its claims
+    in the database make a replay submit nothing twice."""
     database_url = config.database_url
     mirror = RunMirror(database_url).start()
     heartbeats = HeartbeatConsumer(
@@ -66,17 +76,22 @@ def running(
     )
     thread = threading.Thread(target=server.run, name="api", daemon=True)
     watcher = SpaceWatcher(config) if watch else None
+    matcher = FeedMatcher(config) if match else None
     try:
         if watcher is not None:
             watcher.start()
+        if matcher is not None:
+            matcher.start(wait=False)
         heartbeats.start(startup_timeout)
         statuses.start(startup_timeout)
         thread.start()
         if not _wait(lambda: server.started, startup_timeout):
             raise TimeoutError(f"the API did not start on {bind_host}:{bind_port}")
         log.info("listener services up; API on http://%s:%s/", bind_host, bind_port)
-        yield Services(heartbeats, statuses, mirror, server, thread, watcher)
+        yield Services(heartbeats, statuses, mirror, server, thread, watcher, matcher)
     finally:
+        if matcher is not None:
+            matcher.stop()
         server.should_exit = True
         if thread.is_alive():
             thread.join(10)
@@ -99,8 +114,13 @@ def _wait(probe: Callable[[], bool], timeout: float) -> bool:
 
 
 def serve_forever(
-    config: StoreflowConfig, settings: ListenerSettings, host: str | None, port: int | None
+    config: StoreflowConfig,
+    settings: ListenerSettings,
+    host: str | None,
+    port: int | None,
+    *,
+    match: bool = True,
 ) -> None:
     """Run until interrupted (Ctrl-C or SIGTERM through uvicorn)."""
-    with running(config, settings, host=host, port=port) as services:
+    with running(config, settings, host=host, port=port, match=match) as services:
         services.api_thread.join()

@@ -13,9 +13,10 @@ it has just claimed: a replayed file event, or a matcher restarted mid-stream, f
 claims taken and emits nothing for them, so no listener gets a file twice for a feed.
 """
 
+import hashlib
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from prefect.events import emit_event
@@ -25,7 +26,7 @@ from storeflow.models import feed_repository as feeds
 from storeflow.models import listener_repository as listeners
 from storeflow.models.db import session_scope
 from storeflow.models.errors import InvalidInput, NotFound, Refused
-from storeflow.models.feed_criteria import FeedKind, MatchFile, matches
+from storeflow.models.feed_criteria import Criteria, FeedKind, MatchFile, matches
 from storeflow.models.feed_repository import FeedView, SubscriptionView
 from storeflow.tasks.matcher import Matcher
 
@@ -207,18 +208,58 @@ def forget_listener(config: StoreflowConfig, listener_id: int) -> int:
 # -- matching and announcing -----------------------------------------------------------
 
 
+#: A dataset feed's requirement `i` is matched under the key feed_id * _SLOTS + i.
+_SLOTS = 64
+
+
 @dataclass
 class FeedSet:
-    """The file feeds and their automatic subscribers, with a matcher over them."""
+    """The file feeds and the dataset feeds with their automatic subscribers, each
+    kind with a matcher over its criteria (a dataset feed's: each of its requirements,
+    so a file event looks at a folder only when the file meets one of them)."""
 
     feeds: dict[int, FeedView]
     matcher: Matcher
+    datasets: dict[int, FeedView] = field(default_factory=dict)
+    requirements: Matcher = field(default_factory=lambda: Matcher([]))
 
     @classmethod
     def load(cls, config: StoreflowConfig) -> "FeedSet":
         with session_scope(config.database_url) as session:
-            found = {f.id: f for f in feeds.all_feeds(session) if f.kind is FeedKind.FILE}
-        return cls(found, Matcher((f.id, f.file_criteria()) for f in found.values()))
+            every = feeds.all_feeds(session)
+        files = {f.id: f for f in every if f.kind is FeedKind.FILE}
+        datasets = {f.id: f for f in every if f.kind is FeedKind.DATASET}
+        required = [
+            (feed.id * _SLOTS + i, criteria)
+            for feed in datasets.values()
+            for i, criteria in enumerate(feed.requirements())
+        ]
+        return cls(
+            files,
+            Matcher((f.id, f.file_criteria()) for f in files.values()),
+            datasets,
+            Matcher(required),
+        )
+
+    def dataset_feeds_of(self, file: MatchFile) -> list[FeedView]:
+        """The dataset feeds with a requirement `file` meets."""
+        ids = sorted({key // _SLOTS for key in self.requirements.match(file)})
+        return [self.datasets[i] for i in ids]
+
+
+def dataset_version(requirements: list[Criteria], members: list[MatchFile]) -> str | None:
+    """The version of a folder's files that together meet every requirement (each met
+    by at least one of them), or None while some requirement is unmet.  The version is
+    a digest of the stamps of the files that meet any requirement: a file that meets
+    none (a log, a temporary file) never makes the folder fire again, while a new or
+    changed file that meets one does."""
+    witnesses = [m for m in members if any(matches(r, m) for r in requirements)]
+    if not all(any(matches(r, m) for m in witnesses) for r in requirements):
+        return None
+    digest = hashlib.sha256()
+    for member in sorted(witnesses, key=lambda m: m.id):
+        digest.update(f"{member.id}:{member.stamp}\n".encode())
+    return digest.hexdigest()[:20]
 
 
 @dataclass
@@ -236,25 +277,58 @@ def announce_matches(
     done = Announced()
     for file in files:
         for feed_id in feed_set.matcher.match(file):
-            feed = feed_set.feeds[feed_id]
-            auto = [s for s in feed.subscriptions if s.auto and s.automation_id]
-            if not auto:
-                continue
-            with session_scope(config.database_url) as session:
-                claimed = [
-                    s for s in auto if feeds.claim(session, feed.id, s.listener_id, str(file.id))
-                ]
-            if not claimed:
-                continue
-            emit_event(
-                event=MATCHED_EVENT,
-                resource=feed_resource(feed, file),
-                related=[listener_related(s.listener_id, s.listener) for s in claimed],
-                payload={"file_id": file.id, "listeners": [s.listener_id for s in claimed]},
-            )
-            done.events += 1
-            done.deliveries += len(claimed)
+            _announce(config, feed_set.feeds[feed_id], file, str(file.id), {}, done)
+        for feed in feed_set.dataset_feeds_of(file):
+            _announce_dataset(config, feed, file, done)
     return done
+
+
+def _announce(
+    config: StoreflowConfig,
+    feed: FeedView,
+    file: MatchFile,
+    delivery: str,
+    extra: dict[str, Any],
+    done: Announced,
+) -> None:
+    """Claim `delivery` for each automatic subscriber and emit one matched event naming
+    those whose claim is new (none: no event)."""
+    auto = [s for s in feed.subscriptions if s.auto and s.automation_id]
+    if not auto:
+        return
+    with session_scope(config.database_url) as session:
+        claimed = [s for s in auto if feeds.claim(session, feed.id, s.listener_id, delivery)]
+    if not claimed:
+        return
+    resource = feed_resource(feed, file)
+    if extra.get("dataset"):
+        resource["storeflow.dataset"] = str(extra["dataset"])
+    emit_event(
+        event=MATCHED_EVENT,
+        resource=resource,
+        related=[listener_related(s.listener_id, s.listener) for s in claimed],
+        payload={"file_id": file.id, "listeners": [s.listener_id for s in claimed], **extra},
+    )
+    done.events += 1
+    done.deliveries += len(claimed)
+
+
+def _announce_dataset(
+    config: StoreflowConfig, feed: FeedView, file: MatchFile, done: Announced
+) -> None:
+    """A dataset feed fires for the file's folder when its files meet every
+    requirement, once per version of them; the file that completed it is the one the
+    submission sends (pyclowder's file job), the folder is in the event."""
+    if not any(s.auto and s.automation_id for s in feed.subscriptions):
+        return
+    with session_scope(config.database_url) as session:
+        members = feeds.match_files(session, dataset=file.dataset)
+    version = dataset_version(feed.requirements(), members)
+    if version is None:
+        return
+    extra = {"dataset": file.dataset, "version": version, "files": len(members)}
+    delivery = feeds.dataset_delivery(file.dataset, version)
+    _announce(config, feed, file, delivery, extra, done)
 
 
 def announce_file_ids(config: StoreflowConfig, file_ids: list[int]) -> Announced:

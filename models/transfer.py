@@ -43,12 +43,14 @@ from pydantic import (
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from storeflow.models.bounds import (
@@ -465,6 +467,33 @@ class _AnyRegistered:
             custom_error_type="unknown_protocol",
             custom_error_message=f"protocol.name must be one of: {found.describe()}",
         )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """The union's ``oneOf`` (each branch's ``protocol.name`` is its own protocol's
+        names), and the discriminator that says so: every registered name (aliases too)
+        -> its branch.  OpenAPI's ``discriminator`` names a top-level property; here the
+        tag is the nested ``protocol.name``, so ``propertyName`` is that path (JSON
+        Schema validators ignore the keyword; readers and form builders get the map)."""
+        from storeflow.models.protocols import registry
+
+        generated = handler(schema)
+        if schema["type"] != "tagged-union":  # pragma: no cover - built above
+            return generated
+        # Each branch is a $ref to its model's definition: known by the model's title.
+        branch_of = {
+            handler.resolve_ref_schema(branch).get("title"): branch["$ref"]
+            for branch in generated.get("oneOf", [])
+            if "$ref" in branch
+        }
+        mapping: dict[str, str] = {}
+        for protocol in registry().protocols:
+            title = handler(schema["choices"][protocol.name]).get("title")
+            if title in branch_of:
+                mapping.update(dict.fromkeys(protocol.names, branch_of[title]))
+        generated["discriminator"] = {"propertyName": "protocol.name", "mapping": mapping}
+        return generated
 
 
 #: A source of any registered protocol (statically: the common fields).

@@ -166,6 +166,9 @@ def test_plugin_protocol_is_in_the_json_schemas(plugin_path: Path, prefect_api: 
     assert "root" in schema["$defs"]["MirrorProtocol"]["properties"]
     sources = [ref["$ref"] for ref in schema["properties"]["source"]["oneOf"]]
     assert "#/$defs/MirrorSource" in sources and "#/$defs/LocalSource" in sources
+    # The union's discriminator (protocol.name -> branch) names the plugin's too.
+    mapping = schema["properties"]["source"]["discriminator"]["mapping"]
+    assert mapping["mirror"] == "#/$defs/MirrorSource" and mapping["local"] == "#/$defs/LocalSource"
 
 
 def test_provider_on_the_plugin_protocol(

@@ -463,6 +463,8 @@ def counts(config: StoreflowConfig, feed_ref: str, listener_ref: str) -> feeds.C
             listener = listeners.find(session, listener_ref)
         except NotFound as exc:
             raise InvalidInput("listener", str(exc)) from None
+    if feed.kind is not FeedKind.FILE:
+        raise InvalidInput("feed", f"{feed.name} is a dataset feed: counts are of file feeds")
     matching = [f.id for f in pending_files(config, feed, listener.id, force_all=True)]
     with session_scope(config.database_url) as session:
         return feeds.counts(session, feed.id, listener.id, matching)

@@ -91,7 +91,8 @@ def artifact_rows(key: str) -> list[dict[str, Any]]:
         )
     assert len(found) == 1, found
     data = found[0].data
-    rows: list[dict[str, Any]] = json.loads(data) if isinstance(data, str) else data
+    rows = json.loads(data) if isinstance(data, str) else data
+    assert isinstance(rows, list)
     return rows
 
 

@@ -40,7 +40,7 @@ from storeflow.sandbox.models import (
     TaskInfo,
 )
 from storeflow.sandbox.settings import SandboxSettings, as_settings
-from storeflow.sandbox.worker import CallbackWorker
+from storeflow.sandbox.worker import BatchItem, CallbackWorker
 
 # Stages where a falsy return means "no": skip the file, veto the task.
 _GATING_STAGES = {Stage.FILTER, Stage.BEFORE_TASK_EXECUTED}
@@ -234,15 +234,21 @@ class CallbackSet:
         if results is not None and len(results) != len(nodes):
             raise ValueError(f"{len(results)} results for {len(nodes)} nodes")
         # Requests built by hand, not through CallbackRequest: a model per file and per
-        # callback would cost more than the callback itself.
-        task = {"id": self.task_id, "last_execution": None}
+        # callback would cost more than the callback itself.  What every request shares
+        # goes once per batch.
+        common = {
+            "id": self.task_id,
+            "stage": stage.value,
+            "task": {"id": self.task_id, "last_execution": None},
+        }
         result_wires = (
             [r if isinstance(r, dict) else r.to_wire() for r in results]
             if results is not None
             else None
         )
-        node_wires = [n.to_wire() for n in nodes]
-        outcomes = [FileOutcome(stage, dict(n.metadata)) for n in nodes]
+        node_rows = [n.to_row() for n in nodes]
+        outcomes = [FileOutcome(stage, n.metadata) for n in nodes]
+        gating = stage in _GATING_STAGES
         for index, definition in enumerate(self.callbacks):
             if definition.stage is not stage:
                 continue
@@ -253,17 +259,10 @@ class CallbackSet:
                 for i in live:
                     outcomes[i].skipped.append(definition.name)
                 continue
-            wires = [
-                {
-                    "id": self.task_id,
-                    "stage": stage.value,
-                    "task": task,
-                    "node": node_wires[i],
-                    "result": result_wires[i] if result_wires is not None else None,
-                }
-                for i in live
+            items = [
+                (node_rows[i], result_wires[i] if result_wires is not None else None) for i in live
             ]
-            answers = self._call_many(index, wires)
+            answers = self._call_many(index, common, items)
             for i, answer in zip(live, answers, strict=True):
                 outcome = outcomes[i]
                 outcome.calls.append(BatchCall(definition.name, definition.language, answer))
@@ -272,24 +271,30 @@ class CallbackSet:
                     outcome.error = answer.error
                     outcome.failed_callback = definition.name
                     continue
-                if answer.metadata is not None:
-                    outcome.metadata = dict(answer.metadata)
-                    node_wires[i] = {**node_wires[i], "metadata": outcome.metadata}
-                if stage in _GATING_STAGES and not answer.truthy:
+                metadata = answer.metadata
+                if metadata is not None and metadata != outcome.metadata:
+                    outcome.metadata = metadata
+                    node_rows[i] = [*node_rows[i][:-1], metadata]
+                if gating and not answer.truthy:
                     outcome.proceed = False
         for outcome, node in zip(outcomes, nodes, strict=True):
             before, after = node.metadata, outcome.metadata
-            outcome.set = {k: v for k, v in after.items() if before.get(k) != v}
-            outcome.removed = sorted(k for k in before if k not in after)
+            if after is before:
+                outcome.metadata = dict(after)  # the caller's own dict stays theirs
+            elif after or before:
+                outcome.set = {k: v for k, v in after.items() if before.get(k) != v}
+                outcome.removed = sorted(k for k in before if k not in after)
         return outcomes
 
-    def _call_many(self, index: int, wires: list[dict[str, Any]]) -> list[Answer]:
+    def _call_many(
+        self, index: int, common: dict[str, Any], items: Sequence[BatchItem]
+    ) -> list[Answer]:
         try:
             worker = self._worker(index)
         except CallbackError as exc:
             failure = CallbackFailure(kind=ErrorKind.BAD_CALLBACK, message=str(exc))
-            return [Answer(ok=False, error=failure) for _ in wires]
-        return worker.call_wires(wires)
+            return [Answer(ok=False, error=failure) for _ in items]
+        return worker.call_items(common, items)
 
     def _call(self, index: int, request: CallbackRequest) -> CallOutcome:
         try:

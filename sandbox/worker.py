@@ -22,9 +22,17 @@ from storeflow.sandbox.models import (
     CallbackRequest,
     CallOutcome,
     ErrorKind,
+    NodeInfo,
+    NodeRow,
 )
 from storeflow.sandbox.process import LaunchSpec, WorkerProcess
 from storeflow.sandbox.settings import SandboxSettings
+
+#: A batch item: a file's node and its result (AFTER_RESULT_RECEIVED), as wire dicts.
+BatchItem = tuple[NodeRow | None, dict[str, Any] | None]
+#: A worker sends a batch's answers in groups, at most this long after the first of a
+#: group was ready (see sandbox/pyworker/main.py): one line per group, not per file.
+GROUP_S = 0.05
 
 # Failures the callback owns: it will fail the same way on every start.
 _LOAD_KINDS = {ErrorKind.SYNTAX, ErrorKind.NO_ENTRYPOINT, ErrorKind.EXCEPTION}
@@ -145,27 +153,52 @@ class CallbackWorker:
         return answer.outcome()
 
     def call_many(self, requests: Sequence[CallbackRequest]) -> list[CallOutcome]:
-        """Run the callback once per request, in order, with one line to the worker for
-        the whole batch (languages that take batches; others get one call each).  Each
-        call keeps its own deadline; a call that times out or kills its worker fails
-        alone, and a fresh worker takes the rest, as one call after another would."""
-        return [a.outcome() for a in self.call_wires([r.to_wire() for r in requests])]
+        """Run the callback once per request, in order, a batch per run of requests of
+        one task and stage (languages that take batches; others get one call each).
+        Each call keeps its own deadline; a call that times out or kills its worker
+        fails alone, and a fresh worker takes the rest, as one call after another would."""
+        answers: list[Answer] = []
+        start = 0
+        while start < len(requests):
+            common = _common(requests[start])
+            end = start + 1
+            while end < len(requests) and _common(requests[end]) == common:
+                end += 1
+            items: list[BatchItem] = [
+                (
+                    r.node.to_row() if r.node is not None else None,
+                    r.result.to_wire() if r.result is not None else None,
+                )
+                for r in requests[start:end]
+            ]
+            answers += self.call_items(common, items)
+            start = end
+        return [a.outcome() for a in answers]
 
-    def call_wires(self, wires: Sequence[dict[str, Any]]) -> list[Answer]:
-        """:meth:`call_many` for requests already in their wire form
-        (:meth:`CallbackRequest.to_wire`), answered as :class:`Answer`: no model per
-        file either way."""
+    def call_items(self, common: dict[str, Any], items: Sequence[BatchItem]) -> list[Answer]:
+        """:meth:`call_many` in wire form, no model per file either way: ``common`` is
+        what every request shares (id, stage, task), each item a (node, result) pair
+        (:meth:`FileNode.to_row`, :meth:`ExecutionResult.to_wire`)."""
         outcomes: list[Answer] = []
+        # After a timeout the calls still unanswered run again one answer per frame, so
+        # the one that hangs is named (grouped answers leave it ambiguous).
+        group_s = GROUP_S
         with self._lock:
-            while len(outcomes) < len(wires):
+            while len(outcomes) < len(items):
                 started = time.monotonic()
                 try:
                     if self.language.batches:
-                        self._batch_locked(wires[len(outcomes) :], outcomes)
+                        self._batch_locked(common, items[len(outcomes) :], outcomes, group_s)
                     else:
-                        outcomes.append(self._call_wire_locked(wires[len(outcomes)]))
+                        row, result = items[len(outcomes)]
+                        node = NodeInfo.of_row(row).to_wire() if row is not None else None
+                        wire = {**common, "node": node, "result": result}
+                        outcomes.append(self._call_wire_locked(wire))
                         outcomes[-1].seconds = time.monotonic() - started
                 except WorkerFailure as failure:
+                    if failure.kind is ErrorKind.TIMEOUT and group_s > 0:
+                        group_s = 0.0
+                        continue
                     failed = Answer(ok=False, error=failure.to_failure())
                     failed.seconds = time.monotonic() - started
                     outcomes.append(failed)
@@ -173,33 +206,64 @@ class CallbackWorker:
                     outcomes.append(Answer(ok=False, error=_isolation_failure(exc)))
         return outcomes
 
-    def _batch_locked(self, wires: Sequence[dict[str, Any]], done: list[Answer]) -> None:
-        """Append the answer to each request to ``done`` as it arrives; a failure
-        part-way leaves the answers so far in place and raises for the next request."""
+    def _batch_locked(
+        self,
+        common: dict[str, Any],
+        items: Sequence[BatchItem],
+        done: list[Answer],
+        group_s: float,
+    ) -> None:
+        """Append the answer to each item to ``done`` as its group arrives; a failure
+        part-way leaves the answers so far in place and raises for the next item."""
         process = self._ready_process()
         nonce = secrets.token_hex(8)
-        message = {"op": "batch", "nonce": nonce, "requests": list(wires)}
+        message = {
+            "op": "batch",
+            "nonce": nonce,
+            "common": common,
+            "items": list(items),
+            "group_s": group_s,
+        }
+        # A group is sent at most group_s after its first answer was ready, plus the
+        # call in progress then: each call still has its own full timeout.
+        wait = self.settings.call_timeout_s + group_s
+        answered = 0
         try:
-            process.send(message, time.monotonic() + self.settings.call_timeout_s)
-            for index in range(len(wires)):
+            process.send(message, time.monotonic() + wait)
+            while answered < len(items):
                 started = time.monotonic()
-                deadline = started + self.settings.call_timeout_s
                 try:
-                    got, answer = process.reader.read_frame(deadline)
+                    got, group = process.reader.read_frame(started + wait)
                 except WorkerFailure as failure:
                     raise self._explain(process, failure, starting=False) from failure
-                if got != f"{nonce}.{index}":
+                answers = group.get("answers")
+                if (
+                    got != f"{nonce}.{answered}"
+                    or not isinstance(answers, list)
+                    or not 0 < len(answers) <= len(items) - answered
+                ):
                     raise WorkerFailure(
                         ErrorKind.PROTOCOL,
                         "the result channel carried something besides the answer",
                     )
-                outcome = self._outcome(answer, process.reader.take_output())
-                outcome.seconds = time.monotonic() - started
-                done.append(outcome)
-                if self._process is not process:
-                    # The answer asked for a fresh worker (memory, output cap): the rest
-                    # of the batch goes to the next one.
-                    return
+                # Output captured while a group was computed goes with its first answer.
+                output = process.reader.take_output()
+                seconds = (time.monotonic() - started) / len(answers)
+                for answer in answers:
+                    if type(answer) is list:
+                        outcome = _success(answer, items[answered][0], output)
+                    elif isinstance(answer, dict):
+                        outcome = self._outcome(answer, output)
+                    else:
+                        raise WorkerFailure(ErrorKind.PROTOCOL, "an answer is neither kind")
+                    output = ""
+                    outcome.seconds = seconds
+                    done.append(outcome)
+                    answered += 1
+                    if self._process is not process:
+                        # The answer asked for a fresh worker (memory, output cap): the
+                        # rest of the batch goes to the next one.
+                        return
             if process.reader.leftover_on_channel():
                 raise WorkerFailure(
                     ErrorKind.PROTOCOL, "the result channel carried something besides the answer"
@@ -277,6 +341,31 @@ class CallbackWorker:
     def close(self) -> None:
         with self._lock:
             self._discard()
+
+
+def _success(answer: list[Any], row: NodeRow | None, output: str) -> Answer:
+    """A batch's success, [result, truthy, metadata or None when the call left the
+    node's as it was sent]."""
+    if len(answer) != 3:
+        raise WorkerFailure(ErrorKind.PROTOCOL, "an answer is not [result, truthy, metadata]")
+    result, truthy, metadata = answer
+    if metadata is None:
+        metadata = row[-1] if row is not None else None
+    elif not _string_map(metadata):
+        raise WorkerFailure(ErrorKind.PROTOCOL, "metadata must map strings to strings")
+    return Answer(ok=True, result=result, truthy=truthy is True, metadata=metadata, output=output)
+
+
+def _string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
+def _common(request: CallbackRequest) -> dict[str, Any]:
+    """What a batch's requests share: its wire form without node and result."""
+    wire = request.to_wire()
+    return {"id": wire["id"], "stage": wire["stage"], "task": wire["task"]}
 
 
 def _isolation_failure(exc: isolation.IsolationUnavailable) -> CallbackFailure:

@@ -2,8 +2,14 @@
 // the callback has no files, network, environment, subprocesses or FFI.
 //
 // Protocol: the host writes one JSON object a line on stdin (config, load,
-// then calls, or batches of calls answered one frame per request with the
-// nonce "NONCE.INDEX"); answers go to stdout as
+// then calls, or batches {"common", "items": [[node row, result], ...], "group_s"}
+// where a node row is [path, mode, uid, gid, size, atime s, ns, mtime s, ns,
+// ctime s, ns, metadata]
+// answered in groups: one frame per group, nonce "NONCE.FIRST" with
+// {"answers": [...]} (a success as [result, truthy, metadata or null when
+// unchanged], a failure as its object), written when the batch ends, before a call once the
+// oldest unsent answer is group_s old, or before the frame cap); answers go
+// to stdout as
 //     "\x1e" + token + " " + nonce + " " + json + "\n"
 // The callback shares stdout (console.log), so the host treats any other
 // bytes as captured output. The token is a per-worker secret read before
@@ -33,6 +39,9 @@ const FunctionCtor = Function;
 const startInterval = setInterval;
 const stopInterval = clearInterval;
 const MARK = "\x1e";
+const clock = performance.now.bind(performance);
+const arrayPush = uncurry(Array.prototype.push);
+const arrayJoin = uncurry(Array.prototype.join);
 
 let pending = new U8(0);
 
@@ -74,7 +83,11 @@ function serialise(message) {
 }
 
 function send(nonce, message) {
-  const bytes = encode(MARK + token + " " + nonce + " " + serialise(message) + "\n");
+  sendBody(nonce, serialise(message));
+}
+
+function sendBody(nonce, body) {
+  const bytes = encode(MARK + token + " " + nonce + " " + body + "\n");
   const total = byteLength(bytes);
   let written = 0;
   while (written < total) written += writeSync(written === 0 ? bytes : subarray(bytes, written));
@@ -158,6 +171,65 @@ function call(entry, wire) {
   }
 }
 
+const keysOf = Object.keys;
+
+function sameMetadata(now, sent) {
+  if (now === null || sent === null || typeof sent !== "object") return now === sent;
+  const before = keysOf(sent);
+  if (keysOf(now).length !== before.length) return false;
+  for (let i = 0; i < before.length; i++) if (now[before[i]] !== sent[before[i]]) return false;
+  return true;
+}
+
+// A batch's answers, a group per frame (see the protocol above): one write per group
+// instead of per file; a call that hangs leaves at most group_s of answers unsent.
+async function batch(entry, message) {
+  const common = message.common;
+  const items = message.items;
+  const groupMs = (message.group_s || 0) * 1000;
+  let bodies = [];
+  let size = 0;
+  let first = 0;
+  let since = 0;
+  const flush = () => {
+    if (bodies.length) sendBody(message.nonce + "." + first, '{"answers":[' + arrayJoin(bodies, ",") + "]}");
+    bodies = [];
+    size = 0;
+  };
+  for (let index = 0; index < items.length; index++) {
+    if (bodies.length && clock() - since >= groupMs) flush();
+    if (!bodies.length) {
+      first = index;
+      since = clock();
+    }
+    const item = items[index];
+    const row = item[0];
+    const node = row === null ? null : {
+      path: row[0], mode: row[1], uid: row[2], gid: row[3], size: row[4],
+      atime: [row[5], row[6]], mtime: [row[7], row[8]], ctime: [row[9], row[10]], metadata: row[11],
+    };
+    const wire = { id: common.id, stage: common.stage, task: common.task, node, result: item[1] };
+    const pending = call(entry, wire);
+    const outcome = pending.pending ? await pending.pending : pending;
+    // A success as [result, truthy, metadata], metadata null when unchanged.
+    const body = outcome.ok
+      ? serialise([outcome.result, outcome.truthy, row !== null && sameMetadata(outcome.metadata, row[11]) ? null : outcome.metadata])
+      : serialise(outcome);
+    // Up to 3 bytes a UTF-16 unit once encoded: stay under the frame cap in bytes.
+    const cost = body.length * 3 + 1;
+    if (bodies.length && size + cost + 64 > frameLimit) {
+      flush();
+      first = index;
+      since = clock();
+    }
+    arrayPush(bodies, body);
+    size += cost;
+    // The host replaces the worker after these: the rest goes to a fresh one.
+    if (!outcome.ok && (outcome.kind === "memory" || outcome.kind === "output_limit")) break;
+  }
+  flush();
+}
+
 const config = parse(readLine());
 token = config.token;
 frameLimit = config.frame_limit;
@@ -171,12 +243,7 @@ if (loaded.error) {
   for (let line = readLine(); line !== null; line = readLine()) {
     const message = parse(line);
     if (message.op === "batch") {
-      // One answer per request, in order, each as soon as it is ready.
-      const requests = message.requests;
-      for (let index = 0; index < requests.length; index++) {
-        const outcome = call(loaded.entry, requests[index]);
-        send(message.nonce + "." + index, outcome.pending ? await outcome.pending : outcome);
-      }
+      await batch(loaded.entry, message);
     } else {
       const outcome = call(loaded.entry, message.request);
       send(message.nonce, outcome.pending ? await outcome.pending : outcome);

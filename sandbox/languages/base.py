@@ -7,14 +7,21 @@ Every worker, whatever its language, speaks the same line protocol:
         {"op": "config", "token": T, "channel_fd": N, "frame_limit": B, ...spec.config}
         {"op": "load", "source": ..., "filename": ...}
         {"op": "call", "nonce": ..., "request": {...}}      (repeated until stdin closes)
-        {"op": "batch", "nonce": ..., "requests": [...]}   (languages with `batches`)
+        {"op": "batch", "nonce": ..., "common": {"id", "stage", "task"},
+         "items": [[node row, result], ...], "group_s": G}   (languages with `batches`)
     worker -> host, one answer a line:
         b"\\x1e" + T + b" " + NONCE + b" " + JSON + b"\\n"
     answering "ready" to the config ({"ok": true, "layers": {...}}), "load" to
     the load ({"ok": true} or {"ok": false, "kind": ..., "error": ...}), and
     each call's nonce ({"ok": true, "result", "truthy", "metadata"} or a failure);
-    a batch is answered one frame per request, in order, each named NONCE.INDEX and
-    sent as soon as that call returns, so every call keeps its own deadline.
+    a batch is answered in order, in groups: one frame per group named NONCE.FIRST
+    (the index of its first answer) holding {"answers": [...]}, a success as
+    [result, truthy, metadata or null when unchanged], a failure as its object;
+    a group is sent when the batch ends, before a call once its oldest answer is
+    G seconds old, and before it would pass the frame cap.  A node row is
+    sandbox/models.py:node_row's list.  The host gives each call its own
+    deadline plus G; after a timeout it runs the unanswered calls again with G 0
+    (one answer per frame), which names the call that hangs.
 
 Answers go to the inherited fd `channel_fd` when the launch spec asks for a
 separate channel, otherwise to stdout, shared with the callback's output

@@ -81,6 +81,9 @@ def _timestamp(pair: list[int]) -> Timestamp:
     return Timestamp(int(pair[0]), int(pair[1]))
 
 
+_TIME_FIELDS = {"atime": 5, "mtime": 7, "ctime": 9}
+
+
 class NodeInfo:
     def __init__(self, wire: dict[str, Any]) -> None:
         self.path: str = wire["path"]
@@ -92,6 +95,28 @@ class NodeInfo:
         self.mtime = _timestamp(wire["mtime"])
         self.ctime = _timestamp(wire["ctime"])
         self.metadata = MetadataMap(wire["metadata"])
+
+    @classmethod
+    def of_row(cls, row: list[Any]) -> "NodeInfo":
+        """A batch item's node: [path, mode, uid, gid, size, atime s, ns, mtime s, ns,
+        ctime s, ns, metadata] (sandbox/models.py:node_row)."""
+        info = cls.__new__(cls)
+        info.path, info.mode, info.uid, info.gid, info.size = row[0], *row[1:5]
+        info.metadata = MetadataMap(row[11])
+        # The times become Timestamps when first read (see __getattr__): most
+        # callbacks look at a path or a size only.
+        info.__dict__["_row"] = row
+        return info
+
+    def __getattr__(self, name: str) -> Timestamp:
+        # Only reached for an attribute not set yet: a time of a batch item's node.
+        offset = _TIME_FIELDS.get(name)
+        row = self.__dict__.get("_row")
+        if offset is None or row is None:
+            raise AttributeError(name)
+        stamp = Timestamp(int(row[offset]), int(row[offset + 1]))
+        setattr(self, name, stamp)
+        return stamp
 
     def __repr__(self) -> str:
         return f"NodeInfo(path={self.path!r}, size={self.size})"
@@ -124,12 +149,25 @@ class ExecutionResult:
 
 class Request:
     def __init__(self, wire: dict[str, Any]) -> None:
+        node = wire.get("node")
+        self._fill(wire, NodeInfo(node) if node is not None else None, wire.get("result"))
+
+    @classmethod
+    def of(
+        cls, common: dict[str, Any], node: list[Any] | None, result: dict[str, Any] | None
+    ) -> "Request":
+        """A request of a batch: the fields every item shares, then its own."""
+        req = cls.__new__(cls)
+        req._fill(common, NodeInfo.of_row(node) if node is not None else None, result)
+        return req
+
+    def _fill(
+        self, wire: dict[str, Any], node: NodeInfo | None, result: dict[str, Any] | None
+    ) -> None:
         self.id: str = wire["id"]
         self.stage: str = wire["stage"]
         self.task = Task(wire["task"])
-        node = wire.get("node")
-        self.node_info = NodeInfo(node) if node is not None else None
-        result = wire.get("result")
+        self.node_info = node
         self.result = ExecutionResult(result) if result is not None else None
 
     def __repr__(self) -> str:

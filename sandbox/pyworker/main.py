@@ -6,10 +6,14 @@ Protocol (all lines; JSON never contains a raw newline):
       1. {"op": "config", ...jail settings, "channel_fd": N, "token": T}
       2. {"op": "load", "source": ..., "filename": ...}
       3. {"op": "call", "nonce": ..., "request": {...}}  (repeated), or
-         {"op": "batch", "nonce": ..., "requests": [{...}, ...]}: one answer per
-         request, in order, each as soon as it is ready, nonce + "." + its index
+         {"op": "batch", "nonce": ..., "common": {"id", "stage", "task"},
+          "items": [[node row, result], ...], "group_s": G}: one answer per item, in
+         order, sent in groups (see _Batch)
   worker -> host, on the inherited fd `channel_fd` (never stdout/stderr):
       b"\\x1e" + token + b" " + nonce + b" " + json + b"\\n"
+  a group of a batch's answers is one such line, nonce + "." + the index of its
+  first answer, json {"answers": [answer, ...]}, a success as [result, truthy,
+  metadata or null when unchanged], a failure as the failure object
 The callback's own stdout and stderr are separate pipes the host only reads
 as captured output.
 """
@@ -18,6 +22,7 @@ import builtins
 import json
 import os
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -32,15 +37,76 @@ class Channel:
         self._prefix = _MARK + token.encode("ascii") + b" "
         self._limit = limit
 
-    def send(self, nonce: str, message: dict[str, Any]) -> None:
-        body = json.dumps(message, ensure_ascii=True, default=repr).encode("ascii")
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    def encode(self, message: dict[str, Any] | list[Any]) -> bytes:
+        """One answer as JSON, replaced by an output_limit failure past the cap."""
+        body = _ENCODER.encode(message).encode("ascii")
         if len(body) > self._limit:
-            body = json.dumps(
-                {"ok": False, "kind": "output_limit", "error": "result larger than the output cap"}
-            ).encode("ascii")
+            body = _TOO_BIG
+        return body
+
+    def send(self, nonce: str, message: dict[str, Any]) -> None:
+        self.send_body(nonce, self.encode(message))
+
+    def send_body(self, nonce: str, body: bytes) -> None:
         data = memoryview(self._prefix + nonce.encode("ascii") + b" " + body + b"\n")
         while data:
             data = data[os.write(self._fd, data) :]
+
+
+# One encoder for every answer (json.dumps with an argument builds one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=True, default=repr)
+_TOO_BIG = json.dumps(
+    {"ok": False, "kind": "output_limit", "error": "result larger than the output cap"}
+).encode("ascii")
+# Room for the group's own JSON around its answers.
+_GROUP_ROOM = 64
+# After these failures the host replaces the worker: the rest of the batch goes to it.
+_STOP_KINDS = {"memory", "output_limit"}
+
+
+class _Batch:
+    """A batch's answers, written a group per line: when the batch ends, before a call
+    once the oldest unsent answer is ``group_s`` old, and before the line would pass
+    the frame cap.  One write and one JSON line per group instead of per file; a call
+    that hangs leaves at most ``group_s`` of answers unsent (the host, on a timeout,
+    runs the unanswered calls again with ``group_s`` 0: one answer per line)."""
+
+    def __init__(self, channel: Channel, nonce: str, group_s: float) -> None:
+        self.channel = channel
+        self.nonce = nonce
+        self.group_s = group_s
+        self.bodies: list[bytes] = []
+        self.size = 0
+        self.first = 0
+        self.since = 0.0
+
+    def before_call(self, index: int) -> None:
+        if self.bodies and time.monotonic() - self.since >= self.group_s:
+            self.flush()
+        if not self.bodies:
+            self.first = index
+            self.since = time.monotonic()
+
+    def add(self, answer: dict[str, Any] | list[Any]) -> None:
+        body = self.channel.encode(answer)
+        if self.bodies and self.size + len(body) + _GROUP_ROOM > self.channel.limit:
+            first = self.first + len(self.bodies)
+            self.flush()
+            self.first = first
+            self.since = time.monotonic()
+        self.bodies.append(body)
+        self.size += len(body) + 1
+
+    def flush(self) -> None:
+        if self.bodies:
+            group = b'{"answers":[' + b",".join(self.bodies) + b"]}"
+            self.channel.send_body(f"{self.nonce}.{self.first}", group)
+        self.bodies = []
+        self.size = 0
 
 
 def _read_message() -> dict[str, Any] | None:
@@ -77,8 +143,14 @@ def _load(message: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     return namespace, namespace.get("run")
 
 
-def _call(namespace: dict[str, Any], run: Any, wire: dict[str, Any]) -> dict[str, Any]:
-    req = api.Request(wire)
+def _jsonable_fast(value: Any) -> Any:
+    # What callbacks mostly return needs no trial encoding.
+    if value is None or value is True or value is False or type(value) in (int, str):
+        return value
+    return _jsonable(value)
+
+
+def _call(namespace: dict[str, Any], run: Any, req: api.Request) -> dict[str, Any]:
     # The seed reads `task` as a free name in BEFORE_TASK_EXECUTED callbacks.
     namespace["task"] = req.task
     try:
@@ -94,9 +166,32 @@ def _call(namespace: dict[str, Any], run: Any, wire: dict[str, Any]) -> dict[str
     metadata = None
     if node is not None:
         metadata = dict(node.metadata)
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        if metadata and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
             return {"ok": False, "kind": "exception", "error": "metadata must map str to str"}
-    return {"ok": True, "result": _jsonable(value), "truthy": bool(value), "metadata": metadata}
+    result = _jsonable_fast(value)
+    return {"ok": True, "result": result, "truthy": bool(value), "metadata": metadata}
+
+
+def _batch(channel: Channel, namespace: dict[str, Any], run: Any, message: dict[str, Any]) -> None:
+    common = message["common"]
+    batch = _Batch(channel, str(message["nonce"]), float(message.get("group_s", 0)))
+    for index, (node, result) in enumerate(message["items"]):
+        batch.before_call(index)
+        answer = _call(namespace, run, api.Request.of(common, node, result))
+        if answer["ok"]:
+            # A success as [result, truthy, metadata], metadata null when the call left
+            # it as it came: the host keeps what it sent.
+            metadata = answer["metadata"]
+            if node is not None and metadata == node[11]:
+                metadata = None
+            batch.add([answer["result"], answer["truthy"], metadata])
+            continue
+        batch.add(answer)
+        if answer["kind"] in _STOP_KINDS:
+            break  # the host starts a fresh worker for the rest
+    batch.flush()
 
 
 def main() -> None:
@@ -127,10 +222,8 @@ def main() -> None:
         return
     channel.send("load", {"ok": True})
     while (message := _read_message()) is not None:
-        nonce = str(message["nonce"])
         if message.get("op") == "batch":
-            # Many files per line read: the host pipelines instead of waiting per call.
-            for index, request in enumerate(message["requests"]):
-                channel.send(f"{nonce}.{index}", _call(namespace, run, request))
+            _batch(channel, namespace, run, message)
         else:
-            channel.send(nonce, _call(namespace, run, message["request"]))
+            answer = _call(namespace, run, api.Request(message["request"]))
+            channel.send(str(message["nonce"]), answer)

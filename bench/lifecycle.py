@@ -2,7 +2,12 @@
 
 1. In-process, ephemeral server: a space create (pre/perform/post, hooks with the
    audit driver) against a bare flow with three no-op tasks.
-2. Against a running `prefect server start` (PostgreSQL-backed, 127.0.0.1):
+2. The lease on the resource lock (tasks/lifecycle.py: LeaseKeeper): every create
+   above runs with the default lease (STOREFLOW_LOCK_LEASE unset: 60 s, its renewal
+   thread started and stopped by each run); this row times creates whose lease is so
+   short (0.5 s) that the thread renews it every 0.17 s while the run works, against
+   creates with a lease so long (86400 s) that it never renews, and counts renewals.
+3. Against a running `prefect server start` (PostgreSQL-backed, 127.0.0.1):
    operations per minute for N space creates, beside N bare flows.
 
     .venv/bin/python -m bench.lifecycle [--n 100] [--repeat 20]
@@ -11,12 +16,13 @@ Prints a table; asserts nothing (targets: create <= 1.5x the bare flow).
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +51,8 @@ def timed(fn: Callable[[int], Any], n: int) -> list[float]:
     return times
 
 
-def measure(label: str, repeat: int, prefix: str) -> tuple[float, float]:
-    """Median seconds of a bare three-task flow and of a space create, same conditions."""
+def creating(prefix: str) -> Callable[[int], None]:
+    """A function making space `<prefix>-<i>` (a lifecycle run through the skeleton)."""
     from storeflow.flows.spaces import space_create
     from storeflow.models.schemas import SpaceSpec
 
@@ -54,11 +60,69 @@ def measure(label: str, repeat: int, prefix: str) -> tuple[float, float]:
         state = space_create(SpaceSpec(name=f"{prefix}-{i}"), return_state=True)
         assert state.is_completed(), state
 
+    return create
+
+
+def measure(label: str, repeat: int, prefix: str) -> tuple[float, float]:
+    """Median seconds of a bare three-task flow and of a space create, same conditions
+    (the default lease: STOREFLOW_LOCK_LEASE unset)."""
+    create = creating(prefix)
     bare_flow()  # warm both paths once
     create(10_000)
     bare = timed(lambda _: bare_flow(), repeat)
     ours = timed(create, repeat)
     return statistics.median(bare), statistics.median(ours)
+
+
+@contextlib.contextmanager
+def lease_of(seconds: str | None) -> Iterator[None]:
+    """STOREFLOW_LOCK_LEASE set to `seconds` (None: unset, the default) for the block."""
+    saved = os.environ.pop("STOREFLOW_LOCK_LEASE", None)
+    if seconds is not None:
+        os.environ["STOREFLOW_LOCK_LEASE"] = seconds
+    try:
+        yield
+    finally:
+        os.environ.pop("STOREFLOW_LOCK_LEASE", None)
+        if saved is not None:
+            os.environ["STOREFLOW_LOCK_LEASE"] = saved
+
+
+@contextlib.contextmanager
+def counting_renewals() -> Iterator[list[int]]:
+    """Counts the lease renewals LeaseKeeper threads make (successful ones), to show the
+    renewing row really renewed."""
+    from storeflow.models import repository
+
+    real = repository.renew
+    count = [0]
+
+    def renew(*args: Any, **kwargs: Any) -> bool:
+        renewed = real(*args, **kwargs)
+        count[0] += int(renewed)
+        return renewed
+
+    repository.renew = renew
+    try:
+        yield count
+    finally:
+        repository.renew = real
+
+
+def lease_section(repeat: int) -> tuple[float, float, int]:
+    """Median seconds of a create with a 86400 s lease (never renewed) and with a 0.5 s
+    lease (renewed every 0.17 s), interleaved so load drifts hit both; and the renewals."""
+    create = creating("lease")
+    never: list[float] = []
+    renewing: list[float] = []
+    with counting_renewals() as renewals:
+        for i in range(repeat):
+            for lease, times, n in (("86400", never, 2 * i), ("0.5", renewing, 2 * i + 1)):
+                with lease_of(lease):
+                    start = time.perf_counter()
+                    create(n)
+                    times.append(time.perf_counter() - start)
+    return statistics.median(never), statistics.median(renewing), renewals[0]
 
 
 def server_section(n: int, root: Path) -> tuple[float, float]:
@@ -106,9 +170,10 @@ def main() -> int:
         os.environ["STOREFLOW_HOME"] = str(root / "storeflow")
         os.environ["STOREFLOW_HOOK_DRIVERS"] = "storeflow.tasks.hook_drivers.audit:AuditHook"
         rows = []
-        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), lease_of(None):
             bare, ours = measure("ephemeral", args.repeat, "eph")
             rows.append(("ephemeral, in-process (median s/op)", bare, ours))
+            never, renewing, renewals = lease_section(args.repeat)
             stop_ephemeral_prefect()
             if not args.skip_server:
                 bare_s, ours_s = server_section(args.n, root)
@@ -118,6 +183,15 @@ def main() -> int:
     for label, bare, ours in rows:
         print(f"{label:45} {bare:10.3f} {ours:13.3f} {ours / bare:7.2f} {60 / ours:8.0f}")
     print("target: ratio <= 1.5 (storeflow's own overhead small beside Prefect's)")
+    print("(space create runs with the default lease, 60 s: its LeaseKeeper thread runs)")
+    print()
+    title = "lease cost, space create (median s/op)"
+    print(f"{title:45} {'86400 s':>10} {'0.5 s':>13} {'ratio':>7}")
+    print(
+        f"{f'renewing every 0.17 s: {renewals} renewals':45} {never:10.3f} {renewing:13.3f} "
+        f"{renewing / never:7.2f}"
+    )
+    print("(86400 s: never renewed during a run; 0.5 s: the shortest lease allowed)")
     return 0
 
 

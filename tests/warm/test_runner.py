@@ -306,3 +306,65 @@ def test_another_user_is_refused(shell: dict[str, str], runner: int, tmp_path: P
     assert result.stdout.strip() == "b''"  # closed without a word
     log = (Path(shell["STOREFLOW_HOME"]) / "warm.log").read_text()
     assert "uid 65534" in log
+
+
+def test_umask_and_environment_are_the_clients(
+    shell: dict[str, str], runner: int, tmp_path: Path
+) -> None:
+    """A space made through the runner gets the client's umask; an OTF task's `env` lookup
+    reads the client's environment, not the runner's."""
+    served = status(shell, tmp_path)["served"]
+    made = run_command(
+        ["sh", "-c", f"umask 077 && exec {STOREFLOW} space create private --json"],
+        shell,
+        tmp_path,
+        120,
+    )
+    assert made.returncode == 0, made.stderr
+    path = Path(json.loads(made.stdout)["result"]["state"]["path"])
+    assert path.stat().st_mode & 0o777 == 0o700
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("from the client's environment\n")
+    task = {
+        "type": "transfer",
+        "source": {
+            "directory": "{{ lookup('env', name='SF_WARM_SRC') }}",
+            "fileRegex": ".*",
+            "protocol": {"name": "local"},
+        },
+        "destination": [
+            {
+                "directory": "{{ lookup('env', name='SF_WARM_DST') }}",
+                "createDirectoryIfNotExists": True,
+                "protocol": {"name": "local"},
+            }
+        ],
+    }
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "variables.json").write_text("{}")
+    (tmp_path / "cfg" / "envcopy.json.j2").write_text(json.dumps(task))
+    env = {**shell, "SF_WARM_SRC": str(tmp_path / "in"), "SF_WARM_DST": str(tmp_path / "out")}
+    moved = storeflow(["transfer", "run", "-t", "envcopy", "-c", "cfg", "--json"], env, tmp_path)
+    assert moved.returncode == 0, moved.stderr
+    assert (tmp_path / "out" / "a.txt").read_text() == "from the client's environment\n"
+    assert status(shell, tmp_path)["served"] == served + 2  # both ran in the runner
+
+
+def test_a_code_change_stops_the_runner_and_the_command_runs_here(
+    shell: dict[str, str], runner: int, tmp_path: Path
+) -> None:
+    import storeflow.models.status as touched
+
+    source = Path(touched.__file__).resolve()
+    before = source.stat()
+    assert status(shell, tmp_path)["fits"]
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 5_000_000_000))
+    try:
+        listed = storeflow(["space", "list", "--json"], shell, tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout) == []
+        wait_for(lambda: not alive(runner), 60, "the stale runner is still alive")
+    finally:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    log = (Path(shell["STOREFLOW_HOME"]) / "warm.log").read_text()
+    assert "stale: storeflow's code or packages changed" in log

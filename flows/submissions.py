@@ -38,7 +38,7 @@ from storeflow.models.listener_settings import ListenerSettings
 from storeflow.models.submission_repository import SubmissionView
 from storeflow.models.submissions import Origin, SubmissionStatus
 from storeflow.tasks import submissions as steps
-from storeflow.tasks.broker import Publisher
+from storeflow.tasks.broker import BROKER_ERRORS, Publisher
 
 DEFAULT_TIMEOUT = 3600
 
@@ -194,23 +194,30 @@ def send_job(submission: SubmissionView, database_url: str, settings: ListenerSe
         job = steps.job_message(submission, target, host=settings.api_url, secret_key=key)
         queue = target.listener.queue
         message = f"job sent to queue {queue}"
-        # Recorded first, committed only once the broker has confirmed the job: a reply
-        # can never precede it, and a failed publish leaves no trace.
+        # Committed before the job goes out: a listener calls the API with the key (and
+        # replies) as soon as it has the job, which can be before the broker's confirm
+        # reaches us.
         submissions.record_event(
             session, submission.id, kind=steps.SUBMITTED_EVENT, message=message
         )
-        publisher = Publisher(settings.broker_url)
-        try:
-            # Declared with the flags pyclowder uses (durable, no arguments), so that a job
-            # waits for a listener that is not running yet.
-            publisher.declare_queue(queue)
-            publisher.publish(
-                queue,
-                json.dumps(job).encode(),
-                steps.job_properties(submission.id, settings.reply_queue),
-            )
-        finally:
-            publisher.close()
+    publisher = Publisher(settings.broker_url)
+    try:
+        # Declared with the flags pyclowder uses (durable, no arguments), so that a job
+        # waits for a listener that is not running yet.
+        publisher.declare_queue(queue)
+        publisher.publish(
+            queue,
+            json.dumps(job).encode(),
+            steps.job_properties(submission.id, settings.reply_queue),
+        )
+    except BROKER_ERRORS as exc:
+        # The broker stayed away longer than the publisher waits: the submission ends
+        # here (its key revoked), rather than wait for a job nobody will get.
+        with session_scope(database_url) as session:
+            reason = steps.not_sent(session, submission.id, queue, exc)
+        raise steps.NotSent(reason) from exc
+    finally:
+        publisher.close()
     return message
 
 
@@ -256,7 +263,10 @@ def submit(
         return Completed(name="Success", message=submission.message)
     if submission.status is SubmissionStatus.FAILURE:
         return Failed(name="Failure", message=submission.message)
-    message = send_job(submission, database_url, ListenerSettings.from_environment())
+    try:
+        message = send_job(submission, database_url, ListenerSettings.from_environment())
+    except steps.NotSent as exc:
+        return Failed(name="Failure", message=str(exc))
     create_progress_artifact(0.0, description=f"{submission.listener}: progress")
     # No reschedule: nothing re-runs this flow; the status consumer sets its outcome.
     return Paused(name=SUBMITTED_STATE, message=message)

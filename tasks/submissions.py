@@ -25,7 +25,7 @@ from storeflow.models import listener_repository as listeners
 from storeflow.models import submission_repository as submissions
 from storeflow.models.catalog import FileRow
 from storeflow.models.catalog_repository import FileView
-from storeflow.models.errors import InvalidInput, NotFound
+from storeflow.models.errors import InvalidInput, NotFound, StoreflowError
 from storeflow.models.listener_repository import ListenerView
 from storeflow.models.submission_repository import SubmissionView
 from storeflow.models.submissions import SubmissionEventRow, SubmissionStatus
@@ -372,6 +372,27 @@ def record_replies(session: Session, replies: list[tuple[str, Reply]]) -> submis
     for submission_id in recorded.ended:
         api_keys.revoke_for_submission(session, submission_id)
     return recorded
+
+
+class NotSent(StoreflowError):
+    """The job could not be handed to the broker: the submission ended Failure."""
+
+
+def not_sent(session: Session, submission_id: str, queue: str, error: BaseException) -> str:
+    """End a submission whose job the broker never took; the reason."""
+    reason = f"job not sent to queue {queue}: {error or type(error).__name__}"
+    if (
+        submissions.record_event(
+            session,
+            submission_id,
+            kind="storeflow.not-sent",
+            message=reason,
+            outcome=SubmissionStatus.FAILURE,
+        )
+        is not None
+    ):
+        api_keys.revoke_for_submission(session, submission_id)
+    return reason
 
 
 def expire(session: Session, submission_id: str) -> SubmissionView | None:

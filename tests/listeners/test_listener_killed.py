@@ -2,11 +2,15 @@
 ends Failure after its timeout, never SUBMITTED forever.
 
 The job was never acked, so RabbitMQ keeps it and hands it to the extractor when it
-is started again.  What happens then is decided here: the submission has ended, its
-key is revoked, so the redelivered job cannot download its file (401), never reaches
-the extractor's process_message, and pyclowder's retries end it in its error queue;
-its replies (start, ten retries, error) arrive after the end and are ignored.  The
-outcome stays Failure.
+is started again.  What happens then is decided here:
+
+- started after the timeout: the submission has ended, its key is revoked, so the
+  redelivered job cannot download its file (401), never reaches the extractor's
+  process_message, and pyclowder's retries end it in its error queue; its replies
+  (start, retries, error) arrive after the end and are ignored.  It stays Failure.
+- started before: the job had its file already (it may even have been processed, its
+  `done` lost with the process), so the API refuses it the file again (409) and the
+  submission ends Failure saying so, at once: at most once, never run twice.
 """
 
 import os
@@ -31,6 +35,7 @@ from storeflow.models.listener_settings import ListenerSettings
 from storeflow.models.submissions import SubmissionStatus
 from storeflow.services.serve import Services, running
 from storeflow.tasks.catalog import register
+from storeflow.tasks.submissions import LOST_MESSAGE
 from tests.listeners.broker import URL, delete_queues, unique, wait_for
 from tests.listeners.extractor import ExtractorProcess, free_port
 
@@ -138,3 +143,41 @@ def test_an_extractor_killed_mid_job_ends_failure_and_its_redelivered_job_change
     assert run_state(run_id).name == "Failure"
     assert processed.exists() is False  # the redelivered job never ran
     assert "401" in again.output()
+
+
+def test_a_job_redelivered_before_its_timeout_is_refused_and_ends_failure_not_run_twice(
+    services: Services, started: list[ExtractorProcess], tmp_path: Path
+) -> None:
+    """Killed after it had its file, started again at once: the broker hands it the same
+    job, which may already have been processed (its `done` lost with the process).
+    The API refuses the job its file a second time and the submission ends Failure,
+    saying so, long before its timeout."""
+    name = unique("wordcount")
+    processed = tmp_path / "processed.txt"
+    slow = ExtractorProcess(
+        tmp_path / "first", name, URL, WORDCOUNT_LOG=str(processed), WORDCOUNT_SLEEP="600"
+    ).start()
+    started.append(slow)
+    listener_named(name)
+    poem = tmp_path / "poem.txt"
+    poem.write_text("the quick brown fox\n")
+    file: FileView = register(StoreflowConfig(), poem)[0]
+    state = submit(listener=name, resource=str(file.id), timeout_seconds=3600, return_state=True)
+    run_id = str(state.state_details.flow_run_id)
+    wait_for(lambda: "storeflow.download" in event_kinds(run_id), 60, "the file's download")
+    assert slow.process is not None
+    os.kill(slow.process.pid, signal.SIGKILL)
+    slow.process.wait(30)
+
+    again = ExtractorProcess(tmp_path / "second", name, URL, WORDCOUNT_LOG=str(processed))
+    started.append(again.start())
+    ended = wait_for(
+        lambda: (s := run_state(run_id)) is not None and s.is_final() and s, 180, "the refusal"
+    )
+    assert ended.name == "Failure"
+    assert ended.message == LOST_MESSAGE.format(what="file")
+    kinds = event_kinds(run_id)
+    assert kinds.count("storeflow.download") == 1 and "storeflow.redelivered" in kinds
+    wait_for(lambda: queue_depth(f"error.{name}") == 1, 180, "pyclowder to give the job up")
+    assert processed.exists() is False  # neither process ran it
+    assert "409" in again.output()

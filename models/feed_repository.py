@@ -332,15 +332,20 @@ def dataset_delivery(folder: str, version: str) -> str:
 
 
 def _dataset_resource(
-    session: Session, feed_id: int, listener_id: int, file_id: str, submission_id: str
+    session: Session, feed_id: int, listener_id: int, resource: str, submission_id: str
 ) -> str | None:
-    """The dataset delivery a run for a dataset feed's triggering file stands for: the
-    one it holds already (a resumed run), else the newest claimed one of the file's
-    folder that no run holds; None when there is none (nothing to send)."""
-    file = session.get(FileRow, int(file_id)) if file_id.isdigit() else None
-    if file is None:
-        return None
-    prefix = f"{DATASET_PREFIX}{file.dataset}@"
+    """The dataset delivery a run for a dataset feed stands for (`resource`: the
+    dataset's folder, or the file that completed it): the one the run holds already (a
+    resumed run), else the newest claimed one of the folder that no run holds; None
+    when there is none (nothing to send)."""
+    if resource.isdigit():
+        file = session.get(FileRow, int(resource))
+        if file is None:
+            return None
+        folder = file.dataset
+    else:
+        folder = resource
+    prefix = f"{DATASET_PREFIX}{folder}@"
     query = (
         select(FeedDeliveryRow.resource, FeedDeliveryRow.submission_id)
         .where(
@@ -364,8 +369,9 @@ def bind_submission(
 ) -> bool:
     """Make `submission_id` the one submission of this delivery (claiming it if nobody
     has); False when another submission holds it: this one is a duplicate.  For a
-    dataset feed `resource` is the triggering file, and the delivery is its folder's
-    that the matcher claimed (a run with none to take sends nothing)."""
+    dataset feed `resource` is the dataset's folder (or the file that completed it,
+    for a listener that takes files only), and the delivery is the folder's version
+    the matcher claimed (a run with none to take sends nothing)."""
     if session.scalar(select(FeedRow.kind).where(FeedRow.id == feed_id)) == FeedKind.DATASET:
         found = _dataset_resource(session, feed_id, listener_id, resource, submission_id)
         if found is None:

@@ -29,6 +29,7 @@ from storeflow.models.errors import InvalidInput, NotFound, Refused
 from storeflow.models.feed_criteria import Criteria, FeedKind, MatchFile, matches
 from storeflow.models.feed_repository import FeedView, SubscriptionView
 from storeflow.tasks.matcher import Matcher
+from storeflow.tasks.submissions import processes_datasets
 
 MATCHED_EVENT = "storeflow.feed.matched"
 SUBMIT_DEPLOYMENT = "submit/submit"
@@ -81,15 +82,26 @@ def _submit_deployment_id() -> uuid.UUID:
             ) from None
 
 
-def create_automation(feed: FeedView, listener_id: int, listener_name: str) -> str:
+def _label(name: str) -> dict[str, str]:
+    """A run parameter the server renders from the matched event's resource label."""
+    return {"__prefect_kind": "jinja", "template": f"{{{{ event.resource['{name}'] }}}}"}
+
+
+def create_automation(
+    feed: FeedView, listener_id: int, listener_name: str, *, dataset_jobs: bool = False
+) -> str:
     """The subscription's automation (its id): the `submit` deployment on the feed's
-    matched events that name this listener."""
+    matched events that name this listener.  A dataset feed's run submits the dataset
+    (its folder) to a listener that processes datasets (`dataset_jobs`), else the file
+    that completed it."""
     from prefect.automations import Automation
     from prefect.events.actions import RunDeployment
     from prefect.events.schemas.automations import EventTrigger, Posture
 
     deployment_id = _submit_deployment_id()
-    file_id = {"__prefect_kind": "jinja", "template": "{{ event.resource['storeflow.file.id'] }}"}
+    resource, resource_type = _label("storeflow.file.id"), "file"
+    if feed.kind is FeedKind.DATASET and dataset_jobs:
+        resource, resource_type = _label("storeflow.dataset"), "dataset"
     automation = Automation(
         name=automation_name(feed.name, listener_name),
         description=(
@@ -112,8 +124,8 @@ def create_automation(feed: FeedView, listener_id: int, listener_name: str) -> s
                 deployment_id=deployment_id,
                 parameters={
                     "listener": str(listener_id),
-                    "resource": file_id,
-                    "resource_type": "file",
+                    "resource": resource,
+                    "resource_type": resource_type,
                     "origin": "feed",
                     "feed": str(feed.id),
                 },
@@ -160,7 +172,13 @@ def subscribe(
         existing = feeds.subscription(session, feed.id, listener.id)
     if existing is not None:
         return Subscribed(existing, created=False)
-    automation_id = create_automation(feed, listener.id, listener.name) if auto else None
+    automation_id = (
+        create_automation(
+            feed, listener.id, listener.name, dataset_jobs=processes_datasets(listener)
+        )
+        if auto
+        else None
+    )
     try:
         with session_scope(config.database_url) as session:
             found, created = feeds.subscribe(session, feed.id, listener.id, auto=auto)

@@ -12,13 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from uuid import UUID
-
-import pytest
-from prefect.client.orchestration import get_client
 
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.flows.reconcile import reconcile
@@ -27,96 +21,20 @@ from storeflow.flows.templates import template_create
 from storeflow.models.schemas import SpaceSpec, SpaceUpdate, TemplateSpec
 from storeflow.models.status import Status
 from storeflow.tasks.reconcile import INTERRUPTED
-from tests.lifecycle.conftest import exists, read, run, tree
-
-LEASE = 2.0
-ROOT = Path(__file__).resolve().parents[2]
-
-# Wraps `module:function` so that the child stalls once it is reached, then runs the CLI.
-CHILD = """
-import importlib, os, sys, time
-from pathlib import Path
-
-marker, where, when = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-module_name, _, name = where.partition(":")
-module = importlib.import_module(module_name)
-original = getattr(module, name)
-
-def stall(*args, **kwargs):
-    if when == "before":
-        marker.write_text("here")
-        time.sleep(600)
-    result = original(*args, **kwargs)
-    marker.write_text("here")
-    time.sleep(600)
-    return result
-
-setattr(module, name, stall)
-from storeflow.cli.app import main
-main(sys.argv[4:])
-"""
-
-
-@dataclass
-class Killed:
-    flow_run_id: str
-
-
-def kill_during(tmp_path: Path, where: str, when: str, argv: list[str]) -> None:
-    """Run `storeflow ARGV` in a child, SIGKILL it (and its process group) at `where`."""
-    marker = tmp_path / f"marker-{time.monotonic_ns()}"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(marker), where, when, *argv],
-        cwd=ROOT,
-        env={**os.environ, "STOREFLOW_LOCK_LEASE": str(LEASE), "STOREFLOW_WARM": "off"},
-        start_new_session=True,  # its ephemeral Prefect server dies with it
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            if child.poll() is not None:
-                stderr = child.stderr.read().decode() if child.stderr else ""
-                pytest.fail(f"the child ended before it reached {where}: {stderr[-2000:]}")
-            assert time.monotonic() < deadline, f"the child never reached {where}"
-            time.sleep(0.05)
-    finally:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait(timeout=30)
-        if child.stderr:
-            child.stderr.close()
-    time.sleep(LEASE + 0.5)  # the lease the killed run can no longer renew runs out
-
-
-def state_type_of(flow_run_id: str) -> str:
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(UUID(flow_run_id)).state
-    assert state is not None
-    return state.type.value
-
-
-def leftovers(base: Path) -> list[str]:
-    return sorted(p.name for p in base.iterdir() if p.name.startswith("."))
-
-
-@pytest.fixture
-def lease(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("STOREFLOW_LOCK_LEASE", str(LEASE))
-    yield
-
-
-def big_tree(root: Path, files: int = 40) -> Path:
-    (root / "data").mkdir(parents=True)
-    for i in range(files):
-        (root / "data" / f"f{i:03}.bin").write_bytes(os.urandom(1024))
-    return root
-
-
-def holder(config: StoreflowConfig, kind: str, name: str) -> str:
-    owner = read(config, kind, name).lock_owner
-    assert owner is not None, f"{kind} {name} is not held by the killed run"
-    return owner
+from tests.lifecycle.conftest import (
+    CHILD,
+    LEASE,
+    ROOT,
+    big_tree,
+    exists,
+    holder,
+    kill_during,
+    leftovers,
+    read,
+    run,
+    state_type_of,
+    tree,
+)
 
 
 def test_space_create_killed_while_installing_its_template(

@@ -83,12 +83,14 @@ def dataset_feed(*subscribers: ListenerView) -> dict[str, Any]:
 def run_parameters(feed: dict[str, Any], listener: ListenerView) -> dict[str, Any]:
     """What the subscription's automation passes to `submit` (templates unrendered)."""
     from prefect.client.orchestration import get_client
+    from prefect.events.actions import RunDeployment
 
     name = feed_steps.automation_name(feed["name"], listener.name)
     with get_client(sync_client=True) as client:
         (automation,) = client.read_automations_by_name(name)
-    parameters: dict[str, Any] = automation.actions[0].parameters
-    return parameters
+    action = automation.actions[0]
+    assert isinstance(action, RunDeployment) and action.parameters is not None
+    return action.parameters
 
 
 def test_a_folder_fires_once_when_its_last_required_file_arrives(

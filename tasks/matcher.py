@@ -28,8 +28,10 @@ from storeflow.models.feed_criteria import (
     Criteria,
     MatchFile,
     MetadataCondition,
-    metadata_holds,
+    MetadataOp,
 )
+
+_MISSING = object()
 
 _NO_LIMIT = 2**63 - 1
 # Patterns that cannot share one alternation: backreferences (group numbers shift),
@@ -119,8 +121,48 @@ class _Feed:
     )
 
 
-def _all_hold(conditions: tuple[MetadataCondition, ...], document: dict[str, Any]) -> bool:
-    return all(metadata_holds(m, document) for m in conditions)
+def _metadata_check(condition: MetadataCondition) -> Callable[[Any], bool]:
+    """`metadata_holds(condition, document)` as one function with its path split once
+    (the same answers: tests check it against the plain evaluation)."""
+    parts = tuple(
+        (part, int(part) if part.isdigit() else -1)
+        for part in condition.path.removeprefix("$").removeprefix(".").split(".")
+    )
+
+    def found_in(document: Any) -> Any:
+        current = document
+        for part, index in parts:
+            if isinstance(current, dict):
+                if part not in current:
+                    return _MISSING
+                current = current[part]
+            elif isinstance(current, list) and 0 <= index < len(current):
+                current = current[index]
+            else:
+                return _MISSING
+        return current
+
+    op, wanted, low, high = condition.op, condition.value, condition.min, condition.max
+
+    def holds(document: Any) -> bool:
+        found = found_in(document)
+        if found is _MISSING:
+            return False
+        if op is MetadataOp.EXISTS:
+            return True
+        if op is MetadataOp.EQUALS:
+            return bool(found == wanted)
+        if op is MetadataOp.CONTAINS:
+            if isinstance(found, str):
+                return isinstance(wanted, str) and wanted in found
+            if isinstance(found, list | dict):
+                return wanted in found
+            return False
+        if isinstance(found, bool) or not isinstance(found, int | float):
+            return False
+        return (low is None or found >= low) and (high is None or found <= high)
+
+    return holds
 
 
 def _compile_check(
@@ -153,12 +195,13 @@ def _compile_check(
         terms.append(f"regex_holds({value(f.regex)})")
     if f.metadata:
         # Every metadata operator needs its path to exist: no documents, no match.
-        terms.append(f"bool(document) and all_hold({value(f.metadata)}, document)")
+        terms.append("bool(document)")
+        terms.extend(f"{value(_metadata_check(m))}(document)" for m in f.metadata)
     source = (
         "def check(file, size, major, document, regex_holds):\n"
         f"    return {' and '.join(terms) or 'True'}\n"
     )
-    namespace: dict[str, Any] = {**values, "all_hold": _all_hold}
+    namespace: dict[str, Any] = dict(values)
     exec(compile(source, f"<feed {f.id}>", "exec"), namespace)
     check: Callable[[MatchFile, int, str, dict[str, Any], Callable[[int], bool]], bool]
     check = namespace["check"]
@@ -212,11 +255,11 @@ class _KeyedIndex:
                 into.append(found)
 
 
-@dataclass(slots=True)
-class _OrFeed:
-    id: int
-    criteria: Criteria
-    regex: int
+def disjuncts(c: Criteria) -> list[Criteria]:
+    """An OR feed's criteria one by one, each alone (a file meets the feed iff it meets
+    one of them)."""
+    alone = [Criteria(**{key: getattr(c, key)}) for key in c.given() if key != "metadata"]
+    return alone + [Criteria(metadata=(m,)) for m in c.metadata]
 
 
 class Matcher:
@@ -238,7 +281,9 @@ class Matcher:
         # A MIME type's buckets (exact, type/*, catch-all), found once per type seen.
         self._by_mime: dict[str, list[_Bucket]] = {}
         self._every: list[int] = []
-        self._or: list[_OrFeed] = []
+        # OR feeds are indexed as one single-criterion feed per criterion (same id): a
+        # file may then meet one feed several times, and the answer is deduplicated.
+        self._disjunctions = False
         self.size = 0
         for feed_id, criteria in feeds:
             self._add(feed_id, criteria)
@@ -275,8 +320,10 @@ class Matcher:
         if c.empty:
             self._every.append(feed_id)
             return
-        if c.op == "or":
-            self._or.append(_OrFeed(feed_id, c, self._regex(c.name)))
+        if c.op == "or" and len(c.given()) > 1:
+            self._disjunctions = True
+            for alone in disjuncts(c):
+                self._add(feed_id, alone)
             return
         mime = c.mime
         major = mime[:-2] if mime is not None and mime.endswith("/*") else None
@@ -372,34 +419,7 @@ class Matcher:
             for f in bucket.feeds[: bisect_right(bucket.keys, size)]:
                 if f.check(file, size, major_type, document, regex_holds):
                     found.append(f.id)
-        for o in self._or:
-            if self._or_holds(o, file, regex_holds):
-                found.append(o.id)
+        if self._disjunctions:
+            return sorted(set(found))
         found.sort()
         return found
-
-    @staticmethod
-    def _or_holds(o: _OrFeed, file: MatchFile, regex_holds: Callable[[int], bool]) -> bool:
-        c = o.criteria
-        size = file.size
-        if c.mime is not None:
-            if c.mime.endswith("/*"):
-                if file.mime_type.partition("/")[0] == c.mime[:-2]:
-                    return True
-            elif file.mime_type == c.mime:
-                return True
-        if (c.size_min is not None and size >= c.size_min) or (
-            c.size_max is not None and size <= c.size_max
-        ):
-            return True
-        if (
-            (c.space is not None and file.space == c.space)
-            or (c.dataset is not None and file.dataset == c.dataset)
-            or (c.owner is not None and file.owner == c.owner)
-            or (c.group is not None and file.group == c.group)
-            or (c.path_prefix is not None and file.path.startswith(c.path_prefix))
-        ):
-            return True
-        if o.regex >= 0 and regex_holds(o.regex):
-            return True
-        return any(metadata_holds(m, file.metadata) for m in c.metadata)

@@ -74,6 +74,20 @@ def test_same_answers_as_the_plain_loop(seed: int) -> None:
         assert matcher.match(file) == [fid for fid, c in feeds if matches(c, file)], file
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_or_feeds_indexed_by_each_criterion_give_the_plain_answers(seed: int) -> None:
+    rng = random.Random(100 + seed)
+    feeds = []
+    while len(feeds) < 80:
+        criteria = random_criteria(rng)
+        if len(criteria.given()) > 1:
+            feeds.append((len(feeds) + 1, criteria.model_copy(update={"op": "or"})))
+    files = [random_file(i, rng) for i in range(400)]
+    matcher = Matcher(feeds)
+    for file in files:
+        assert matcher.match(file) == [fid for fid, c in feeds if matches(c, file)], file
+
+
 def test_a_file_meets_a_feed_of_its_criteria() -> None:
     file = MatchFile(1, "plate_7.xlsx", "/s/a/p/plate_7.xlsx", "a", "/s/a/p", "text/csv", 500,
                      "ann", "bio", {"lab": {"temp": 25.5}})  # fmt: skip

@@ -34,6 +34,7 @@ from storeflow.sandbox.stages import CallbackSet
 from storeflow.tasks.lifecycle import current_run_id
 from storeflow.tasks.otf.addons import uses_addons
 from storeflow.tasks.transfer.callbacks import BoundCallbacks
+from storeflow.tasks.transfer.engine import DEFAULT_BATCH_SIZE, default_workers
 from storeflow.tasks.transfer.steps import TransferRun, run_steps
 
 
@@ -158,21 +159,32 @@ def transfer(
     callbacks_dir: Text | None = None,
     sandbox_policy: Text | None = None,
     config: ConfigName = None,
-    max_workers: Annotated[int, Field(ge=1, le=64)] = 4,
-    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 64,
+    max_workers: Annotated[int | None, Field(ge=1, le=64)] = None,
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = DEFAULT_BATCH_SIZE,
 ) -> State[Any]:
     """Run one OTF transfer definition with its callbacks.
 
-    definition: the OTF object inline; or config_dir: an OTF config directory on the
-    worker, whose task `name` (`name.json` or `name.json.j2`) is rendered with its
-    variables and lookups as OTF's `task-run -t NAME -c DIR` does.
-    name: the transfer task's id (callbacks' `req.id`; executions are recorded under it);
-    defaults to the source directory.  callbacks: inline callback definitions.
-    callbacks_dir: a hook directory laid out `<stage>/<name>.py|.js`.  sandbox_policy:
-    a saved SandboxPolicy block (its hook directories are searched too).  config: a
-    saved StoreflowConfig block.  otf_definition: an OTF transfer whose source or a
-    destination is an installed OTF addon (its fully qualified class name), as written;
-    validated by the addon's JSON schemas (needs storeflow[otf]).
+    Args:
+        definition: The OTF transfer definition, inline (or give config_dir and name).
+        name: The transfer task's id (callbacks' `req.id`; executions are recorded under
+            it); defaults to the source directory. With config_dir: the task to run.
+        config_dir: An OTF config directory on the worker, whose task `name`
+            (`name.json` or `name.json.j2`) is rendered with its variables and lookups
+            as OTF's `task-run -t NAME -c DIR` does.
+        otf_definition: An OTF transfer whose source or a destination is an installed
+            OTF addon (its fully qualified class name), as written; validated by the
+            addon's JSON schemas (needs storeflow[otf]).
+        callbacks: Inline callback definitions.
+        callbacks_dir: A hook directory laid out `<stage>/<name>.py|.js`.
+        sandbox_policy: A saved SandboxPolicy block (its hook directories are searched
+            too).
+        config: A saved StoreflowConfig block.
+        max_workers: Copy workers. Empty: the engine's default
+            (tasks/transfer/engine.py:default_workers), the cores this worker may use,
+            2 to 8.
+        batch_size: Files per batch: one native copy call and one AFTER_RESULT_RECEIVED
+            round trip each. The default is the engine's
+            (tasks/transfer/engine.py:DEFAULT_BATCH_SIZE).
     """
     note_run_name()  # run_here reports the name without reading the run back
     given = [x for x in (definition, config_dir, otf_definition) if x is not None]
@@ -219,10 +231,12 @@ def _run(
     callbacks_dir: str | None,
     sandbox_policy: str | None,
     config: ConfigName,
-    max_workers: int,
+    max_workers: int | None,
     batch_size: int,
 ) -> State[Any]:
     """One storeflow transfer through its steps, with its callbacks."""
+    if max_workers is None:
+        max_workers = default_workers()
     settings = sandbox_settings(sandbox_policy, callbacks_dir)
     found = discover(settings) if (sandbox_policy or callbacks_dir) else []
     try:

@@ -18,7 +18,7 @@ task), so 10,000 files through a FILTER callback start one process;
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -41,6 +41,10 @@ from storeflow.sandbox.models import (
 )
 from storeflow.sandbox.settings import SandboxSettings, as_settings
 from storeflow.sandbox.worker import BatchItem, CallbackWorker
+
+# Shared empties of FileOutcome (see there): replaced, never filled.
+_NONE: list[str] = []
+_NO_KEYS: dict[str, str] = {}
 
 # Stages where a falsy return means "no": skip the file, veto the task.
 _GATING_STAGES = {Stage.FILTER, Stage.BEFORE_TASK_EXECUTED}
@@ -101,21 +105,36 @@ class BatchCall:
     outcome: Answer
 
 
-@dataclass(slots=True)
 class FileOutcome:
     """:meth:`CallbackSet.run_stage_many`'s result for one file: what
-    :class:`StageOutcome` says, without a model per file (``outcome()`` gives one)."""
+    :class:`StageOutcome` says, without a model per file (``outcome()`` gives one).
+    Built thousands of times a batch: its empty lists and dict are shared until a
+    stage gives it its own (``skipped``, ``set`` and ``removed`` are replaced, never
+    changed in place)."""
 
-    stage: Stage
-    metadata: dict[str, str]
-    proceed: bool = True
-    calls: list[BatchCall] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    error: CallbackFailure | None = None
-    failed_callback: str | None = None
-    #: Keys the callbacks set or changed, and removed.
-    set: dict[str, str] = field(default_factory=dict)
-    removed: list[str] = field(default_factory=list)
+    __slots__ = (
+        "calls",
+        "error",
+        "failed_callback",
+        "metadata",
+        "proceed",
+        "removed",
+        "set",
+        "skipped",
+        "stage",
+    )
+
+    def __init__(self, stage: Stage, metadata: dict[str, str]) -> None:
+        self.stage = stage
+        self.metadata = metadata
+        self.proceed = True
+        self.calls: list[BatchCall] = []
+        self.skipped: list[str] = _NONE
+        self.error: CallbackFailure | None = None
+        self.failed_callback: str | None = None
+        #: Keys the callbacks set or changed, and removed.
+        self.set: dict[str, str] = _NO_KEYS
+        self.removed: list[str] = _NONE
 
     @property
     def keep(self) -> bool:
@@ -257,7 +276,7 @@ class CallbackSet:
                 break
             if not self.enabled(definition.language):
                 for i in live:
-                    outcomes[i].skipped.append(definition.name)
+                    outcomes[i].skipped = [*outcomes[i].skipped, definition.name]
                 continue
             items = [
                 (node_rows[i], result_wires[i] if result_wires is not None else None) for i in live

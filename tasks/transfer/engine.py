@@ -140,6 +140,9 @@ ProgressHook = Callable[[CopyCounters], None]
 
 #: Entries per call of a batch filter.
 FILTER_BATCH = 256
+#: Files per batch of a delivery, unless the caller says otherwise (the transfer flow's
+#: default too): a native call and an AFTER_RESULT_RECEIVED round trip per batch.
+DEFAULT_BATCH_SIZE = 256
 
 
 @dataclass
@@ -382,6 +385,11 @@ class _Copier:
         self.meter = meter
         self.after = after
         self.after_lock = threading.Lock()
+        # Final paths as prefix + name where every handler joins as posixpath does (a
+        # target is a plain name: checked when planned), saving a join per file.
+        self.prefixes: list[str] | None = None
+        if all(type(h).join is TransferHandler.join for h in self.dst):
+            self.prefixes = [_dir_prefix(d.directory) for d in self.destinations]
         # Local to local: small files go through the native loop a batch at a time.
         self.local_dst = [h for h in self.dst if isinstance(h, LocalTransfer)]
         self.native = isinstance(self.src, LocalTransfer) and len(self.local_dst) == len(self.dst)
@@ -394,16 +402,25 @@ class _Copier:
                 self._one(planned)
         self.meter.add(files=len(batch))
         if self.after is not None:
-            results = [
-                FileResult(
-                    p.entry,
-                    tuple(
-                        h.join(d.directory, t)
-                        for h, d, t in zip(self.dst, self.destinations, p.targets, strict=True)
-                    ),
-                )
-                for p in batch
-            ]
+            if self.prefixes is not None and len(self.prefixes) == 1:
+                prefix = self.prefixes[0]
+                results = [FileResult(p.entry, (prefix + p.targets[0],)) for p in batch]
+            elif self.prefixes is not None:
+                prefixes = self.prefixes
+                results = [
+                    FileResult(p.entry, tuple(map(str.__add__, prefixes, p.targets))) for p in batch
+                ]
+            else:
+                results = [
+                    FileResult(
+                        p.entry,
+                        tuple(
+                            h.join(d.directory, t)
+                            for h, d, t in zip(self.dst, self.destinations, p.targets, strict=True)
+                        ),
+                    )
+                    for p in batch
+                ]
             # One batch at a time: callbacks keep state (the sandbox worker, metadata).
             with self.after_lock:
                 self.after(results)
@@ -463,6 +480,11 @@ class _Copier:
         self.meter.add(nbytes=sum(p.entry.size for p in small) * len(self.dst))
 
 
+def _dir_prefix(directory: str) -> str:
+    """What posixpath.join(directory, name) puts before a plain name."""
+    return directory if not directory or directory.endswith("/") else directory + "/"
+
+
 def _batches(files: Sequence[PlannedFile], size: int) -> Iterator[Sequence[PlannedFile]]:
     for start in range(0, len(files), size):
         yield files[start : start + size]
@@ -515,8 +537,8 @@ def deliver(
     progress: ProgressHook | None = None,
     after_result: AfterResult | None = None,
     after_results: AfterResults | None = None,
-    max_workers: int = 4,
-    batch_size: int = 64,
+    max_workers: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress_interval: float = 0.25,
     open_handler: HandlerFactory = open_handler,
     handlers: Handlers | None = None,
@@ -524,11 +546,12 @@ def deliver(
     """Copy every planned file to every destination under its temporary name.
 
     Work is split into batches of ``batch_size`` files run by up to ``max_workers``
-    threads (1: in the calling thread).  ``progress`` receives counters (throttled to
-    one call per ``progress_interval`` seconds, plus a final one); ``after_results`` is
-    called once per batch with the files every destination now holds (``after_result``:
-    the same, one call per file).  Nothing appears under a final name here.  On failure
-    the temporary files of this plan are removed and the error is raised.
+    threads (1: in the calling thread; None: :func:`default_workers`).  ``progress``
+    receives counters (throttled to one call per ``progress_interval`` seconds, plus a
+    final one); ``after_results`` is called once per batch with the files every
+    destination now holds (``after_result``: the same, one call per file).  Nothing
+    appears under a final name here.  On failure the temporary files of this plan are
+    removed and the error is raised.
     ``handlers``: the run's open handlers (see :func:`open_handlers`).
     """
     started = time.monotonic()
@@ -554,8 +577,9 @@ def deliver(
             handler.sync_writes = action is not None and action.action == "delete"
         copier = _Copier(plan, opened, meter, after if hooks else None)
         batches = list(_batches(plan.files, max(1, batch_size)))
+        workers = max_workers if max_workers is not None else default_workers()
         try:
-            _run_batches(copier, batches, min(max_workers, len(batches)))
+            _run_batches(copier, batches, min(workers, len(batches)))
         except BaseException:
             _remove_temps(plan, opened.destinations)
             raise
@@ -623,7 +647,7 @@ def run_transfer(
     after_results: AfterResults | None = None,
     progress: ProgressHook | None = None,
     max_workers: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     poll_interval: float = 1.0,
     open_handler: HandlerFactory = open_handler,
 ) -> TransferResult:

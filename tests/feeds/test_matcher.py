@@ -77,7 +77,7 @@ def test_same_answers_as_the_plain_loop(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(3))
 def test_or_feeds_indexed_by_each_criterion_give_the_plain_answers(seed: int) -> None:
     rng = random.Random(100 + seed)
-    feeds = []
+    feeds: list[tuple[int, Criteria]] = []
     while len(feeds) < 80:
         criteria = random_criteria(rng)
         if len(criteria.given()) > 1:

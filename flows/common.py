@@ -132,6 +132,11 @@ def quiet_expected_outcomes() -> None:
             logger.addFilter(ExpectedOutcome())
 
 
+# Every flow module imports this one: a worker's process that runs any storeflow flow
+# (a transfer, a scheduled sync, not only a lifecycle flow) logs expected outcomes alike.
+quiet_expected_outcomes()
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -22,6 +22,7 @@ from storeflow.blocks.config import StoreflowConfig
 from storeflow.flows.common import ExpectedOutcome
 from storeflow.flows.spaces import space_create, space_update
 from storeflow.flows.templates import template_create, template_delete
+from storeflow.flows.transfers import transfer
 from storeflow.models.schemas import SpaceSpec, TemplateSpec
 from storeflow.tasks.templates import TemplateInUse
 from tests.lifecycle.conftest import read, run
@@ -134,3 +135,17 @@ def test_an_unexpected_crash_keeps_its_traceback() -> None:
     assert quiet.filter(failed_with(OSError(5, "Input/output error")))
     assert not quiet.filter(failed_with(TemplateInUse("template 't' is installed in s")))
     assert not quiet.filter(failed_with(None))  # a step that answered with a Failed state
+
+
+def test_a_refused_transfer_logs_its_reason_and_no_traceback(tmp_path: Path) -> None:
+    """Not only lifecycle flows: a transfer (whose module declares no lifecycle flow)
+    refused for a known reason is as quiet."""
+    missing = tmp_path / "no-such-config-dir"
+
+    flow_run_id = run_as_a_worker_does(
+        transfer, "flows/transfers.py:transfer", {"config_dir": str(missing), "name": "nightly"}
+    )
+
+    flow_run, logs = final(flow_run_id)
+    assert flow_run.state is not None and flow_run.state.name == "Refused"
+    assert_one_line_reason(logs, "transfer/nightly")

@@ -175,3 +175,52 @@ def test_a_broker_restart_mid_run_loses_nothing_and_runs_nothing_twice(
     assert {str(r.id): r.state_name for r in flow_runs} == {
         s.id: "Success" if s.id in succeeded else "Failure" for s in found
     }
+
+
+def download_events(run_id: str) -> int:
+    with session_scope(StoreflowConfig().database_url) as session:
+        return [e.kind for e in submissions.get(session, run_id).events].count("storeflow.download")
+
+
+def test_the_job_in_flight_when_the_broker_restarts_is_not_run_twice(
+    services: Services, rabbit: PrivateRabbit, tmp_path: Path
+) -> None:
+    """The stop lands while the extractor works on a job (it takes 30 s here): the job
+    is redelivered to the restarted extractor, refused its file, and ends Failure
+    saying why; the jobs queued behind it run once each and succeed."""
+    name = unique("wordcount")
+    log = tmp_path / "processed.txt"
+    extractor = Supervised(
+        tmp_path / name, name, rabbit.url, WORDCOUNT_LOG=str(log), WORDCOUNT_SLEEP="30"
+    ).start()
+    try:
+        listener = listener_named(name, extractor.output)
+        file = poem(tmp_path)
+        runs = []
+        for _ in range(3):
+            state = submit(listener=name, resource=str(file.id), return_state=True)
+            assert state.name == "Submitted", state.message
+            runs.append(str(state.state_details.flow_run_id))
+        in_flight = runs[0]
+        wait_for(lambda: download_events(in_flight) == 1, 60, "the first job's download")
+
+        rabbit.stop_node()
+        # What the service manager starts next works at full speed.
+        extractor.extractor.env["WORDCOUNT_SLEEP"] = "0"
+        rabbit.start()
+
+        def all_ended() -> bool:
+            with session_scope(StoreflowConfig().database_url) as session:
+                found = submissions.list_submissions(session, listener_id=listener.id)
+            return all(s.status.terminal for s in found)
+
+        wait_for(all_ended, 300, "every submission's end")
+    finally:
+        extractor.stop()
+    with session_scope(StoreflowConfig().database_url) as session:
+        ended = {s.id: s for s in submissions.list_submissions(session, listener_id=listener.id)}
+    assert ended[in_flight].status is SubmissionStatus.FAILURE
+    assert ended[in_flight].message == LOST_MESSAGE.format(what="file")
+    assert {ended[r].status for r in runs[1:]} == {SubmissionStatus.SUCCESS}
+    assert sorted(log.read_text().split()) == sorted(runs[1:])  # once each; not the lost one
+    assert extractor.restarts >= 1

@@ -9,7 +9,7 @@ them, the matcher emits `storeflow.feed.matched`, the subscription's automation 
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,19 @@ class Stack:
     def run(self, run_id: str) -> dict[str, Any]:
         found: dict[str, Any] = api(f"{self.api_url}/flow_runs/{run_id}")
         return found
+
+    def run_in(self, run_id: str, state_type: str, timeout: float = 120) -> dict[str, Any]:
+        """The flow run once its state is of `state_type` (the run mirror sets a
+        submission's run state a moment after the submission's own record)."""
+
+        def reached() -> dict[str, Any] | None:
+            run = self.run(run_id)
+            return run if run["state"]["type"] == state_type else None
+
+        try:
+            return wait_for(reached, timeout, f"run {run_id} {state_type}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {self.run(run_id)['state']}\n{self.tail()}") from None
 
     def jobs_seen(self) -> list[str]:
         """The submission ids the extractor processed (one line per job it ran)."""
@@ -211,8 +224,7 @@ def test_feeds_drive_a_stock_extractor_through_a_real_server(stack: Stack) -> No
     too_big = stack.file_id(write(space, "plate_2.txt", "word " * 4000))
     wanted = stack.file_id(write(space, "plate_1.txt", "the quick brown fox\njumps\n"))
     done = stack.one_submission(wanted, SubmissionStatus.SUCCESS)
-    run = stack.run(done.id)
-    assert run["state"]["type"] == "COMPLETED" and run["state"]["name"] == "Success"
+    assert stack.run_in(done.id, "COMPLETED")["state"]["name"] == "Success"
     assert "counted 5 words" in [e.message for e in done.events]
     assert stack.jobs_seen() == [done.id]
     assert stack.submissions_of(wrong_name) == [] and stack.submissions_of(too_big) == []
@@ -233,22 +245,19 @@ def test_feeds_drive_a_stock_extractor_through_a_real_server(stack: Stack) -> No
     feed_with_subscription(stack, "reviews", "--name-regex", r"review_[0-9]+\.txt", "--approval")
     first = stack.file_id(write(space, "review_1.txt", "please review this\n"))
     waiting = stack.one_submission(first, SubmissionStatus.PENDING_APPROVAL)
-    wait_for(lambda: stack.run(waiting.id)["state"]["type"] == "PAUSED", 120, "the run paused")
+    stack.run_in(waiting.id, "PAUSED")
     assert waiting.id not in stack.jobs_seen()
     stack.cli("submission", "approve", waiting.id)
     approved = stack.one_submission(first, SubmissionStatus.SUCCESS)
-    assert stack.run(approved.id)["state"]["name"] == "Success"
+    assert stack.run_in(approved.id, "COMPLETED")["state"]["name"] == "Success"
     assert stack.jobs_seen().count(approved.id) == 1
 
     # A rejected one ends Failed "Rejected" and never reaches the extractor.
     second = stack.file_id(write(space, "review_2.txt", "reject this one\n"))
     refused = stack.one_submission(second, SubmissionStatus.PENDING_APPROVAL)
-    wait_for(lambda: stack.run(refused.id)["state"]["type"] == "PAUSED", 120, "the run paused")
+    stack.run_in(refused.id, "PAUSED")
     stack.cli("submission", "reject", refused.id, "--reason", "not ours")
-    ended: Callable[[], dict[str, Any] | None] = lambda: (  # noqa: E731
-        run if (run := stack.run(refused.id))["state"]["type"] == "FAILED" else None
-    )
-    final = wait_for(ended, END_TO_END, "the rejected run's end")
+    final = stack.run_in(refused.id, "FAILED", END_TO_END)
     assert final["state"]["name"] == "Rejected", final["state"]
     rejected = stack.one_submission(second, SubmissionStatus.FAILURE)
     assert "storeflow.submitted" not in [e.kind for e in rejected.events]

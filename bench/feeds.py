@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -255,6 +256,10 @@ def run_sql(
     return found, elapsed
 
 
+def _load(values: tuple[float, float, float] | None = None) -> str:
+    return " ".join(f"{v:.2f}" for v in (values or os.getloadavg()))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=100_000)
@@ -264,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
+    load_before = os.getloadavg()
     files = make_files(args.files, rng)
     feeds = make_feeds(args.feeds, rng)
 
@@ -279,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     hits = sum(len(m) for m in fast)
     # CPU time too: on a shared machine the wall clock counts other processes' turns.
     print(f"{len(files):,} file events x {len(feeds)} feeds, {hits:,} matches")
+    # On a shared machine the wall clock counts other processes' turns: the load says
+    # how far to trust it (CPU seconds are this process's own).
+    print(f"  load average before: {_load(load_before)}; after the two loops: {_load()}")
     print(
         f"  matcher : {matcher_s:8.3f} s wall, {matcher_cpu:8.3f} s CPU "
         f"({matcher_cpu / len(files) * 1e6:6.1f} us CPU/event; built in {build * 1000:.1f} ms)"
@@ -306,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(files):,})"
         )
         print(f"  matcher vs sql: {per_event * len(files) / matcher_s:6.0f}x faster")
+        print(f"  load average after the SQL baseline: {_load()}")
         if by_sql != fast[: len(sample)]:
             wrong = next(i for i, (a, b) in enumerate(zip(by_sql, fast, strict=False)) if a != b)
             print(f"MISMATCH (sql) on {sample[wrong]}: sql {by_sql[wrong]} matcher {fast[wrong]}")

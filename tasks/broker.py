@@ -48,9 +48,9 @@ class Publisher:
     A publish is retried only when it may not have reached the broker: the connection
     failed before the message was written, or it was lost before the broker confirmed
     it.  In the second case the first copy may have been queued (RabbitMQ cannot say),
-    so the job can arrive twice; its submission's key and the status consumer make a
-    copy that arrives after the submission ended harmless (it cannot download, its
-    replies are ignored).
+    so the job can arrive twice; the second copy is never run: the API refuses it the
+    submission's file (a second download; at most once, tasks/submissions.py), or
+    401 once the submission has ended, and its replies after the end are ignored.
     """
 
     def __init__(self, url: str, *, retry_for: float = 120.0) -> None:

@@ -138,10 +138,21 @@ def current_revision(connection: Any) -> str | None:
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+#: The PostgreSQL advisory lock key migrations hold (any constant; storeflow's own).
+MIGRATION_LOCK = 0x5F0F1057
+
+
 def migrate(engine: Engine) -> None:
-    """Upgrade the schema to the newest revision (a no-op when it is current)."""
+    """Upgrade the schema to the newest revision (a no-op when it is current).
+
+    On PostgreSQL, processes opening a fresh database at once (workers starting their
+    first runs) take turns: each holds a transaction-scoped advisory lock while it reads
+    the revision and migrates, so the next sees the current schema instead of creating
+    the same tables again."""
     head = head_revision()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         if current_revision(connection) == head:
             return
         from alembic import command

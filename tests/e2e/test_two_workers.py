@@ -89,6 +89,11 @@ def wait_for_all(api_url: str, ids: list[str], seconds: float) -> list[dict[str,
     raise TimeoutError(f"{len(ids)} runs not all finished within {seconds}s")
 
 
+def outcomes(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Each run's name, final state name and message: what a failure message shows."""
+    return [(r["name"], r["state"]["name"], r["state"]["message"]) for r in runs]
+
+
 def workers_of(api_url: str, ids: list[str]) -> dict[str, str]:
     """Flow run id -> the worker that submitted it, from the run's own log."""
     logs = api(
@@ -141,7 +146,7 @@ def test_twenty_updates_on_two_workers_never_overlap_and_none_is_lost(
     api_url = stack["PREFECT_API_URL"]
     created = create_runs(api_url, "space-create", [{"spec": {"name": s}} for s in SPACES])
     made = wait_for_all(api_url, created, RUNS_SECONDS)
-    assert {r["state"]["name"] for r in made} == {"Active"}, [r["state"] for r in made]
+    assert {r["state"]["name"] for r in made} == {"Active"}, outcomes(made)
     before = {s: show(stack, s)["etag"] for s in SPACES}
 
     # quota i+1 MiB for the i-th update of each space: which one was last is readable.
@@ -153,7 +158,7 @@ def test_twenty_updates_on_two_workers_never_overlap_and_none_is_lost(
     ids = create_runs(api_url, "space-update", updates)
     runs = wait_for_all(api_url, ids, RUNS_SECONDS)
 
-    assert [r["state"]["name"] for r in runs] == ["Active"] * len(ids), [r["state"] for r in runs]
+    assert [r["state"]["name"] for r in runs] == ["Active"] * len(ids), outcomes(runs)
     workers = workers_of(api_url, ids)
     assert set(workers) == set(ids), workers
     assert len(set(workers.values())) == 2, workers  # both workers ran some

@@ -453,26 +453,37 @@ class _Copier:
                 self._one(planned)
 
     def _native_small(self, small: list[PlannedFile]) -> None:
+        # Names relative to the source and destination directories (one descriptor each
+        # per batch): the kernel does not walk the directories' paths again per file.
+        # A source listed elsewhere (a link resolved inside the tree) keeps its path.
         fsencode = os.fsencode
-        sources = [fsencode(p.entry.path) for p in small]
+        source_dir = self.src.spec.directory
+        prefix = _dir_prefix(source_dir)
+        sources = [
+            fsencode(p.entry.name if p.entry.path == prefix + p.entry.name else p.entry.path)
+            for p in small
+        ]
         atimes = [p.entry.atime_ns or p.entry.mtime_ns for p in small]
         mtimes = [p.entry.mtime_ns for p in small]
         for index, handler in enumerate(self.local_dst):
             mode = self.modes[index]
             job = native.Batch(
                 sources,
-                handler.temp_paths([p.targets[index] for p in small]),
+                names.temp_names([p.targets[index] for p in small]),
                 atimes,
                 mtimes,
                 [-1 if mode is None else mode] * len(small),
+                source_dir=fsencode(source_dir or "."),
+                target_dir=fsencode(handler.spec.directory or "."),
             )
             try:
                 native.copy_all(job)
             except native.CopyFailed as failed:
+                planned = small[failed.index]
                 path = (
-                    small[failed.index].entry.path
+                    planned.entry.path
                     if failed.step == 1
-                    else job.targets[failed.index].decode("utf-8", "surrogateescape")
+                    else handler.temp_path(planned.targets[index])
                 )
                 raise ProtocolError(
                     handler.protocol, failed.operation, path, failed.reason

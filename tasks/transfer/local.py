@@ -168,24 +168,21 @@ class LocalTransfer(TransferHandler):
     def move_files_to_final_location(self, files: Iterable[str]) -> None:
         """Rename every delivered temp file into place, a batch per native call (see
         tasks/transfer/native.py); repeatable as the handler's own version is."""
-        directory = self.spec.directory
-        base = directory if directory.endswith("/") else directory + "/"
+        # Names relative to the directory: no walk down its path per file.
+        directory = os.fsencode(self.spec.directory or ".")
         pending = list(files)
         for start in range(0, len(pending), _RENAME_BATCH):
             chunk = pending[start : start + _RENAME_BATCH]
-            temps = names.temp_paths(directory, chunk)
-            finals = [os.fsencode(base + final) for final in chunk]
-            self._rename_batch(list(zip(temps, finals, strict=True)))
+            temps = names.temp_names(chunk)
+            finals = [os.fsencode(final) for final in chunk]
+            self._rename_batch(list(zip(temps, finals, strict=True)), directory)
 
-    def temp_paths(self, finals: Iterable[str]) -> list[bytes]:
-        """:meth:`temp_path` of each name, as bytes (for the native copy loop)."""
-        return names.temp_paths(self.spec.directory, finals)
-
-    def _rename_batch(self, batch: list[tuple[bytes, bytes]]) -> None:
+    def _rename_batch(self, batch: list[tuple[bytes, bytes]], directory: bytes) -> None:
         try:
-            native.rename_all(batch)
+            native.rename_all(batch, directory)
         except native.CopyFailed as failed:
-            temp, final = (os.fsdecode(p) for p in batch[failed.index])
+            where = os.fsdecode(directory)
+            temp, final = (os.path.join(where, os.fsdecode(p)) for p in batch[failed.index])
             raise self._fail(
                 "rename", f"{temp} -> {final}", OSError(failed.errno, failed.reason)
             ) from None

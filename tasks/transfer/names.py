@@ -43,12 +43,11 @@ def temp_name(final: str) -> str:
     return f"{_TEMP_PREFIX}{digest}{_TEMP_SUFFIX}"
 
 
-def temp_paths(directory: str, finals: Iterable[str]) -> list[bytes]:
-    """``posixpath.join(directory, temp_name(final))`` for each name, as bytes for the
-    native copy loop: the same names, built without a Python call per part."""
+def temp_names(finals: Iterable[str]) -> list[bytes]:
+    """:func:`temp_name` of each name, as bytes (for the native copy loop, relative to
+    the destination directory)."""
     sha1 = hashlib.sha1
-    base = directory if directory.endswith("/") else directory + "/"
-    prefix = (base + _TEMP_PREFIX).encode("utf-8", "surrogateescape")
+    prefix = _TEMP_PREFIX.encode("ascii")
     suffix = _TEMP_SUFFIX.encode("ascii")
     return [
         prefix + sha1(f.encode("utf-8", "surrogateescape")).hexdigest()[:20].encode() + suffix

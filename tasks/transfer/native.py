@@ -10,7 +10,13 @@ cores.  Where no compiler is found the same loop runs in Python, one thread at a
 Each file is written as the engine asks: created (or truncated) at its temporary path,
 content copied in the kernel (``copy_file_range``, falling back to read/write), mode set
 when asked, atime and mtime set from the source's stat.  Nothing here renames into
-place except :func:`rename_all`, which the engine's finalize step calls.
+place except :func:`rename_all`, which the engine's finalize step calls.  Files are
+named relative to their directories (one descriptor per directory and batch), so the
+kernel does not walk a directory's path again for every file.
+
+Threads share one destination directory, whose lock every create and rename takes:
+on tmpfs that part does not run in parallel (bench/small_files.py prints this loop
+alone at 1 and 2 threads beside the engine).
 """
 
 from __future__ import annotations
@@ -71,15 +77,19 @@ static struct timespec timespec_of(int64_t ns) {
     return ts;
 }
 
-/* Copy n files; returns how many were done.  On a failure, *step and *err say what
-   failed for file number (return value); the partial temporary file stays for the
-   caller to remove. */
-int sf_copy_files(int n, char **src, char **dst, const int64_t *atime_ns,
-                  const int64_t *mtime_ns, const int32_t *mode, int *step, int *err) {
+/* Copy n files; returns how many were done.  Paths are relative to src_dir and
+   dst_dir (directory descriptors, or AT_FDCWD), or absolute: a relative name skips the
+   walk down the directory's path for every file.  On a failure, *step and *err say
+   what failed for file number (return value); the partial temporary file stays for
+   the caller to remove. */
+int sf_copy_files(int n, int src_dir, char **src, int dst_dir, char **dst,
+                  const int64_t *atime_ns, const int64_t *mtime_ns, const int32_t *mode,
+                  int *step, int *err) {
     for (int i = 0; i < n; i++) {
-        int in = open(src[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        int in = openat(src_dir, src[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (in < 0) { *step = STEP_OPEN; *err = errno; return i; }
-        int out = open(dst[i], O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
+        int out = openat(dst_dir, dst[i], O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                         0666);
         if (out < 0) { *step = STEP_CREATE; *err = errno; close(in); return i; }
         int failed = 0;
         if (copy_body(in, out) < 0) { failed = STEP_COPY; }
@@ -96,19 +106,24 @@ int sf_copy_files(int n, char **src, char **dst, const int64_t *atime_ns,
     return n;
 }
 
-/* Rename n temporary files into place.  A missing temporary file whose target exists
-   was moved by an earlier attempt: skipped, so finalize can be repeated. */
-int sf_rename_files(int n, char **src, char **dst, int *step, int *err) {
+/* Rename n temporary files into place, paths relative to dir (or AT_FDCWD).  A missing
+   temporary file whose target exists was moved by an earlier attempt: skipped, so
+   finalize can be repeated. */
+int sf_rename_files(int n, int dir, char **src, char **dst, int *step, int *err) {
     struct stat st;
     for (int i = 0; i < n; i++) {
-        if (rename(src[i], dst[i]) == 0) continue;
+        if (renameat(dir, src[i], dir, dst[i]) == 0) continue;
         int saved = errno;
-        if (saved == ENOENT && lstat(src[i], &st) < 0 && lstat(dst[i], &st) == 0) continue;
+        if (saved == ENOENT && fstatat(dir, src[i], &st, AT_SYMLINK_NOFOLLOW) < 0 &&
+            fstatat(dir, dst[i], &st, AT_SYMLINK_NOFOLLOW) == 0) continue;
         *step = STEP_RENAME; *err = saved; return i;
     }
     return n;
 }
 """
+
+# Linux's AT_FDCWD: *at() calls then resolve relative paths as the plain calls do.
+_AT_FDCWD = -100
 
 STEPS = {1: "open", 2: "create", 3: "copy to", 4: "chmod", 5: "set times of", 6: "rename"}
 
@@ -145,6 +160,10 @@ class Batch:
     mtimes_ns: list[int]
     #: -1: leave the mode as created (umask applies).
     modes: list[int]
+    #: The directories relative sources and targets are in (None: the working
+    #: directory); an absolute path ignores them.
+    source_dir: bytes | None = None
+    target_dir: bytes | None = None
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -199,7 +218,9 @@ class _Library:
             return None
         loaded.sf_copy_files.argtypes = [
             ctypes.c_int,
+            ctypes.c_int,
             _Paths,
+            ctypes.c_int,
             _Paths,
             _Int64s,
             _Int64s,
@@ -208,7 +229,7 @@ class _Library:
             _Int,
         ]
         loaded.sf_copy_files.restype = ctypes.c_int
-        loaded.sf_rename_files.argtypes = [ctypes.c_int, _Paths, _Paths, _Int, _Int]
+        loaded.sf_rename_files.argtypes = [ctypes.c_int, ctypes.c_int, _Paths, _Paths, _Int, _Int]
         loaded.sf_rename_files.restype = ctypes.c_int
         return loaded
 
@@ -216,6 +237,31 @@ class _Library:
 def available() -> bool:
     """True when the native loop is compiled and loaded (else the Python loop runs)."""
     return _Library.get() is not None
+
+
+def _open_dir(path: bytes | None, step: int) -> int:
+    """A descriptor of ``path`` for the *at() calls (AT_FDCWD for None); a directory
+    that cannot be opened fails the batch's first file at ``step``."""
+    if path is None:
+        return _AT_FDCWD
+    try:
+        return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CopyFailed(0, step, exc.errno or errno.EIO) from None
+
+
+def _close_dir(fd: int) -> None:
+    if fd != _AT_FDCWD:
+        os.close(fd)
+
+
+def _open_dirs(batch: Batch) -> tuple[int, int]:
+    src_dir = _open_dir(batch.source_dir, 1)
+    try:
+        return src_dir, _open_dir(batch.target_dir, 2)
+    except CopyFailed:
+        _close_dir(src_dir)
+        raise
 
 
 def copy_all(batch: Batch) -> None:
@@ -232,24 +278,45 @@ def copy_all(batch: Batch) -> None:
     mtimes = (ctypes.c_int64 * n)(*batch.mtimes_ns)
     modes = (ctypes.c_int32 * n)(*batch.modes)
     step, err = ctypes.c_int(0), ctypes.c_int(0)
-    done = library.sf_copy_files(
-        n, sources, targets, atimes, mtimes, modes, ctypes.byref(step), ctypes.byref(err)
-    )
+    src_dir, dst_dir = _open_dirs(batch)
+    try:
+        done = library.sf_copy_files(
+            n,
+            src_dir,
+            sources,
+            dst_dir,
+            targets,
+            atimes,
+            mtimes,
+            modes,
+            ctypes.byref(step),
+            ctypes.byref(err),
+        )
+    finally:
+        _close_dir(src_dir)
+        _close_dir(dst_dir)
     if done != n:
         raise CopyFailed(done, step.value, err.value)
 
 
-def rename_all(pairs: Sequence[tuple[bytes, bytes]]) -> None:
-    """Rename each (temporary, final) pair, skipping those an earlier attempt moved."""
+def rename_all(pairs: Sequence[tuple[bytes, bytes]], directory: bytes | None = None) -> None:
+    """Rename each (temporary, final) pair, skipping those an earlier attempt moved;
+    relative paths are in ``directory`` (None: the working directory)."""
     library = _Library.get()
     if library is None:
-        _rename_in_python(pairs)
+        _rename_in_python(pairs, directory)
         return
     n = len(pairs)
     sources = (ctypes.c_char_p * n)(*[p[0] for p in pairs])
     targets = (ctypes.c_char_p * n)(*[p[1] for p in pairs])
     step, err = ctypes.c_int(0), ctypes.c_int(0)
-    done = library.sf_rename_files(n, sources, targets, ctypes.byref(step), ctypes.byref(err))
+    dir_fd = _open_dir(directory, 6)
+    try:
+        done = library.sf_rename_files(
+            n, dir_fd, sources, targets, ctypes.byref(step), ctypes.byref(err)
+        )
+    finally:
+        _close_dir(dir_fd)
     if done != n:
         raise CopyFailed(done, step.value, err.value)
 
@@ -259,16 +326,35 @@ _WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _copy_in_python(batch: Batch) -> None:
+    src_dir, dst_dir = _open_dirs(batch)
+    try:
+        failed = _copy_rows_in_python(batch, _dir_fd(src_dir), _dir_fd(dst_dir))
+    finally:
+        _close_dir(src_dir)
+        _close_dir(dst_dir)
+    if failed is not None:
+        raise failed
+
+
+def _dir_fd(fd: int) -> int | None:
+    """os.open's dir_fd for an *at() descriptor (None for the working directory)."""
+    return None if fd == _AT_FDCWD else fd
+
+
+def _copy_rows_in_python(
+    batch: Batch, src_dir: int | None, dst_dir: int | None
+) -> CopyFailed | None:
+    """Copy the rows in order; the first failure is returned, not raised."""
     rows = zip(
         batch.sources, batch.targets, batch.atimes_ns, batch.mtimes_ns, batch.modes, strict=True
     )
     for index, (source, target, atime, mtime, mode) in enumerate(rows):
         step = 1
         try:
-            src = os.open(source, _READ)
+            src = os.open(source, _READ, dir_fd=src_dir)
             try:
                 step = 2
-                dst = os.open(target, _WRITE, 0o666)
+                dst = os.open(target, _WRITE, 0o666, dir_fd=dst_dir)
                 try:
                     step = 3
                     _copy_body(src, dst)
@@ -282,7 +368,8 @@ def _copy_in_python(batch: Batch) -> None:
             finally:
                 os.close(src)
         except OSError as exc:
-            raise CopyFailed(index, step, exc.errno or errno.EIO) from exc
+            return CopyFailed(index, step, exc.errno or errno.EIO)
+    return None
 
 
 def _copy_body(src: int, dst: int) -> None:
@@ -301,11 +388,32 @@ def _copy_body(src: int, dst: int) -> None:
             view = view[os.write(dst, view) :]
 
 
-def _rename_in_python(pairs: Sequence[tuple[bytes, bytes]]) -> None:
+def _rename_in_python(pairs: Sequence[tuple[bytes, bytes]], directory: bytes | None) -> None:
+    fd = _open_dir(directory, 6)
+    try:
+        failed = _rename_rows_in_python(pairs, _dir_fd(fd))
+    finally:
+        _close_dir(fd)
+    if failed is not None:
+        raise failed
+
+
+def _rename_rows_in_python(
+    pairs: Sequence[tuple[bytes, bytes]], at: int | None
+) -> CopyFailed | None:
     for index, (temp, final) in enumerate(pairs):
         try:
-            os.replace(temp, final)
+            os.replace(temp, final, src_dir_fd=at, dst_dir_fd=at)
         except OSError as exc:
-            if exc.errno == errno.ENOENT and not os.path.lexists(temp) and os.path.lexists(final):
+            if exc.errno == errno.ENOENT and not _lexists(temp, at) and _lexists(final, at):
                 continue
-            raise CopyFailed(index, 6, exc.errno or errno.EIO) from exc
+            return CopyFailed(index, 6, exc.errno or errno.EIO)
+    return None
+
+
+def _lexists(path: bytes, dir_fd: int | None) -> bool:
+    try:
+        os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return True

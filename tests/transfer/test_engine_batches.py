@@ -223,6 +223,53 @@ def test_rename_into_place_is_repeatable(tmp_path: Path) -> None:
         native.rename_all([(os.fsencode(tmp_path / "t3"), os.fsencode(tmp_path / "f3"))])
 
 
+@pytest.mark.parametrize("copy", [native.copy_all, native._copy_in_python])
+def test_names_relative_to_directories_copy_like_paths(
+    tmp_path: Path, copy: Callable[..., None]
+) -> None:
+    """The engine hands the loop names relative to the source and destination
+    directories (an absolute source path, a link resolved elsewhere, still works); a
+    link at a target name is never followed."""
+    src, dst, elsewhere = tmp_path / "src", tmp_path / "dst", tmp_path / "elsewhere"
+    for directory in (src, dst, elsewhere):
+        directory.mkdir()
+    (src / "a").write_bytes(b"aaa")
+    (elsewhere / "b").write_bytes(b"bb")
+    (dst / "trap").symlink_to(elsewhere / "b")
+    job = native.Batch(
+        [b"a", os.fsencode(elsewhere / "b"), b"a"],
+        [b".a.tmp", b".b.tmp", b"trap"],
+        [0, 0, 0],
+        [1_000_000_000, 2_000_000_000, 0],
+        [0o600, -1, -1],
+        source_dir=os.fsencode(src),
+        target_dir=os.fsencode(dst),
+    )
+    with pytest.raises(native.CopyFailed) as failed:
+        copy(job)
+    assert (failed.value.index, failed.value.operation) == (2, "create")
+    assert (dst / ".a.tmp").read_bytes() == b"aaa"
+    assert (dst / ".b.tmp").read_bytes() == b"bb"
+    assert (dst / ".a.tmp").stat().st_mtime_ns == 1_000_000_000
+    assert stat.S_IMODE((dst / ".a.tmp").stat().st_mode) == 0o600
+    assert (elsewhere / "b").read_bytes() == b"bb"  # the link's target untouched
+
+
+@pytest.mark.parametrize("rename", [native.rename_all, native._rename_in_python])
+def test_rename_of_names_in_a_directory_is_repeatable(
+    tmp_path: Path, rename: Callable[..., None]
+) -> None:
+    (tmp_path / "t1").write_bytes(b"1")
+    (tmp_path / "f2").write_bytes(b"2")  # moved by an earlier attempt
+    pairs = [(b"t1", b"f1"), (b"t2", b"f2")]
+    rename(pairs, os.fsencode(tmp_path))
+    rename(pairs, os.fsencode(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["f1", "f2"]
+    assert (tmp_path / "f1").read_bytes() == b"1"
+    with pytest.raises(native.CopyFailed):
+        rename([(b"t3", b"f3")], os.fsencode(tmp_path))
+
+
 def test_plan_memory_per_file_is_bounded(dirs: Dirs) -> None:
     """What a plan keeps per file (entry, stat ints, final names), measured: a million
     files must plan in well under 500 MB."""

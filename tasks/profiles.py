@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.models import repository
 from storeflow.models.errors import Refused
-from storeflow.models.replicas import ProfileSpec, ProfileUpdate, TierRule, updated
+from storeflow.models.replicas import ProfileSpec, ProfileUpdate, ScheduleSpec, TierRule, updated
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
 from storeflow.tasks import fstools, schedules
@@ -52,6 +52,19 @@ def check_pools_free(session: Session, spec: ProfileSpec) -> None:
                     raise Refused(f"pool {path} overlaps pool {theirs} of profile {other.name!r}")
 
 
+def scheduled(spec: ProfileSpec) -> tuple[ScheduleSpec, str, list[str]]:
+    """The profile's deployment: its schedule, description and tags."""
+    pools = " -> ".join(p.name for p in spec.pools)
+    return (
+        spec.schedule,
+        f"Tier files down the pools of profile {spec.name}: {pools}",
+        [
+            "storeflow",
+            "profile",
+        ],
+    )
+
+
 class ProfileBuilder(schedules.ScheduleBuilder):
     kind = KIND
     action = Action.CREATE
@@ -81,12 +94,7 @@ class ProfileBuilder(schedules.ScheduleBuilder):
             if not pool.path.exists():
                 pool.path.mkdir(parents=True)
                 self._made.append(pool.path)
-        self.create_schedule(
-            self.spec.schedule,
-            f"Tier files down the pools of profile {self.spec.name}: "
-            + " -> ".join(p.name for p in self.spec.pools),
-            ["storeflow", "profile"],
-        )
+        self.create_schedule(*scheduled(self.spec))
         return Status.ACTIVE
 
     def rollback(self, resource: ResourceView) -> None:
@@ -138,12 +146,7 @@ class ProfileUpdater(schedules.ScheduleUpdater):
             if not pool.path.exists():
                 pool.path.mkdir(parents=True)
                 self._made.append(pool.path)
-        self.replace_schedule(
-            spec.schedule,
-            f"Tier files down the pools of profile {spec.name}: "
-            + " -> ".join(p.name for p in spec.pools),
-            ["storeflow", "profile"],
-        )
+        self.replace_schedule(*scheduled(spec))
         self.new_spec = spec.model_dump(mode="json")
         return Status.ACTIVE
 
@@ -163,13 +166,20 @@ class ProfileDeleter(schedules.ScheduleDeleter):
 
 
 def undo_interrupted(config: StoreflowConfig, row: ResourceView) -> None:
-    schedules.undo_interrupted(FLOW, row)
+    if row.last_action == "update":  # the record keeps the spec the update never replaced
+        schedules.restore(
+            FLOW, row.name, ENTRYPOINT, *scheduled(ProfileSpec.model_validate(row.spec))
+        )
+    else:
+        schedules.undo_interrupted(FLOW, row)
 
 
 def reconcile_profiles(config: StoreflowConfig) -> list[Change]:
     """Profiles whose run was killed: a create's deployment and record go (pool
     directories it made stay: they may hold files by now, and an empty one is harmless;
-    a new create reuses them), a delete's paused schedule resumes, the rest is released."""
+    a new create reuses them), a delete's paused schedule resumes, an update's deployment
+    is put back to the recorded spec; the profile stays (ERRORED) after anything but a
+    create."""
     return settle_interrupted(
         config, KIND, undo_create=undo_interrupted, undo_change=undo_interrupted
     )

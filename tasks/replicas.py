@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.models import repository
 from storeflow.models.errors import Refused
-from storeflow.models.replicas import ProviderSpec, ReplicaSpec, ReplicaUpdate, updated
+from storeflow.models.replicas import (
+    ProviderSpec,
+    ReplicaSpec,
+    ReplicaUpdate,
+    ScheduleSpec,
+    updated,
+)
 from storeflow.models.schemas import ResourceView
 from storeflow.models.status import Action, Status
 from storeflow.tasks import providers, schedules
@@ -48,6 +54,15 @@ def check_conflicting_replicas(session: Session, spec: ReplicaSpec) -> None:
                 f"replica {other.name!r} already syncs space {spec.space!r} {direction}; "
                 f"a {spec.direction} replica of the same space would conflict"
             )
+
+
+def scheduled(spec: ReplicaSpec) -> tuple[ScheduleSpec, str, list[str]]:
+    """The replica's deployment: its schedule, description and tags."""
+    return (
+        spec.schedule,
+        f"Sync space {spec.space} {spec.direction} with provider {spec.provider}.",
+        ["storeflow", "replica", f"space:{spec.space}"],
+    )
 
 
 class ReplicaBuilder(schedules.ScheduleBuilder):
@@ -84,12 +99,7 @@ class ReplicaBuilder(schedules.ScheduleBuilder):
         )
 
     def perform(self, resource: ResourceView) -> Status:
-        self.create_schedule(
-            self.spec.schedule,
-            f"Sync space {self.spec.space} {self.spec.direction} with provider "
-            f"{self.spec.provider}.",
-            ["storeflow", "replica", f"space:{self.spec.space}"],
-        )
+        self.create_schedule(*scheduled(self.spec))
         return Status.ACTIVE
 
 
@@ -125,11 +135,7 @@ class ReplicaUpdater(schedules.ScheduleUpdater):
     def perform(self, resource: ResourceView) -> Status:
         spec = self.spec
         assert spec is not None
-        self.replace_schedule(
-            spec.schedule,
-            f"Sync space {spec.space} {spec.direction} with provider {spec.provider}.",
-            ["storeflow", "replica", f"space:{spec.space}"],
-        )
+        self.replace_schedule(*scheduled(spec))
         self.new_spec = spec.model_dump(mode="json")
         return Status.ACTIVE
 
@@ -143,12 +149,18 @@ class ReplicaDeleter(schedules.ScheduleDeleter):
 
 
 def undo_interrupted(config: StoreflowConfig, row: ResourceView) -> None:
-    schedules.undo_interrupted(FLOW, row)
+    if row.last_action == "update":  # the record keeps the spec the update never replaced
+        schedules.restore(
+            FLOW, row.name, ENTRYPOINT, *scheduled(ReplicaSpec.model_validate(row.spec))
+        )
+    else:
+        schedules.undo_interrupted(FLOW, row)
 
 
 def reconcile_replicas(config: StoreflowConfig) -> list[Change]:
     """Replicas whose run was killed: a create's deployment and record go, a delete's
-    paused schedule resumes and the replica stays (ERRORED), anything else is released."""
+    paused schedule resumes, an update's deployment is put back to the recorded spec;
+    the replica stays (ERRORED) after anything but a create."""
     return settle_interrupted(
         config, KIND, undo_create=undo_interrupted, undo_change=undo_interrupted
     )

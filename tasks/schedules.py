@@ -140,11 +140,35 @@ def unpause(flow_name: str, name: str) -> None:
         resume(found.id)
 
 
+def restore(
+    flow_name: str,
+    name: str,
+    entrypoint: str,
+    schedule: ScheduleSpec,
+    description: str,
+    tags: list[str],
+) -> None:
+    """Make `<flow_name>/<name>` run on `schedule` again (an update killed after it
+    replaced the deployment, before the record took the new spec), its parameters kept."""
+    if name == flow_name:
+        return
+    found = read(f"{flow_name}/{name}")
+    create(
+        flow_name,
+        name,
+        entrypoint=entrypoint,
+        parameters=dict(found.parameters) if found else {"name": name},
+        schedule=schedule,
+        description=description,
+        tags=tags,
+    )
+
+
 def undo_interrupted(flow_name: str, row: ResourceView) -> None:
     """What a run killed mid-perform left on the server, put back: an interrupted create's
     deployment is deleted, an interrupted delete's paused schedule resumes (the delete
-    never committed).  An interrupted update leaves the deployment as it found it or as
-    the new spec says: the next update replaces it either way."""
+    never committed).  An interrupted update is the kind's to restore (`restore`): only
+    the kind knows its deployment's description."""
     if row.last_action == "create":
         forget(flow_name, row.name)
     elif row.last_action == "delete":

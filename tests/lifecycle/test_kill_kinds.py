@@ -26,11 +26,11 @@ from storeflow.flows.exposers import (
 from storeflow.flows.profiles import profile_create
 from storeflow.flows.providers import provider_create, provider_delete
 from storeflow.flows.reconcile import reconcile
-from storeflow.flows.replicas import replica_create, replica_delete
+from storeflow.flows.replicas import replica_create, replica_delete, replica_update
 from storeflow.flows.snapshots import snapshot_create, snapshot_delete
 from storeflow.flows.spaces import space_create
 from storeflow.models.exposers import CifsExposerSpec, NfsExposerSpec
-from storeflow.models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec
+from storeflow.models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec, ReplicaUpdate
 from storeflow.models.schemas import SnapshotSpec, SpaceSpec
 from storeflow.models.status import Status
 from storeflow.tasks import schedules
@@ -318,6 +318,41 @@ def test_replica_delete_killed_after_pausing_its_schedule(
     assert state_type_of(owner) == "CRASHED"
     assert run(replica_delete, name="nightly", etag=replica.etag).name == "Deleted"
     assert schedules.read("replica-sync/nightly") is None
+
+
+def interval_of(full_name: str) -> float:
+    found = schedules.read(full_name)
+    assert found is not None and len(found.schedules) == 1
+    interval = getattr(found.schedules[0].schedule, "interval", None)
+    assert interval is not None
+    return float(interval.total_seconds())
+
+
+def test_replica_update_killed_after_replacing_its_schedule(
+    config: StoreflowConfig, tmp_path: Path, lease: None
+) -> None:
+    daily = {
+        **replica_ready(config, tmp_path).model_dump(mode="json"),
+        "schedule": {"interval": 86400},
+    }
+    spec = ReplicaSpec.model_validate(daily)
+    assert run(replica_create, spec=spec).name == "Active"
+    argv = ["replica", "update", "nightly", "--changes", '{"schedule": {"interval": 7200}}']
+    kill_during(tmp_path, "storeflow.tasks.schedules:create", "after", argv)
+    assert interval_of("replica-sync/nightly") == 7200  # replaced before the kill
+    owner = holder(config, "replica", "nightly")
+
+    run(reconcile)
+
+    replica = read(config, "replica", "nightly")  # the update never committed
+    assert replica.lock_owner is None and replica.status is Status.ERRORED
+    assert replica.spec["schedule"]["interval"] == 86400
+    assert interval_of("replica-sync/nightly") == 86400  # the schedule agrees with it again
+    assert state_type_of(owner) == "CRASHED"
+    changes = ReplicaUpdate.model_validate({"schedule": {"interval": 7200}})
+    again = run(replica_update, name="nightly", etag=replica.etag, changes=changes)
+    assert again.name == "Active", again.message
+    assert interval_of("replica-sync/nightly") == 7200
 
 
 def test_profile_create_killed_after_its_schedule_is_made(

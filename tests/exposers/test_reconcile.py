@@ -15,7 +15,7 @@ from prefect.server.api.server import SubprocessASGIServer
 from prefect.states import Crashed
 
 from storeflow.blocks.config import StoreflowConfig
-from storeflow.flows.exposers import cifs_exposer_create, cifs_exposer_delete, cifs_exposer_update
+from storeflow.flows.exposers import cifs_exposer_create, cifs_exposer_update
 from storeflow.flows.reconcile import reconcile
 from storeflow.models.exposers import CifsExposerSpec, CifsExposerUpdate, MigrationMode
 from storeflow.models.status import Status
@@ -87,13 +87,15 @@ def test_kill_between_write_and_reload_then_reconcile(cifs: Setup, samba: SmbSer
     # Prefect learns the run crashed (as its zombie detection would say); reconcile frees it
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(uuid.UUID(beta.lock_owner), Crashed(), force=True)
-    reconcile(config=cifs.name, return_state=True)
-    beta = cifs.read("cifs-exposer", "beta")
-    assert beta.status is Status.ERRORED and beta.lock_owner is None
-    # ... and the next run finishes the job: delete what the killed run began
-    state = cifs.run(cifs_exposer_delete, name="beta", etag=beta.etag)
-    assert state.name == "Deleted", state.message
+    state = reconcile(config=cifs.name, return_state=True)
+    assert state.is_completed(), state.message
+    # ... and rolls the create back: no record, the name free for the next create
+    assert state.message == "reconcile: 1 rolled back"
+    assert ("cifs-exposer", "beta") not in {(row["kind"], row["name"]) for row in cifs.rows()}
     assert include.read_bytes() == applied
+    state = cifs.run(cifs_exposer_create, spec=CifsExposerSpec(name="beta", space="beta"))
+    assert state.name == "Active", state.message
+    assert "[beta]" in include.read_text()
     assert_testparm_ok(cifs)
 
 

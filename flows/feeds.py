@@ -9,13 +9,12 @@ to keep the artifact current.
 """
 
 import re
-from typing import Annotated, Any
+from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed, State
-from pydantic import Field
 
 from storeflow.blocks.config import resolve_config
 from storeflow.flows.common import note_run_name
@@ -38,16 +37,15 @@ def count(feed: str, listener: str, config: str | None) -> dict[str, int]:
 
 
 @flow(name="feed-counts", flow_run_name="feed-counts/{feed}/{listener}", persist_result=False)
-def feed_counts(
-    feed: Annotated[str, Field(description="The feed: its name or id.")],
-    listener: Annotated[str, Field(description="The listener: its name or id.")],
-    config: Annotated[
-        str | None,
-        Field(description="A saved StoreflowConfig block's name; empty: the environment."),
-    ] = None,
-) -> State[Any]:
-    """Count the feed's files at the listener (total, success, failure, submitted,
-    not_submitted, pending_approval) and write them as a table artifact."""
+def feed_counts(feed: str, listener: str, config: str | None = None) -> State[Any]:
+    """Count the feed's files at the listener and write them as a table artifact.
+
+    Args:
+        feed: The feed: its name or id.
+        listener: The listener: its name or id.
+        config: A saved StoreflowConfig block's name. Empty: the worker's environment
+            (STOREFLOW_* variables).
+    """
     note_run_name()
     logger = get_run_logger()
     try:

@@ -150,3 +150,16 @@ def test_counts_of_an_unknown_feed_or_a_dataset_feed_are_refused(listener: Liste
     assert created.exit_code == 0, created.stderr
     state = feed_counts(feed=name, listener=listener.name, return_state=True)
     assert state.name == "Refused" and "dataset feed" in str(state.message)
+
+
+def test_the_deployment_is_declared_and_its_parameters_described() -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    document = yaml.safe_load((root / "prefect.yaml").read_text())
+    declared = {d["name"]: d for d in document["deployments"]}
+    assert declared["feed-counts"]["entrypoint"] == "flows/feeds.py:feed_counts"
+    assert feed_counts.name == "feed-counts"
+    properties = feed_counts.parameters.model_dump()["properties"]
+    assert sorted(properties) == ["config", "feed", "listener"]
+    assert all(field.get("description") for field in properties.values()), properties

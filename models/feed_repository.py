@@ -312,15 +312,36 @@ def claim(session: Session, feed_id: int, listener_id: int, resource: str) -> bo
     return True
 
 
-def release(session: Session, feed_id: int, listener_id: int, resource: str) -> None:
-    """Give a claim back (its submission could not be made), so a later try can."""
-    session.execute(
-        delete(FeedDeliveryRow).where(
+def take(session: Session, feed_id: int, listener_id: int, resource: str) -> bool:
+    """Claim `resource` for a run about to be made: a new claim, or one no run holds
+    yet (the matcher's, whose event started nothing: its automation was off, or the
+    matcher stopped between its claim and its event).  False when a run holds it.  Two
+    takers of one unheld claim each make a run; `bind_submission` lets one send."""
+    if claim(session, feed_id, listener_id, resource):
+        return True
+    holder = session.scalar(
+        select(FeedDeliveryRow.submission_id).where(
             FeedDeliveryRow.feed_id == feed_id,
             FeedDeliveryRow.listener_id == listener_id,
             FeedDeliveryRow.resource == resource,
         )
     )
+    return holder is None
+
+
+def release(
+    session: Session, feed_id: int, listener_id: int, resource: str, *, unheld_only: bool = False
+) -> None:
+    """Give a claim back (its submission could not be made), so a later try can;
+    `unheld_only`: unless a run holds it meanwhile."""
+    query = delete(FeedDeliveryRow).where(
+        FeedDeliveryRow.feed_id == feed_id,
+        FeedDeliveryRow.listener_id == listener_id,
+        FeedDeliveryRow.resource == resource,
+    )
+    if unheld_only:
+        query = query.where(FeedDeliveryRow.submission_id.is_(None))
+    session.execute(query)
 
 
 DATASET_PREFIX = "dataset:"
@@ -421,8 +442,12 @@ def record_submission(
 
 
 def delivered(session: Session, feed_id: int, listener_id: int) -> set[str]:
+    """The resources a run holds for this feed and listener (a claim no run holds is
+    not delivered: `execute` sends it)."""
     query = select(FeedDeliveryRow.resource).where(
-        FeedDeliveryRow.feed_id == feed_id, FeedDeliveryRow.listener_id == listener_id
+        FeedDeliveryRow.feed_id == feed_id,
+        FeedDeliveryRow.listener_id == listener_id,
+        FeedDeliveryRow.submission_id.is_not(None),
     )
     return set(session.scalars(query))
 
@@ -438,9 +463,16 @@ class Counts(BaseModel):
 
 def counts(session: Session, feed_id: int, listener_id: int, matching: list[int]) -> Counts:
     """The seed's counts for a feed and a listener, in one SQL query over the files
-    `matching` the feed: how many of them ended how at this listener."""
+    `matching` the feed: how many of them ended how at this listener.  A file a run
+    holds whose submission is not recorded yet (the run has not started) counts as
+    submitted; one no run holds (matched while its automation was off) as not
+    submitted, so the five add up to the total."""
     latest = (
-        select(FeedDeliveryRow.resource, SubmissionRow.status.label("status"))
+        select(
+            FeedDeliveryRow.resource,
+            FeedDeliveryRow.submission_id.label("run"),
+            SubmissionRow.status.label("status"),
+        )
         .join(SubmissionRow, SubmissionRow.id == FeedDeliveryRow.submission_id, isouter=True)
         .where(FeedDeliveryRow.feed_id == feed_id, FeedDeliveryRow.listener_id == listener_id)
         .subquery()
@@ -451,12 +483,15 @@ def counts(session: Session, feed_id: int, listener_id: int, matching: list[int]
     def count_of(value: SubmissionStatus) -> Any:
         return func.coalesce(func.sum(case((status == value.value, 1), else_=0)), 0)
 
+    unrecorded = func.coalesce(
+        func.sum(case(((latest.c.run.is_not(None)) & (status.is_(None)), 1), else_=0)), 0
+    )
     query = (
         select(
-            func.count(),
+            func.count(latest.c.run),
             count_of(SubmissionStatus.SUCCESS),
             count_of(SubmissionStatus.FAILURE),
-            count_of(SubmissionStatus.SUBMITTED),
+            count_of(SubmissionStatus.SUBMITTED) + unrecorded,
             count_of(SubmissionStatus.PENDING_APPROVAL),
         )
         .select_from(latest)

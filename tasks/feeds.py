@@ -425,10 +425,11 @@ def execute(
     skip: int = 0,
     limit: int | None = None,
 ) -> int:
-    """Submit the feed's matching files to the listener: those it has not had yet, or
-    every one with `force_all`; skip/limit over them in id order.  Each is claimed
-    before its run is made (a racing execute or automation submits it once); the count
-    of runs made."""
+    """Submit the feed's matching files to the listener: those no run holds yet (never
+    matched, or matched while the subscription's automation was off), or every one
+    with `force_all`; skip/limit over them in id order.  Each is claimed before its run
+    is made, and a run sends only if it binds the claim (a racing execute or
+    automation submits it once); the count of runs made."""
     if skip < 0:
         raise InvalidInput("skip", "must be 0 or more")
     if limit is not None and limit < 1:
@@ -449,14 +450,19 @@ def execute(
         with session_scope(config.database_url) as session:
             if force_all:
                 feeds.release(session, feed.id, listener.id, key)
-            if not feeds.claim(session, feed.id, listener.id, key):
+            if not feeds.take(session, feed.id, listener.id, key):
                 continue
         try:
-            _run_submission(submission_parameters(feed, listener.id, file.id))
+            run_id = _run_submission(submission_parameters(feed, listener.id, file.id))
         except BaseException:
             with session_scope(config.database_url) as session:
-                feeds.release(session, feed.id, listener.id, key)
+                feeds.release(session, feed.id, listener.id, key, unheld_only=True)
             raise
+        if run_id:
+            # Held by its run from now (it binds the same id when it starts): counted
+            # as submitted, and a second execute does not make another run for it.
+            with session_scope(config.database_url) as session:
+                feeds.bind_submission(session, feed.id, listener.id, key, run_id)
         sent += 1
     return sent
 

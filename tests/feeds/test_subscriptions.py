@@ -205,3 +205,36 @@ def test_listener_delete_removes_its_subscriptions(
     assert automations_named(feed_steps.automation_name(name, listener.name)) == []
     code, stdout, _ = invoke("feed", "show", name, "--json")
     assert code == 0 and json.loads(stdout)["subscriptions"] == []
+
+
+def test_a_match_no_run_holds_is_sent_by_execute_and_the_counts_add_up(
+    submit_deployment: str, listener: ListenerView, tmp_path: Path
+) -> None:
+    """A file the matcher claimed whose event started no run (the automation was off,
+    or the matcher stopped before its event left) is not lost: execute sends it."""
+    name = f"late-{uuid.uuid4().hex[:6]}"
+    assert invoke("feed", "create", name, "--name-regex", r"late_[0-9]\.csv")[0] == 0
+    assert invoke("feed", "subscribe", name, listener.name)[0] == 0
+    matched = write(tmp_path / "l", "late_1.csv", 50)
+    unmatched_yet = write(tmp_path / "l", "late_2.csv", 50)
+    assert FeedMatcher(StoreflowConfig()).handle(matched).deliveries == 1
+
+    def counts() -> dict[str, int]:
+        code, stdout, stderr = invoke("feed", "counts", name, listener.name, "--json")
+        assert code == 0, stderr
+        found: dict[str, int] = json.loads(stdout)
+        return found
+
+    # No worker here: no run starts, so no run holds either file.
+    assert counts() == {
+        "total": 2, "success": 0, "failure": 0, "submitted": 0, "not_submitted": 2,
+        "pending_approval": 0,
+    }  # fmt: skip
+    code, stdout, _ = invoke("feed", "execute", name, listener.name, "--json")
+    assert code == 0 and json.loads(stdout) == {"sent": 2}
+    with session_scope(StoreflowConfig().database_url) as session:
+        held = feeds.delivered(session, feeds.find(session, name).id, listener.id)
+    assert held == {str(matched), str(unmatched_yet)}
+    assert counts()["submitted"] == 2 and counts()["not_submitted"] == 0
+    code, stdout, _ = invoke("feed", "execute", name, listener.name, "--json")
+    assert json.loads(stdout) == {"sent": 0}

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from storeflow.flows.feeds import counts_key
 from storeflow.models import catalog_repository as catalog
 from storeflow.models import listener_repository as listeners
 from storeflow.models import submission_repository as submissions
@@ -155,8 +156,10 @@ def stack(user_shell: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
             "PWD": str(ROOT),
         }
         run_cli(["work-pool", "create", "storeflow-process", "--type", "process"], env, ROOT)
-        deployed = run_cli(["--no-prompt", "deploy", "--name", "submit"], env, ROOT)
-        assert "submit" in deployed
+        deployed = run_cli(
+            ["--no-prompt", "deploy", "--name", "submit", "--name", "feed-counts"], env, ROOT
+        )
+        assert "submit" in deployed and "feed-counts" in deployed
         worker = [PREFECT, "worker", "start", "--pool", "storeflow-process", "--limit", "4"]
         serve = [STOREFLOW, "listeners", "serve"]
         extractor = ExtractorProcess(tmp_path / "extractor", unique("wordcount"), URL)
@@ -240,6 +243,14 @@ def test_feeds_drive_a_stock_extractor_through_a_real_server(stack: Stack) -> No
     stack.one_submission(after, SubmissionStatus.SUCCESS)
     assert stack.submissions_of(while_off) == []
     assert stack.delivered(feed_id)[str(while_off)] is None
+    # The file matched while off is not lost: counted not submitted, `execute` sends it.
+    listener = stack.extractor.name
+    assert stack.cli("feed", "counts", "plates", listener, "--json") == {
+        "total": 3, "success": 2, "failure": 0, "submitted": 0, "not_submitted": 1,
+        "pending_approval": 0,
+    }  # fmt: skip
+    assert stack.cli("feed", "execute", "plates", listener, "--json") == {"sent": 1}
+    stack.one_submission(while_off, SubmissionStatus.SUCCESS)
 
     # An approval feed: the run waits, Paused, until approved; then it runs.
     feed_with_subscription(stack, "reviews", "--name-regex", r"review_[0-9]+\.txt", "--approval")
@@ -262,3 +273,24 @@ def test_feeds_drive_a_stock_extractor_through_a_real_server(stack: Stack) -> No
     rejected = stack.one_submission(second, SubmissionStatus.FAILURE)
     assert "storeflow.submitted" not in [e.kind for e in rejected.events]
     assert refused.id not in stack.jobs_seen()
+
+    # The feed-counts deployment, run through the API, writes the counts as an artifact.
+    deployment = api(f"{stack.api_url}/deployments/name/feed-counts/feed-counts")
+    run = api(
+        f"{stack.api_url}/deployments/{deployment['id']}/create_flow_run",
+        "POST",
+        {"parameters": {"feed": "plates", "listener": listener}},
+    )
+    counted = stack.run_in(str(run["id"]), "COMPLETED", END_TO_END)
+    assert counted["state"]["name"] == "Counted"
+    artifacts = api(
+        f"{stack.api_url}/artifacts/filter",
+        "POST",
+        {"artifacts": {"key": {"any_": [counts_key("plates", listener)]}}},
+    )
+    assert [json.loads(a["data"]) for a in artifacts] == [
+        [
+            {"feed": "plates", "listener": listener, "total": 3, "success": 3, "failure": 0,
+             "submitted": 0, "not_submitted": 0, "pending_approval": 0}
+        ]
+    ]  # fmt: skip

@@ -35,6 +35,7 @@ from storeflow.tasks.lifecycle import current_run_id
 from storeflow.tasks.otf.addons import uses_addons
 from storeflow.tasks.transfer.callbacks import BoundCallbacks
 from storeflow.tasks.transfer.engine import DEFAULT_BATCH_SIZE, default_workers
+from storeflow.tasks.transfer.fanout import MAX_FAN_OUT, FanOut
 from storeflow.tasks.transfer.steps import TransferRun, run_steps
 
 
@@ -161,6 +162,7 @@ def transfer(
     config: ConfigName = None,
     max_workers: Annotated[int | None, Field(ge=1, le=64)] = None,
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = DEFAULT_BATCH_SIZE,
+    fan_out: Annotated[int, Field(ge=0, le=MAX_FAN_OUT)] = 0,
 ) -> State[Any]:
     """Run one OTF transfer definition with its callbacks.
 
@@ -185,6 +187,12 @@ def transfer(
         batch_size: Files per batch: one native copy call and one AFTER_RESULT_RECEIVED
             round trip each. The default is the engine's
             (tasks/transfer/engine.py:DEFAULT_BATCH_SIZE).
+        fan_out: Copy in this many child runs of the `transfer-batch` deployment, slices
+            of the plan balanced by bytes, that any worker picks up; the files are
+            still renamed into place once, by this run, when all delivered. 0 or 1:
+            copy here. Every worker must reach the source and destinations; for large
+            files or a few thousand files (tasks/transfer/fanout.py); AFTER_RESULT_RECEIVED
+            runs in the child runs.
     """
     note_run_name()  # run_here reports the name without reading the run back
     given = [x for x in (definition, config_dir, otf_definition) if x is not None]
@@ -202,13 +210,16 @@ def transfer(
                 definition = parse_definition(raw, str(name))
         except StoreflowError as exc:
             return Failed(name="Refused", message=f"transfer/{name}: {exc}")
+    if otf_definition is not None and fan_out > 1:
+        # An addon's files are staged on this worker: no other worker could read them.
+        return Failed(name="Refused", message="transfer: fan_out does not take an otf_definition")
     if otf_definition is not None:
         return run_with_addons(
             otf_definition,
             task_id_of(otf_definition, name),
             lambda d, task_id: _run(
                 d, task_id, callbacks, callbacks_dir, sandbox_policy, config,
-                max_workers, batch_size,
+                max_workers, batch_size, 0,
             ),
         )  # fmt: skip
     assert definition is not None
@@ -221,7 +232,21 @@ def transfer(
         config,
         max_workers,
         batch_size,
+        fan_out,
     )
+
+
+def callback_set(
+    task_id: str,
+    callbacks: list[CallbackDefinition] | None,
+    callbacks_dir: str | None,
+    sandbox_policy: str | None,
+) -> CallbackSet:
+    """A transfer's callbacks: those found by the policy's (or `callbacks_dir`'s) hook
+    directories, then the inline ones.  Raises when a jail is incomplete."""
+    settings = sandbox_settings(sandbox_policy, callbacks_dir)
+    found = discover(settings) if (sandbox_policy or callbacks_dir) else []
+    return CallbackSet([*found, *(callbacks or [])], task_id=task_id, policy=settings)
 
 
 def _run(
@@ -233,14 +258,25 @@ def _run(
     config: ConfigName,
     max_workers: int | None,
     batch_size: int,
+    fan_out: int,
 ) -> State[Any]:
     """One storeflow transfer through its steps, with its callbacks."""
+    fan = None
+    if fan_out > 1:
+        # What each child run needs besides its slice: the same callbacks and tuning.
+        shared = {
+            "name": task_id,
+            "callbacks": [c.model_dump(mode="json") for c in callbacks or []],
+            "callbacks_dir": callbacks_dir,
+            "sandbox_policy": sandbox_policy,
+            "max_workers": max_workers,
+            "batch_size": batch_size,
+        }
+        fan = FanOut(parts=fan_out, parameters=shared)
     if max_workers is None:
         max_workers = default_workers()
-    settings = sandbox_settings(sandbox_policy, callbacks_dir)
-    found = discover(settings) if (sandbox_policy or callbacks_dir) else []
     try:
-        cbs = CallbackSet([*found, *(callbacks or [])], task_id=task_id, policy=settings)
+        cbs = callback_set(task_id, callbacks, callbacks_dir, sandbox_policy)
     except (IsolationUnavailable, CallbackError) as exc:
         return Failed(name="Refused", message=f"transfer/{task_id}: {exc}")
     with cbs:
@@ -252,5 +288,6 @@ def _run(
             callbacks=BoundCallbacks(cbs, definition),
             max_workers=max_workers,
             batch_size=batch_size,
+            fan_out=fan,
         )
         return run_steps(run)

@@ -53,6 +53,7 @@ from storeflow.tasks.transfer import (
 )
 from storeflow.tasks.transfer.callbacks import BoundCallbacks
 from storeflow.tasks.transfer.engine import Handlers, open_handlers
+from storeflow.tasks.transfer.fanout import FanOut, FanOutRefused, deliver_fanned_out
 from storeflow.tasks.transfer.progress import ProgressReporter, artifact_key
 
 DELIVERED, VETOED, REFUSED, ERRORED = "Delivered", "Vetoed", "Refused", "Errored"
@@ -83,6 +84,8 @@ class TransferRun:
     callbacks: BoundCallbacks
     max_workers: int = 4
     batch_size: int = 64
+    #: Copy as child runs (tasks/transfer/fanout.py) instead of here.
+    fan_out: FanOut | None = None
     execution_id: int = 0
     previous: executions.ExecutionView | None = None
     flags: Progress = Progress.PROGRESS_UNSPECIFIED
@@ -168,6 +171,8 @@ def perform(run: TransferRun, plan: TransferPlan) -> Delivery:
     reporter.start(len(plan.files), plan.total_bytes * len(plan.definition.destination))
     bound = run.callbacks
     try:
+        if run.fan_out is not None and run.fan_out.parts > 1 and plan.files:
+            return _fanned_out(run, plan, run.fan_out, reporter)
         delivery = deliver(
             plan,
             progress=reporter,
@@ -179,6 +184,22 @@ def perform(run: TransferRun, plan: TransferPlan) -> Delivery:
     finally:
         # The last figures go out while `post` works; run_steps settles them.
         reporter.finish(wait=False)
+    run.end_step(Progress.PROGRESS_PROCESS_DONE)
+    return delivery
+
+
+def _fanned_out(
+    run: TransferRun, plan: TransferPlan, fan: FanOut, reporter: ProgressReporter
+) -> Delivery:
+    """The copy as child runs; their AFTER_RESULT_RECEIVED runs there."""
+    delivery = deliver_fanned_out(
+        plan,
+        fan,
+        label=run.label,
+        metadata=run.callbacks.filtered,
+        handlers=run.handlers(),
+        progress=reporter,
+    )
     run.end_step(Progress.PROGRESS_PROCESS_DONE)
     return delivery
 
@@ -296,6 +317,8 @@ class TransferSkeleton(HookedRun):
         try:
             delivery = perform(by_ref(run), by_ref(planned))
             result = post(by_ref(run), by_ref(planned), by_ref(delivery))
+        except FanOutRefused as exc:  # fan-out refused before any child run started
+            return self._failed(exc, REFUSED, refused=True)
         except Exception as exc:
             get_run_logger().error("%s failed: %s", run.label, exc)
             return self._failed(exc, ERRORED)

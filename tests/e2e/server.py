@@ -14,11 +14,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 def free_port() -> int:
@@ -120,3 +122,49 @@ def wait_for_final_state(api_url: str, flow_run_id: str, seconds: float) -> dict
             return dict(run)
         time.sleep(0.5)
     raise TimeoutError(f"flow run {flow_run_id} not finished after {seconds}s")
+
+
+def create_runs(api_url: str, deployment: str, parameters: list[dict[str, Any]]) -> list[str]:
+    """Runs of `deployment`, created at once (one request per run, all in flight)."""
+    found = api(f"{api_url}/deployments/name/{deployment}/{deployment}")
+    url = f"{api_url}/deployments/{found['id']}/create_flow_run"
+    with ThreadPoolExecutor(len(parameters)) as pool:
+        made = pool.map(lambda p: api(url, "POST", {"parameters": p}), parameters)
+        return [str(run["id"]) for run in made]
+
+
+def wait_for_all(api_url: str, ids: list[str], seconds: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        runs = api(
+            f"{api_url}/flow_runs/filter",
+            "POST",
+            {"flow_runs": {"id": {"any_": ids}}, "limit": len(ids)},
+        )
+        if len(runs) == len(ids) and all(r["state"]["type"] in FINAL for r in runs):
+            return list(runs)
+        time.sleep(2)
+    raise TimeoutError(f"{len(ids)} runs not all finished within {seconds}s")
+
+
+def outcomes(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Each run's name, final state name and message: what a failure message shows."""
+    return [(r["name"], r["state"]["name"], r["state"]["message"]) for r in runs]
+
+
+def workers_of(api_url: str, ids: list[str]) -> dict[str, str]:
+    """Flow run id -> the worker that submitted it, from the run's own log."""
+    logs = api(
+        f"{api_url}/logs/filter",
+        "POST",
+        {
+            "logs": {"flow_run_id": {"any_": ids}, "text": {"query": '"submitting flow run"'}},
+            "limit": 200,
+        },
+    )
+    found: dict[str, str] = {}
+    for log in logs:
+        message = log["message"]
+        if message.startswith("Worker '") and "submitting flow run" in message:
+            found[log["flow_run_id"]] = message.split("'")[1]
+    return found

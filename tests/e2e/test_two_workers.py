@@ -4,10 +4,7 @@ through the Prefect API on 5 spaces (4 each, no etag: last writer wins).  Both w
 run some; on no space do two runs work at once; none is lost."""
 
 import json
-import os
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
@@ -15,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import STOREFLOW, storeflow
-from tests.e2e.server import api, run_command
-from tests.prefect_backend import scratch_database
+from tests.e2e.conftest import storeflow, storeflow_stack
+from tests.e2e.server import api, create_runs, outcomes, wait_for_all, workers_of
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +21,6 @@ SPACES = [f"busy-{i}" for i in range(5)]
 UPDATES_PER_SPACE = 4
 # Every write of a resource bumps its etag: an update marks it INPROGRESS, then ACTIVE.
 WRITES_PER_UPDATE = 2
-FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 RUNS_SECONDS = 1200
 
 
@@ -35,81 +30,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     fresh PostgreSQL databases (dropped at the end).  Each worker takes 3 runs at once:
     without a limit the first worker to poll would take all 20."""
     work = tmp_path_factory.mktemp("two-workers")
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "STOREFLOW_"))}
-    with (
-        scratch_database("storeflow_e2e_two_prefect") as prefect_db,
-        scratch_database("storeflow_e2e_two_resources") as resources_db,
-    ):
-        resources = f"postgresql+psycopg://postgres@127.0.0.1:5432/{resources_db}"
-        env = {
-            **base,
-            "STOREFLOW_HOME": str(work / "home"),
-            "PREFECT_HOME": str(work / "prefect-home"),
-            "STOREFLOW_WARM": "off",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            # 4 runs queue for each space on a loaded machine: wait for the lock, not 60 s.
-            "STOREFLOW_LOCK_WAIT": "600",
-            "STOREFLOW_DATABASE_URL": resources,
-        }
-        cmd = [
-            STOREFLOW, "server", "start", "--workers", "2", "--worker-limit", "3",
-            "--database-url", resources,
-            "--prefect-database-url",
-            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{prefect_db}",
-        ]  # fmt: skip
-        started = run_command(cmd, env, work, 900)
-        try:
-            assert started.returncode == 0, started.stdout + started.stderr
-            api_url = started.stdout.split("PREFECT_API_URL=")[1].split()[0]
-            yield {**env, "PREFECT_API_URL": api_url}
-        finally:
-            run_command([STOREFLOW, "server", "stop"], env, work, 120)
-
-
-def create_runs(api_url: str, deployment: str, parameters: list[dict[str, Any]]) -> list[str]:
-    """Runs of `deployment`, created at once (one request per run, all in flight)."""
-    found = api(f"{api_url}/deployments/name/{deployment}/{deployment}")
-    url = f"{api_url}/deployments/{found['id']}/create_flow_run"
-    with ThreadPoolExecutor(len(parameters)) as pool:
-        made = pool.map(lambda p: api(url, "POST", {"parameters": p}), parameters)
-        return [str(run["id"]) for run in made]
-
-
-def wait_for_all(api_url: str, ids: list[str], seconds: float) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        runs = api(
-            f"{api_url}/flow_runs/filter",
-            "POST",
-            {"flow_runs": {"id": {"any_": ids}}, "limit": len(ids)},
-        )
-        if len(runs) == len(ids) and all(r["state"]["type"] in FINAL for r in runs):
-            return list(runs)
-        time.sleep(2)
-    raise TimeoutError(f"{len(ids)} runs not all finished within {seconds}s")
-
-
-def outcomes(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """Each run's name, final state name and message: what a failure message shows."""
-    return [(r["name"], r["state"]["name"], r["state"]["message"]) for r in runs]
-
-
-def workers_of(api_url: str, ids: list[str]) -> dict[str, str]:
-    """Flow run id -> the worker that submitted it, from the run's own log."""
-    logs = api(
-        f"{api_url}/logs/filter",
-        "POST",
-        {
-            "logs": {"flow_run_id": {"any_": ids}, "text": {"query": '"submitting flow run"'}},
-            "limit": 200,
-        },
-    )
-    found: dict[str, str] = {}
-    for log in logs:
-        message = log["message"]
-        if message.startswith("Worker '") and "submitting flow run" in message:
-            found[log["flow_run_id"]] = message.split("'")[1]
-    return found
+    # 4 runs queue for each space on a loaded machine: wait for the lock, not 60 s.
+    with storeflow_stack(work, "storeflow_e2e_two", 2, 3, STOREFLOW_LOCK_WAIT="600") as env:
+        yield env
 
 
 def window(run: dict[str, Any]) -> tuple[datetime, datetime]:

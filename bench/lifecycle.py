@@ -4,9 +4,10 @@
    audit driver) against a bare flow with three no-op tasks.
 2. The lease on the resource lock (tasks/lifecycle.py: LeaseKeeper): every create
    above runs with the default lease (STOREFLOW_LOCK_LEASE unset: 60 s, its renewal
-   thread started and stopped by each run); this row times creates whose lease is so
-   short (0.5 s) that the thread renews it every 0.17 s while the run works, against
-   creates with a lease so long (86400 s) that it never renews, and counts renewals.
+   thread started and stopped by each run); this row times creates that install a
+   template (perform busy for about a second) with a lease so short (0.5 s) that the
+   thread renews it every 0.17 s, against a lease so long (86400 s) that it never
+   renews, and counts the renewals.
 3. Against a running `prefect server start` (PostgreSQL-backed, 127.0.0.1):
    operations per minute for N space creates, beside N bare flows.
 
@@ -109,10 +110,31 @@ def counting_renewals() -> Iterator[list[int]]:
         repository.renew = real
 
 
-def lease_section(repeat: int) -> tuple[float, float, int]:
-    """Median seconds of a create with a 86400 s lease (never renewed) and with a 0.5 s
-    lease (renewed every 0.17 s), interleaved so load drifts hit both; and the renewals."""
-    create = creating("lease")
+def template_tree(root: Path, files: int = 1000, size: int = 4096) -> Path:
+    """A tree whose install keeps perform busy long enough (about a second here) for a
+    short lease to be renewed several times while the run holds the space."""
+    (root / "data").mkdir(parents=True)
+    for i in range(files):
+        (root / "data" / f"f{i:04}.bin").write_bytes(os.urandom(size))
+    return root
+
+
+def lease_section(repeat: int, root: Path) -> tuple[float, float, int]:
+    """Median seconds of a create installing a template with a 86400 s lease (never
+    renewed) and with a 0.5 s lease (renewed every 0.17 s while perform copies),
+    interleaved so load drifts hit both; and the renewals made."""
+    from storeflow.flows.spaces import space_create
+    from storeflow.flows.templates import template_create
+    from storeflow.models.schemas import SpaceSpec, TemplateSpec
+
+    spec = TemplateSpec(name="lease", source=template_tree(root))
+    made = template_create(spec, return_state=True)
+    assert made.is_completed(), made
+
+    def create(i: int) -> None:
+        state = space_create(SpaceSpec(name=f"lease-{i}", template="lease"), return_state=True)
+        assert state.is_completed(), state
+
     never: list[float] = []
     renewing: list[float] = []
     with counting_renewals() as renewals:
@@ -173,7 +195,7 @@ def main() -> int:
         with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), lease_of(None):
             bare, ours = measure("ephemeral", args.repeat, "eph")
             rows.append(("ephemeral, in-process (median s/op)", bare, ours))
-            never, renewing, renewals = lease_section(args.repeat)
+            never, renewing, renewals = lease_section(args.repeat, root / "lease-template")
             stop_ephemeral_prefect()
             if not args.skip_server:
                 bare_s, ours_s = server_section(args.n, root)
@@ -185,7 +207,7 @@ def main() -> int:
     print("target: ratio <= 1.5 (storeflow's own overhead small beside Prefect's)")
     print("(space create runs with the default lease, 60 s: its LeaseKeeper thread runs)")
     print()
-    title = "lease cost, space create (median s/op)"
+    title = "lease cost, create + template (median s/op)"
     print(f"{title:45} {'86400 s':>10} {'0.5 s':>13} {'ratio':>7}")
     print(
         f"{f'renewing every 0.17 s: {renewals} renewals':45} {never:10.3f} {renewing:13.3f} "

@@ -225,6 +225,7 @@ def deliver_fanned_out(
         failed = [run for run in ended if run.state_type is not StateType.COMPLETED]
         if failed:
             raise FanOutFailed(f"fan-out: {describe(failed)}")
+        get_run_logger().info("%s: every slice delivered: %s", label, describe(ended))
     except BaseException:
         stop_children(children)
         _remove_temps(plan, handlers.destinations)

@@ -7,7 +7,9 @@ so neither can take every child at once and each runs at least one (with two sli
 the idle worker could take both).
 
 While any child runs, nothing is under a final name; at the end every file is there,
-byte-identical with its mtime, and no temporary file is left.  A fan-out whose source
+byte-identical with its mtime, and no temporary file is left; FILTER ran in the
+parent and AFTER_RESULT_RECEIVED in the children for every delivered file, starting
+from FILTER's metadata.  A fan-out whose source
 files vanish under its children ends Errored with nothing under a final name and no
 temporary file."""
 
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from storeflow.tasks.transfer.metadata import read as read_metadata
 from storeflow.tasks.transfer.names import is_temp_name
 from tests.e2e.conftest import storeflow_stack
 from tests.e2e.server import FINAL, api, create_runs, outcomes, workers_of
@@ -30,6 +33,23 @@ pytestmark = pytest.mark.e2e
 FILES = 40
 SLICES = 3
 RUN_SECONDS = 1200
+SKIPPED = "part-39.bin"
+# FILTER runs in the parent: it skips one file and tags the others.
+TAG = f"""
+import utils
+def run(req):
+    info = utils.get_node_info(req)
+    info.metadata['filtered-by'] = 'parent'
+    return not info.path.endswith('{SKIPPED}')
+"""
+# AFTER_RESULT_RECEIVED runs in the children, starting from FILTER's metadata.
+SEEN = """
+import utils
+def run(req):
+    info = utils.get_node_info(req)
+    info.metadata['seen'] = info.metadata.get('filtered-by', 'none')
+    return True
+"""
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +122,16 @@ def test_a_fanned_out_transfer_is_delivered_by_both_workers_and_finalised_once(
     source, dest = tmp_path / "src", tmp_path / "dest"
     tree = make_tree(source, FILES)
     dest.mkdir()
-    parameters = {"definition": local_def(source, dest), "name": "fan", "fan_out": SLICES}
+    callbacks = [
+        {"name": "tag", "language": "python", "stage": "FILTER", "source": TAG},
+        {"name": "seen", "language": "python", "stage": "AFTER_RESULT_RECEIVED", "source": SEEN},
+    ]
+    parameters = {
+        "definition": local_def(source, dest),
+        "name": "fan",
+        "fan_out": SLICES,
+        "callbacks": callbacks,
+    }
     [parent] = create_runs(api_url, "transfer", [parameters])
 
     run, checked = watch_until_done(api_url, parent, dest)
@@ -121,11 +150,15 @@ def test_a_fanned_out_transfer_is_delivered_by_both_workers_and_finalised_once(
     assert set(workers) == set(ids), workers
     assert len(set(workers.values())) == 2, workers  # both workers ran a child
 
+    del tree[SKIPPED]
     assert sorted(p.name for p in dest.iterdir()) == sorted(tree)  # no temporary file
     for name, (data, mtime) in tree.items():
         copy = dest / name
         assert copy.read_bytes() == data, name
         assert copy.stat().st_mtime_ns == mtime, name
+        # Every delivered file went through AFTER_RESULT_RECEIVED in a child, which saw
+        # what FILTER left in the parent.
+        assert read_metadata(str(copy)) == {"filtered-by": "parent", "seen": "parent"}, name
 
 
 @pytest.mark.timeout(3000)

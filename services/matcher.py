@@ -72,12 +72,16 @@ class FeedMatcher:
             self._feed_set, self._version = FeedSet.load(self.config), version
         return self._feed_set
 
-    def handle(self, file_id: int) -> Announced:
-        """Match one registered file (also what a caller registering files can use)."""
+    def handle(self, file_id: int, path: str | None = None) -> Announced:
+        """Match one registered file (also what a caller registering files can use).
+        With `path` (the event's), a catalog file elsewhere is not this event's: the
+        event came from another storeflow database sharing the Prefect server."""
         from storeflow.models import feed_repository as feeds
 
         with session_scope(self.config.database_url) as session:
             files = feeds.match_files(session, ids=[file_id])
+        if path is not None:
+            files = [f for f in files if f.path == path]
         done = announce_matches(self.config, files, self.feed_set())
         self.announced.events += done.events
         self.announced.deliveries += done.deliveries
@@ -110,7 +114,7 @@ class FeedMatcher:
             if raw is None or not raw.isdigit():
                 continue
             try:
-                self.handle(int(raw))
+                self.handle(int(raw), event.resource.get("storeflow.file.path"))
             except Exception:  # one bad file must not stop the others
                 log.exception("matching file #%s failed", raw)
             handled += 1

@@ -67,3 +67,10 @@ def test_a_restarted_matcher_reads_the_log_again_and_announces_nothing_twice(
     with session_scope(StoreflowConfig().database_url) as session:
         claimed = session.query(FeedDeliveryRow.resource).all()
     assert sorted(int(r) for (r,) in claimed) == sorted(hits)
+    # An event naming a file id of another storeflow database (another path) on the
+    # same Prefect server is not this catalog's file: nothing is matched for it.
+    released = FeedMatcher(StoreflowConfig())
+    with session_scope(StoreflowConfig().database_url) as session:
+        session.query(FeedDeliveryRow).delete()
+    assert released.handle(hits[0], "/elsewhere/log_0.csv").events == 0
+    assert released.handle(hits[0], str(tmp_path.resolve() / "l" / "log_0.csv")).events == 1

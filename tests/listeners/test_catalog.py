@@ -182,3 +182,26 @@ def test_the_watcher_registers_files_as_they_are_closed(tmp_path: Path) -> None:
         assert png.mime_type == "image/png"
     finally:
         watcher.stop()
+
+
+def test_the_scheduled_scan_covers_every_space(tmp_path: Path) -> None:
+    """The `file-scan` deployment runs on a schedule with its defaults: every space."""
+    import yaml
+
+    from storeflow.flows.files import file_scan
+
+    root = Path(__file__).resolve().parents[2]
+    deployments = yaml.safe_load((root / "prefect.yaml").read_text())["deployments"]
+    (scan,) = [d for d in deployments if d["name"] == "file-scan"]
+    assert [s["interval"] for s in scan["schedules"] if s.get("active")] == [900]
+    assert "parameters" not in scan  # the schedule's runs take the flow's defaults
+
+    config = StoreflowConfig()
+    for space in ("one", "two"):
+        (config.storage.spaces_dir / space).mkdir(parents=True)
+        (config.storage.spaces_dir / space / f"{space}.txt").write_text(space)
+    state = file_scan(return_state=True)
+    assert state.name == "Scanned" and state.message.startswith("2 new"), state.message
+    with session_scope(config.database_url) as session:
+        found = {(f.space, f.name) for f in catalog.list_files(session)}
+    assert found == {("one", "one.txt"), ("two", "two.txt")}

@@ -201,7 +201,7 @@ def test_the_scheduled_scan_covers_every_space(tmp_path: Path) -> None:
         (config.storage.spaces_dir / space).mkdir(parents=True)
         (config.storage.spaces_dir / space / f"{space}.txt").write_text(space)
     state = file_scan(return_state=True)
-    assert state.name == "Scanned" and state.message.startswith("2 new"), state.message
+    assert state.name == "Scanned" and (state.message or "").startswith("2 new"), state.message
     with session_scope(config.database_url) as session:
         found = {(f.space, f.name) for f in catalog.list_files(session)}
     assert found == {("one", "one.txt"), ("two", "two.txt")}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from storeflow.flows.transfer_batches import transfer_batch
+from storeflow.flows.transfers import transfer
 from storeflow.models.transfer import TransferDefinition, parse_definition
 from storeflow.tasks.transfer import PlannedFile
 from storeflow.tasks.transfer.entries import Entry, Kind
@@ -147,3 +148,26 @@ def test_a_child_whose_file_is_gone_fails_and_leaves_no_temporary_file(tmp_path:
     assert (state.type.value, state.name) == ("FAILED", "Errored")
     assert state.message is not None and "b.bin" in state.message
     assert list(out.iterdir()) == []
+
+
+def test_a_transfer_whose_slices_are_too_big_ends_refused_with_nothing_copied(
+    tmp_path: Path,
+) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    for i in range(2 * MAX_SLICE_FILES + 2):
+        (src / f"f{i:05}").write_bytes(b"x")
+    state = transfer(definition=local_def(src, out), name="huge", fan_out=2, return_state=True)
+    assert (state.type.value, state.name) == ("FAILED", "Refused"), state.message
+    assert state.message == (
+        "transfer/huge: fan-out: a slice of 2001 files is more than 2000 (fan-out is for "
+        "large files or a few thousand files; raise fan_out or copy without it)"
+    )
+    assert list(out.iterdir()) == []
+
+
+def test_fan_out_refuses_an_otf_addon_definition() -> None:
+    state = transfer(otf_definition={"type": "transfer"}, fan_out=2, return_state=True)
+    assert (state.type.value, state.name) == ("FAILED", "Refused")
+    assert state.message == "transfer: fan_out does not take an otf_definition"

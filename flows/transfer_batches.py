@@ -18,7 +18,7 @@ from pydantic import Field
 from storeflow.flows.common import note_run_name
 from storeflow.flows.transfers import callback_set
 from storeflow.models.errors import StoreflowError
-from storeflow.models.names import TaskId, Text
+from storeflow.models.names import Text
 from storeflow.models.transfer import TransferDefinition
 from storeflow.sandbox.definitions import CallbackDefinition, CallbackError
 from storeflow.sandbox.isolation import IsolationUnavailable
@@ -35,7 +35,7 @@ def _run_name() -> str:
 @flow(name="transfer-batch", flow_run_name=_run_name, validate_parameters=True)
 def transfer_batch(
     definition: TransferDefinition,
-    name: TaskId,
+    name: Text,
     files: Annotated[list[SliceFile], Field(max_length=MAX_SLICE_FILES)],
     part: Annotated[int, Field(ge=1, le=MAX_FAN_OUT)] = 1,
     parts: Annotated[int, Field(ge=1, le=MAX_FAN_OUT)] = 1,
@@ -49,7 +49,8 @@ def transfer_batch(
 
     Args:
         definition: The parent transfer's OTF definition (its source and destinations).
-        name: The parent transfer's task id (callbacks' `req.id`).
+        name: The parent transfer's task id (callbacks' `req.id`), its source directory
+            when it has no name.
         files: The slice: each file's listing and final names, with FILTER's metadata.
         part: Which slice this is (1-based), for the run's name.
         parts: How many slices the transfer has.

@@ -112,14 +112,14 @@ def test_a_child_run_delivers_its_slice_under_temporary_names_only(tmp_path: Pat
     mine = entries[:3]  # the other two belong to another child
     state = transfer_batch(
         definition=definition,
-        name="fan",
+        name=str(src),  # a transfer without a name goes by its source directory
         files=as_slice(mine, {}),
         part=1,
         parts=2,
         return_state=True,
     )
     assert (state.type.value, state.name) == ("COMPLETED", "Delivered"), state.message
-    assert state.message is not None and "3 files, 3003 bytes" in state.message
+    assert state.message == f"transfer/{src}: batch 1/2: 3 files, 3003 bytes under temporary names"
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(temp_name(p.entry.name) for p in mine)  # nothing final
     assert all(is_temp_name(n) for n in names)

@@ -155,6 +155,8 @@ def test_periodic_hook_gets_every_kinds_data(config: StoreflowConfig, drivers) -
 def test_bad_driver_paths_are_clear_errors() -> None:
     for path, reason in [
         ("no-colon", "not of the form"),
+        ("tests.lifecycle.recording_hooks:", "not of the form"),
+        (":RecordingHook", "not of the form"),
         ("nonexistent.module:Cls", "cannot import"),
         ("tests.lifecycle.recording_hooks:calls", "not a HookBase subclass"),
     ]:
@@ -231,3 +233,14 @@ def test_a_driver_without_a_configuration_is_enabled_and_unsuppressed() -> None:
     assert (driver.suppress_pre_hooks_errors, driver.suppress_post_hooks_errors) == (False, False)
     assert driver.get_config_option("periodic_hooks_interval") == 300.0
     assert driver.get_config_option("anything-else") is None
+
+
+def test_a_hooks_context_cannot_be_changed_by_a_driver() -> None:
+    """Every driver sees the same context: one driver cannot rewrite what the next sees."""
+    import dataclasses
+
+    from storeflow.tasks.hook_base import HookContext
+
+    context = HookContext(kind="space", action="create", resource_name="alpha")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        context.resource_name = "beta"  # type: ignore[misc]

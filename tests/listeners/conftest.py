@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,13 @@ from storeflow.models import listener_repository as listeners
 from storeflow.models.catalog_repository import FileView
 from storeflow.models.db import session_scope
 from storeflow.models.listener_repository import ListenerView, parse_heartbeat
+from storeflow.models.listener_settings import ListenerSettings
 from storeflow.services.run_mirror import RunMirror
+from storeflow.services.serve import Services, running
 from storeflow.services.status import StatusConsumer
 from storeflow.tasks.catalog import register
-from tests.listeners.broker import URL, delete_queues, heartbeat, unique
+from tests.listeners.broker import URL, delete_queues, heartbeat, unique, wait_for
+from tests.listeners.extractor import ExtractorProcess, free_port
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -86,3 +90,38 @@ def text_file(tmp_path: Path) -> FileView:
     path.parent.mkdir()
     path.write_text("one two three\nfour five\n")
     return register(StoreflowConfig(), path)[0]
+
+
+@contextmanager
+def serving(
+    monkeypatch: pytest.MonkeyPatch, broker_url: str = URL, watch: bool = False
+) -> Iterator[Services]:
+    """`storeflow listeners serve` for one test: its own queues and API port, and the
+    settings the submit runs read (from the environment, as on a worker)."""
+    settings = ListenerSettings(
+        broker_url=broker_url,
+        api_url=f"http://127.0.0.1:{free_port()}/",
+        reply_queue=unique("storeflow.test-replies"),
+        heartbeat_queue=unique("storeflow.test-heartbeats"),
+    )
+    monkeypatch.setenv("STOREFLOW_BROKER_URL", settings.broker_url)
+    monkeypatch.setenv("STOREFLOW_API_URL", settings.api_url)
+    monkeypatch.setenv("STOREFLOW_REPLY_QUEUE", settings.reply_queue)
+    with running(StoreflowConfig(), settings, watch=watch) as started:
+        yield started
+    if broker_url == URL:  # a test's private broker goes with its queues
+        delete_queues(settings.reply_queue, settings.heartbeat_queue)
+
+
+def listener_of(process: ExtractorProcess) -> ListenerView:
+    """The listener an extractor's first heartbeat made (its output if none came)."""
+
+    def probe() -> ListenerView | None:
+        with session_scope(StoreflowConfig().database_url) as session:
+            found = listeners.list_listeners(session, name=process.name)
+        return found[0] if found else None
+
+    try:
+        return wait_for(probe, 60, f"a heartbeat from {process.name}")
+    except AssertionError:
+        raise AssertionError(process.output()) from None

@@ -30,13 +30,12 @@ from storeflow.models import submission_repository as submissions
 from storeflow.models.catalog_repository import FileView
 from storeflow.models.db import session_scope
 from storeflow.models.listener_repository import ListenerView
-from storeflow.models.listener_settings import ListenerSettings
 from storeflow.models.submissions import SubmissionStatus
-from storeflow.services.serve import Services, running
+from storeflow.services.serve import Services
 from storeflow.tasks.catalog import register
 from storeflow.tasks.submissions import LOST_MESSAGE
 from tests.listeners.broker import unique, wait_for
-from tests.listeners.extractor import free_port
+from tests.listeners.conftest import serving
 from tests.listeners.private_broker import PrivateRabbit
 from tests.listeners.supervise import Supervised
 
@@ -57,17 +56,8 @@ def rabbit(tmp_path: Path) -> Iterator[PrivateRabbit]:
 def services(
     storeflow_home: Path, rabbit: PrivateRabbit, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Services]:
-    settings = ListenerSettings(
-        broker_url=rabbit.url,
-        api_url=f"http://127.0.0.1:{free_port()}/",
-        reply_queue=unique("storeflow.replies"),
-        heartbeat_queue=unique("storeflow.heartbeats"),
-    )
-    # The submit runs read where the broker is from here (the setting, not 5672).
-    monkeypatch.setenv("STOREFLOW_BROKER_URL", settings.broker_url)
-    monkeypatch.setenv("STOREFLOW_API_URL", settings.api_url)
-    monkeypatch.setenv("STOREFLOW_REPLY_QUEUE", settings.reply_queue)
-    with running(StoreflowConfig(), settings, watch=False) as started:
+    # The submit runs read where the broker is from the environment (not 5672).
+    with serving(monkeypatch, broker_url=rabbit.url) as started:
         yield started
 
 

@@ -23,18 +23,15 @@ from storeflow.blocks.config import StoreflowConfig
 from storeflow.cli.app import app
 from storeflow.flows.submissions import submit
 from storeflow.models import catalog_repository as catalog
-from storeflow.models import listener_repository as listeners
 from storeflow.models import submission_repository as submissions
 from storeflow.models.catalog_repository import FileView
 from storeflow.models.db import session_scope
-from storeflow.models.listener_repository import ListenerView
-from storeflow.models.listener_settings import ListenerSettings
-from storeflow.services.serve import Services, running
+from storeflow.services.serve import Services
 from storeflow.tasks.catalog import register
 from storeflow.tasks.submissions import dataset_id
 from tests.listeners.broker import URL, delete_queues, unique, wait_for
-from tests.listeners.conftest import make_listener
-from tests.listeners.extractor import ExtractorProcess, free_port
+from tests.listeners.conftest import listener_of, make_listener, serving
+from tests.listeners.extractor import ExtractorProcess
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -44,18 +41,8 @@ PNG = bytes.fromhex(
 
 @pytest.fixture
 def services(storeflow_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
-    settings = ListenerSettings(
-        broker_url=URL,
-        api_url=f"http://127.0.0.1:{free_port()}/",
-        reply_queue=unique("storeflow.test-replies"),
-        heartbeat_queue=unique("storeflow.test-heartbeats"),
-    )
-    monkeypatch.setenv("STOREFLOW_BROKER_URL", settings.broker_url)
-    monkeypatch.setenv("STOREFLOW_API_URL", settings.api_url)
-    monkeypatch.setenv("STOREFLOW_REPLY_QUEUE", settings.reply_queue)
-    with running(StoreflowConfig(), settings, watch=False) as started:
+    with serving(monkeypatch) as started:
         yield started
-    delete_queues(settings.reply_queue, settings.heartbeat_queue)
 
 
 @pytest.fixture
@@ -72,18 +59,6 @@ def dataset_extractor(tmp_path: Path) -> Iterator[ExtractorProcess]:
     yield process
     process.stop()
     delete_queues(name, f"error.{name}")
-
-
-def listener_of(process: ExtractorProcess) -> ListenerView:
-    def probe() -> ListenerView | None:
-        with session_scope(StoreflowConfig().database_url) as session:
-            found = listeners.list_listeners(session, name=process.name)
-        return found[0] if found else None
-
-    try:
-        return wait_for(probe, 60, f"a heartbeat from {process.name}")
-    except AssertionError:
-        raise AssertionError(process.output()) from None
 
 
 def survey(tmp_path: Path) -> tuple[Path, dict[str, FileView]]:

@@ -31,31 +31,21 @@ from storeflow.models import submission_repository as submissions
 from storeflow.models.catalog_repository import FileView
 from storeflow.models.db import session_scope
 from storeflow.models.listener_repository import ListenerView
-from storeflow.models.listener_settings import ListenerSettings
 from storeflow.models.submissions import SubmissionStatus
-from storeflow.services.serve import Services, running
+from storeflow.services.serve import Services
 from storeflow.tasks.catalog import register
 from storeflow.tasks.submissions import LOST_MESSAGE
 from tests.listeners.broker import URL, delete_queues, unique, wait_for
-from tests.listeners.extractor import ExtractorProcess, free_port
+from tests.listeners.conftest import serving
+from tests.listeners.extractor import ExtractorProcess
 
 TIMEOUT = 8
 
 
 @pytest.fixture
 def services(storeflow_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
-    settings = ListenerSettings(
-        broker_url=URL,
-        api_url=f"http://127.0.0.1:{free_port()}/",
-        reply_queue=unique("storeflow.test-replies"),
-        heartbeat_queue=unique("storeflow.test-heartbeats"),
-    )
-    monkeypatch.setenv("STOREFLOW_BROKER_URL", settings.broker_url)
-    monkeypatch.setenv("STOREFLOW_API_URL", settings.api_url)
-    monkeypatch.setenv("STOREFLOW_REPLY_QUEUE", settings.reply_queue)
-    with running(StoreflowConfig(), settings, watch=False) as started:
+    with serving(monkeypatch) as started:
         yield started
-    delete_queues(settings.reply_queue, settings.heartbeat_queue)
 
 
 @pytest.fixture

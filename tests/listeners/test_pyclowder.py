@@ -20,34 +20,22 @@ from storeflow.blocks.config import StoreflowConfig
 from storeflow.cli.files import file_app
 from storeflow.flows.submissions import submit
 from storeflow.models import catalog_repository as catalog
-from storeflow.models import listener_repository as listeners
 from storeflow.models import submission_repository as submissions
 from storeflow.models.catalog_repository import FileView
 from storeflow.models.db import session_scope
 from storeflow.models.listener_repository import ListenerView
-from storeflow.models.listener_settings import ListenerSettings
 from storeflow.models.submission_repository import SubmissionView
-from storeflow.services.serve import Services, running
+from storeflow.services.serve import Services
 from storeflow.tasks.catalog import register
 from tests.listeners.broker import URL, delete_queues, unique, wait_for
-from tests.listeners.extractor import ExtractorProcess, free_port
+from tests.listeners.conftest import listener_of, serving
+from tests.listeners.extractor import ExtractorProcess
 
 
 @pytest.fixture
 def services(storeflow_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
-    port = free_port()
-    settings = ListenerSettings(
-        broker_url=URL,
-        api_url=f"http://127.0.0.1:{port}/",
-        reply_queue=unique("storeflow.test-replies"),
-        heartbeat_queue=unique("storeflow.test-heartbeats"),
-    )
-    monkeypatch.setenv("STOREFLOW_BROKER_URL", settings.broker_url)
-    monkeypatch.setenv("STOREFLOW_API_URL", settings.api_url)
-    monkeypatch.setenv("STOREFLOW_REPLY_QUEUE", settings.reply_queue)
-    with running(StoreflowConfig(), settings) as started:
+    with serving(monkeypatch, watch=True) as started:
         yield started
-    delete_queues(settings.reply_queue, settings.heartbeat_queue)
 
 
 @pytest.fixture
@@ -64,18 +52,6 @@ def extractor(tmp_path: Path) -> Iterator[Callable[..., ExtractorProcess]]:
     for process in started:
         process.stop()
         delete_queues(process.name, f"error.{process.name}")
-
-
-def listener_of(process: ExtractorProcess) -> ListenerView:
-    def probe() -> ListenerView | None:
-        with session_scope(StoreflowConfig().database_url) as session:
-            found = listeners.list_listeners(session, name=process.name)
-        return found[0] if found else None
-
-    try:
-        return wait_for(probe, 60, f"a heartbeat from {process.name}")
-    except AssertionError:
-        raise AssertionError(process.output()) from None
 
 
 def text_file(tmp_path: Path) -> FileView:

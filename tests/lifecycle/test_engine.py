@@ -21,6 +21,7 @@ from storeflow.tasks.lifecycle import (
     ResourceOperation,
     Waiting,
     lease_seconds,
+    lock_is_stale,
     lock_wait_seconds,
     run_has_ended,
     run_operation,
@@ -180,3 +181,9 @@ def test_a_lock_of_a_run_prefect_shows_running_is_not_stale(config: StoreflowCon
     state = holder(return_state=True)
     assert run_has_ended(str(state.state_details.flow_run_id)) is True  # and once it ended
     assert run_has_ended("not-a-run-id") is True
+
+
+def test_a_resource_nobody_holds_has_no_stale_lock(config: StoreflowConfig) -> None:
+    run(space_create, spec=SpaceSpec(name="free"))
+    free = read(config, "space", "free")
+    assert free.lock_owner is None and lock_is_stale(free) is False

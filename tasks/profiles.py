@@ -166,12 +166,9 @@ class ProfileDeleter(schedules.ScheduleDeleter):
 
 
 def undo_interrupted(config: StoreflowConfig, row: ResourceView) -> None:
-    if row.last_action == "update":  # the record keeps the spec the update never replaced
-        schedules.restore(
-            FLOW, row.name, ENTRYPOINT, *scheduled(ProfileSpec.model_validate(row.spec))
-        )
-    else:
-        schedules.undo_interrupted(FLOW, row)
+    schedules.undo_interrupted(
+        FLOW, row, ENTRYPOINT, lambda spec: scheduled(ProfileSpec.model_validate(spec))
+    )
 
 
 def reconcile_profiles(config: StoreflowConfig) -> list[Change]:

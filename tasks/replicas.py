@@ -149,12 +149,9 @@ class ReplicaDeleter(schedules.ScheduleDeleter):
 
 
 def undo_interrupted(config: StoreflowConfig, row: ResourceView) -> None:
-    if row.last_action == "update":  # the record keeps the spec the update never replaced
-        schedules.restore(
-            FLOW, row.name, ENTRYPOINT, *scheduled(ReplicaSpec.model_validate(row.spec))
-        )
-    else:
-        schedules.undo_interrupted(FLOW, row)
+    schedules.undo_interrupted(
+        FLOW, row, ENTRYPOINT, lambda spec: scheduled(ReplicaSpec.model_validate(spec))
+    )
 
 
 def reconcile_replicas(config: StoreflowConfig) -> list[Change]:

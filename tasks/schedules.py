@@ -9,6 +9,7 @@ without one, the deployment has no work pool and only a `serve` process would ru
 which is said in the logs.
 """
 
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -164,15 +165,22 @@ def restore(
     )
 
 
-def undo_interrupted(flow_name: str, row: ResourceView) -> None:
+def undo_interrupted(
+    flow_name: str,
+    row: ResourceView,
+    entrypoint: str,
+    recorded: Callable[[dict[str, Any]], tuple[ScheduleSpec, str, list[str]]],
+) -> None:
     """What a run killed mid-perform left on the server, put back: an interrupted create's
     deployment is deleted, an interrupted delete's paused schedule resumes (the delete
-    never committed).  An interrupted update is the kind's to restore (`restore`): only
-    the kind knows its deployment's description."""
+    never committed), an interrupted update's deployment runs on the schedule of the
+    spec the record kept (`recorded(spec)`: the kind's schedule, description, tags)."""
     if row.last_action == "create":
         forget(flow_name, row.name)
     elif row.last_action == "delete":
         unpause(flow_name, row.name)
+    elif row.last_action == "update":
+        restore(flow_name, row.name, entrypoint, *recorded(row.spec))
 
 
 class ScheduleBuilder(ResourceOperation):

@@ -443,3 +443,28 @@ def test_writes_are_made_durable_only_before_a_source_delete(
     assert len(destinations) == 2
     assert [h.sync_writes for h in destinations] == [durable, durable]
     assert names(d1) == names(d2) == ["f"]
+
+
+@pytest.mark.parametrize(
+    ("action", "synced"),
+    [({"action": "delete"}, 1), ({"action": "move", "destination": "ARCHIVE"}, 0), (None, 0)],
+)
+def test_destinations_are_synced_before_the_source_is_deleted_and_only_then(
+    dirs: Dirs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, action: Any, synced: int
+) -> None:
+    """A sync of every destination before the source goes (its data then exists only
+    there); none for a move or no action: a sync flushes the whole machine's caches."""
+    from storeflow.tasks.transfer.local import LocalTransfer
+
+    flushed: list[object] = []
+    monkeypatch.setattr(LocalTransfer, "flush", lambda self: flushed.append(self))
+    src, dst = dirs("src"), dirs("dst")
+    write(src, "a.csv")
+    source = {}
+    if action is not None:
+        source["postCopyAction"] = {
+            k: str(tmp_path / "archive") if v == "ARCHIVE" else v for k, v in action.items()
+        }
+    run_transfer(parse_definition(local_def(src, dst, **source)))
+    assert names(dst) == ["a.csv"]
+    assert len(flushed) == synced

@@ -73,10 +73,12 @@ def test_twenty_updates_on_two_workers_never_overlap_and_none_is_lost(
     before = {s: show(stack, s)["etag"] for s in SPACES}
 
     # quota i+1 MiB for the i-th update of each space: which one was last is readable.
+    # Created space by space: whichever worker polls first takes (up to its limit of 3)
+    # runs of one space at once, so the runs are sure to contend for its lock.
     updates: list[dict[str, Any]] = [
         {"name": space, "changes": {"quota": f"{i + 1}M"}}
-        for i in range(UPDATES_PER_SPACE)
         for space in SPACES
+        for i in range(UPDATES_PER_SPACE)
     ]
     ids = create_runs(api_url, "space-update", updates)
     runs = wait_for_all(api_url, ids, RUNS_SECONDS)
@@ -89,8 +91,8 @@ def test_twenty_updates_on_two_workers_never_overlap_and_none_is_lost(
     windows = perform_windows(api_url, ids)
     assert set(windows) == set(ids)
     space_of = {run_id: p["name"] for run_id, p in zip(ids, updates, strict=True)}
-    # The runs did contend: two runs of one space were running at once (6 slots, 5
-    # spaces), so that their `perform` never overlapped is the lock's doing.
+    # The runs did contend: two runs of one space were running at once (a worker took
+    # several of one space), so that their `perform` never overlapped is the lock's doing.
     running = {r["id"]: window(r) for r in runs}
     assert any(
         space_of[a] == space_of[b] and overlap(running[a], running[b])

@@ -59,6 +59,17 @@ class _Chunks(io.RawIOBase):
         return out
 
 
+def metadata_document(d: catalog.MetadataView) -> dict[str, Any]:
+    """A metadata document as Clowder v2's API returns it."""
+    return {
+        "id": str(d.id),
+        "file_id": str(d.file_id),
+        "content": d.content,
+        "agent": {"type": d.agent_type, "name": d.agent},
+        "created": d.created_at.isoformat(),
+    }
+
+
 def zip_stream(files: list[tuple[str, Path]]) -> Iterator[bytes]:
     """A zip of `files` (name in the archive, path), produced a chunk at a time: the
     archive is never whole in memory nor on disk (zipfile writes data descriptors to a
@@ -148,16 +159,7 @@ def create_app(config: StoreflowConfig) -> FastAPI:
         file = file_grant(found, file_id)
         with session_scope(database_url) as session:
             documents = catalog.metadata_of(session, file.id)
-        return [
-            {
-                "id": str(d.id),
-                "file_id": str(d.file_id),
-                "content": d.content,
-                "agent": {"type": d.agent_type, "name": d.agent},
-                "created": d.created_at.isoformat(),
-            }
-            for d in documents
-        ]
+        return [metadata_document(d) for d in documents]
 
     def hand_over(submission_id: str, what: str) -> None:
         """Record the hand-over of the submission's resource, or refuse a redelivered
@@ -263,13 +265,7 @@ def create_app(config: StoreflowConfig) -> FastAPI:
         folder = dataset_grant(found, dataset)
         with session_scope(database_url) as session:
             return [
-                {
-                    "id": str(d.id),
-                    "file_id": str(d.file_id),
-                    "content": d.content,
-                    "agent": {"type": d.agent_type, "name": d.agent},
-                    "created": d.created_at.isoformat(),
-                }
+                metadata_document(d)
                 for f in catalog.list_files(session, dataset=folder)
                 for d in catalog.metadata_of(session, f.id)
             ]

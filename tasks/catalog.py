@@ -218,10 +218,5 @@ def scan(config: StoreflowConfig, root: Path, *, checksum: bool = False) -> Scan
                 counts.unchanged += 1
                 continue
             _, change = register(config, path, checksum=checksum)
-            if change is Change.CREATED:
-                counts.created += 1
-            elif change is Change.UPDATED:
-                counts.updated += 1
-            else:
-                counts.unchanged += 1
+            counts.add(change)
     return counts

@@ -54,7 +54,7 @@ def test_a_spec_names_the_field_that_is_out_of_bounds() -> None:
         ({"name": "q", "quota": "99999999999999999999999P"}, "space.quota", "largest size"),
         ({"name": "q", "template": "t\x00"}, "space.template", r"U\+0000"),
         ({"name": "q\nr"}, "space.name", r"U\+000A"),
-        ({"name": "q", "quota": 2**64}, "space.quota", ""),
+        ({"name": "q", "quota": 2**64}, "space.quota", "does not fit in 64 bits"),
     ]
     for data, field, reason in cases:
         with pytest.raises(InvalidInput, match=reason) as info:

@@ -5,7 +5,7 @@ import os
 import stat as stat_module
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -45,21 +45,49 @@ def _split_ns(value: int) -> list[int]:
 NodeRow = list[Any]
 
 
-def node_row(
-    path: str,
-    mode: int,
-    uid: int,
-    gid: int,
-    size: int,
-    atime_ns: int,
-    mtime_ns: int,
-    ctime_ns: int,
-    metadata: dict[str, str],
-) -> NodeRow:
-    a_s, a_n = divmod(atime_ns, _NS)
-    m_s, m_n = divmod(mtime_ns, _NS)
-    c_s, c_n = divmod(ctime_ns, _NS)
-    return [path, mode, uid, gid, size, a_s, a_n, m_s, m_n, c_s, c_n, metadata]
+class NodeFields(Protocol):
+    """The stat fields a node carries (NodeInfo, and FileNode on the batch path)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def mode(self) -> int: ...
+    @property
+    def uid(self) -> int: ...
+    @property
+    def gid(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def atime_ns(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
+    @property
+    def ctime_ns(self) -> int: ...
+
+
+def node_row(node: NodeFields, metadata: dict[str, str]) -> NodeRow:
+    """`node` as a batch item carries it (:data:`NodeRow`)."""
+    a_s, a_n = divmod(node.atime_ns, _NS)
+    m_s, m_n = divmod(node.mtime_ns, _NS)
+    c_s, c_n = divmod(node.ctime_ns, _NS)
+    return [node.path, node.mode, node.uid, node.gid, node.size, a_s, a_n, m_s, m_n, c_s, c_n,
+            metadata]  # fmt: skip
+
+
+def node_wire(node: NodeFields, metadata: dict[str, str]) -> dict[str, Any]:
+    """`node` as a single call's request carries it."""
+    return {
+        "path": node.path,
+        "mode": node.mode,
+        "uid": node.uid,
+        "gid": node.gid,
+        "size": node.size,
+        "atime": _split_ns(node.atime_ns),
+        "mtime": _split_ns(node.mtime_ns),
+        "ctime": _split_ns(node.ctime_ns),
+        "metadata": metadata,
+    }
 
 
 class NodeInfo(BaseModel):
@@ -114,30 +142,10 @@ class NodeInfo(BaseModel):
 
     def to_row(self) -> NodeRow:
         """This node as a batch item carries it (:data:`NodeRow`)."""
-        return node_row(
-            self.path,
-            self.mode,
-            self.uid,
-            self.gid,
-            self.size,
-            self.atime_ns,
-            self.mtime_ns,
-            self.ctime_ns,
-            dict(self.metadata),
-        )
+        return node_row(self, dict(self.metadata))
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "mode": self.mode,
-            "uid": self.uid,
-            "gid": self.gid,
-            "size": self.size,
-            "atime": _split_ns(self.atime_ns),
-            "mtime": _split_ns(self.mtime_ns),
-            "ctime": _split_ns(self.ctime_ns),
-            "metadata": dict(self.metadata),
-        }
+        return node_wire(self, dict(self.metadata))
 
 
 @dataclass(slots=True)
@@ -157,31 +165,12 @@ class FileNode:
     metadata: dict[str, str]
 
     def to_row(self) -> NodeRow:
-        """This node as a batch item carries it (:data:`NodeRow`)."""
-        return node_row(
-            self.path,
-            self.mode,
-            self.uid,
-            self.gid,
-            self.size,
-            self.atime_ns,
-            self.mtime_ns,
-            self.ctime_ns,
-            self.metadata,
-        )
+        """This node as a batch item carries it (:data:`NodeRow`); the metadata is
+        shared, not copied: a row is only encoded, never changed in place."""
+        return node_row(self, self.metadata)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "mode": self.mode,
-            "uid": self.uid,
-            "gid": self.gid,
-            "size": self.size,
-            "atime": _split_ns(self.atime_ns),
-            "mtime": _split_ns(self.mtime_ns),
-            "ctime": _split_ns(self.ctime_ns),
-            "metadata": dict(self.metadata),
-        }
+        return node_wire(self, dict(self.metadata))
 
 
 class TaskExecution(BaseModel):

@@ -1,10 +1,7 @@
 """Helpers for lifecycle tests: run a flow in-process, read a resource back; kill -9 an
 operation at a chosen point (test_kill.py, test_kill_kinds.py)."""
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -21,6 +18,7 @@ from storeflow.models import repository
 from storeflow.models.db import session_scope
 from storeflow.models.errors import NotFound
 from storeflow.models.schemas import ResourceView
+from tests.killing import kill_at_marker
 
 
 @pytest.fixture
@@ -102,28 +100,13 @@ main(sys.argv[4:])
 def kill_during(tmp_path: Path, where: str, when: str, argv: list[str]) -> None:
     """Run `storeflow ARGV` in a child, SIGKILL it (and its process group) at `where`."""
     marker = tmp_path / f"marker-{time.monotonic_ns()}"
-    child = subprocess.Popen(
+    kill_at_marker(
         [sys.executable, "-c", CHILD, str(marker), where, when, *argv],
-        cwd=ROOT,
-        env={**os.environ, "STOREFLOW_LOCK_LEASE": str(LEASE), "STOREFLOW_WARM": "off"},
-        start_new_session=True,  # its ephemeral Prefect server dies with it
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        marker,
+        {**os.environ, "STOREFLOW_LOCK_LEASE": str(LEASE), "STOREFLOW_WARM": "off"},
+        ROOT,
+        where,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            if child.poll() is not None:
-                stderr = child.stderr.read().decode() if child.stderr else ""
-                pytest.fail(f"the child ended before it reached {where}: {stderr[-2000:]}")
-            assert time.monotonic() < deadline, f"the child never reached {where}"
-            time.sleep(0.05)
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # it may have ended on its own
-            os.killpg(child.pid, signal.SIGKILL)
-        child.wait(timeout=30)
-        if child.stderr:
-            child.stderr.close()
     time.sleep(LEASE + 0.5)  # the lease the killed run can no longer renew runs out
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from storeflow.tasks.transfer import run_transfer
+from tests.killing import kill_at_marker
 from tests.transfer.conftest import local_def
 
 # Runs the transfer and stalls inside the copy of the big file, after the first chunk.
@@ -39,22 +37,13 @@ def test_sigkill_mid_file_then_rerun_completes_once(tmp_path: Path) -> None:
     definition.write_text(json.dumps(local_def(src, dst, postCopyAction={"action": "delete"})))
     marker = tmp_path / "marker"
 
-    child = subprocess.Popen(
+    kill_at_marker(
         [sys.executable, "-c", CHILD, str(definition), str(marker)],
-        cwd=Path(__file__).resolve().parents[2],
+        marker,
+        dict(os.environ),
+        Path(__file__).resolve().parents[2],
+        "the transfer started copying",
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert child.poll() is None, "transfer ended before it could be killed"
-            assert time.monotonic() < deadline, "transfer never started copying"
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=30)
 
     leftovers = os.listdir(dst)
     assert "big.bin" not in leftovers  # nothing under the final name
@@ -111,27 +100,13 @@ def test_sigkill_of_the_transfer_flow_then_rerun_completes_once(
     definition.write_text(json.dumps(spec))
     marker = tmp_path / "marker"
 
-    child = subprocess.Popen(
+    kill_at_marker(
         [sys.executable, "-c", FLOW_CHILD, str(definition), str(marker)],
-        cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "STOREFLOW_WARM": "off"},
-        start_new_session=True,  # its ephemeral Prefect server dies with it
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        marker,
+        {**os.environ, "STOREFLOW_WARM": "off"},
+        Path(__file__).resolve().parents[2],
+        "the flow started copying",
     )
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            if child.poll() is not None:
-                stderr = child.stderr.read().decode() if child.stderr else ""
-                raise AssertionError(f"the flow ended before it could be killed: {stderr[-2000:]}")
-            assert time.monotonic() < deadline, "the flow never started copying"
-            time.sleep(0.05)
-    finally:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait(timeout=30)
-        if child.stderr:
-            child.stderr.close()
 
     leftovers = os.listdir(dst)
     assert "big.bin" not in leftovers  # nothing under the final name

@@ -30,8 +30,8 @@ from tests.feeds.test_subscriptions import (  # noqa: F401
     matched_events,
     submit_deployment,
 )
-from tests.listeners.broker import URL, delete_queues, unique
-from tests.listeners.conftest import make_listener
+from tests.listeners.broker import delete_queues, unique
+from tests.listeners.conftest import Wire, make_listener
 
 runner = CliRunner()
 
@@ -43,18 +43,14 @@ class Listeners:
 
 
 @pytest.fixture
-def subscribers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Listeners]:
-    """Two listeners, and the broker settings a submit run publishes its job with."""
-    reply_queue = unique("storeflow.test-replies")
-    monkeypatch.setenv("STOREFLOW_BROKER_URL", URL)
-    monkeypatch.setenv("STOREFLOW_REPLY_QUEUE", reply_queue)
-    monkeypatch.setenv("STOREFLOW_API_URL", "http://127.0.0.1:9/")
+def subscribers(wire: Wire) -> Iterator[Listeners]:
+    """Two listeners; `wire` sets the broker settings a submit run publishes its job with."""
     made = Listeners(
         make_listener(unique("datasets"), process={"dataset": ["*"]}),
         make_listener(unique("files"), process={"file": ["*"]}),
     )
     yield made
-    delete_queues(made.datasets.queue, made.files.queue, reply_queue)
+    delete_queues(made.datasets.queue, made.files.queue)
 
 
 def put(folder: Path, name: str, text: str) -> int:

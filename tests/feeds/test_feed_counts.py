@@ -22,21 +22,18 @@ from storeflow.models.listener_repository import ListenerView
 from storeflow.models.submissions import Origin, SubmissionStatus
 from storeflow.tasks.catalog import register
 from storeflow.tasks.submissions import DONE, ERROR, Reply, record_replies
-from tests.listeners.broker import URL, delete_queues, unique
-from tests.listeners.conftest import make_listener
+from tests.listeners.broker import delete_queues, unique
+from tests.listeners.conftest import Wire, make_listener
 
 runner = CliRunner()
 
 
 @pytest.fixture
-def listener(monkeypatch: pytest.MonkeyPatch) -> Iterator[ListenerView]:
-    reply_queue = unique("storeflow.test-replies")
-    monkeypatch.setenv("STOREFLOW_BROKER_URL", URL)
-    monkeypatch.setenv("STOREFLOW_REPLY_QUEUE", reply_queue)
-    monkeypatch.setenv("STOREFLOW_API_URL", "http://127.0.0.1:9/")
+def listener(wire: Wire) -> Iterator[ListenerView]:
+    """A listener; `wire` sets the broker settings a submit run publishes its job with."""
     made = make_listener(unique("counted"))
     yield made
-    delete_queues(made.queue, reply_queue)
+    delete_queues(made.queue)
 
 
 def put(folder: Path, name: str) -> int:

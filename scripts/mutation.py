@@ -73,7 +73,7 @@ TARGETS = {
     "delivery": Target(
         "tasks/transfer/engine.py",
         ("tests/transfer/test_local.py",),
-        only=("_Meter", "_batches", "deliver", "_remove_temps", "finalize"),
+        only=("_Meter", "_batches", "deliver", "remove_temps", "finalize"),
     ),
 }
 

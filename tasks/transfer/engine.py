@@ -592,13 +592,15 @@ def deliver(
         try:
             _run_batches(copier, batches, min(workers, len(batches)))
         except BaseException:
-            _remove_temps(plan, opened.destinations)
+            remove_temps(plan, opened.destinations)
             raise
     meter.done()
     return Delivery(len(plan.files), meter.bytes, time.monotonic() - started)
 
 
-def _remove_temps(plan: TransferPlan, handlers: Sequence[TransferHandler]) -> None:
+def remove_temps(plan: TransferPlan, handlers: Sequence[TransferHandler]) -> None:
+    """Remove every temporary file of `plan` in each destination (best effort): what a
+    failed delivery, here or in a fan-out's child runs, leaves behind."""
     for index, handler in enumerate(handlers):
         for planned in plan.files:
             temp = handler.temp_path(planned.targets[index])

@@ -44,8 +44,8 @@ from storeflow.tasks.transfer.engine import (
     PlannedFile,
     ProgressHook,
     TransferPlan,
-    _remove_temps,  # the engine's own cleanup of a plan's temporary files
     deliver,
+    remove_temps,
 )
 from storeflow.tasks.transfer.entries import Entry, Kind
 from storeflow.tasks.transfer.errors import TransferError
@@ -228,7 +228,7 @@ def deliver_fanned_out(
         get_run_logger().info("%s: every slice delivered: %s", label, describe(ended))
     except BaseException:
         stop_children(children)
-        _remove_temps(plan, handlers.destinations)
+        remove_temps(plan, handlers.destinations)
         raise
     return Delivery(len(plan.files), plan.total_bytes * copies, time.monotonic() - started)
 
@@ -272,13 +272,13 @@ def wait_for(
     """Poll the children until every one ended (or one failed: no use waiting for the
     rest); the progress hook counts the slices delivered so far."""
     ids = [run.id for run in children]
+    sizes = [(len(s), sum(p.entry.size for p in s)) for s in slices]  # (files, bytes)
     deadline = time.monotonic() + seconds
     while True:
         runs = read_runs(ids)
         ended = [run for run in runs if run.state_type in FINAL]
         if progress is not None:
             done = {run.id for run in ended if run.state_type is StateType.COMPLETED}
-            sizes = [(len(s), sum(p.entry.size for p in s)) for s in slices]
             counted = [size for run_id, size in zip(ids, sizes, strict=True) if run_id in done]
             progress(
                 CopyCounters(

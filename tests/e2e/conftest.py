@@ -58,39 +58,47 @@ def storeflow(
 
 
 @contextmanager
+def server_started(work: Path, args: list[str], **settings: str) -> Iterator[dict[str, str]]:
+    """`storeflow server start ARGS` in a private home (`settings` added to its
+    environment); yields the shell's environment with PREFECT_API_URL set; stopped with
+    `storeflow server stop` (the PIDs it recorded)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "STOREFLOW_"))}
+    env = {
+        **base,
+        "STOREFLOW_HOME": str(work / "home"),
+        "PREFECT_HOME": str(work / "prefect-home"),
+        "STOREFLOW_WARM": "off",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        **settings,
+    }
+    started = run_command([STOREFLOW, "server", "start", *args], env, work, 900)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        api_url = started.stdout.split("PREFECT_API_URL=")[1].split()[0]
+        yield {**env, "PREFECT_API_URL": api_url}
+    finally:
+        run_command([STOREFLOW, "server", "stop"], env, work, 120)
+
+
+def asyncpg_url(database: str) -> str:
+    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+
+
+@contextmanager
 def storeflow_stack(
     work: Path, databases: str, workers: int, worker_limit: int, **settings: str
 ) -> Iterator[dict[str, str]]:
     """`storeflow server start --workers N --worker-limit L`, Prefect's and storeflow's
-    databases on fresh PostgreSQL databases named after `databases` (dropped at the end);
-    yields the shell's environment (PREFECT_API_URL set, `settings` added); stopped with
-    `storeflow server stop` (the PIDs it recorded).  A worker limit keeps the first
-    worker to poll from taking every run."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "STOREFLOW_"))}
+    databases on fresh PostgreSQL databases named after `databases` (dropped at the end).
+    A worker limit keeps the first worker to poll from taking every run."""
     with (
         scratch_database(f"{databases}_prefect") as prefect_db,
         scratch_database(f"{databases}_resources") as resources_db,
     ):
         resources = f"postgresql+psycopg://postgres@127.0.0.1:5432/{resources_db}"
-        env = {
-            **base,
-            "STOREFLOW_HOME": str(work / "home"),
-            "PREFECT_HOME": str(work / "prefect-home"),
-            "STOREFLOW_WARM": "off",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "STOREFLOW_DATABASE_URL": resources,
-            **settings,
-        }
-        cmd = [
-            STOREFLOW, "server", "start", "--workers", str(workers),
-            "--worker-limit", str(worker_limit), "--database-url", resources,
-            "--prefect-database-url",
-            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{prefect_db}",
+        args = [
+            "--workers", str(workers), "--worker-limit", str(worker_limit),
+            "--database-url", resources, "--prefect-database-url", asyncpg_url(prefect_db),
         ]  # fmt: skip
-        started = run_command(cmd, env, work, 900)
-        try:
-            assert started.returncode == 0, started.stdout + started.stderr
-            api_url = started.stdout.split("PREFECT_API_URL=")[1].split()[0]
-            yield {**env, "PREFECT_API_URL": api_url}
-        finally:
-            run_command([STOREFLOW, "server", "stop"], env, work, 120)
+        with server_started(work, args, STOREFLOW_DATABASE_URL=resources, **settings) as env:
+            yield env

@@ -7,7 +7,6 @@ The config they are created with is not the worker's default one (the stack's
 replica in the wrong database and end Refused."""
 
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import STOREFLOW, storeflow
+from tests.e2e.conftest import asyncpg_url, server_started, storeflow
 from tests.e2e.server import api, run_command
 from tests.prefect_backend import scratch_database
 
@@ -33,24 +32,10 @@ FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """`storeflow server start` with one worker, Prefect's database on PostgreSQL."""
     work = tmp_path_factory.mktemp("schedules-stack")
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "STOREFLOW_"))}
-    env = {
-        **base,
-        "STOREFLOW_HOME": str(work / "home"),
-        "PREFECT_HOME": str(work / "prefect-home"),
-        "STOREFLOW_WARM": "off",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
     with scratch_database("storeflow_e2e_schedules") as database:
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
-        cmd = [STOREFLOW, "server", "start", "--workers", "1", "--prefect-database-url", url]
-        started = run_command(cmd, env, work, 900)
-        try:
-            assert started.returncode == 0, started.stdout + started.stderr
-            api_url = started.stdout.split("PREFECT_API_URL=")[1].split()[0]
-            yield {**env, "PREFECT_API_URL": api_url}
-        finally:
-            run_command([STOREFLOW, "server", "stop"], env, work, 120)
+        args = ["--workers", "1", "--prefect-database-url", asyncpg_url(database)]
+        with server_started(work, args) as env:
+            yield env
 
 
 def save_config(env: dict[str, str], name: str, home: Path) -> None:

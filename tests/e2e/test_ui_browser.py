@@ -4,7 +4,6 @@ Quota field, a run ending Active with the inventory artifact, storeflow's Block 
 Screenshots stay in the test's tmp directory."""
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,29 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cdp import browser
-from tests.e2e.conftest import STOREFLOW, storeflow
-from tests.e2e.server import api, run_command, wait_for_final_state
+from tests.e2e.conftest import server_started, storeflow
+from tests.e2e.server import api, wait_for_final_state
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """`storeflow server start` in a private home (SQLite for both databases)."""
-    work = tmp_path_factory.mktemp("ui-stack")
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "STOREFLOW_"))}
-    env = {
-        **base,
-        "STOREFLOW_HOME": str(work / "home"),
-        "PREFECT_HOME": str(work / "prefect-home"),
-        "STOREFLOW_WARM": "off",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    started = run_command([STOREFLOW, "server", "start", "--workers", "1"], env, work, 900)
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        api_url = started.stdout.split("PREFECT_API_URL=")[1].split()[0]
-        yield {**env, "PREFECT_API_URL": api_url}
-    finally:
-        run_command([STOREFLOW, "server", "stop"], env, work, 120)
+    with server_started(tmp_path_factory.mktemp("ui-stack"), ["--workers", "1"]) as env:
+        yield env
 
 
 def deployment(api_url: str, name: str) -> dict[str, object]:

@@ -469,11 +469,12 @@ class OperationRun(HookedRun):
         )
         if results.refused:
             return
+        tables = [inventory.inventory_table(op.config, op.kind)]
         if results.resource is not None:
-            inventory.publish_resource(results.resource)
+            tables.append(inventory.resource_table(results.resource))
             if op.kind == "space":
                 inventory.warn_if_over_quota(results.resource)
-        inventory.publish_inventory(op.config, op.kind)
+        inventory.publish(tables)
 
     def final_state(self, results: ActionResults) -> State[Any]:
         """Named after the resource status: `Completed(name="Active")`."""

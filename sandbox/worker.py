@@ -7,6 +7,7 @@ callback's CallbackLanguage (sandbox/languages/); this module only speaks
 the protocol every worker shares.
 """
 
+import dataclasses
 import secrets
 import threading
 import time
@@ -237,19 +238,25 @@ class CallbackWorker:
                 except WorkerFailure as failure:
                     raise self._explain(process, failure, starting=False) from failure
                 answers = group.get("answers")
-                if (
-                    got != f"{nonce}.{answered}"
-                    or not isinstance(answers, list)
-                    or not 0 < len(answers) <= len(items) - answered
-                ):
+                count = _group_size(answers)
+                if got != f"{nonce}.{answered}" or not 0 < count <= len(items) - answered:
                     raise WorkerFailure(
                         ErrorKind.PROTOCOL,
                         "the result channel carried something besides the answer",
                     )
                 # Output captured while a group was computed goes with its first answer.
                 output = process.reader.take_output()
-                seconds = (time.monotonic() - started) / len(answers)
+                seconds = (time.monotonic() - started) / count
+                outcome: Answer | None = None
+                as_sent = False
                 for answer in answers:
+                    if type(answer) is int:
+                        # The answer before, `answer` more times (checked: it exists).
+                        assert outcome is not None
+                        _repeat(outcome, as_sent, answer, items, done)
+                        answered += answer
+                        continue
+                    as_sent = type(answer) is list and len(answer) == 3 and answer[2] is None
                     if type(answer) is list:
                         outcome = _success(answer, items[answered][0], output)
                     elif isinstance(answer, dict):
@@ -354,6 +361,45 @@ def _success(answer: list[Any], row: NodeRow | None, output: str) -> Answer:
     elif not _string_map(metadata):
         raise WorkerFailure(ErrorKind.PROTOCOL, "metadata must map strings to strings")
     return Answer(ok=True, result=result, truthy=truthy is True, metadata=metadata, output=output)
+
+
+def _repeat(
+    outcome: Answer, as_sent: bool, times: int, items: Sequence[BatchItem], done: list[Answer]
+) -> None:
+    """Append ``outcome`` again for the next ``times`` items of ``items`` (``done`` holds
+    the answers to the items before).  The same object where it says the same (a
+    batch's answers are read, never changed): its output went with the first, and
+    metadata is the item's own when the answer left it as sent (``as_sent``), a copy
+    of the callback's per file when it set some."""
+    if outcome.output:
+        outcome = dataclasses.replace(outcome, output="")
+    metadata = outcome.metadata
+    start = len(done)
+    for row, _ in items[start : start + times]:
+        if metadata is None:
+            done.append(outcome)
+        elif as_sent:
+            mine = row[-1] if row is not None else None
+            same = mine is metadata or mine == metadata
+            done.append(outcome if same else dataclasses.replace(outcome, metadata=mine))
+        else:
+            done.append(dataclasses.replace(outcome, metadata=dict(metadata)))
+
+
+def _group_size(answers: Any) -> int:
+    """How many answers a group stands for (a repeat counts each); 0 for a malformed
+    group: not a list, or a repeat that is not a positive count after an answer."""
+    if not isinstance(answers, list) or not answers or type(answers[0]) is int:
+        return 0
+    count = 0
+    for answer in answers:
+        if type(answer) is not int:
+            count += 1
+        elif answer > 0:
+            count += answer
+        else:
+            return 0
+    return count
 
 
 def _string_map(value: Any) -> bool:

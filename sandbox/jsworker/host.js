@@ -7,7 +7,8 @@
 // ctime s, ns, metadata]
 // answered in groups: one frame per group, nonce "NONCE.FIRST" with
 // {"answers": [...]} (a success as [result, truthy, metadata or null when
-// unchanged], a failure as its object), written when the batch ends, before a call once the
+// unchanged], a failure as its object, a bare integer N for "the answer before, N
+// more times"), written when the batch ends, before a call once the
 // oldest unsent answer is group_s old, or before the frame cap); answers go
 // to stdout as
 //     "\x1e" + token + " " + nonce + " " + json + "\n"
@@ -191,7 +192,17 @@ async function batch(entry, message) {
   let size = 0;
   let first = 0;
   let since = 0;
+  // Repeats of the last body, sent as one integer.
+  let repeats = 0;
+  const endRepeats = () => {
+    if (repeats) {
+      arrayPush(bodies, toString(repeats));
+      size += 21;
+      repeats = 0;
+    }
+  };
   const flush = () => {
+    endRepeats();
     if (bodies.length) sendBody(message.nonce + "." + first, '{"answers":[' + arrayJoin(bodies, ",") + "]}");
     bodies = [];
     size = 0;
@@ -215,15 +226,20 @@ async function batch(entry, message) {
     const body = outcome.ok
       ? serialise([outcome.result, outcome.truthy, row !== null && sameMetadata(outcome.metadata, row[11]) ? null : outcome.metadata])
       : serialise(outcome);
-    // Up to 3 bytes a UTF-16 unit once encoded: stay under the frame cap in bytes.
-    const cost = body.length * 3 + 1;
-    if (bodies.length && size + cost + 64 > frameLimit) {
-      flush();
-      first = index;
-      since = clock();
+    if (bodies.length && body === bodies[bodies.length - 1]) {
+      repeats++;
+    } else {
+      endRepeats();
+      // Up to 3 bytes a UTF-16 unit once encoded: stay under the frame cap in bytes.
+      const cost = body.length * 3 + 1;
+      if (bodies.length && size + cost + 64 > frameLimit) {
+        flush();
+        first = index;
+        since = clock();
+      }
+      arrayPush(bodies, body);
+      size += cost;
     }
-    arrayPush(bodies, body);
-    size += cost;
     // The host replaces the worker after these: the rest goes to a fresh one.
     if (!outcome.ok && (outcome.kind === "memory" || outcome.kind === "output_limit")) break;
   }

@@ -1,0 +1,90 @@
+"""A batch's identical answers travel as one answer and a count: every file still gets
+its own verdict, its own metadata and only its own output."""
+
+from pathlib import Path
+
+import pytest
+
+from storeflow.sandbox.models import FileNode, Language, NodeInfo
+from storeflow.sandbox.settings import SandboxSettings
+from storeflow.sandbox.stages import CallbackSet
+from tests.sandbox.helpers import node_for, one_callback
+
+KEEP_ALL_PRINT_FIRST = {
+    Language.PYTHON: (
+        "calls = 0\n"
+        "def run(req):\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    if calls == 1:\n"
+        "        print('first')\n"
+        "    return True\n"
+    ),
+    Language.JAVASCRIPT: (
+        "let calls = 0\n"
+        "module.exports = (req) => {\n"
+        "  calls += 1\n"
+        "  if (calls === 1) console.log('first')\n"
+        "  return true\n"
+        "}\n"
+    ),
+}
+
+TAG_ALL = {
+    Language.PYTHON: (
+        "import utils\n"
+        "def run(req):\n"
+        "    utils.get_node_info(req).metadata['tag'] = 'x'\n"
+        "    return True\n"
+    ),
+    Language.JAVASCRIPT: (
+        "const utils = require('./utils')\n"
+        "module.exports = (req) => {\n"
+        "  utils.getNodeInfo(req).getMetadataMap().set('tag', 'x')\n"
+        "  return true\n"
+        "}\n"
+    ),
+}
+
+
+def files(tmp_path: Path, count: int) -> list[NodeInfo]:
+    found = []
+    for i in range(count):
+        path = tmp_path / f"f-{i}"
+        path.write_text("x")
+        # Every third file arrives with metadata of its own.
+        found.append(node_for(path, **({"own": str(i)} if i % 3 == 0 else {})))
+    return found
+
+
+@pytest.mark.parametrize("language", [Language.PYTHON, Language.JAVASCRIPT])
+def test_same_answers_keep_each_files_metadata_and_output(
+    settings: SandboxSettings, tmp_path: Path, language: Language
+) -> None:
+    nodes = files(tmp_path, 30)
+    with CallbackSet(
+        [one_callback(language, KEEP_ALL_PRINT_FIRST[language])], task_id="t", policy=settings
+    ) as cbs:
+        outcomes = cbs.filter_many(nodes)
+    assert [o.keep for o in outcomes] == [True] * 30
+    assert [o.metadata for o in outcomes] == [n.metadata for n in nodes]
+    assert not any(o.set or o.removed for o in outcomes)
+    outputs = [o.calls[0].outcome.output for o in outcomes]
+    assert outputs[0].strip() == "first" and outputs[1:] == [""] * 29
+
+
+@pytest.mark.parametrize("language", [Language.PYTHON, Language.JAVASCRIPT])
+def test_same_metadata_set_on_every_file_is_each_files_own(
+    settings: SandboxSettings, tmp_path: Path, language: Language
+) -> None:
+    nodes = [FileNode(str(tmp_path / f"g-{i}"), 0o100644, 0, 0, 1, 0, 0, 0, {}) for i in range(20)]
+    with CallbackSet(
+        [one_callback(language, TAG_ALL[language])], task_id="t", policy=settings
+    ) as cbs:
+        outcomes = cbs.filter_many(nodes)
+    assert [o.metadata for o in outcomes] == [{"tag": "x"}] * 20
+    assert all(o.set == {"tag": "x"} for o in outcomes)
+    # Changing one file's metadata leaves the others' alone.
+    assert outcomes[0].metadata is not None
+    outcomes[0].metadata["tag"] = "changed"
+    assert [o.metadata for o in outcomes[1:]] == [{"tag": "x"}] * 19

@@ -238,8 +238,12 @@ class CallbackWorker:
                 except WorkerFailure as failure:
                     raise self._explain(process, failure, starting=False) from failure
                 answers = group.get("answers")
-                count = _group_size(answers)
-                if got != f"{nonce}.{answered}" or not 0 < count <= len(items) - answered:
+                count = _group_size(answers) if isinstance(answers, list) else 0
+                if (
+                    got != f"{nonce}.{answered}"
+                    or not isinstance(answers, list)
+                    or not 0 < count <= len(items) - answered
+                ):
                     raise WorkerFailure(
                         ErrorKind.PROTOCOL,
                         "the result channel carried something besides the answer",
@@ -386,10 +390,10 @@ def _repeat(
             done.append(dataclasses.replace(outcome, metadata=dict(metadata)))
 
 
-def _group_size(answers: Any) -> int:
+def _group_size(answers: list[Any]) -> int:
     """How many answers a group stands for (a repeat counts each); 0 for a malformed
-    group: not a list, or a repeat that is not a positive count after an answer."""
-    if not isinstance(answers, list) or not answers or type(answers[0]) is int:
+    group: empty, or a repeat that is not a positive count after an answer."""
+    if not answers or type(answers[0]) is int:
         return 0
     count = 0
     for answer in answers:

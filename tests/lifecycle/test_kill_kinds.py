@@ -18,18 +18,25 @@ import pytest
 
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.flows.exposers import (
+    cifs_exposer_allow,
     cifs_exposer_create,
     cifs_exposer_delete,
+    nfs_exposer_allow,
     nfs_exposer_create,
     nfs_exposer_delete,
 )
-from storeflow.flows.profiles import profile_create
+from storeflow.flows.profiles import profile_create, profile_delete
 from storeflow.flows.providers import provider_create, provider_delete
 from storeflow.flows.reconcile import reconcile
 from storeflow.flows.replicas import replica_create, replica_delete, replica_update
 from storeflow.flows.snapshots import snapshot_create, snapshot_delete
 from storeflow.flows.spaces import space_create
-from storeflow.models.exposers import CifsExposerSpec, NfsExposerSpec
+from storeflow.models.exposers import (
+    CifsAccessRule,
+    CifsExposerSpec,
+    NfsClientRule,
+    NfsExposerSpec,
+)
 from storeflow.models.replicas import ProfileSpec, ProviderSpec, ReplicaSpec, ReplicaUpdate
 from storeflow.models.schemas import SnapshotSpec, SpaceSpec
 from storeflow.models.status import Status
@@ -140,6 +147,12 @@ class Exposers:
         flow = cifs_exposer_delete if self.protocol == "cifs" else nfs_exposer_delete
         return self.setup.run(flow, name=name, etag=etag)
 
+    def allow(self, name: str, to: str) -> Any:
+        if self.protocol == "cifs":
+            return self.setup.run(cifs_exposer_allow, name=name, rule=CifsAccessRule(to=to))
+        rule = NfsClientRule(client=to, access="rw")
+        return self.setup.run(nfs_exposer_allow, name=name, rule=rule)
+
     def create_argv(self, name: str, space: str) -> list[str]:
         allow = "alice" if self.protocol == "cifs" else "127.0.0.1:rw"
         argv = ["exposer", "create", self.protocol, name, "--space", space, "--allow", allow]
@@ -224,6 +237,35 @@ def test_exposer_delete_killed_between_writing_and_reloading(
     deleted = exposers.delete("docs", exposer.etag)
     assert deleted.name == "Deleted", deleted.message
     assert "storeflow-exposer: docs" not in exposers.managed
+
+
+def test_exposer_allow_killed_between_writing_and_reloading(
+    exposers: Exposers, tmp_path: Path
+) -> None:
+    """An update (Manila's allow_access) stopped after the new rule is written: reconcile
+    puts the file back as the record says, so no rule nobody recorded stays behind."""
+    setup = exposers.setup
+    setup.space("proj")
+    assert exposers.create("docs", "proj").name == "Active"
+    before = digest(*exposers.files)
+    to = "bob" if exposers.protocol == "cifs" else "127.0.0.2"
+
+    argv = ["exposer", "allow", exposers.protocol, "docs", to, "--config", setup.name]
+    kill_during(tmp_path, f"{exposers.reload}.activate", "before", argv)
+    assert to in exposers.managed  # written, never made live
+    owner = setup.read(exposers.kind, "docs").lock_owner
+    assert owner is not None
+
+    setup.run(reconcile)
+
+    exposer = setup.read(exposers.kind, "docs")
+    assert exposer.lock_owner is None and not exposer.deleted
+    assert digest(*exposers.files) == before  # the rule nobody recorded is gone
+    assert state_type_of(owner) == "CRASHED"
+    assert to not in exposers.managed
+    again = exposers.allow("docs", to)
+    assert again.name == "Active", again.message
+    assert to in exposers.managed
 
 
 # -- providers, replicas, profiles: records and Prefect deployments --------------------------
@@ -380,3 +422,38 @@ def test_profile_create_killed_after_its_schedule_is_made(
     )
     assert run(profile_create, spec=spec).name == "Active"
     assert schedules.read("profile-tier/tiers") is not None
+
+
+def test_profile_delete_killed_after_pausing_its_schedule(
+    config: StoreflowConfig, tmp_path: Path, lease: None
+) -> None:
+    """The same skeleton as a replica's delete, with the profile's own undo registered
+    in the kinds registry: the schedule resumed, the profile put back."""
+    fast, slow = tmp_path / "fast", tmp_path / "slow"
+    fast.mkdir()
+    spec = ProfileSpec.model_validate(
+        {
+            "name": "tiers",
+            "pools": [{"name": "fast", "path": str(fast)}, {"name": "slow", "path": str(slow)}],
+            "rules": [{}],
+            "schedule": {"interval": 86400},
+        }
+    )
+    assert run(profile_create, spec=spec).name == "Active"
+    kill_during(
+        tmp_path, "storeflow.tasks.schedules:pause", "after", ["profile", "delete", "tiers"]
+    )
+    paused = schedules.read("profile-tier/tiers")
+    assert paused is not None and paused.paused
+    owner = holder(config, "profile", "tiers")
+
+    run(reconcile)
+
+    profile = read(config, "profile", "tiers")  # the delete never committed: put back
+    assert profile.lock_owner is None and profile.status is Status.ERRORED
+    assert profile.status_message == INTERRUPTED and not profile.deleted
+    resumed = schedules.read("profile-tier/tiers")
+    assert resumed is not None and not resumed.paused
+    assert state_type_of(owner) == "CRASHED"
+    assert run(profile_delete, name="tiers", etag=profile.etag).name == "Deleted"
+    assert schedules.read("profile-tier/tiers") is None

@@ -344,22 +344,30 @@ def test_replica_delete_killed_after_pausing_its_schedule(
     config: StoreflowConfig, tmp_path: Path, lease: None
 ) -> None:
     assert run(replica_create, spec=replica_ready(config, tmp_path)).name == "Active"
-    argv = ["replica", "delete", "nightly"]
-    kill_during(tmp_path, "storeflow.tasks.schedules:pause", "after", argv)
-    paused = schedules.read("replica-sync/nightly")
+    delete_killed_after_pausing(config, tmp_path, "replica", "nightly", replica_delete)
+
+
+def delete_killed_after_pausing(
+    config: StoreflowConfig, tmp_path: Path, kind: str, name: str, delete: Any
+) -> None:
+    """Kill `<kind> delete NAME` after it paused the schedule; reconcile puts the record
+    back ERRORED with its schedule resumed, and the next delete goes through."""
+    deployment = f"{'replica-sync' if kind == 'replica' else 'profile-tier'}/{name}"
+    kill_during(tmp_path, "storeflow.tasks.schedules:pause", "after", [kind, "delete", name])
+    paused = schedules.read(deployment)
     assert paused is not None and paused.paused
-    owner = holder(config, "replica", "nightly")
+    owner = holder(config, kind, name)
 
     run(reconcile)
 
-    replica = read(config, "replica", "nightly")  # the delete never committed: put back
-    assert replica.lock_owner is None and replica.status is Status.ERRORED
-    assert replica.status_message == INTERRUPTED and not replica.deleted
-    resumed = schedules.read("replica-sync/nightly")
+    record = read(config, kind, name)  # the delete never committed: put back
+    assert record.lock_owner is None and record.status is Status.ERRORED
+    assert record.status_message == INTERRUPTED and not record.deleted
+    resumed = schedules.read(deployment)
     assert resumed is not None and not resumed.paused
     assert state_type_of(owner) == "CRASHED"
-    assert run(replica_delete, name="nightly", etag=replica.etag).name == "Deleted"
-    assert schedules.read("replica-sync/nightly") is None
+    assert run(delete, name=name, etag=record.etag).name == "Deleted"
+    assert schedules.read(deployment) is None
 
 
 def interval_of(full_name: str) -> float:
@@ -440,20 +448,4 @@ def test_profile_delete_killed_after_pausing_its_schedule(
         }
     )
     assert run(profile_create, spec=spec).name == "Active"
-    kill_during(
-        tmp_path, "storeflow.tasks.schedules:pause", "after", ["profile", "delete", "tiers"]
-    )
-    paused = schedules.read("profile-tier/tiers")
-    assert paused is not None and paused.paused
-    owner = holder(config, "profile", "tiers")
-
-    run(reconcile)
-
-    profile = read(config, "profile", "tiers")  # the delete never committed: put back
-    assert profile.lock_owner is None and profile.status is Status.ERRORED
-    assert profile.status_message == INTERRUPTED and not profile.deleted
-    resumed = schedules.read("profile-tier/tiers")
-    assert resumed is not None and not resumed.paused
-    assert state_type_of(owner) == "CRASHED"
-    assert run(profile_delete, name="tiers", etag=profile.etag).name == "Deleted"
-    assert schedules.read("profile-tier/tiers") is None
+    delete_killed_after_pausing(config, tmp_path, "profile", "tiers", profile_delete)

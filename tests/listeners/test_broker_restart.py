@@ -126,7 +126,7 @@ def test_a_broker_restart_mid_run_loses_nothing_and_runs_nothing_twice(
         assert state.name == "Submitted", state.message
         runs.append(str(state.state_details.flow_run_id))
     assert restarted.wait(300) and not errors, errors
-    assert rabbit.starts == 2
+    assert rabbit.starts == 2, rabbit.starts
 
     def all_ended() -> bool:
         with session_scope(StoreflowConfig().database_url) as session:
@@ -152,11 +152,13 @@ def test_a_broker_restart_mid_run_loses_nothing_and_runs_nothing_twice(
     processed = Counter((tmp_path / "processed.txt").read_text().split())
     assert [job for job, times in processed.items() if times > 1] == []  # none twice
     assert succeeded <= set(processed) <= set(runs)  # none lost: each success ran once
-    assert supervised.restarts >= 1  # pyclowder exited with its broker and came back
-    assert services.statuses.connections >= 2 and services.heartbeats.connections >= 2
+    # pyclowder exited with its broker and came back
+    assert supervised.restarts >= 1, supervised.output()[-3000:]
+    connections = (services.statuses.connections, services.heartbeats.connections)
+    assert min(connections) >= 2, connections  # both consumers reconnected
 
     # Every run reads as its submission: Completed "Success" (or Failed "Failure").
-    assert services.mirror.wait_idle(120)
+    assert services.mirror.wait_idle(120), "the state mirror still had work after 120 s"
     with get_client(sync_client=True) as client:
         flow_runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(r) for r in runs])),

@@ -7,13 +7,18 @@ import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from storeflow.sandbox.channel import FrameReader
 from storeflow.sandbox.failures import WorkerFailure
 from storeflow.sandbox.models import ErrorKind
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,27 @@ class LaunchSpec:
     # A host directory used as scratch in weak isolation; removed with the worker.
     cleanup_dir: str | None = None
     config: dict[str, object] = field(default_factory=dict)
+
+
+class _Starter:
+    """The one thread that starts every worker process of this process."""
+
+    lock = threading.Lock()
+    pool: ThreadPoolExecutor | None = None
+
+
+def started_by_one_thread(start: Callable[[], T]) -> T:
+    """Run ``start`` (which starts a worker) in a thread that lives as long as the process.
+
+    A jail dies with the thread that started it (bwrap's --die-with-parent, like any
+    PR_SET_PDEATHSIG, watches the starting thread, not the process): a worker started
+    by a short-lived thread (a copy thread of one delivery) would die with it, and the
+    next batch would pay a fresh start."""
+    with _Starter.lock:
+        if _Starter.pool is None:
+            _Starter.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-sandbox-start")
+        pool = _Starter.pool
+    return pool.submit(start).result()
 
 
 class WorkerProcess:
@@ -80,7 +106,11 @@ class WorkerProcess:
 
     def send(self, message: dict[str, Any], deadline: float) -> None:
         """Write one request line; a worker that stops reading times out."""
-        data = memoryview(json.dumps(message, ensure_ascii=True).encode("ascii") + b"\n")
+        self.send_line(json.dumps(message, ensure_ascii=True).encode("ascii") + b"\n", deadline)
+
+    def send_line(self, line: bytes, deadline: float) -> None:
+        """:meth:`send` of a request already encoded (one JSON line, ASCII only)."""
+        data = memoryview(line)
         try:
             # Requests are small: one write usually suffices, no selector needed.
             data = data[os.write(self._stdin_fd, data) :]

@@ -8,6 +8,7 @@ the protocol every worker shares.
 """
 
 import dataclasses
+import json
 import secrets
 import threading
 import time
@@ -26,7 +27,7 @@ from storeflow.sandbox.models import (
     NodeInfo,
     NodeRow,
 )
-from storeflow.sandbox.process import LaunchSpec, WorkerProcess
+from storeflow.sandbox.process import LaunchSpec, WorkerProcess, started_by_one_thread
 from storeflow.sandbox.settings import SandboxSettings
 
 #: A batch item: a file's node and its result (AFTER_RESULT_RECEIVED), as wire dicts.
@@ -74,11 +75,13 @@ class CallbackWorker:
     def _start(self) -> WorkerProcess:
         spec = self._spec()
         token = secrets.token_hex(16)
-        process = WorkerProcess(
-            spec,
-            token=token,
-            output_limit=self.settings.output_limit_bytes,
-            frame_limit=self.settings.result_limit_bytes,
+        process = started_by_one_thread(
+            lambda: WorkerProcess(
+                spec,
+                token=token,
+                output_limit=self.settings.output_limit_bytes,
+                frame_limit=self.settings.result_limit_bytes,
+            )
         )
         self.starts += 1
         try:
@@ -176,10 +179,14 @@ class CallbackWorker:
             start = end
         return [a.outcome() for a in answers]
 
-    def call_items(self, common: dict[str, Any], items: Sequence[BatchItem]) -> list[Answer]:
+    def call_items(
+        self, common: dict[str, Any], items: Sequence[BatchItem], encoded: bytes | None = None
+    ) -> list[Answer]:
         """:meth:`call_many` in wire form, no model per file either way: ``common`` is
         what every request shares (id, stage, task), each item a (node, result) pair
-        (:meth:`FileNode.to_row`, :meth:`ExecutionResult.to_wire`)."""
+        (:meth:`FileNode.to_row`, :meth:`ExecutionResult.to_wire`).  ``encoded``:
+        ``items`` as ASCII JSON (:func:`encode_items`) when the caller has them so
+        already (the next callback of a stage is sent the same files)."""
         outcomes: list[Answer] = []
         # After a timeout the calls still unanswered run again one answer per frame, so
         # the one that hangs is named (grouped answers leave it ambiguous).
@@ -189,7 +196,9 @@ class CallbackWorker:
                 started = time.monotonic()
                 try:
                     if self.language.batches:
-                        self._batch_locked(common, items[len(outcomes) :], outcomes, group_s)
+                        rest = items[len(outcomes) :]
+                        body = encoded if not outcomes else None
+                        self._batch_locked(common, rest, outcomes, group_s, body)
                     else:
                         row, result = items[len(outcomes)]
                         node = NodeInfo.of_row(row).to_wire() if row is not None else None
@@ -213,24 +222,28 @@ class CallbackWorker:
         items: Sequence[BatchItem],
         done: list[Answer],
         group_s: float,
+        encoded: bytes | None = None,
     ) -> None:
         """Append the answer to each item to ``done`` as its group arrives; a failure
-        part-way leaves the answers so far in place and raises for the next item."""
+        part-way leaves the answers so far in place and raises for the next item.
+        ``encoded``: ``items`` as :func:`encode_items` gives them, when known."""
         process = self._ready_process()
         nonce = secrets.token_hex(8)
-        message = {
-            "op": "batch",
-            "nonce": nonce,
-            "common": common,
-            "items": list(items),
-            "group_s": group_s,
-        }
+        head = {"op": "batch", "nonce": nonce, "common": common, "group_s": group_s}
+        line = b"".join(
+            (
+                _ENCODER.encode(head)[:-1].encode("ascii"),
+                b',"items":',
+                encoded if encoded is not None else encode_items(items),
+                b"}\n",
+            )
+        )
         # A group is sent at most group_s after its first answer was ready, plus the
         # call in progress then: each call still has its own full timeout.
         wait = self.settings.call_timeout_s + group_s
         answered = 0
         try:
-            process.send(message, time.monotonic() + wait)
+            process.send_line(line, time.monotonic() + wait)
             while answered < len(items):
                 started = time.monotonic()
                 try:
@@ -288,9 +301,7 @@ class CallbackWorker:
         if self._load_failure is not None:
             raise self._load_failure
         if self._process is not None and self._process.popen.poll() is not None:
-            # It died while idle: bwrap's --die-with-parent ends a worker with the
-            # thread that started it (a copy thread of an earlier delivery); not this
-            # call's failure.
+            # It died while idle (killed from outside): not this call's failure.
             self._discard()
         if self._process is None:
             try:
@@ -365,6 +376,14 @@ def _success(answer: list[Any], row: NodeRow | None, output: str) -> Answer:
     elif not _string_map(metadata):
         raise WorkerFailure(ErrorKind.PROTOCOL, "metadata must map strings to strings")
     return Answer(ok=True, result=result, truthy=truthy is True, metadata=metadata, output=output)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=True)
+
+
+def encode_items(items: Sequence[BatchItem]) -> bytes:
+    """A batch's items as the worker reads them: ASCII JSON, one list."""
+    return _ENCODER.encode(items if isinstance(items, list) else list(items)).encode("ascii")
 
 
 def _repeat(

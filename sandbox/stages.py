@@ -40,7 +40,7 @@ from storeflow.sandbox.models import (
     TaskInfo,
 )
 from storeflow.sandbox.settings import SandboxSettings, as_settings
-from storeflow.sandbox.worker import BatchItem, CallbackWorker
+from storeflow.sandbox.worker import BatchItem, CallbackWorker, encode_items
 
 # Shared empties of FileOutcome (see there): replaced, never filled.
 _NONE: list[str] = []
@@ -48,6 +48,12 @@ _NO_KEYS: dict[str, str] = {}
 
 # Stages where a falsy return means "no": skip the file, veto the task.
 _GATING_STAGES = {Stage.FILTER, Stage.BEFORE_TASK_EXECUTED}
+
+
+def _batches(language: str) -> bool:
+    """True when the language's workers take batches (an unknown one: no, its calls
+    fail as a bad callback)."""
+    return language in languages.names() and languages.get(language).batches
 
 
 class MetadataChanges(BaseModel):
@@ -268,6 +274,9 @@ class CallbackSet:
         node_rows = [n.to_row() for n in nodes]
         outcomes = [FileOutcome(stage, n.metadata) for n in nodes]
         gating = stage in _GATING_STAGES
+        # The items last sent, encoded: the next callback is sent the same bytes while
+        # every file is still in play with the node it was sent.
+        sent: tuple[int, bytes] | None = None
         for index, definition in enumerate(self.callbacks):
             if definition.stage is not stage:
                 continue
@@ -281,21 +290,36 @@ class CallbackSet:
             items = [
                 (node_rows[i], result_wires[i] if result_wires is not None else None) for i in live
             ]
-            answers = self._call_many(index, common, items)
+            encoded = None
+            if _batches(definition.language):
+                if sent is None or sent[0] != len(items):
+                    sent = (len(items), encode_items(items))
+                encoded = sent[1]
+            answers = self._call_many(index, common, items, encoded)
+            changed = False
+            previous: BatchCall | None = None
             for i, answer in zip(live, answers, strict=True):
                 outcome = outcomes[i]
-                outcome.calls.append(BatchCall(definition.name, definition.language, answer))
+                # A repeated answer (the same object) shares its call record too.
+                if previous is None or previous.outcome is not answer:
+                    previous = BatchCall(definition.name, definition.language, answer)
+                outcome.calls.append(previous)
                 if not answer.ok:
                     outcome.proceed = False
                     outcome.error = answer.error
                     outcome.failed_callback = definition.name
+                    changed = True
                     continue
                 metadata = answer.metadata
                 if metadata is not None and metadata != outcome.metadata:
                     outcome.metadata = metadata
                     node_rows[i] = [*node_rows[i][:-1], metadata]
+                    changed = True
                 if gating and not answer.truthy:
                     outcome.proceed = False
+                    changed = True
+            if changed:
+                sent = None
         for outcome, node in zip(outcomes, nodes, strict=True):
             before, after = node.metadata, outcome.metadata
             if after is before:
@@ -306,14 +330,18 @@ class CallbackSet:
         return outcomes
 
     def _call_many(
-        self, index: int, common: dict[str, Any], items: Sequence[BatchItem]
+        self,
+        index: int,
+        common: dict[str, Any],
+        items: Sequence[BatchItem],
+        encoded: bytes | None = None,
     ) -> list[Answer]:
         try:
             worker = self._worker(index)
         except CallbackError as exc:
             failure = CallbackFailure(kind=ErrorKind.BAD_CALLBACK, message=str(exc))
             return [Answer(ok=False, error=failure) for _ in items]
-        return worker.call_items(common, items)
+        return worker.call_items(common, items, encoded)
 
     def _call(self, index: int, request: CallbackRequest) -> CallOutcome:
         try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
 import posixpath
 import queue
@@ -195,6 +196,36 @@ def _as_definition(definition: TransferDefinition | str | Path) -> TransferDefin
     return load_definition(definition)
 
 
+class _Freeze:
+    """How many steps of transfers in this process are running (see below)."""
+
+    lock = threading.Lock()
+    depth = 0
+
+
+@contextlib.contextmanager
+def _older_objects_frozen() -> Iterator[None]:
+    """Leave the objects the process had before a step out of the collector's full passes.
+
+    A step makes a few objects per file (entries, rows, outcomes, results); their
+    number starts the cyclic collector, whose full passes then also walk every object
+    the process already had (Prefect's and pydantic's: 100,000 and more, tens of
+    milliseconds a pass).  Frozen (``gc.freeze``) while any step runs, those are
+    skipped; the objects of the step are collected as before.  The last step to end
+    unfreezes: they go back to the oldest generation, nothing is kept for good."""
+    with _Freeze.lock:
+        if _Freeze.depth == 0:
+            gc.freeze()
+        _Freeze.depth += 1
+    try:
+        yield
+    finally:
+        with _Freeze.lock:
+            _Freeze.depth -= 1
+            if _Freeze.depth == 0:
+                gc.unfreeze()
+
+
 # -- plan ---------------------------------------------------------------------------------
 
 
@@ -280,6 +311,7 @@ def _filtered(
     return kept, skipped
 
 
+@_older_objects_frozen()
 def plan_transfer(
     definition: TransferDefinition | str | Path,
     *,
@@ -542,6 +574,7 @@ def _run_batches(copier: _Copier, batches: list[Sequence[PlannedFile]], workers:
                 raise error
 
 
+@_older_objects_frozen()
 def deliver(
     plan: TransferPlan,
     *,
@@ -612,6 +645,7 @@ def remove_temps(plan: TransferPlan, handlers: Sequence[TransferHandler]) -> Non
 # -- finalize -----------------------------------------------------------------------------
 
 
+@_older_objects_frozen()
 def finalize(
     plan: TransferPlan,
     *,
@@ -651,6 +685,7 @@ def finalize(
     )
 
 
+@_older_objects_frozen()
 def run_transfer(
     definition: TransferDefinition | str | Path,
     *,

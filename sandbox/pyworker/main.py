@@ -85,6 +85,8 @@ class _Batch:
         #: Answers in the group (a repeat counts each), and repeats of the last body.
         self.count = 0
         self.repeats = 0
+        #: (result, truthy) of the last body when it is a simple success (add_success).
+        self.last_simple: tuple[Any, bool] | None = None
         self.size = 0
         self.first = 0
         self.since = 0.0
@@ -96,7 +98,21 @@ class _Batch:
             self.first = index
             self.since = time.monotonic()
 
+    def add_success(self, result: Any, truthy: bool, metadata: Any) -> None:
+        """A success, [result, truthy, metadata]: the usual one (True, False or None
+        with metadata as sent) is known to repeat the one before without encoding it
+        (singletons compared by identity: 1 == True, but not `is`)."""
+        simple = metadata is None and (result is True or result is False or result is None)
+        last = self.last_simple
+        if simple and last is not None and last[0] is result and last[1] is truthy:
+            self.repeats += 1
+            self.count += 1
+            return
+        self.add([result, truthy, metadata])
+        self.last_simple = (result, truthy) if simple else None
+
     def add(self, answer: dict[str, Any] | list[Any]) -> None:
+        self.last_simple = None
         body = self.channel.encode(answer)
         if self.bodies and body == self.bodies[-1]:
             self.repeats += 1
@@ -124,6 +140,7 @@ class _Batch:
             group = b'{"answers":[' + b",".join(self.bodies) + b"]}"
             self.channel.send_body(f"{self.nonce}.{self.first}", group)
         self.bodies = []
+        self.last_simple = None
         self.count = 0
         self.size = 0
 
@@ -205,7 +222,7 @@ def _batch(channel: Channel, namespace: dict[str, Any], run: Any, message: dict[
             metadata = answer["metadata"]
             if node is not None and metadata == node[11]:
                 metadata = None
-            batch.add([answer["result"], answer["truthy"], metadata])
+            batch.add_success(answer["result"], answer["truthy"], metadata)
             continue
         batch.add(answer)
         if answer["kind"] in _STOP_KINDS:

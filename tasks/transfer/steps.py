@@ -19,8 +19,15 @@ previous step finished), one when the run closes.
 
 The source's and destinations' handlers (SMB/NFS connections) are opened once, by
 `pre`, kept on the `TransferRun` for `perform` and `post`, and closed when the steps end.
+
+The execution record is opened on a thread of its own while Prefect starts `pre` (in a
+fresh process, such as a warm runner's child, that start waits on the server for most of
+0.1 s, and a first database connection takes 20-30 ms); `pre` waits for it before its
+first write.
 """
 
+import threading
+from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +102,13 @@ class TransferRun:
     #: The run's open handlers (see `handlers`), closed by `close_handlers`.
     _handlers: Handlers | None = None
     _opened: ExitStack = field(default_factory=ExitStack)
+    #: The execution record being opened (see `open_execution`).
+    _opening: Future[None] | None = None
+
+    def opened(self) -> None:
+        """Wait for the execution record; raise what opening it raised."""
+        if self._opening is not None:
+            self._opening.result()
 
     def handlers(self) -> Handlers:
         """The source's and destinations' handlers, opened on first use for every step."""
@@ -130,16 +144,41 @@ class TransferRun:
 
 
 def open_execution(run: TransferRun) -> None:
-    with session_scope(run.config.database_url, durable=False) as session:
-        execution = executions.start(session, run.task_id, run.flow_run_id)
-        run.execution_id = execution.id
-        run.previous = executions.last_before(session, run.task_id, execution.id)
+    """Start the run's execution record (and find the previous one) on a thread; the
+    steps wait for it with `run.opened()` before they use it."""
+    opening: Future[None] = Future()
+
+    def start() -> None:
+        try:
+            with session_scope(run.config.database_url, durable=False) as session:
+                execution = executions.start(session, run.task_id, run.flow_run_id)
+                run.execution_id = execution.id
+                run.previous = executions.last_before(session, run.task_id, execution.id)
+        except BaseException as exc:  # raised again where the steps wait for it
+            opening.set_exception(exc)
+        else:
+            opening.set_result(None)
+
+    run._opening = opening
+    threading.Thread(target=start, name="sf-execution", daemon=True).start()
+
+
+class ExecutionUnavailable(Exception):
+    """The execution record could not be opened: carries why, out of the `pre` task."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 @task(name="pre", cache_policy=NO_CACHE, task_run_name="{run.label}: pre")
 def pre(run: TransferRun) -> TransferPlan | State[Any]:
     """Plan, then ask BEFORE_TASK_EXECUTED; a refusal or veto comes back as a state."""
     logger = get_run_logger()
+    try:
+        run.opened()
+    except Exception as exc:  # the run goes no further: see _pre_perform_post
+        return Failed(name=ERRORED, message=str(exc), data=ExecutionUnavailable(exc))
     run.begin_step(Progress.PROGRESS_INIT_STARTED)
     bound = run.callbacks
     try:
@@ -306,6 +345,10 @@ class TransferSkeleton(HookedRun):
     def _pre_perform_post(self) -> ActionResults:
         run = self.run
         planned = pre(by_ref(run), return_state=True).result(raise_on_failure=False)
+        if isinstance(planned, ExecutionUnavailable):
+            # Nothing planned, copied or recorded: the run ends on the database's error
+            # (a StoreflowError: Errored, in one line; see run_hooked).
+            raise planned.cause
         if isinstance(planned, Vetoed):
             raise planned  # refused before anything was copied: see `refused`
         if isinstance(planned, BaseException):
@@ -387,6 +430,7 @@ def _close(
     result: TransferResult | None = None,
 ) -> None:
     """The execution record's outcome, with every flag not yet written (durable)."""
+    run.opened()  # a pre hook's veto can come before `pre` waited for it
     run.flags |= flags
     with session_scope(run.config.database_url) as session:
         executions.finish(

@@ -14,6 +14,7 @@ from prefect.states import State
 
 from storeflow.blocks.config import StoreflowConfig
 from storeflow.flows.transfers import transfer
+from storeflow.models.settings import DATABASE_URL_ENV
 from storeflow.models.transfer import parse_definition
 from storeflow.sandbox.models import Language, Progress, Stage
 from storeflow.tasks.transfer import steps as transfer_steps
@@ -297,6 +298,25 @@ def test_failure_in_delivery_is_errored_and_recorded(
         | Progress.PROGRESS_PROCESS_STARTED
         | Progress.PROGRESS_HAS_ERROR
     )
+    assert os.listdir(dest) == []
+
+
+def test_a_resource_database_that_cannot_be_opened_ends_errored_before_anything_moves(
+    storeflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The execution record is opened beside the first step's start: when it cannot be,
+    the run says why in one line and copies nothing."""
+    src = make_files(tmp_path / "src", {"a.txt": b"a"})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (tmp_path / "not-a-dir").write_text("")
+    monkeypatch.setenv(DATABASE_URL_ENV, f"sqlite:///{tmp_path / 'not-a-dir' / 'storeflow.db'}")
+
+    state = run(transfer, definition=local_def(src, dest), name="nowhere")
+
+    assert state.is_failed() and state.name == "Errored"
+    assert "resource database" in (state.message or "")
+    assert "not-a-dir/storeflow.db" in (state.message or "")
     assert os.listdir(dest) == []
 
 

@@ -67,7 +67,12 @@ class BoundCallbacks:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def has(self, stage: Stage) -> bool:
-        return any(c.stage is stage for c in self.callbacks.callbacks)
+        return stage in self._stages
+
+    @functools.cached_property
+    def _stages(self) -> frozenset[Stage]:
+        # Asked once per file delivered: the callbacks' stages, looked up once.
+        return frozenset(c.stage for c in self.callbacks.callbacks)
 
     @functools.cached_property
     def local_source(self) -> bool:
@@ -97,7 +102,9 @@ class BoundCallbacks:
             )
             LOG.warning("%s", self.problems[-1])
         if outcome.keep:
-            self.filtered[entry.name] = dict(outcome.metadata or {})
+            # The outcome's metadata is its own (a copy of what was sent, or the
+            # callbacks'): kept as it is.
+            self.filtered[entry.name] = outcome.metadata or {}
         return outcome.keep
 
     # -- AFTER_RESULT_RECEIVED ---------------------------------------------------------
@@ -138,10 +145,10 @@ class BoundCallbacks:
                     f"{outcome.failed_callback} failed: {outcome.error}"
                 )
                 LOG.warning("%s", self.problems[-1])
-            kept = dict(outcome.metadata or metadata)
+            kept = outcome.metadata or metadata
             removed = outcome.removed
             if kept or removed:
-                self._store(result, kept, removed)
+                self._store(result, dict(kept), removed)
 
     def _metadata_before(self, entry: Entry) -> dict[str, str]:
         metadata = self.filtered.get(entry.name)

@@ -212,7 +212,9 @@ def _older_objects_frozen() -> Iterator[None]:
     the process already had (Prefect's and pydantic's: 100,000 and more, tens of
     milliseconds a pass).  Frozen (``gc.freeze``) while any step runs, those are
     skipped; the objects of the step are collected as before.  The last step to end
-    unfreezes: they go back to the oldest generation, nothing is kept for good."""
+    unfreezes: they go back to the oldest generation, nothing is kept for good.  Each
+    step freezes afresh (run_transfer does not hold one freeze over all three), so
+    deliver and finalize also skip the plan, a million objects for a million files."""
     with _Freeze.lock:
         if _Freeze.depth == 0:
             gc.freeze()
@@ -685,7 +687,6 @@ def finalize(
     )
 
 
-@_older_objects_frozen()
 def run_transfer(
     definition: TransferDefinition | str | Path,
     *,

@@ -186,7 +186,11 @@ def _jsonable_fast(value: Any) -> Any:
     return _jsonable(value)
 
 
-def _call(namespace: dict[str, Any], run: Any, req: api.Request) -> dict[str, Any]:
+def _call(
+    namespace: dict[str, Any], run: Any, req: api.Request, sent: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One run(req); ``sent``: the node's metadata as the host sent it (a batch's item),
+    answered as that very dict when the call left it equal (no copy, no check)."""
     # The seed reads `task` as a free name in BEFORE_TASK_EXECUTED callbacks.
     namespace["task"] = req.task
     try:
@@ -200,7 +204,9 @@ def _call(namespace: dict[str, Any], run: Any, req: api.Request) -> dict[str, An
         sys.stderr.flush()
     node = req.node_info
     metadata = None
-    if node is not None:
+    if node is not None and sent is not None and node.metadata == sent:
+        metadata = sent  # as sent: str -> str already
+    elif node is not None:
         metadata = dict(node.metadata)
         if metadata and not all(
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
@@ -215,12 +221,13 @@ def _batch(channel: Channel, namespace: dict[str, Any], run: Any, message: dict[
     batch = _Batch(channel, str(message["nonce"]), float(message.get("group_s", 0)))
     for index, (node, result) in enumerate(message["items"]):
         batch.before_call(index)
-        answer = _call(namespace, run, api.Request.of(common, node, result))
+        sent = node[11] if node is not None else None
+        answer = _call(namespace, run, api.Request.of(common, node, result), sent)
         if answer["ok"]:
             # A success as [result, truthy, metadata], metadata null when the call left
             # it as it came: the host keeps what it sent.
             metadata = answer["metadata"]
-            if node is not None and metadata == node[11]:
+            if node is not None and (metadata is sent or metadata == sent):
                 metadata = None
             batch.add_success(answer["result"], answer["truthy"], metadata)
             continue

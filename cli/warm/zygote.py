@@ -9,6 +9,7 @@ exactly as `storeflow` would, reports its exit status, and exits like any proces
 """
 
 import argparse
+import atexit
 import contextlib
 import gc
 import importlib
@@ -22,7 +23,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from storeflow.cli.warm import wire
 
@@ -227,6 +228,24 @@ def release_client(runner_log: int) -> None:
     os.dup2(runner_log, 2)
     os.close(devnull)
     os.close(runner_log)
+
+
+def leave(code: int) -> NoReturn:
+    """End the child as the interpreter would, without tearing the interpreter down:
+    threading's exit hooks (Prefect's services drain their events and logs there) and
+    the atexit functions (log handlers, temporary directories) run, the standard streams
+    are flushed, then the process exits.  The teardown would free every object the
+    child inherited from the runner, copying each page it touches: about a second of CPU
+    after every command (0.9 s against 0.5 s for a whole 1 GiB transfer), on the cores
+    the next command and the Prefect server need."""
+    shutdown = getattr(threading, "_shutdown", None)  # what Py_FinalizeEx calls first
+    if shutdown is not None:
+        shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 # -- the server -----------------------------------------------------------------------------
@@ -608,7 +627,7 @@ def main(argv: list[str] | None = None) -> None:
         # Out of the except block before running anything: the command must not see
         # this as the exception "being handled" (its tracebacks would show it).
         child = forked.with_traceback(None)
-    sys.exit(run_child(child))
+    leave(run_child(child))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,15 @@ class _Starter:
     lock = threading.Lock()
     pool: ThreadPoolExecutor | None = None
 
+    @classmethod
+    def forget(cls) -> None:
+        # A forked child (the warm runner's) has no copy of the thread: it starts its own.
+        cls.lock = threading.Lock()
+        cls.pool = None
+
+
+os.register_at_fork(after_in_child=_Starter.forget)
+
 
 def started_by_one_thread(start: Callable[[], T]) -> T:
     """Run ``start`` (which starts a worker) in a thread that lives as long as the process.

@@ -21,6 +21,7 @@ from storeflow.models import repository
 from storeflow.models.bounds import Etag, check_text
 from storeflow.models.db import session_scope
 from storeflow.models.errors import StoreflowError
+from storeflow.tasks.lifecycle import finish_announce
 
 # Where a flow run by run_here reports its name (flow run id -> name); None elsewhere.
 noted_run_names: ContextVar[dict[str, str] | None] = ContextVar("storeflow_run_names", default=None)
@@ -96,6 +97,13 @@ def run_tags(flow_name: str) -> list[str]:
     return ["storeflow", flow_name]
 
 
+def hook_chatter(message: str) -> bool:
+    """The engine's lines around a quiet hook that ran fine (`finish_announce`)."""
+    return message.startswith("Running hook 'finish_announce' ") or message == (
+        "Hook 'finish_announce' finished running successfully"
+    )
+
+
 class ExpectedOutcome(logging.Filter):
     """Prefect's engine logs "Engine execution exited with unexpected exception" and a
     long traceback after a run that *returned* a Failed state (Refused, Errored with a
@@ -111,11 +119,16 @@ class ExpectedOutcome(logging.Filter):
     A step that raised a StoreflowError (a known cause: template in use, quota below
     usage) makes it log "Task run failed with exception: ..." and the traceback; the
     task's "Finished in state Failed(...)" line and the run's own line give the cause.
-    Any other exception keeps its line and its traceback: that is a crash."""
+    Any other exception keeps its line and its traceback: that is a crash.
+
+    Every lifecycle run ends in `finish_announce` (its final-state hook): the engine's
+    two lines saying it ran are noise in every run's log; its failure keeps its line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         message = record.getMessage()
+        if hook_chatter(message):
+            return False
         if isinstance(error, FailedRun) and message.startswith("Engine execution"):
             return False
         if not message.startswith("Task run failed with"):
@@ -207,8 +220,10 @@ def lifecycle_flow(name: str, run_name: str) -> Callable[[Callable[P, R]], Flow[
         return flow(
             name=name,
             flow_run_name=run_name,
-            on_crashed=[release_interrupted],
-            on_cancellation=[release_interrupted],
+            on_completion=[finish_announce],
+            on_failure=[finish_announce],
+            on_crashed=[finish_announce, release_interrupted],
+            on_cancellation=[finish_announce, release_interrupted],
             validate_parameters=True,
         )(body)
 

@@ -13,9 +13,10 @@ it now is, and one event per outcome.
 
 import contextvars
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from prefect.artifacts import create_table_artifact
 from prefect.events import emit_event
@@ -30,6 +31,8 @@ from storeflow.tasks import kinds
 
 QUOTA_WARNING_ENV = "STOREFLOW_QUOTA_WARNING"
 DEFAULT_QUOTA_WARNING = 0.9
+# Artifacts are small; a server that takes longer is not answering.
+PUBLISH_TIMEOUT = 60.0
 
 
 def inventory_key(kind: str) -> str:
@@ -87,22 +90,69 @@ def resource_table(resource: dict[str, Any]) -> Table:
     )
 
 
+class Publishing:
+    """Table artifacts being written, each by its own thread with the run's context (the
+    artifact belongs to the run): every write is one request, and the requests overlap
+    one another and whatever the run does meanwhile."""
+
+    def __init__(self, tables: list[Table]) -> None:
+        self.errors: list[BaseException] = []
+        self.threads = [
+            threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(self._write, table),
+                name=f"artifact-{table.key or 'run'}",
+            )
+            for table in tables
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _write(self, table: Table) -> None:
+        try:
+            create_table_artifact(table=table.rows, key=table.key, description=table.description)
+        except BaseException as exc:  # wait() raises it in the caller's thread
+            self.errors.append(exc)
+
+    def wait(self, timeout: float = PUBLISH_TIMEOUT) -> None:
+        """Until every write ended (at most `timeout` seconds); raise the first failure."""
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        late = [thread.name for thread in self.threads if thread.is_alive()]
+        if late:
+            raise TimeoutError(f"{', '.join(late)} not written after {timeout:.0f} s")
+        if self.errors:
+            raise self.errors[0]
+
+
 def publish(tables: list[Table]) -> None:
-    """Write `tables` as table artifacts of the current run, at the same time: each is
-    one request, and waiting for them one after the other was most of what a lifecycle
-    run added to Prefect's own cost (bench/lifecycle.py)."""
+    """Write `tables` as table artifacts of the current run, at the same time."""
+    Publishing(tables).wait()
 
-    def write(table: Table) -> None:
-        create_table_artifact(table=table.rows, key=table.key, description=table.description)
 
-    if len(tables) == 1:
-        write(tables[0])
-        return
-    # Each thread gets a copy of this run's context: the artifact belongs to the run.
-    with ThreadPoolExecutor(max_workers=len(tables), thread_name_prefix="artifacts") as pool:
-        writes = [pool.submit(contextvars.copy_context().run, write, t) for t in tables]
-    for done in writes:
-        done.result()
+class Pending:
+    """Artifacts a flow run started writing and has not waited for, by flow run id: a
+    lifecycle run starts them as its body ends and waits in its final-state hook, so
+    they are written while Prefect records the final state, not before (they were most
+    of what a lifecycle run added to Prefect's own cost: bench/lifecycle.py)."""
+
+    lock: ClassVar[threading.Lock] = threading.Lock()
+    by_run: ClassVar[dict[str, Publishing]] = {}
+
+    @classmethod
+    def start(cls, run_id: str, tables: list[Table]) -> None:
+        publishing = Publishing(tables)
+        with cls.lock:
+            cls.by_run[run_id] = publishing
+
+    @classmethod
+    def finish(cls, run_id: str) -> None:
+        """Wait for what run `run_id` started (nothing if none); raise its failure."""
+        with cls.lock:
+            publishing = cls.by_run.pop(run_id, None)
+        if publishing is not None:
+            publishing.wait()
 
 
 def publish_inventory(config: StoreflowConfig, kind_name: str) -> None:

@@ -25,11 +25,13 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 from uuid import UUID
 
-from prefect import get_run_logger, task
+from prefect import Flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
+from prefect.logging.loggers import flow_run_logger
 from prefect.states import Completed, Crashed, Failed, State
 from prefect.transactions import Transaction, get_transaction, transaction
 from sqlalchemy.orm import Session
@@ -474,7 +476,10 @@ class OperationRun(HookedRun):
             tables.append(inventory.resource_table(results.resource))
             if op.kind == "space":
                 inventory.warn_if_over_quota(results.resource)
-        inventory.publish(tables)
+        if waits_for_announce():  # written while Prefect records the final state
+            inventory.Pending.start(current_run_id(), tables)
+        else:
+            inventory.publish(tables)
 
     def final_state(self, results: ActionResults) -> State[Any]:
         """Named after the resource status: `Completed(name="Active")`."""
@@ -490,6 +495,24 @@ class OperationRun(HookedRun):
             message=results.message or f"{label}: {status.value}",
             data=results.resource,
         )
+
+
+def waits_for_announce() -> bool:
+    """Whether the current flow ends in `finish_announce` (every lifecycle flow does)."""
+    context = FlowRunContext.get()
+    flow = None if context is None else context.flow
+    return flow is not None and finish_announce in flow.on_completion_hooks
+
+
+def finish_announce(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """A lifecycle flow's final-state hook: wait for the artifacts its announce started
+    (the run's Artifacts tab and the inventory are written when the flow call returns);
+    a failure to write them is a warning, the outcome stands."""
+    try:
+        inventory.Pending.finish(str(flow_run.id))
+    except Exception as exc:
+        logger = flow_run_logger(flow_run, flow)
+        logger.warning("%s: telling the UI how it ended failed: %s", flow_run.name, exc)
 
 
 def run_operation(op: ResourceOperation) -> State[Any]:

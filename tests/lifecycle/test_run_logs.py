@@ -26,6 +26,7 @@ from storeflow.flows.transfers import transfer
 from storeflow.models.schemas import SpaceSpec, TemplateSpec
 from storeflow.tasks.templates import TemplateInUse
 from tests.lifecycle.conftest import read, run
+from tests.lifecycle.test_inventory import latest_table, run_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_SECONDS = 300
@@ -149,3 +150,23 @@ def test_a_refused_transfer_logs_its_reason_and_no_traceback(tmp_path: Path) -> 
     flow_run, logs = final(flow_run_id)
     assert flow_run.state is not None and flow_run.state.name == "Refused"
     assert_one_line_reason(logs, "transfer/nightly")
+
+
+def test_a_completed_run_has_its_artifacts_and_a_quiet_log(config: StoreflowConfig) -> None:
+    """The announce's artifacts are written while Prefect records the final state and
+    waited for by the flow's final-state hook: when the worker's process has ended both
+    are there (the resource on the run, the inventory under its key), and the engine's
+    lines about that hook are not in the run's log."""
+    flow_run_id = run_as_a_worker_does(
+        space_create, "flows/spaces.py:space_create", {"spec": {"name": "announced"}}
+    )
+
+    flow_run, logs = final(flow_run_id)
+    assert flow_run.state is not None and flow_run.state.name == "Active"
+    messages = [log.message for log in logs]
+    assert not any("finish_announce" in message for message in messages), messages
+    assert "ACTIVE" in messages[-1], messages
+    described = {a.key: a.description for a in run_tables(UUID(flow_run_id))}
+    assert set(described) == {None, "storeflow-spaces"}, described
+    assert described[None] == "space 'announced' as this run left it"
+    assert "announced" in {row["name"] for row in latest_table("storeflow-spaces")}

@@ -137,9 +137,9 @@ def counting_renewals() -> Iterator[list[int]]:
         repository.renew = real
 
 
-def template_tree(root: Path, files: int = 1000, size: int = 4096) -> Path:
-    """A tree whose install keeps perform busy long enough (about a second here) for a
-    short lease to be renewed several times while the run holds the space."""
+def template_tree(root: Path, files: int = 2000, size: int = 4096) -> Path:
+    """A tree whose install keeps perform busy long enough (a few tenths of a second
+    here) for a short lease to be renewed while the run holds the space."""
     (root / "data").mkdir(parents=True)
     for i in range(files):
         (root / "data" / f"f{i:04}.bin").write_bytes(os.urandom(size))
@@ -150,7 +150,7 @@ def lease_section(repeat: int, root: Path) -> tuple[float, float, int]:
     """Median seconds of a create installing a template with a 86400 s lease (never
     renewed) and with a 0.5 s lease (renewed every 0.17 s while perform copies),
     interleaved so load drifts hit both; and the renewals made."""
-    from storeflow.flows.spaces import space_create
+    from storeflow.flows.spaces import space_create, space_delete
     from storeflow.flows.templates import template_create
     from storeflow.models.schemas import SpaceSpec, TemplateSpec
 
@@ -171,6 +171,8 @@ def lease_section(repeat: int, root: Path) -> tuple[float, float, int]:
                     start = time.perf_counter()
                     create(n)
                     times.append(time.perf_counter() - start)
+                # Not timed: the disk does not fill up with installed copies.
+                space_delete(f"lease-{n}", force=True, return_state=True)
     return statistics.median(never), statistics.median(renewing), renewals[0]
 
 

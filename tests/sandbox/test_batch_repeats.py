@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from storeflow.sandbox.models import FileNode, Language, NodeInfo
+from storeflow.sandbox.models import FileNode, Language
 from storeflow.sandbox.settings import SandboxSettings
 from storeflow.sandbox.stages import CallbackSet
-from tests.sandbox.helpers import node_for, one_callback
+from tests.sandbox.helpers import nodes, one_callback
 
 KEEP_ALL_PRINT_FIRST = {
     Language.PYTHON: (
@@ -47,27 +47,17 @@ TAG_ALL = {
 }
 
 
-def files(tmp_path: Path, count: int) -> list[NodeInfo]:
-    found = []
-    for i in range(count):
-        path = tmp_path / f"f-{i}"
-        path.write_text("x")
-        # Every third file arrives with metadata of its own.
-        found.append(node_for(path, **({"own": str(i)} if i % 3 == 0 else {})))
-    return found
-
-
 @pytest.mark.parametrize("language", [Language.PYTHON, Language.JAVASCRIPT])
 def test_same_answers_keep_each_files_metadata_and_output(
     settings: SandboxSettings, tmp_path: Path, language: Language
 ) -> None:
-    nodes = files(tmp_path, 30)
+    files = nodes(tmp_path, 30, own_metadata_every=3)
     with CallbackSet(
         [one_callback(language, KEEP_ALL_PRINT_FIRST[language])], task_id="t", policy=settings
     ) as cbs:
-        outcomes = cbs.filter_many(nodes)
+        outcomes = cbs.filter_many(files)
     assert [o.keep for o in outcomes] == [True] * 30
-    assert [o.metadata for o in outcomes] == [n.metadata for n in nodes]
+    assert [o.metadata for o in outcomes] == [n.metadata for n in files]
     assert not any(o.set or o.removed for o in outcomes)
     outputs = [o.calls[0].outcome.output for o in outcomes]
     assert outputs[0].strip() == "first" and outputs[1:] == [""] * 29

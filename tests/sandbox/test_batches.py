@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from storeflow.sandbox.models import ErrorKind, ExecutionResult, Language, NodeInfo, Stage
+from storeflow.sandbox.models import ErrorKind, ExecutionResult, Language, Stage
 from storeflow.sandbox.settings import SandboxSettings
 from storeflow.sandbox.stages import CallbackSet
-from tests.sandbox.helpers import node_for, one_callback
+from tests.sandbox.helpers import nodes, one_callback
 
 KEEP_EVEN = {
     Language.PYTHON: (
@@ -34,15 +34,6 @@ KEEP_EVEN = {
         "}\n"
     ),
 }
-
-
-def nodes(tmp_path: Path, count: int) -> list[NodeInfo]:
-    found = []
-    for i in range(count):
-        path = tmp_path / f"f-{i}"
-        path.write_text("x")
-        found.append(node_for(path))
-    return found
 
 
 @pytest.mark.parametrize("language", [Language.PYTHON, Language.JAVASCRIPT])

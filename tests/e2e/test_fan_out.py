@@ -10,13 +10,14 @@ While any child runs, nothing is under a final name; at the end every file is th
 byte-identical with its mtime, and no temporary file is left; FILTER ran in the
 parent and AFTER_RESULT_RECEIVED in the children for every delivered file, starting
 from FILTER's metadata.  A fan-out whose source
-files vanish under its children ends Errored with nothing under a final name and no
-temporary file."""
+files vanish under its children (held in a paused work queue until they are gone) ends
+Errored with nothing under a final name and no temporary file."""
 
+import contextlib
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,28 @@ def children_of(api_url: str, parent: str) -> list[dict[str, Any]]:
         {"flow_runs": {"parent_flow_run_id": {"any_": [parent]}}, "limit": 100},
     )
     return list(runs)
+
+
+@contextlib.contextmanager
+def children_held(api_url: str) -> Iterator[Callable[[], None]]:
+    """Runs of the transfer-batch deployment (a fan-out's children) go to a work queue
+    created paused, which no worker polls until `release()` resumes it: the children
+    start after what the test does first, whatever the workers' speed.  The deployment
+    gets its queue back at the end."""
+    deployment = api(f"{api_url}/deployments/name/transfer-batch/transfer-batch")
+    pool, queue = deployment["work_pool_name"], deployment["work_queue_name"]
+    held = "held-children"
+    api(f"{api_url}/work_pools/{pool}/queues", "POST", {"name": held, "is_paused": True})
+    api(f"{api_url}/deployments/{deployment['id']}", "PATCH", {"work_queue_name": held})
+
+    def release() -> None:
+        api(f"{api_url}/work_pools/{pool}/queues/{held}", "PATCH", {"is_paused": False})
+
+    try:
+        yield release
+    finally:
+        api(f"{api_url}/deployments/{deployment['id']}", "PATCH", {"work_queue_name": queue})
+        release()
 
 
 def run_of(api_url: str, run_id: str) -> dict[str, Any]:
@@ -170,18 +193,21 @@ def test_a_fan_out_whose_child_fails_leaves_nothing_final_and_no_temporary_file(
     make_tree(source, 12)
     dest.mkdir()
     parameters = {"definition": local_def(source, dest), "name": "doomed", "fan_out": SLICES}
-    [parent] = create_runs(api_url, "transfer", [parameters])
-    # The moment the first child exists (planned, not yet started by a worker), the
-    # source goes away under it.
-    deadline = time.monotonic() + RUN_SECONDS
-    while not children_of(api_url, parent):
-        assert run_of(api_url, parent)["state"]["type"] not in FINAL, run_of(api_url, parent)
-        assert time.monotonic() < deadline, "no child run started"
-        time.sleep(0.2)
-    for path in source.iterdir():
-        path.unlink()
-
-    run, _ = watch_until_done(api_url, parent, dest)
+    with children_held(api_url) as release:
+        [parent] = create_runs(api_url, "transfer", [parameters])
+        # Once every child exists (planned; no worker can start one yet), the source
+        # goes away under them.
+        deadline = time.monotonic() + RUN_SECONDS
+        while len(children_of(api_url, parent)) < SLICES:
+            assert run_of(api_url, parent)["state"]["type"] not in FINAL, run_of(api_url, parent)
+            assert time.monotonic() < deadline, "the child runs were not all created"
+            time.sleep(0.2)
+        children = children_of(api_url, parent)
+        assert {c["state"]["type"] for c in children} == {"SCHEDULED"}, outcomes(children)
+        for path in source.iterdir():
+            path.unlink()
+        release()
+        run, _ = watch_until_done(api_url, parent, dest)
 
     assert (run["state"]["type"], run["state"]["name"]) == ("FAILED", "Errored"), run
     assert "fan-out" in run["state"]["message"], run["state"]["message"]

@@ -9,6 +9,20 @@ import time
 from pathlib import Path
 
 
+def wait_for_marker(
+    child: subprocess.Popen[bytes], marker: Path, where: str, seconds: float = 120
+) -> None:
+    """Until `child` wrote `marker`; fails the test, with the child's stderr when it is a
+    pipe, if the child ends first or never gets there."""
+    deadline = time.monotonic() + seconds
+    while not marker.exists():
+        if child.poll() is not None:
+            stderr = child.stderr.read().decode() if child.stderr else ""
+            raise AssertionError(f"the child ended before {where}: {stderr[-2000:]}")
+        assert time.monotonic() < deadline, f"the child never reached {where}"
+        time.sleep(0.05)
+
+
 def kill_at_marker(
     argv: list[str], marker: Path, env: dict[str, str], cwd: Path, where: str
 ) -> None:
@@ -23,13 +37,7 @@ def kill_at_marker(
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            if child.poll() is not None:
-                stderr = child.stderr.read().decode() if child.stderr else ""
-                raise AssertionError(f"the child ended before {where}: {stderr[-2000:]}")
-            assert time.monotonic() < deadline, f"the child never reached {where}"
-            time.sleep(0.05)
+        wait_for_marker(child, marker, where)
     finally:
         with contextlib.suppress(ProcessLookupError):  # it may have ended on its own
             os.killpg(child.pid, signal.SIGKILL)

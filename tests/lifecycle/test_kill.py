@@ -21,6 +21,7 @@ from storeflow.flows.templates import template_create
 from storeflow.models.schemas import SpaceSpec, SpaceUpdate, TemplateSpec
 from storeflow.models.status import Status
 from storeflow.tasks.reconcile import INTERRUPTED
+from tests.killing import wait_for_marker
 from tests.lifecycle.conftest import (
     CHILD,
     LEASE,
@@ -148,10 +149,7 @@ def test_a_run_that_renews_its_lease_is_never_taken_over(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert child.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for_marker(child, marker, "observed_state")
         time.sleep(LEASE + 0.5)  # longer than one lease: still held
         current = read(config, "space", "slow")
         assert current.lock_owner is not None and current.status is Status.INPROGRESS

@@ -275,8 +275,8 @@ class CallbackSet:
         outcomes = [FileOutcome(stage, n.metadata) for n in nodes]
         gating = stage in _GATING_STAGES
         # The items last sent, encoded: the next callback is sent the same bytes while
-        # every file is still in play with the node it was sent.
-        sent: tuple[int, bytes] | None = None
+        # every file is still in play with the node it was sent (reset on any change).
+        sent: bytes | None = None
         for index, definition in enumerate(self.callbacks):
             if definition.stage is not stage:
                 continue
@@ -292,9 +292,9 @@ class CallbackSet:
             ]
             encoded = None
             if _batches(definition.language):
-                if sent is None or sent[0] != len(items):
-                    sent = (len(items), encode_items(items))
-                encoded = sent[1]
+                if sent is None:
+                    sent = encode_items(items)
+                encoded = sent
             answers = self._call_many(index, common, items, encoded)
             changed = False
             previous: BatchCall | None = None

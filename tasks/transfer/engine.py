@@ -499,6 +499,7 @@ class _Copier:
         ]
         atimes = [p.entry.atime_ns or p.entry.mtime_ns for p in small]
         mtimes = [p.entry.mtime_ns for p in small]
+        sizes = [p.entry.size for p in small]
         for index, handler in enumerate(self.local_dst):
             mode = self.modes[index]
             job = native.Batch(
@@ -509,6 +510,7 @@ class _Copier:
                 [-1 if mode is None else mode] * len(small),
                 source_dir=fsencode(source_dir or "."),
                 target_dir=fsencode(handler.spec.directory or "."),
+                sizes=sizes,
             )
             try:
                 native.copy_all(job)

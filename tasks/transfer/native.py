@@ -43,14 +43,25 @@ _SOURCE = r"""
 enum { STEP_OPEN = 1, STEP_CREATE = 2, STEP_COPY = 3, STEP_MODE = 4, STEP_TIMES = 5,
        STEP_RENAME = 6 };
 
-static int copy_body(int in, int out) {
-    static const size_t want = (size_t)1 << 30;
-    int use_range = 1;
+/* Copy in to out from the current offsets to the end.  expected: the size the caller
+   saw when it listed the file (-1: unknown).  Asked for one byte more than that, a call
+   that copies exactly expected bytes stopped at the end of the file: the call that
+   would only return 0 to say so is saved.  A file that grew since gets the full count
+   back and is copied on to its end; one that shrank gets fewer and goes on to the 0. */
+static int copy_body(int in, int out, int64_t expected) {
+    static const size_t most = (size_t)1 << 30;
+    size_t want = expected >= 0 && (uint64_t)expected < most ? (size_t)expected + 1 : most;
+    int first = 1, use_range = 1;
     char buffer[65536];
     for (;;) {
         if (use_range) {
             ssize_t got = copy_file_range(in, NULL, out, NULL, want, 0);
-            if (got > 0) continue;
+            if (got > 0) {
+                if (first && got == expected && (size_t)got < want) return 0;
+                first = 0;
+                want = most;
+                continue;
+            }
             if (got == 0) return 0;
             if (errno == EINTR) continue;
             if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
@@ -58,7 +69,8 @@ static int copy_body(int in, int out) {
             use_range = 0; /* nothing was copied yet by this call: fall back */
             continue;
         }
-        ssize_t got = read(in, buffer, sizeof buffer);
+        size_t ask = want < sizeof buffer ? want : sizeof buffer;
+        ssize_t got = read(in, buffer, ask);
         if (got == 0) return 0;
         if (got < 0) { if (errno == EINTR) continue; return -1; }
         for (ssize_t done = 0; done < got;) {
@@ -66,6 +78,9 @@ static int copy_body(int in, int out) {
             if (put < 0) { if (errno == EINTR) continue; return -1; }
             done += put;
         }
+        if (first && got == expected && (size_t)got < ask) return 0;
+        first = 0;
+        want = most;
     }
 }
 
@@ -84,7 +99,7 @@ static struct timespec timespec_of(int64_t ns) {
    the caller to remove. */
 int sf_copy_files(int n, int src_dir, char **src, int dst_dir, char **dst,
                   const int64_t *atime_ns, const int64_t *mtime_ns, const int32_t *mode,
-                  int *step, int *err) {
+                  const int64_t *size, int *step, int *err) {
     for (int i = 0; i < n; i++) {
         int in = openat(src_dir, src[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (in < 0) { *step = STEP_OPEN; *err = errno; return i; }
@@ -92,7 +107,7 @@ int sf_copy_files(int n, int src_dir, char **src, int dst_dir, char **dst,
                          0666);
         if (out < 0) { *step = STEP_CREATE; *err = errno; close(in); return i; }
         int failed = 0;
-        if (copy_body(in, out) < 0) { failed = STEP_COPY; }
+        if (copy_body(in, out, size[i]) < 0) { failed = STEP_COPY; }
         else if (mode[i] >= 0 && fchmod(out, (mode_t)mode[i]) < 0) { failed = STEP_MODE; }
         else {
             struct timespec times[2] = { timespec_of(atime_ns[i]), timespec_of(mtime_ns[i]) };
@@ -164,6 +179,10 @@ class Batch:
     #: directory); an absolute path ignores them.
     source_dir: bytes | None = None
     target_dir: bytes | None = None
+    #: Each file's size when it was listed (None: not known): a file found to end
+    #: there is not asked once more for the end (see copy_body); one that grew or
+    #: shrank since is copied to its end all the same.
+    sizes: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -225,6 +244,7 @@ class _Library:
             _Int64s,
             _Int64s,
             _Int32s,
+            _Int64s,
             _Int,
             _Int,
         ]
@@ -277,6 +297,7 @@ def copy_all(batch: Batch) -> None:
     atimes = (ctypes.c_int64 * n)(*batch.atimes_ns)
     mtimes = (ctypes.c_int64 * n)(*batch.mtimes_ns)
     modes = (ctypes.c_int32 * n)(*batch.modes)
+    sizes = (ctypes.c_int64 * n)(*(batch.sizes if batch.sizes is not None else [-1] * n))
     step, err = ctypes.c_int(0), ctypes.c_int(0)
     src_dir, dst_dir = _open_dirs(batch)
     try:
@@ -289,6 +310,7 @@ def copy_all(batch: Batch) -> None:
             atimes,
             mtimes,
             modes,
+            sizes,
             ctypes.byref(step),
             ctypes.byref(err),
         )
@@ -345,10 +367,17 @@ def _copy_rows_in_python(
     batch: Batch, src_dir: int | None, dst_dir: int | None
 ) -> CopyFailed | None:
     """Copy the rows in order; the first failure is returned, not raised."""
+    sizes = batch.sizes if batch.sizes is not None else [-1] * len(batch)
     rows = zip(
-        batch.sources, batch.targets, batch.atimes_ns, batch.mtimes_ns, batch.modes, strict=True
+        batch.sources,
+        batch.targets,
+        batch.atimes_ns,
+        batch.mtimes_ns,
+        batch.modes,
+        sizes,
+        strict=True,
     )
-    for index, (source, target, atime, mtime, mode) in enumerate(rows):
+    for index, (source, target, atime, mtime, mode, size) in enumerate(rows):
         step = 1
         try:
             src = os.open(source, _READ, dir_fd=src_dir)
@@ -357,7 +386,7 @@ def _copy_rows_in_python(
                 dst = os.open(target, _WRITE, 0o666, dir_fd=dst_dir)
                 try:
                     step = 3
-                    _copy_body(src, dst)
+                    _copy_body(src, dst, size)
                     if mode >= 0:
                         step = 4
                         os.fchmod(dst, mode)
@@ -372,10 +401,16 @@ def _copy_rows_in_python(
     return None
 
 
-def _copy_body(src: int, dst: int) -> None:
+def _copy_body(src: int, dst: int, expected: int = -1) -> None:
+    """The C copy_body's twin: ``expected`` saves the call that only finds the end."""
+    most = 1 << 30
+    want = expected + 1 if 0 <= expected < most else most
     try:
-        while os.copy_file_range(src, dst, 1 << 30):
-            pass
+        got = os.copy_file_range(src, dst, want)
+        if got == expected and got < want:
+            return
+        while got:
+            got = os.copy_file_range(src, dst, most)
         return
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):

@@ -200,6 +200,45 @@ def test_copy_failure_names_the_file_and_step(tmp_path: Path, copy: Callable[...
     assert (tmp_path / "ok.copy").read_bytes() == b"x"
 
 
+@pytest.mark.parametrize("copy", [native.copy_all, native._copy_in_python])
+def test_sizes_from_the_listing_still_copy_each_file_to_its_end(
+    tmp_path: Path, copy: Callable[..., None]
+) -> None:
+    """The sizes a batch carries (as listed) spare the call that finds the end; a file
+    that grew or shrank since, or is empty, is copied as it is when copied."""
+    contents = {b"same": b"s" * 4096, b"grew": b"g" * 70_000, b"shrank": b"k" * 10, b"empty": b""}
+    listed = {b"same": 4096, b"grew": 4096, b"shrank": 4096, b"empty": 0}
+    for name, data in contents.items():
+        (tmp_path / os.fsdecode(name)).write_bytes(data)
+    names = list(contents)
+    job = native.Batch(
+        names,
+        [name + b".copy" for name in names],
+        [0] * len(names),
+        [0] * len(names),
+        [-1] * len(names),
+        source_dir=os.fsencode(tmp_path),
+        target_dir=os.fsencode(tmp_path),
+        sizes=[listed[name] for name in names],
+    )
+    copy(job)
+    for name, data in contents.items():
+        assert (tmp_path / (os.fsdecode(name) + ".copy")).read_bytes() == data
+
+
+def test_a_file_that_grew_after_planning_is_delivered_whole(dirs: Dirs) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    fill(src, 10)
+    plan = plan_transfer(parse_definition(local_def(src, dst)))
+    (src / "f0003").write_bytes(b"grown" * 20_000)
+    (src / "f0007").write_bytes(b"")
+    deliver(plan, batch_size=4, max_workers=2)
+    finalize(plan)
+    assert (dst / "f0003").read_bytes() == b"grown" * 20_000
+    assert (dst / "f0007").read_bytes() == b""
+    assert (dst / "f0005").read_bytes() == bytes([5]) * 6
+
+
 def test_a_source_vanishing_mid_copy_fails_cleanly(dirs: Dirs) -> None:
     src, dst = dirs("src"), dirs("dst")
     fill(src, 30)

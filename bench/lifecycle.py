@@ -59,7 +59,16 @@ def bare_flow() -> None:
 
 # The columns of the space inventory (tasks/inventory.py: name, status, etag and the
 # kind's columns); the floor writes a table of the same shape and size.
-INVENTORY_HEADERS = ("name", "status", "etag", "quota", "usage", "template", "snapshots", "exposers")
+INVENTORY_HEADERS = (
+    "name",
+    "status",
+    "etag",
+    "quota",
+    "usage",
+    "template",
+    "snapshots",
+    "exposers",
+)
 
 
 @task(name="post", cache_policy=NO_CACHE, task_run_name="space-floor/{i}: post")

@@ -58,12 +58,71 @@ from storeflow.tasks.transfer.streams import CHUNK
 HandlerFactory = Callable[[Spec], TransferHandler]
 
 
-@dataclass(frozen=True, slots=True)
 class PlannedFile:
-    """A source file and its final name in each destination (same order as the list)."""
+    """A source file and its final name in each destination (same order as the list).
+
+    Immutable, compared and pickled by (entry, targets) as a frozen dataclass would be.
+    A plan holds one per file: where every final name is the entry's own (no rename, the
+    usual case) only how many there are is kept, not a tuple per file (48 bytes of a
+    plan's ~450 per file); ``targets`` builds the tuple when asked."""
+
+    __slots__ = ("_targets", "entry")
 
     entry: Entry
-    targets: tuple[str, ...]
+    _targets: tuple[str, ...] | int
+
+    def __init__(self, entry: Entry, targets: tuple[str, ...]) -> None:
+        name = entry.name
+        kept: tuple[str, ...] | int = targets
+        if all(t == name for t in targets):
+            kept = len(targets)
+        object.__setattr__(self, "entry", entry)
+        object.__setattr__(self, "_targets", kept)
+
+    @classmethod
+    def unrenamed(cls, entry: Entry, count: int) -> PlannedFile:
+        """``entry`` under its own name in ``count`` destinations (no tuple built)."""
+        planned = cls.__new__(cls)
+        object.__setattr__(planned, "entry", entry)
+        object.__setattr__(planned, "_targets", count)
+        return planned
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        kept = self._targets
+        if type(kept) is int:
+            return (self.entry.name,) * kept
+        return kept  # type: ignore[return-value]
+
+    def target(self, index: int) -> str:
+        """The final name in destination ``index`` (``targets[index]``, no tuple built)."""
+        kept = self._targets
+        if type(kept) is int:
+            if not 0 <= index < kept and not -kept <= index < 0:
+                raise IndexError(index)
+            return self.entry.name
+        return kept[index]  # type: ignore[index]
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not PlannedFile:
+            return NotImplemented
+        assert isinstance(other, PlannedFile)
+        return self.entry == other.entry and self.targets == other.targets
+
+    def __hash__(self) -> int:
+        return hash((self.entry, self.targets))
+
+    def __repr__(self) -> str:
+        return f"PlannedFile(entry={self.entry!r}, targets={self.targets!r})"
+
+    def __reduce__(self) -> tuple[type[PlannedFile], tuple[Entry, tuple[str, ...]]]:
+        return (PlannedFile, (self.entry, self.targets))
 
 
 @dataclass(frozen=True)
@@ -239,7 +298,8 @@ def _planned(entries: list[Entry], destinations: Sequence[DestinationSpec]) -> l
     renames = [(i, d.rename) for i, d in enumerate(destinations) if d.rename is not None]
     count = len(destinations)
     if not renames:
-        return [PlannedFile(e, (e.name,) * count) for e in entries]
+        unrenamed = PlannedFile.unrenamed
+        return [unrenamed(e, count) for e in entries]
     seen: list[dict[str, str]] = [{} for _ in destinations]
     planned = []
     for entry in entries:
@@ -281,7 +341,7 @@ def _check_destinations(
             handler.make_dirs(dest.directory)
         if _same_place(source, dest):
             for planned in plan_files:
-                if planned.targets[index] == planned.entry.name:
+                if planned.target(index) == planned.entry.name:
                     raise NameCollision(
                         f"destination[{index}] is the source directory: {planned.entry.name!r}"
                         " would overwrite itself"
@@ -438,7 +498,7 @@ class _Copier:
         if self.after is not None:
             if self.prefixes is not None and len(self.prefixes) == 1:
                 prefix = self.prefixes[0]
-                results = [FileResult(p.entry, (prefix + p.targets[0],)) for p in batch]
+                results = [FileResult(p.entry, (prefix + p.target(0),)) for p in batch]
             elif self.prefixes is not None:
                 prefixes = self.prefixes
                 results = [
@@ -468,7 +528,7 @@ class _Copier:
             handler.receive(
                 self.src,
                 entry,
-                handler.temp_path(planned.targets[index]),
+                handler.temp_path(planned.target(index)),
                 self.modes[index],
                 on_bytes,
             )
@@ -504,7 +564,7 @@ class _Copier:
             mode = self.modes[index]
             job = native.Batch(
                 sources,
-                names.temp_names([p.targets[index] for p in small]),
+                names.temp_names([p.target(index) for p in small]),
                 atimes,
                 mtimes,
                 [-1 if mode is None else mode] * len(small),
@@ -519,7 +579,7 @@ class _Copier:
                 path = (
                     planned.entry.path
                     if failed.step == 1
-                    else handler.temp_path(planned.targets[index])
+                    else handler.temp_path(planned.target(index))
                 )
                 raise ProtocolError(
                     handler.protocol, failed.operation, path, failed.reason
@@ -640,7 +700,7 @@ def remove_temps(plan: TransferPlan, handlers: Sequence[TransferHandler]) -> Non
     failed delivery, here or in a fan-out's child runs, leaves behind."""
     for index, handler in enumerate(handlers):
         for planned in plan.files:
-            temp = handler.temp_path(planned.targets[index])
+            temp = handler.temp_path(planned.target(index))
             with contextlib.suppress(Exception):
                 if handler.exists(temp):
                     handler.delete(temp)
@@ -669,7 +729,7 @@ def finalize(
         src, dst = opened.source, opened.destinations
         if plan.files:
             for index, handler in enumerate(dst):
-                handler.move_files_to_final_location(f.targets[index] for f in plan.files)
+                handler.move_files_to_final_location(f.target(index) for f in plan.files)
             if action is not None and action.action == "delete":
                 # The source goes away next: make sure the copies are on stable storage.
                 for handler in dst:

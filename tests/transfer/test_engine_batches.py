@@ -3,8 +3,10 @@ a batch at a time, the native copy loop (and its Python twin) and its failures."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import pickle
 import stat
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from storeflow.models.transfer import parse_definition
 from storeflow.tasks.transfer import (
     Entry,
     FileResult,
+    PlannedFile,
     deliver,
     finalize,
     native,
@@ -24,6 +27,7 @@ from storeflow.tasks.transfer import (
     run_transfer,
 )
 from storeflow.tasks.transfer.engine import FILTER_BATCH, open_handlers
+from storeflow.tasks.transfer.entries import Kind
 from storeflow.tasks.transfer.errors import ProtocolError
 from storeflow.tasks.transfer.handler import Spec, TransferHandler
 from storeflow.tasks.transfer.registry import open_handler
@@ -351,3 +355,25 @@ def test_plan_memory_per_file_is_bounded(dirs: Dirs) -> None:
     # The source path is part of each entry: allow for this test's longer directory.
     allowance = len(str(src)) - len("/dev/shm/storeflow-bench-xxxxxxxx/million")
     assert per_file < 500 + max(0, allowance), per_file
+
+
+def test_a_planned_file_keeps_no_names_tuple_but_reads_as_one() -> None:
+    """Unrenamed files keep only a count of destinations; they still compare, hash,
+    pickle and refuse changes as the frozen dataclass they replaced did."""
+    entry = Entry("a.dat", Kind.FILE, "/src/a.dat", 3)
+    plain = PlannedFile(entry, ("a.dat", "a.dat"))
+    counted = PlannedFile.unrenamed(entry, 2)
+    renamed = PlannedFile(entry, ("a.dat", "b.dat"))
+    assert plain == counted and hash(plain) == hash(counted)
+    assert plain.targets == counted.targets == ("a.dat", "a.dat")
+    assert [counted.target(i) for i in (0, 1, -1)] == ["a.dat", "a.dat", "a.dat"]
+    assert renamed.targets == ("a.dat", "b.dat") and renamed.target(1) == "b.dat"
+    assert renamed != plain
+    with pytest.raises(IndexError):
+        counted.target(2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        counted.entry = entry
+    for planned in (counted, renamed):
+        copy = pickle.loads(pickle.dumps(planned))
+        assert copy == planned and copy.targets == planned.targets
+    assert "targets=('a.dat', 'b.dat')" in repr(renamed)

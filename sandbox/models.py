@@ -66,13 +66,14 @@ class NodeFields(Protocol):
     def ctime_ns(self) -> int: ...
 
 
-def node_row(node: NodeFields, metadata: dict[str, str]) -> NodeRow:
-    """`node` as a batch item carries it (:data:`NodeRow`)."""
+def node_row(node: NodeFields, metadata: dict[str, str], path: str | None = None) -> NodeRow:
+    """`node` as a batch item carries it (:data:`NodeRow`); ``path``: another path than
+    the node's own (a delivered file's, for AFTER_RESULT_RECEIVED)."""
     a_s, a_n = divmod(node.atime_ns, _NS)
     m_s, m_n = divmod(node.mtime_ns, _NS)
     c_s, c_n = divmod(node.ctime_ns, _NS)
-    return [node.path, node.mode, node.uid, node.gid, node.size, a_s, a_n, m_s, m_n, c_s, c_n,
-            metadata]  # fmt: skip
+    return [node.path if path is None else path, node.mode, node.uid, node.gid, node.size,
+            a_s, a_n, m_s, m_n, c_s, c_n, metadata]  # fmt: skip
 
 
 def node_wire(node: NodeFields, metadata: dict[str, str]) -> dict[str, Any]:

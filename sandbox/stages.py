@@ -18,7 +18,8 @@ task), so 10,000 files through a FILTER callback start one process;
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import compress
 from types import TracebackType
 from typing import Any
 
@@ -35,12 +36,13 @@ from storeflow.sandbox.models import (
     ExecutionResult,
     FileNode,
     NodeInfo,
+    NodeRow,
     Stage,
     TaskExecution,
     TaskInfo,
 )
 from storeflow.sandbox.settings import SandboxSettings, as_settings
-from storeflow.sandbox.worker import BatchItem, CallbackWorker, encode_items
+from storeflow.sandbox.worker import BatchItem, CallbackWorker, EncodedResult, encode_items
 
 # Shared empties of FileOutcome (see there): replaced, never filled.
 _NONE: list[str] = []
@@ -170,6 +172,26 @@ class FileOutcome:
         )
 
 
+@dataclass(slots=True)
+class StageColumns:
+    """:meth:`CallbackSet.run_stage_rows`' result: a list per field, one entry per
+    file in the order given, and the rare cases (failures) by file index."""
+
+    stage: Stage
+    #: Keep the file / every callback succeeded.
+    proceed: list[bool]
+    #: The metadata after the stage: the very dict the row carried where no callback
+    #: changed it, else the last callback's.
+    metadata: list[dict[str, str]]
+    #: File index -> (callback name, failure), for the files a callback failed on.
+    failures: dict[int, tuple[str, CallbackFailure | None]] = field(default_factory=dict)
+    #: Each callback asked, in order: its definition, the indices of the files it was
+    #: asked about, and its answer for each.
+    asked: list[tuple[CallbackDefinition, list[int], list[Answer]]] = field(default_factory=list)
+    #: Callbacks of disabled languages, with the indices of the files they missed.
+    skipped: list[tuple[str, list[int]]] = field(default_factory=list)
+
+
 class CallbackSet:
     """The callbacks of one task, with a warm worker per callback."""
 
@@ -250,14 +272,54 @@ class CallbackSet:
         self,
         stage: Stage,
         nodes: Sequence[NodeInfo | FileNode],
-        results: Sequence[ExecutionResult | dict[str, Any]] | None = None,
+        results: Sequence[ExecutionResult | dict[str, Any] | EncodedResult] | None = None,
     ) -> list[FileOutcome]:
         """:meth:`run_stage` for many files (FILTER, AFTER_RESULT_RECEIVED): the same
         verdicts, in order, with each callback asked about all the files still in play
         in one batch (one line to its worker instead of a round trip per file).  A result
-        may come as its wire form (:meth:`ExecutionResult.to_wire`)."""
-        if results is not None and len(results) != len(nodes):
-            raise ValueError(f"{len(results)} results for {len(nodes)} nodes")
+        may come as its wire form (:meth:`ExecutionResult.to_wire`), or as its text
+        (:class:`EncodedResult`).  :meth:`run_stage_rows` says the same in columns."""
+        rows = [n.to_row() for n in nodes]
+        sent = [row[-1] for row in rows]
+        columns = self.run_stage_rows(stage, rows, results)
+        outcomes = [FileOutcome(stage, n.metadata) for n in nodes]
+        for definition, live, answers in columns.asked:
+            previous: BatchCall | None = None
+            for i, answer in zip(live, answers, strict=True):
+                # A repeated answer (the same object) shares its call record too.
+                if previous is None or previous.outcome is not answer:
+                    previous = BatchCall(definition.name, definition.language, answer)
+                outcomes[i].calls.append(previous)
+        for name, live in columns.skipped:
+            for i in live:
+                outcomes[i].skipped = [*outcomes[i].skipped, name]
+        for i, (name, error) in columns.failures.items():
+            outcomes[i].error = error
+            outcomes[i].failed_callback = name
+        for i, (outcome, node) in enumerate(zip(outcomes, nodes, strict=True)):
+            outcome.proceed = columns.proceed[i]
+            before, after = node.metadata, columns.metadata[i]
+            if after is sent[i]:
+                outcome.metadata = dict(after)  # the caller's own dict stays theirs
+            else:
+                outcome.metadata = after
+                if after or before:
+                    outcome.set = {k: v for k, v in after.items() if before.get(k) != v}
+                    outcome.removed = sorted(k for k in before if k not in after)
+        return outcomes
+
+    def run_stage_rows(
+        self,
+        stage: Stage,
+        rows: Sequence[NodeRow],
+        results: Sequence[ExecutionResult | dict[str, Any] | EncodedResult] | None = None,
+    ) -> StageColumns:
+        """:meth:`run_stage_many` for nodes given as rows (:func:`node_row`, metadata
+        last), answered in columns: no object per file on either side, for a caller
+        (the transfer engine) that reads a verdict and the metadata per file."""
+        count = len(rows)
+        if results is not None and len(results) != count:
+            raise ValueError(f"{len(results)} results for {count} nodes")
         # Requests built by hand, not through CallbackRequest: a model per file and per
         # callback would cost more than the callback itself.  What every request shares
         # goes once per batch.
@@ -266,68 +328,68 @@ class CallbackSet:
             "stage": stage.value,
             "task": {"id": self.task_id, "last_execution": None},
         }
-        result_wires = (
-            [r if isinstance(r, dict) else r.to_wire() for r in results]
+        wires: list[Any] = (
+            [r if isinstance(r, dict | str) else r.to_wire() for r in results]
             if results is not None
-            else None
+            else [None] * count
         )
-        node_rows = [n.to_row() for n in nodes]
-        outcomes = [FileOutcome(stage, n.metadata) for n in nodes]
+        rows = list(rows)  # a file whose metadata a callback changes gets a new row
+        columns = StageColumns(stage, [True] * count, [row[-1] for row in rows])
+        proceed, metadata = columns.proceed, columns.metadata
         gating = stage in _GATING_STAGES
+        everyone = True  # no file has left the stage yet
         # The items last sent, encoded: the next callback is sent the same bytes while
         # every file is still in play with the node it was sent (reset on any change).
         sent: bytes | None = None
         for index, definition in enumerate(self.callbacks):
             if definition.stage is not stage:
                 continue
-            live = [i for i, outcome in enumerate(outcomes) if outcome.proceed]
+            live = list(range(count)) if everyone else list(compress(range(count), proceed))
             if not live:
                 break
             if not self.enabled(definition.language):
-                for i in live:
-                    outcomes[i].skipped = [*outcomes[i].skipped, definition.name]
+                columns.skipped.append((definition.name, live))
                 continue
-            items = [
-                (node_rows[i], result_wires[i] if result_wires is not None else None) for i in live
-            ]
+            if everyone:
+                items = list(zip(rows, wires, strict=True))
+            else:
+                items = [(rows[i], wires[i]) for i in live]
             encoded = None
             if _batches(definition.language):
                 if sent is None:
                     sent = encode_items(items)
                 encoded = sent
             answers = self._call_many(index, common, items, encoded)
+            columns.asked.append((definition, live, answers))
             changed = False
-            previous: BatchCall | None = None
+            # An answer that changed nothing for its file: repeated (the same object,
+            # see worker._repeat), it changes nothing for the next either.
+            idle: Answer | None = None
             for i, answer in zip(live, answers, strict=True):
-                outcome = outcomes[i]
-                # A repeated answer (the same object) shares its call record too.
-                if previous is None or previous.outcome is not answer:
-                    previous = BatchCall(definition.name, definition.language, answer)
-                outcome.calls.append(previous)
-                if not answer.ok:
-                    outcome.proceed = False
-                    outcome.error = answer.error
-                    outcome.failed_callback = definition.name
-                    changed = True
+                if answer is idle:
                     continue
-                metadata = answer.metadata
-                if metadata is not None and metadata != outcome.metadata:
-                    outcome.metadata = metadata
-                    node_rows[i] = [*node_rows[i][:-1], metadata]
+                if not answer.ok:
+                    proceed[i] = False
+                    columns.failures[i] = (definition.name, answer.error)
+                    changed = True
+                    everyone = False
+                    continue
+                new = answer.metadata
+                same = new is None or new is metadata[i] or new == metadata[i]
+                if not same:
+                    assert new is not None
+                    metadata[i] = new
+                    rows[i] = [*rows[i][:-1], new]
                     changed = True
                 if gating and not answer.truthy:
-                    outcome.proceed = False
+                    proceed[i] = False
                     changed = True
+                    everyone = False
+                elif same:
+                    idle = answer
             if changed:
                 sent = None
-        for outcome, node in zip(outcomes, nodes, strict=True):
-            before, after = node.metadata, outcome.metadata
-            if after is before:
-                outcome.metadata = dict(after)  # the caller's own dict stays theirs
-            elif after or before:
-                outcome.set = {k: v for k, v in after.items() if before.get(k) != v}
-                outcome.removed = sorted(k for k in before if k not in after)
-        return outcomes
+        return columns
 
     def _call_many(
         self,
@@ -367,7 +429,7 @@ class CallbackSet:
     def after_results(
         self,
         nodes: Sequence[NodeInfo | FileNode],
-        results: Sequence[ExecutionResult | dict[str, Any]],
+        results: Sequence[ExecutionResult | dict[str, Any] | EncodedResult],
     ) -> list[FileOutcome]:
         """AFTER_RESULT_RECEIVED for a batch of delivered files, one outcome each."""
         return self.run_stage_many(Stage.AFTER_RESULT_RECEIVED, nodes, results)

@@ -11,13 +11,15 @@ import posixpath
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 from prefect.logging import get_logger
 
 from storeflow.models.transfer import TransferDefinition, protocol_kind
-from storeflow.sandbox.models import FileNode, NodeInfo, Stage
+from storeflow.sandbox.models import FileNode, NodeInfo, Stage, node_row
 from storeflow.sandbox.stages import CallbackSet, FileOutcome, StageOutcome
+from storeflow.sandbox.worker import EncodedResult
 from storeflow.tasks.transfer import Entry, FileResult
 from storeflow.tasks.transfer import metadata as transfer_metadata
 from storeflow.tasks.transfer.names import temp_name
@@ -52,6 +54,22 @@ def file_node(entry: Entry, path: str, metadata: dict[str, str]) -> FileNode:
         entry.ctime_ns,
         metadata,
     )
+
+
+# ExecutionResult(status="SUCCESS", destination=..., details={"destinations": [...],
+# "source": ...}) as the worker reads it (to_wire, then JSON), written from a template:
+# no model, no dict and no encoder call per file.
+_DELIVERED = (
+    '{"status":"SUCCESS","error":null,"destination":%s,"details":{"destinations":[%s],"source":%s}}'
+)
+
+
+def _delivered(result: FileResult) -> EncodedResult:
+    """AFTER_RESULT_RECEIVED's result for a delivered file, as its wire text."""
+    destinations = result.destinations
+    first = _quote(destinations[0])
+    listed = first if len(destinations) == 1 else ",".join(map(_quote, destinations))
+    return EncodedResult(_DELIVERED % (first, listed, _quote(result.entry.path)))
 
 
 @dataclass
@@ -89,18 +107,31 @@ class BoundCallbacks:
         return self._filtered(entry, self.callbacks.filter(node))
 
     def batch_filter(self, entries: Sequence[Entry]) -> list[bool]:
-        """FILTER for many files: each callback's worker gets them all in one batch."""
-        nodes = [file_node(e, e.path, self.initial_metadata(e)) for e in entries]
-        outcomes = self.callbacks.filter_many(nodes)
-        return [self._filtered(e, o) for e, o in zip(entries, outcomes, strict=True)]
+        """FILTER for many files: each callback's worker gets them all in one batch; the
+        verdicts come back as columns (no object per file)."""
+        read = self.initial_metadata
+        rows = [node_row(e, read(e)) for e in entries]
+        columns = self.callbacks.run_stage_rows(Stage.FILTER, rows)
+        for i, (name, error) in sorted(columns.failures.items()):
+            self._problem(f"{entries[i].name}: skipped, FILTER callback {name} failed: {error}")
+        filtered = self.filtered
+        for entry, keep, metadata in zip(entries, columns.proceed, columns.metadata, strict=True):
+            if keep:
+                # The row's metadata (read for this file alone) or the callbacks': its own.
+                filtered[entry.name] = metadata
+        return columns.proceed
+
+    def _problem(self, text: str) -> None:
+        with self._lock:
+            self.problems.append(text)
+        LOG.warning("%s", text)
 
     def _filtered(self, entry: Entry, outcome: StageOutcome | FileOutcome) -> bool:
         if outcome.failed:
-            self.problems.append(
+            self._problem(
                 f"{entry.name}: skipped, FILTER callback {outcome.failed_callback} failed: "
                 f"{outcome.error}"
             )
-            LOG.warning("%s", self.problems[-1])
         if outcome.keep:
             # The outcome's metadata is its own (a copy of what was sent, or the
             # callbacks'): kept as it is.
@@ -121,34 +152,21 @@ class BoundCallbacks:
                 if metadata:
                     self._store(result, metadata, [])
             return
-        nodes = [
-            file_node(r.entry, r.destinations[0], metadata)
+        rows = [
+            node_row(r.entry, metadata, r.destinations[0])
             for r, metadata in zip(results, starting, strict=True)
         ]
-        outcomes = self.callbacks.after_results(
-            nodes,
-            # ExecutionResult(status="SUCCESS", ...) in its wire form: no model per file.
-            [
-                {
-                    "status": "SUCCESS",
-                    "error": None,
-                    "destination": r.destinations[0],
-                    "details": {"destinations": list(r.destinations), "source": r.entry.path},
-                }
-                for r in results
-            ],
+        columns = self.callbacks.run_stage_rows(
+            Stage.AFTER_RESULT_RECEIVED, rows, [_delivered(r) for r in results]
         )
-        for result, metadata, outcome in zip(results, starting, outcomes, strict=True):
-            if outcome.failed:
-                self.problems.append(
-                    f"{result.entry.name}: AFTER_RESULT_RECEIVED callback "
-                    f"{outcome.failed_callback} failed: {outcome.error}"
-                )
-                LOG.warning("%s", self.problems[-1])
-            kept = outcome.metadata or metadata
-            removed = outcome.removed
-            if kept or removed:
-                self._store(result, dict(kept), removed)
+        for i, (name, error) in sorted(columns.failures.items()):
+            self._problem(
+                f"{results[i].entry.name}: AFTER_RESULT_RECEIVED callback {name} failed: {error}"
+            )
+        for result, before, after in zip(results, starting, columns.metadata, strict=True):
+            removed = sorted(k for k in before if k not in after) if after is not before else []
+            if after or removed:
+                self._store(result, dict(after), removed)
 
     def _metadata_before(self, entry: Entry) -> dict[str, str]:
         metadata = self.filtered.get(entry.name)

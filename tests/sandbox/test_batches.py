@@ -1,6 +1,7 @@
 """Many files per round trip: filter_many / after_results give the same outcomes as one
 call per file, with the callback still called once per file, and failures stay per file."""
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from storeflow.sandbox.models import ErrorKind, ExecutionResult, Language, Stage
 from storeflow.sandbox.settings import SandboxSettings
 from storeflow.sandbox.stages import CallbackSet
+from storeflow.sandbox.worker import EncodedResult, encode_items
 from tests.sandbox.helpers import nodes, one_callback
 
 KEEP_EVEN = {
@@ -185,3 +187,79 @@ def test_a_worker_that_died_while_idle_is_replaced_not_blamed(
         assert [o.keep for o in again] == [True, False, True, False]
         assert not any(o.failed for o in again)
         assert worker.starts == 2
+
+
+def test_results_given_as_text_reach_the_callback_as_dicts_would(
+    settings: SandboxSettings, tmp_path: Path
+) -> None:
+    """EncodedResult (AFTER_RESULT_RECEIVED's results written from a template) is the
+    same JSON the encoder writes for the dict: byte for byte, beside rows that carry
+    metadata or values the template does not write; a worker sees the same result."""
+    wire = {
+        "status": "SUCCESS",
+        "error": None,
+        "destination": "/out/\u00e9t\u00e9 \udcff",
+        "details": {"destinations": ["/out/a", "/out/b"], "source": "/in/x"},
+    }
+    text = EncodedResult(json.dumps(wire))
+    rows = [n.to_row() for n in nodes(tmp_path, 3)]
+    rows[1] = [*rows[1][:-1], {"k": "v"}]
+    rows[2] = [*rows[2][:4], True, *rows[2][5:]]
+    as_text = encode_items([(r, text) for r in rows])
+    assert json.loads(as_text) == json.loads(encode_items([(r, wire) for r in rows]))
+    assert as_text.isascii()
+    source = (
+        "import utils\n"
+        "def run(req):\n"
+        "    info = utils.get_node_info(req)\n"
+        "    r = req.result\n"
+        "    seen = [r.status, r.destination, *r.details['destinations']]\n"
+        "    info.metadata['seen'] = '|'.join(seen)\n"
+        "    return True\n"
+    )
+    (tmp_path / "more").mkdir()
+    files = nodes(tmp_path / "more", 2)
+    definition = one_callback(Language.PYTHON, source, stage=Stage.AFTER_RESULT_RECEIVED)
+    with CallbackSet([definition], task_id="t", policy=settings) as cbs:
+        outcomes = cbs.after_results(files, [text, wire])
+    expected = "SUCCESS|/out/\u00e9t\u00e9 \udcff|/out/a|/out/b"
+    assert [o.metadata for o in outcomes] == [{"seen": expected}] * 2
+
+
+def test_rows_answered_in_columns(settings: SandboxSettings, tmp_path: Path) -> None:
+    """run_stage_rows: a verdict and the metadata per file, the dict each row carried
+    where nothing changed it, and failures by index; a file a callback refused or failed
+    on is not sent to the next."""
+    refuse_third = (
+        "import utils\n"
+        "def run(req):\n"
+        "    info = utils.get_node_info(req)\n"
+        "    if info.path.endswith('-1'):\n"
+        "        raise ValueError('no')\n"
+        "    if info.path.endswith('-3'):\n"
+        "        info.metadata['mark'] = 'x'\n"
+        "    return not info.path.endswith('-2')\n"
+    )
+    count_calls = (
+        "import utils\n"
+        "def run(req):\n"
+        "    utils.get_node_info(req).metadata['second'] = 'yes'\n"
+        "    return True\n"
+    )
+    rows = [n.to_row() for n in nodes(tmp_path, 5)]
+    sent = [row[-1] for row in rows]
+    definitions = [
+        one_callback(Language.PYTHON, refuse_third),
+        one_callback(Language.PYTHON, count_calls),
+    ]
+    definitions[1] = definitions[1].model_copy(update={"name": "second"})
+    with CallbackSet(definitions, task_id="t", policy=settings) as cbs:
+        columns = cbs.run_stage_rows(Stage.FILTER, rows)
+    assert columns.proceed == [True, False, False, True, True]
+    assert list(columns.failures) == [1]
+    name, error = columns.failures[1]
+    assert name == definitions[0].name and error is not None and "no" in error.message
+    assert [len(live) for _, live, _ in columns.asked] == [5, 3]
+    assert columns.metadata[3] == {"mark": "x", "second": "yes"}
+    assert columns.metadata[0] == {"second": "yes"}
+    assert columns.metadata[2] is sent[2]  # refused, unchanged: the dict it was sent

@@ -91,34 +91,18 @@ def uses_addons(data: Any) -> bool:
 
 def addon_class(name: str, where: str = "protocol.name") -> type[Any]:
     """The addon's handler class, imported as OTF imports it."""
-    try:
-        from opentaskpy.remotehandlers.remotehandler import (  # type: ignore[import-not-found]
-            RemoteTransferHandler,
-        )
-    except ImportError:
-        raise DefinitionError(
-            where, [(where, f"{name} is an OTF addon: install storeflow[otf] (opentaskpy)")]
-        ) from None
-    module_name, _, class_name = name.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise DefinitionError(
-            where, [(where, f"{name}: the addon is not installed ({exc})")]
-        ) from None
-    cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, RemoteTransferHandler)):
-        raise DefinitionError(where, [(where, f"{name} is not an OTF RemoteTransferHandler")])
-    return cls
+    return _handler_class(name, where, "RemoteTransferHandler")
 
 
 def execution_class(name: str) -> type[Any]:
     """An addon's ``RemoteExecutionHandler`` class, imported as OTF imports it."""
-    where = "protocol.name"
+    return _handler_class(name, "protocol.name", "RemoteExecutionHandler")
+
+
+def _handler_class(name: str, where: str, base_name: str) -> type[Any]:
+    """`name` ('package.module.Class') imported, checked to subclass OTF's `base_name`."""
     try:
-        from opentaskpy.remotehandlers.remotehandler import (
-            RemoteExecutionHandler,
-        )
+        from opentaskpy.remotehandlers import remotehandler  # type: ignore[import-not-found]
     except ImportError:
         raise DefinitionError(
             where, [(where, f"{name} is an OTF addon: install storeflow[otf] (opentaskpy)")]
@@ -131,8 +115,8 @@ def execution_class(name: str) -> type[Any]:
             where, [(where, f"{name}: the addon is not installed ({exc})")]
         ) from None
     cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, RemoteExecutionHandler)):
-        raise DefinitionError(where, [(where, f"{name} is not an OTF RemoteExecutionHandler")])
+    if not (isinstance(cls, type) and issubclass(cls, getattr(remotehandler, base_name))):
+        raise DefinitionError(where, [(where, f"{name} is not an OTF {base_name}")])
     return cls
 
 

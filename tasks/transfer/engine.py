@@ -478,7 +478,8 @@ class _Copier:
         self.dst = handlers.destinations
         self.meter = meter
         self.after = after
-        self.after_lock = threading.Lock()
+        # AFTER_RESULT_RECEIVED on a thread of its own (see _AfterThread).
+        self.after_thread = _AfterThread(self._after) if after is not None else None
         # Final paths as prefix + name where every handler joins as posixpath does (a
         # target is a plain name: checked when planned), saving a join per file.
         self.prefixes: list[str] | None = None
@@ -495,29 +496,32 @@ class _Copier:
             for planned in batch:
                 self._one(planned)
         self.meter.add(files=len(batch))
-        if self.after is not None:
-            if self.prefixes is not None and len(self.prefixes) == 1:
-                prefix = self.prefixes[0]
-                results = [FileResult(p.entry, (prefix + p.target(0),)) for p in batch]
-            elif self.prefixes is not None:
-                prefixes = self.prefixes
-                results = [
-                    FileResult(p.entry, tuple(map(str.__add__, prefixes, p.targets))) for p in batch
-                ]
-            else:
-                results = [
-                    FileResult(
-                        p.entry,
-                        tuple(
-                            h.join(d.directory, t)
-                            for h, d, t in zip(self.dst, self.destinations, p.targets, strict=True)
-                        ),
-                    )
-                    for p in batch
-                ]
-            # One batch at a time: callbacks keep state (the sandbox worker, metadata).
-            with self.after_lock:
-                self.after(results)
+        if self.after_thread is not None:
+            self.after_thread.put(batch)
+
+    def _after(self, batch: Sequence[PlannedFile]) -> None:
+        """AFTER_RESULT_RECEIVED for a batch every destination holds (temporary names)."""
+        assert self.after is not None
+        if self.prefixes is not None and len(self.prefixes) == 1:
+            prefix = self.prefixes[0]
+            results = [FileResult(p.entry, (prefix + p.target(0),)) for p in batch]
+        elif self.prefixes is not None:
+            prefixes = self.prefixes
+            results = [
+                FileResult(p.entry, tuple(map(str.__add__, prefixes, p.targets))) for p in batch
+            ]
+        else:
+            results = [
+                FileResult(
+                    p.entry,
+                    tuple(
+                        h.join(d.directory, t)
+                        for h, d, t in zip(self.dst, self.destinations, p.targets, strict=True)
+                    ),
+                )
+                for p in batch
+            ]
+        self.after(results)
 
     def _one(self, planned: PlannedFile) -> None:
         """A file through the handlers: big ones report their bytes as they go."""
@@ -587,6 +591,49 @@ class _Copier:
         self.meter.add(nbytes=sum(p.entry.size for p in small) * len(self.dst))
 
 
+class _AfterThread:
+    """AFTER_RESULT_RECEIVED on a thread of its own, a batch at a time, in the order the
+    copies finished: a copy thread hands its batch over and copies the next while the
+    callbacks' workers (other processes, other cores) answer for the last, instead of
+    waiting for them.  One thread calls every batch: callbacks keep state (a sandbox
+    worker, the metadata gathered).  A failure stops the copies at their next batch
+    and is raised by :meth:`finish`."""
+
+    def __init__(self, call: Callable[[Sequence[PlannedFile]], None]) -> None:
+        self.call = call
+        self.work: queue.SimpleQueue[Sequence[PlannedFile] | None] = queue.SimpleQueue()
+        self.failed = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="sf-copy-after", daemon=True)
+        self.thread.start()
+
+    def put(self, batch: Sequence[PlannedFile]) -> None:
+        self.work.put(batch)
+
+    def _run(self) -> None:
+        while (batch := self.work.get()) is not None:
+            if self.error is not None:
+                continue  # failed: what is left is dropped
+            try:
+                self.call(batch)
+            except BaseException as exc:  # raised again by finish(), in deliver's thread
+                self.error = exc
+                self.failed.set()
+
+    def stop(self) -> None:
+        """Let the batches handed over end, and the thread with them (repeatable).  The
+        wait is as long as the callbacks' own timeouts allow the last batch."""
+        if self.thread.is_alive():
+            self.work.put(None)
+            self.thread.join()
+
+    def finish(self) -> None:
+        """Wait for every batch handed over; raise the first callback failure."""
+        self.stop()
+        if self.error is not None:
+            raise self.error
+
+
 def _dir_prefix(directory: str) -> str:
     """What posixpath.join(directory, name) puts before a plain name."""
     return directory if not directory or directory.endswith("/") else directory + "/"
@@ -605,17 +652,25 @@ def _per_file(after_result: AfterResult) -> AfterResults:
     return each
 
 
-def _run_batches(copier: _Copier, batches: list[Sequence[PlannedFile]], workers: int) -> None:
+def _run_batches(
+    copier: _Copier,
+    batches: list[Sequence[PlannedFile]],
+    workers: int,
+    failed: threading.Event | None = None,
+) -> None:
     """Every batch, by ``workers`` threads taking the next batch from a queue; the first
-    failure stops the others at their next batch and is raised."""
+    failure stops the others at their next batch and is raised.  ``failed``, set from
+    elsewhere (AFTER_RESULT_RECEIVED's thread), stops them too."""
+    failed = failed if failed is not None else threading.Event()
     if workers <= 1:
         for batch in batches:
+            if failed.is_set():
+                return
             copier.run(batch)
         return
     work: queue.SimpleQueue[Sequence[PlannedFile]] = queue.SimpleQueue()
     for batch in batches:
         work.put(batch)
-    failed = threading.Event()
 
     def worker() -> None:
         while not failed.is_set():
@@ -683,12 +738,18 @@ def deliver(
     with _using(handlers, definition, open_handler) as opened:
         for handler in opened.destinations:
             handler.sync_writes = action is not None and action.action == "delete"
-        copier = _Copier(plan, opened, meter, after if hooks else None)
         batches = list(_batches(plan.files, max(1, batch_size)))
         workers = max_workers if max_workers is not None else default_workers()
+        # Its AFTER_RESULT_RECEIVED thread starts here: stopped below, whatever happens.
+        copier = _Copier(plan, opened, meter, after if hooks else None)
+        pipe = copier.after_thread
         try:
-            _run_batches(copier, batches, min(workers, len(batches)))
+            _run_batches(copier, batches, min(workers, len(batches)), pipe.failed if pipe else None)
+            if pipe is not None:
+                pipe.finish()
         except BaseException:
+            if pipe is not None:
+                pipe.stop()
             remove_temps(plan, opened.destinations)
             raise
     meter.done()

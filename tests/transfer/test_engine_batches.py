@@ -377,3 +377,24 @@ def test_a_planned_file_keeps_no_names_tuple_but_reads_as_one() -> None:
         copy = pickle.loads(pickle.dumps(planned))
         assert copy == planned and copy.targets == planned.targets
     assert "targets=('a.dat', 'b.dat')" in repr(renamed)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_after_results_failure_ends_the_delivery_and_its_temporary_files(
+    dirs: Dirs, workers: int
+) -> None:
+    """AFTER_RESULT_RECEIVED runs beside the copies: its failure is raised by deliver all
+    the same, the copies stop, and every temporary file of the plan is removed."""
+    src, dst = dirs("src"), dirs("dst")
+    fill(src, 30)
+    plan = plan_transfer(parse_definition(local_def(src, dst)))
+    calls: list[int] = []
+
+    def broken(results: Sequence[FileResult]) -> None:
+        calls.append(len(results))
+        raise RuntimeError("callback broke")
+
+    with pytest.raises(RuntimeError, match="callback broke"):
+        deliver(plan, after_results=broken, batch_size=4, max_workers=workers)
+    assert calls == [4]  # the batches after the failure are not called
+    assert os.listdir(dst) == []

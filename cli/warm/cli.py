@@ -87,6 +87,12 @@ def start(
     foreground: bool = typer.Option(
         False, "--foreground", help="Run in this process (for a service manager)."
     ),
+    ahead: bool = typer.Option(
+        True,
+        "--ready/--no-ready",
+        help="Fork and prepare the next command's process ahead of it (Prefect's "
+        "per-process start-up off the command's path).",
+    ),
 ) -> None:
     """Start the warm runner for this storeflow home (a no-op when one fits already)."""
     require_server()
@@ -107,6 +113,7 @@ def start(
         "storeflow.cli.warm.zygote",
         "--idle-timeout",
         f"{idle_timeout:g}",
+        *([] if ahead else ["--no-ready"]),
     ]
     if foreground:
         os.execv(sys.executable, command)
@@ -181,6 +188,9 @@ def status(as_json: bool = JsonOption) -> None:
         "idle_timeout": found["idle_timeout"],
         "uptime": round(time.time() - float(found["started"]), 1),
         "socket": found["socket"],
+        # The child forked ahead of the next command: its PID, and the seconds its
+        # preparation took once it is ready (None while it prepares).
+        "ready": found.get("ready"),
     }
     if as_json:
         print(json.dumps(view))

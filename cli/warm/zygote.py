@@ -6,6 +6,12 @@ fork is safe. Its loop is single-threaded (a selector over the listening socket,
 clients' connections and a signal wake-up pipe). Each child takes the client's
 stdin/stdout/stderr, working directory, umask and environment, runs the command
 exactly as `storeflow` would, reports its exit status, and exits like any process.
+
+The child for the next command is forked ahead of it and made ready (ready.py: Prefect's
+per-process work, done with the runner's settings) while nothing runs; it takes one
+command, handed over with the client's connection and terminal, and no other. A command
+that finds no ready child (another one took it, or its environment differs where the
+prepared clients read it) gets a child forked on the spot, as before.
 """
 
 import argparse
@@ -21,16 +27,24 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from storeflow.cli.warm import wire
+from storeflow.cli.warm import ready, wire
 
 LISTEN_BACKLOG = 64
 #: A client that connects and then has not sent its whole request after this long is
 #: dropped; meanwhile the loop serves every other connection (no head-of-line blocking).
 REQUEST_TIMEOUT = 5.0
+#: A ready child is forked once no command runs, or none started for this long: its
+#: preparation (~0.1 s of CPU) stays off a command's cores.
+READY_DELAY = 1.0
+#: An unused ready child is replaced after this long (connections it holds may be gone).
+READY_MAX_AGE = 600.0
+#: After a ready child died unused, the next one waits this long (no fork loop).
+READY_RETRY = 10.0
 
 
 def log(message: str) -> None:
@@ -215,6 +229,40 @@ def run_child(child: BecomeChild) -> int:
     return code
 
 
+class BecomeReady(BaseException):
+    """Raised in a child forked ahead of any command, to leave the server's loop."""
+
+    def __init__(self, channel: socket.socket, prepare: Callable[[], None]) -> None:
+        super().__init__("forked ahead")
+        self.channel = channel
+        self.prepare = prepare
+
+
+def run_ready(channel: socket.socket, prepare: Callable[[], None]) -> int:
+    """A ready child's whole life: prepare, say so, wait for one command (its request,
+    with the client's connection and terminal) and run it; when the runner closes the
+    channel instead, exit."""
+    started = time.monotonic()
+    try:
+        prepare()
+    except Exception as exc:  # e.g. the server is down: the command will say so itself
+        log(f"preparing failed ({type(exc).__name__}: {exc}); will serve as a fresh child")
+    with contextlib.suppress(OSError):
+        wire.send(channel, {"ready": round(time.monotonic() - started, 3)})
+    try:
+        message, fds = wire.Reader(channel).receive(with_fds=4)
+    except (OSError, wire.WireError):
+        message, fds = None, []
+    finally:
+        channel.close()
+    if message is None or len(fds) != 4 or not isinstance(message.get("request"), dict):
+        for fd in fds:
+            os.close(fd)
+        return 0
+    conn = socket.socket(fileno=fds[0])
+    return run_child(BecomeChild(conn, fds[1:], message["request"]))
+
+
 def release_client(runner_log: int) -> None:
     """Give the client its terminal back before the exit status goes: what the process
     does on its way out (Prefect draining logs and events to the server) must not print
@@ -259,6 +307,18 @@ class Running:
 
 
 @dataclass
+class Ready:
+    """A child forked ahead of the next command, waiting on its end of `channel`."""
+
+    pid: int
+    channel: socket.socket
+    reader: wire.Reader
+    forked: float = field(default_factory=time.monotonic)
+    #: Seconds its preparation took, once it said it was ready.
+    prepared: float | None = None
+
+
+@dataclass
 class Pending:
     """A connection whose request is still arriving."""
 
@@ -271,7 +331,15 @@ class Pending:
 class Zygote:
     """The single-threaded loop: accept, fork, reap, relay exit statuses, go idle."""
 
-    def __init__(self, socket_path: Path, pid_path: Path, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        pid_path: Path,
+        idle_timeout: float,
+        prepare: Callable[[], None] | None = None,
+    ) -> None:
+        """`prepare`: what a child forked ahead of the next command does to be ready for
+        it (ready.prepare); None: a child is forked for each command when it comes."""
         self.socket_path = socket_path
         self.pid_path = pid_path
         self.idle_timeout = idle_timeout
@@ -279,6 +347,13 @@ class Zygote:
         self.settings = wire.settings_fingerprint(dict(os.environ), os.getcwd())
         self.code = wire.code_fingerprint()
         self.children: dict[int, Running] = {}
+        #: The environment ready children are prepared in (ready.fits compares with it).
+        self.env = dict(os.environ)
+        self.prepare = prepare
+        self.ready: Ready | None = None
+        self.ready_not_before = 0.0
+        #: Ready children told to go (SIGTERM), still to be reaped.
+        self.retired: set[int] = set()
         self.pending: dict[socket.socket, Pending] = {}
         #: (device, inode) of the socket this runner bound: only that one is ever removed.
         self.socket_id: tuple[int, int] | None = None
@@ -303,12 +378,13 @@ class Zygote:
                 self.selector.register(listener, selectors.EVENT_READ, "accept")
                 self.selector.register(wake_r, selectors.EVENT_READ, "signal")
                 log(f"ready on {self.socket_path} (idle timeout {self.idle_timeout:g}s)")
-                while self.accepting or self.children:
+                while self.accepting or self.children or self.retired:
                     for key, _ in self.selector.select(timeout=self._select_timeout()):
                         self._dispatch(key)
                     self._drop_late_requests()
                     if self._idle():
                         self.stop("idle")
+                    self._keep_one_ready()
         finally:
             if os.getpid() == self.owner:
                 for pending in list(self.pending.values()):
@@ -325,6 +401,7 @@ class Zygote:
         if self.listener is not None:
             self.selector.unregister(self.listener)
         self._unlink_socket()
+        self._retire_ready()
         log(f"stopping ({reason}); {len(self.children)} commands still running")
 
     def _listen(self) -> socket.socket:
@@ -397,6 +474,8 @@ class Zygote:
         deadlines = [p.deadline - now for p in self.pending.values()]
         if self.accepting and not self.children and self.idle_timeout > 0:
             deadlines.append(self.idle_timeout - (now - self.last_activity))
+        if self.accepting and self.prepare is not None:
+            deadlines.append(self._ready_due() - now)
         return max(0.05, min([60.0, *deadlines]))
 
     def _idle(self) -> bool:
@@ -420,6 +499,8 @@ class Zygote:
             self._accept()
         elif isinstance(key.data, Pending):
             self._read_request(key.data)
+        elif isinstance(key.data, Ready):
+            self._read_ready(key.data)
         else:  # a client's connection: readable only when the client went away
             conn = key.fileobj
             assert isinstance(conn, socket.socket)
@@ -498,7 +579,7 @@ class Zygote:
             refusal = self._refusal(request, fds)
             if refusal:
                 _reply(conn, {"ok": False, "reason": refusal}, close=True)
-            else:
+            elif not self._hand_to_ready(conn, fds, request):
                 self._fork(conn, fds, request)
         else:
             _reply(conn, {"ok": False, "reason": f"unknown op {op!r}"}, close=True)
@@ -533,23 +614,113 @@ class Zygote:
         pid = os.fork()
         if pid == 0:
             default_signals()
-            for running in self.children.values():
-                running.conn.close()  # other clients' connections are not the child's
-            for pending in self.pending.values():
-                pending.reader.close_fds()
-                pending.conn.close()
+            self._close_inherited()
             kept = list(fds)
             fds.clear()  # the caller's finally must not close the child's copies
             raise BecomeChild(conn, kept, request)
+        self._started(pid, conn, request, "forked")
+
+    def _started(self, pid: int, conn: socket.socket, request: dict[str, Any], how: str) -> None:
         self.served += 1
         words = command_words(request["argv"])
         self.children[pid] = Running(conn, words)
         _reply(conn, {"ok": True, "pid": pid}, close=False)
         self.selector.register(conn, selectors.EVENT_READ, pid)
-        log(f"pid {pid}: {words}")
+        log(f"pid {pid}: {words} ({how})")
+
+    def _close_inherited(self) -> None:
+        """In a new child: what belongs to other clients and children is not its own."""
+        for running in self.children.values():
+            running.conn.close()
+        for pending in self.pending.values():
+            pending.reader.close_fds()
+            pending.conn.close()
+        if self.ready is not None:  # or the ready child would never see the runner go
+            self.ready.channel.close()
+
+    # -- the ready child --
+
+    def _ready_due(self) -> float:
+        """When the next ready child should be forked (or the unused one replaced)."""
+        if self.ready is not None:
+            return self.ready.forked + READY_MAX_AGE
+        youngest = max((r.started for r in self.children.values()), default=None)
+        due = self.ready_not_before
+        return due if youngest is None else max(due, youngest + READY_DELAY)
+
+    def _keep_one_ready(self) -> None:
+        if self.prepare is None or not self.accepting or time.monotonic() < self._ready_due():
+            return
+        if self.ready is not None:
+            self._retire_ready()  # too old: replaced
+        self._fork_ready()
+
+    def _fork_ready(self) -> None:
+        assert self.prepare is not None
+        ours, theirs = socket.socketpair()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            default_signals()
+            self._close_inherited()
+            raise BecomeReady(theirs, self.prepare)
+        theirs.close()
+        ours.setblocking(False)
+        self.ready = Ready(pid, ours, wire.Reader(ours))
+        self.selector.register(ours, selectors.EVENT_READ, self.ready)
+
+    def _read_ready(self, child: Ready) -> None:
+        """The ready child said it is ready, or its channel closed (it died: reaped)."""
+        try:
+            child.reader.pull()
+            message = child.reader.message()
+        except (OSError, wire.WireError):
+            message = None
+        if message is not None:
+            child.prepared = float(message.get("ready", 0.0))
+        elif child.reader.closed:
+            self.selector.unregister(child.channel)
+
+    def _hand_to_ready(self, conn: socket.socket, fds: list[int], request: dict[str, Any]) -> bool:
+        """Give the command to the ready child (False: there is none, it is still
+        preparing, or it was prepared for another environment)."""
+        child = self.ready
+        if child is None or child.prepared is None:  # a fork now is quicker than waiting
+            return False
+        if not ready.fits(self.env, dict(request["env"])):
+            return False
+        self.ready = None
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(child.channel)
+        try:
+            child.channel.settimeout(REQUEST_TIMEOUT)
+            wire.send(child.channel, {"request": request}, fds=[conn.fileno(), *fds])
+        except OSError as exc:
+            log(f"pid {child.pid}: the ready child did not take the command ({exc})")
+            self._retire(child)
+            return False
+        child.channel.close()
+        since = time.monotonic() - child.forked
+        self._started(child.pid, conn, request, f"ready for {since:.1f}s")
+        return True
+
+    def _retire_ready(self) -> None:
+        if self.ready is not None:
+            child, self.ready = self.ready, None
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(child.channel)
+            self._retire(child)
+
+    def _retire(self, child: Ready) -> None:
+        child.channel.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGTERM)  # it holds nothing a command needs
+        self.retired.add(child.pid)
 
     def _reap(self) -> None:
-        while self.children:
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -558,6 +729,7 @@ class Zygote:
                 return
             running = self.children.pop(pid, None)
             if running is None:
+                self._reaped_unused(pid, status)
                 continue
             code = os.waitstatus_to_exitcode(status)
             code = 128 - code if code < 0 else code  # killed by a signal: shell convention
@@ -567,6 +739,19 @@ class Zygote:
             self.last_activity = time.monotonic()
             seconds = time.monotonic() - running.started
             log(f"pid {pid}: {running.words} exited {code} after {seconds:.2f}s")
+
+    def _reaped_unused(self, pid: int, status: int) -> None:
+        if pid in self.retired:
+            self.retired.discard(pid)
+            return
+        if self.ready is not None and self.ready.pid == pid:  # died before any command
+            child, self.ready = self.ready, None
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(child.channel)
+            child.channel.close()
+            self.ready_not_before = time.monotonic() + READY_RETRY
+            code = os.waitstatus_to_exitcode(status)
+            log(f"pid {pid}: the ready child exited {code} unused; next in {READY_RETRY:g}s")
 
     def status(self) -> dict[str, Any]:
         return {
@@ -579,6 +764,9 @@ class Zygote:
             "socket": str(self.socket_path),
             "settings": self.settings,
             "code": self.code,
+            "ready": None
+            if self.ready is None
+            else {"pid": self.ready.pid, "prepared": self.ready.prepared},
         }
 
 
@@ -605,6 +793,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--idle-timeout", type=float, default=3600, help="exit after this long idle; 0: never"
     )
+    parser.add_argument(
+        "--no-ready",
+        action="store_true",
+        help="fork each command's child when it comes, not ahead of it (see ready.py)",
+    )
     args = parser.parse_args(argv)
     env = dict(os.environ)
     socket_path, pid_path = wire.runner_paths(env)
@@ -616,17 +809,20 @@ def main(argv: list[str] | None = None) -> None:
     # fault) the whole inherited heap.
     gc.collect()
     gc.freeze()
-    zygote = Zygote(Path(socket_path), Path(pid_path), args.idle_timeout)
+    prepare = None if args.no_ready else ready.prepare
+    zygote = Zygote(Path(socket_path), Path(pid_path), args.idle_timeout, prepare)
     log(f"warmed up in {time.monotonic() - started:.2f}s")
     if missing:
         log(f"not pre-imported (not installed): {', '.join(missing)}")
     try:
         zygote.serve()
         return
-    except BecomeChild as forked:
+    except (BecomeChild, BecomeReady) as forked:
         # Out of the except block before running anything: the command must not see
         # this as the exception "being handled" (its tracebacks would show it).
         child = forked.with_traceback(None)
+    if isinstance(child, BecomeReady):
+        leave(run_ready(child.channel, child.prepare))
     leave(run_child(child))
 
 

@@ -130,6 +130,26 @@ def runner(shell: dict[str, str], tmp_path: Path) -> Iterator[int]:
         print(log.read_text() if log.exists() else "(no warm log)")
 
 
+def ready_child(env: dict[str, str], cwd: Path) -> int:
+    """The PID of the runner's child prepared for the next command, once it is ready."""
+    found: dict[str, Any] = {}
+
+    def prepared() -> bool:
+        found.update(status(env, cwd))
+        return bool(found.get("ready")) and found["ready"]["prepared"] is not None
+
+    wait_for(prepared, 120, "no child was made ready")
+    return int(found["ready"]["pid"])
+
+
+def served_by(env: dict[str, str], pid: int) -> str:
+    """How the runner's log says it started the child `pid` ("ready for 1.2s", "forked")."""
+    log = (Path(env["STOREFLOW_HOME"]) / "warm.log").read_text()
+    lines = [line for line in log.splitlines() if f"] pid {pid}: " in line and "(" in line]
+    assert lines, f"pid {pid} served nothing:\n{log}"
+    return lines[0].rsplit("(", 1)[1].rstrip(")")
+
+
 def definition(tmp_path: Path, **source: Any) -> Path:
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
@@ -154,6 +174,53 @@ def test_a_transfer_runs_in_the_warm_runner(
     assert after["served"] == served + 1 and after["pid"] == runner and after["fits"]
     run = api(f"{shell['PREFECT_API_URL']}/flow_runs/{outcome['flow_run_id']}")
     assert run["state"]["type"] == "COMPLETED" and run["state"]["name"] == "Delivered"
+
+
+def test_each_command_gets_a_child_of_its_own_made_ready_ahead(
+    shell: dict[str, str], runner: int, tmp_path: Path
+) -> None:
+    """A ready child serves one command and exits; the next command gets another one,
+    forked from the runner (never from the child that served the first), with its own
+    argv and working directory."""
+    first = ready_child(shell, tmp_path)
+    assert first != runner
+    done = storeflow(["transfer", "run", str(definition(tmp_path)), "--json"], shell, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "Delivered"
+    assert served_by(shell, first).startswith("ready for")
+    wait_for(lambda: not alive(first), 60, "the child that served a command is still alive")
+    second = ready_child(shell, tmp_path)
+    assert second != first
+    # The same definition file, another name: the run's name comes from this command's
+    # argv, not from anything the first child computed.
+    shutil.rmtree(tmp_path / "dst")
+    again = storeflow(
+        ["transfer", "run", str(definition(tmp_path)), "--name", "again", "--json"],
+        shell,
+        tmp_path / "src",
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["flow_run_name"] == "transfer/again"
+    assert served_by(shell, second).startswith("ready for")
+    log = (Path(shell["STOREFLOW_HOME"]) / "warm.log").read_text()
+    assert f"pid {first}: transfer run exited 0" in log
+
+
+def test_a_command_with_other_proxy_settings_gets_a_fresh_child(
+    shell: dict[str, str], runner: int, tmp_path: Path
+) -> None:
+    """The ready child's clients were made with the runner's proxy environment (httpx
+    reads it when a client is made): a command with another one is forked afresh, and
+    the ready child stays ready for the next command."""
+    waiting = ready_child(shell, tmp_path)
+    other = {**shell, "NO_PROXY": "example.invalid"}
+    listed = storeflow(["space", "list", "--json"], other, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    assert status(shell, tmp_path)["served"] == 1
+    log = (Path(shell["STOREFLOW_HOME"]) / "warm.log").read_text()
+    assert "space list (forked)" in log
+    assert ready_child(shell, tmp_path) == waiting and alive(waiting)
 
 
 def test_exit_status_and_both_streams_come_back(
@@ -237,7 +304,9 @@ def test_idle_runner_exits_and_stop_stops(shell: dict[str, str], tmp_path: Path)
     pid_file = next(Path(shell["XDG_RUNTIME_DIR"], "storeflow").glob("warm-*.pid"))
     pid = int(pid_file.read_text())
     try:
+        waiting = ready_child(shell, tmp_path)
         wait_for(lambda: not alive(pid), 60, "idle runner still alive")
+        wait_for(lambda: not alive(waiting), 30, "the ready child outlived its runner")
         assert not pid_file.exists() and not list(pid_file.parent.glob("*.sock"))
         gone = storeflow(["warm", "status"], shell, tmp_path)
         assert gone.returncode == 1 and "no warm runner" in gone.stderr
@@ -249,9 +318,11 @@ def test_idle_runner_exits_and_stop_stops(shell: dict[str, str], tmp_path: Path)
     try:
         again = storeflow(["warm", "start"], shell, tmp_path, 60)
         assert "already running" in again.stdout and int(status(shell, tmp_path)["pid"]) == pid
+        waiting = ready_child(shell, tmp_path)
         stopped = storeflow(["warm", "stop"], shell, tmp_path, 60)
         assert stopped.returncode == 0 and f"stopped (pid {pid})" in stopped.stdout
         assert not alive(pid)
+        wait_for(lambda: not alive(waiting), 30, "the ready child outlived its runner")
     finally:
         kill_by_pid(pid)
 
@@ -314,6 +385,7 @@ def test_umask_and_environment_are_the_clients(
     """A space made through the runner gets the client's umask; an OTF task's `env` lookup
     reads the client's environment, not the runner's."""
     served = status(shell, tmp_path)["served"]
+    first = ready_child(shell, tmp_path)
     made = run_command(
         ["sh", "-c", f"umask 077 && exec {STOREFLOW} space create private --json"],
         shell,
@@ -344,10 +416,14 @@ def test_umask_and_environment_are_the_clients(
     (tmp_path / "cfg" / "variables.json").write_text("{}")
     (tmp_path / "cfg" / "envcopy.json.j2").write_text(json.dumps(task))
     env = {**shell, "SF_WARM_SRC": str(tmp_path / "in"), "SF_WARM_DST": str(tmp_path / "out")}
+    second = ready_child(shell, tmp_path)
     moved = storeflow(["transfer", "run", "-t", "envcopy", "-c", "cfg", "--json"], env, tmp_path)
     assert moved.returncode == 0, moved.stderr
     assert (tmp_path / "out" / "a.txt").read_text() == "from the client's environment\n"
     assert status(shell, tmp_path)["served"] == served + 2  # both ran in the runner
+    # ...each in a child made ready before the command (and its environment) existed.
+    assert served_by(shell, first).startswith("ready for")
+    assert served_by(shell, second).startswith("ready for")
 
 
 def test_a_code_change_stops_the_runner_and_the_command_runs_here(
@@ -358,12 +434,14 @@ def test_a_code_change_stops_the_runner_and_the_command_runs_here(
     source = Path(touched.__file__).resolve()
     before = source.stat()
     assert status(shell, tmp_path)["fits"]
+    waiting = ready_child(shell, tmp_path)
     os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 5_000_000_000))
     try:
         listed = storeflow(["space", "list", "--json"], shell, tmp_path)
         assert listed.returncode == 0, listed.stderr
         assert json.loads(listed.stdout) == []
         wait_for(lambda: not alive(runner), 60, "the stale runner is still alive")
+        wait_for(lambda: not alive(waiting), 30, "the stale runner's ready child is alive")
     finally:
         os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
     log = (Path(shell["STOREFLOW_HOME"]) / "warm.log").read_text()

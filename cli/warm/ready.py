@@ -1,0 +1,70 @@
+"""A ready child: forked by the warm runner ahead of the next command and made ready
+for it, so that what every command's process pays on its first flow run, and that
+depends on nothing the command brings, is off the command's path.
+
+What it does before the command arrives (`prepare`), all with the runner's settings,
+which a command must share to be served at all (wire.settings_fingerprint):
+
+- Prefect's API version check (cached per process: the run's client skips it);
+- the events worker: its thread, its client and websocket, its own version check;
+- the client and thread that check the tag concurrency limits of the transfer flow's
+  tasks (one service per set of tags; Prefect caches only "no limits", for seconds,
+  so the check itself still happens at the command's time).
+
+Each new Prefect client loads the CA bundle (18-40 ms of CPU); these are those clients.
+Nothing here writes anywhere, creates a run or emits an event. A failure (the server
+is down, say) is logged and the child serves its command as a fresh one would.
+"""
+
+from collections.abc import Hashable
+
+#: Environment the prepared clients read when they were made (httpx: proxies and CA
+#: files): a command whose values differ from the runner's gets a freshly forked child.
+PREPARED_ENV = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+
+#: The flows whose tasks' tag concurrency service is started ahead: the ones a
+#: `storeflow transfer run` runs.
+PREPARED_FLOWS = ("transfer",)
+
+
+def fits(runner_env: dict[str, str], command_env: dict[str, str]) -> bool:
+    """Whether a child prepared in `runner_env` may serve a command run in `command_env`."""
+    return all(runner_env.get(name) == command_env.get(name) for name in PREPARED_ENV)
+
+
+def concurrency_names(flow_name: str) -> frozenset[Hashable]:
+    """The limit names a task of `flow_name` checks: `tag:` and each of the run's tags
+    (the task engine's names for a task run whose tags are the run's; see run_here)."""
+    from storeflow.flows.common import run_tags
+
+    return frozenset(f"tag:{tag}" for tag in run_tags(flow_name))
+
+
+def prepare() -> None:
+    """Do a command's per-process Prefect work now, against the runner's settings."""
+    from prefect.concurrency.services import ConcurrencySlotAcquisitionWithLeaseService
+    from prefect.settings import PREFECT_API_URL
+
+    from storeflow.cli.runner import client_context, in_process_runtime, start_event_delivery
+
+    if not PREFECT_API_URL.value():  # no server: a run would start an ephemeral one
+        return
+    with in_process_runtime():
+        # Entering the run's kind of client context checks the API version, once per
+        # process (Prefect caches the outcome by API URL and client version).
+        with client_context():
+            pass
+        start_event_delivery()
+        for flow_name in PREPARED_FLOWS:
+            ConcurrencySlotAcquisitionWithLeaseService.instance(concurrency_names(flow_name))

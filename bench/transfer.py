@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -305,6 +306,26 @@ def warm_runner(env: dict[str, str], work: Path) -> Iterator[None]:
             os.kill(pid, signal.SIGKILL)
 
 
+def warm_settled(env: dict[str, str], seconds: float = 60) -> None:
+    """Wait until the warm runner runs no command and its next child is ready: what a
+    command leaves running in the background (its child draining Prefect's services and
+    exiting, the next child preparing) is the warm runner's own work, and must not run
+    during the next contender's turn.  Untimed (a contender's `check`)."""
+    from storeflow.cli.warm import wire
+    from storeflow.cli.warm.client import connect
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with connect(env) as sock:
+            wire.send(sock, {"op": "status", "protocol": wire.PROTOCOL})
+            reply, _ = wire.Reader(sock).receive()
+        ready = (reply or {}).get("ready") or {}
+        if reply and reply.get("running") == 0 and ready.get("prepared") is not None:
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"the warm runner did not settle in {seconds:g}s")
+
+
 @contextmanager
 def prefect_floor(client_env: dict[str, str]) -> Iterator[Callable[[], None]]:
     """bench/prefect_floor.py --serve against the same server: Prefect's own cost of one
@@ -373,10 +394,16 @@ def end_to_end(
     cold_env = {**client_env, "STOREFLOW_WARM": "off"}
     warm_env = {**client_env, "STOREFLOW_WARM": "require"}  # fail rather than fall back
     copied = functools.partial(check_copied, src, dst)
+
+    def copied_and_settled() -> None:
+        copied()
+        warm_settled(warm_env)
+
     fresh(dst)()  # the copy phase's plan names an existing destination
+    warm_settled(warm_env)
     contenders = {
         "cold": Contender(gone(dst), lambda: run_quietly(command, cold_env), copied),
-        "warm": Contender(gone(dst), lambda: run_quietly(command, warm_env), copied),
+        "warm": Contender(gone(dst), lambda: run_quietly(command, warm_env), copied_and_settled),
         "prefect floor": Contender(gone(dst), floor_run),
         "copy phase": Contender(
             fresh(dst), engine_copy(parse_definition(definition_dict(src, dst))), copied

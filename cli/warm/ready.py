@@ -9,7 +9,8 @@ which a command must share to be served at all (wire.settings_fingerprint):
 - the events worker: its thread, its client and websocket, its own version check;
 - the client and thread that check the tag concurrency limits of the transfer flow's
   tasks (one service per set of tags; Prefect caches only "no limits", for seconds,
-  so the check itself still happens at the command's time).
+  so the check itself still happens at the command's time);
+- a rehearsal of `transfer run`'s parsing and validation (rehearse_transfer).
 
 Each new Prefect client loads the CA bundle (18-40 ms of CPU); these are those clients.
 Nothing here writes anywhere, creates a run or emits an event. A failure (the server
@@ -38,6 +39,38 @@ PREPARED_ENV = (
 PREPARED_FLOWS = ("transfer",)
 
 
+#: A definition `rehearse_transfer` reads as a user's would be read; nothing opens it.
+SAMPLE_TRANSFER = {
+    "type": "transfer",
+    "source": {"directory": "/", "fileRegex": "^$", "protocol": {"name": "local"}},
+    "destination": [{"directory": "/", "protocol": {"name": "local"}}],
+}
+
+
+def rehearse_transfer() -> None:
+    """Render, parse and validate a sample transfer as `transfer run` does the user's:
+    what that builds on first use (the definition's models, whose build is deferred
+    until then; jinja's lexer; the flow's parameter types) is built once here instead
+    of in every child: 17 ms of a child's first `transfer run`, 1 ms of its second.
+    Pure computation: no file, no connection, no thread.
+
+    Run by the runner before it forks, and again by a ready child: in a child, the first
+    use of what the runner built still writes to its pages (reference counts), and
+    each page written is copied then; the second run does that copying ahead (~6 ms)."""
+    import json
+
+    from storeflow.cli.common import check_parameters
+    from storeflow.flows.transfers import transfer
+    from storeflow.models.otf import parse_task
+    from storeflow.tasks.otf.config import Renderer
+
+    text = Renderer({}, {}).render(json.dumps(SAMPLE_TRANSFER), "(warm-up)")
+    model = parse_task(json.loads(text), "(warm-up)")
+    parameters = {"name": "warm-up", "callbacks_dir": None, "sandbox_policy": None, "config": None}
+    check_parameters(transfer, parameters)
+    transfer.validate_parameters({"definition": model, **parameters})
+
+
 def fits(runner_env: dict[str, str], command_env: dict[str, str]) -> bool:
     """Whether a child prepared in `runner_env` may serve a command run in `command_env`."""
     return all(runner_env.get(name) == command_env.get(name) for name in PREPARED_ENV)
@@ -58,6 +91,7 @@ def prepare() -> None:
 
     from storeflow.cli.runner import client_context, in_process_runtime, start_event_delivery
 
+    rehearse_transfer()
     if not PREFECT_API_URL.value():  # no server: a run would start an ephemeral one
         return
     with in_process_runtime():

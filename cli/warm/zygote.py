@@ -110,6 +110,7 @@ def warm_up() -> list[str]:
             importlib.import_module(module)
         except ImportError:
             missing.append(module)
+    ready.rehearse_transfer()
     return missing
 
 

@@ -31,7 +31,9 @@ _PEERCRED = struct.Struct("3i")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 #: Packages whose code a warm runner has loaded: a change to any of them makes it stale.
-PACKAGES = ("flows", "tasks", "blocks", "sandbox", "models")
+#: Every folder storeflow/ links (tests/warm/test_wire.py checks): the runner imports
+#: the CLI and the services too, and its children run them.
+PACKAGES = ("flows", "tasks", "blocks", "sandbox", "models", "cli", "services")
 #: Environment that shapes what was imported or configured before the fork.
 SETTING_PREFIXES = ("PREFECT_", "STOREFLOW_")
 SETTING_NAMES = ("PYTHONPATH", "PYTHONHOME", "DO_NOT_TRACK")

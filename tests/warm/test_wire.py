@@ -115,6 +115,15 @@ def test_code_fingerprint_changes_with_any_source_file(tmp_path: Path) -> None:
     assert wire.code_fingerprint(roots) != after_edit
 
 
+def test_every_storeflow_package_is_fingerprinted() -> None:
+    """A change to any of storeflow's code makes a runner stale, the CLI's included."""
+    import storeflow
+
+    linked = {entry.name for entry in Path(storeflow.__file__).parent.iterdir() if entry.is_dir()}
+    linked.discard("__pycache__")
+    assert {Path(root).name for root in wire.package_roots()} == linked
+
+
 def test_mode_is_validated() -> None:
     assert wire.mode({}) == "auto"
     assert wire.mode({wire.MODE_ENV: "OFF"}) == "off"

@@ -114,30 +114,100 @@ def copy_tree(source: Path, dest: Path) -> None:
     """
     staging = temp_sibling(dest, "copy")
     try:
-        shutil.copytree(source, staging, symlinks=True, copy_function=shutil.copy2)
+        staging.mkdir()
+        install_tree(source, staging)
+        shutil.copystat(source, staging, follow_symlinks=False)
         os.rename(staging, dest)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
         raise
 
 
 def copy_entries(source: Path, dest: Path, rels: list[str], skip_existing: bool = False) -> None:
-    """Copy the entries `rels` of `source` into `dest`, modes and times kept."""
+    """Copy the entries `rels` of `source` into `dest`: modes, times and extended
+    attributes kept (what `cp -a` keeps), symlinks copied as links, never followed.
+    A file already at `dest` is refused (never written through), or kept with
+    `skip_existing`."""
+    directories: list[tuple[str, os.stat_result]] = []
     for rel in sorted(rels):  # parents before children
-        src, target = source / rel, dest / rel
+        src, target = os.path.join(source, rel), os.path.join(dest, rel)
+        st = os.lstat(src)
         if skip_existing and os.path.lexists(target):
+            if stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(os.lstat(target).st_mode):
+                directories.append((target, st))  # its entries may change: times last
             continue
-        if src.is_symlink():
+        if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(src), target)
-        elif src.is_dir():
-            target.mkdir()
+            # Its time too, as `cp -a` keeps it: an uninstall compares times.
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        elif stat.S_ISDIR(st.st_mode):
+            os.mkdir(target)
+            directories.append((target, st))
+        elif stat.S_ISREG(st.st_mode):
+            copy_file(src, target, st)
         else:
-            shutil.copy2(src, target, follow_symlinks=False)
-    # Directory times change as entries land in them: set them last.
-    for rel in sorted(rels, reverse=True):
-        src = source / rel
-        if src.is_dir() and not src.is_symlink():
-            shutil.copystat(src, dest / rel)
+            raise CopyNotAllowed(f"{src} is not a file, directory or symbolic link")
+    # Directory times change as entries land in them: set them last, deepest first.
+    for target, st in reversed(directories):
+        os.chmod(target, stat.S_IMODE(st.st_mode))
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def copy_file(source: str, dest: str, st: os.stat_result) -> None:
+    """A regular file's bytes (shared extents or an in-kernel copy where the filesystem
+    can), mode, times and extended attributes, into the new file `dest`: what
+    `shutil.copy2` keeps, in a third of its system calls."""
+    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        dst = os.open(dest, flags, 0o600)
+        try:
+            _copy_bytes(src, dst)
+            _copy_xattrs(src, dst)
+            os.fchmod(dst, stat.S_IMODE(st.st_mode))
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+# copy_file_range cannot work between these two files (another filesystem on an older
+# kernel, a filesystem without it): the bytes go through sendfile instead.
+_NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
+
+
+def _copy_bytes(src: int, dst: int) -> None:
+    """Every byte of `src` to its end (a file that grew is copied as it now is)."""
+    chunk = 1 << 30
+    try:
+        while os.copy_file_range(src, dst, chunk):
+            pass
+        return
+    except OSError as exc:
+        if exc.errno not in _NO_COPY_RANGE or os.lseek(dst, 0, os.SEEK_CUR):
+            raise
+    while os.sendfile(dst, src, None, chunk):
+        pass
+
+
+# What shutil.copy2 also shrugs off: the filesystem keeps no such attribute.
+_NO_XATTR = (errno.ENOTSUP, errno.ENODATA, errno.EINVAL)
+
+
+def _copy_xattrs(src: int, dst: int) -> None:
+    try:
+        names = os.listxattr(src)
+    except OSError as exc:
+        if exc.errno in _NO_XATTR:
+            return
+        raise
+    for name in names:
+        try:
+            os.setxattr(dst, name, os.getxattr(src, name))
+        except OSError as exc:
+            if exc.errno not in (*_NO_XATTR, errno.EPERM):
+                raise
 
 
 def install_tree(source: Path, dest: Path) -> list[str]:

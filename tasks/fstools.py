@@ -316,7 +316,7 @@ def snapshot_tree(source: Path, dest: Path, mode: str) -> str:
     links: dict[str, Callable[[str, str], object]] = {
         "reflink": _reflink,
         "hardlink": os.link,
-        "copy": shutil.copy2,
+        "copy": lambda source, dest: copy_file(source, dest, os.lstat(source)),
     }
     link = links[mode]
     staging = temp_sibling(dest, "snapshot")

@@ -79,7 +79,7 @@ def test_snapshot_create_killed_mid_copy(
 ) -> None:
     space = space_with_data(config, tmp_path, "src")
     argv = ["snapshot", "create", "src", "day-1", "--mode", "copy"]
-    kill_during(tmp_path, "shutil:copy2", "after", argv)
+    kill_during(tmp_path, "storeflow.tasks.fstools:copy_file", "after", argv)
     base = snapshot_dir(config, "src")
     assert not (base / "day-1").exists()  # never half a snapshot under its name
     assert leftovers(base), "the kill came before the copy started"

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,21 @@ def list_kind(
     if parent_id is not None:
         query = query.where(ResourceRow.parent_id == parent_id)
     return [view(row) for row in session.scalars(query)]
+
+
+def recently_changed(session: Session, kind: str, limit: int) -> tuple[list[ResourceView], int]:
+    """At most `limit` live (not deleted) resources of `kind`, the most recently
+    changed, in creation order; and how many live ones there are."""
+    live = (ResourceRow.kind == kind, ResourceRow.deleted.is_(False))
+    total = session.scalar(select(func.count()).select_from(ResourceRow).where(*live)) or 0
+    recent = (
+        select(ResourceRow)
+        .where(*live)
+        .order_by(ResourceRow.updated_at.desc(), ResourceRow.id.desc())
+        .limit(limit)
+    )
+    rows = sorted(session.scalars(recent), key=lambda row: row.id)
+    return [view(row) for row in rows], total
 
 
 def children(session: Session, parent_id: int) -> list[ResourceView]:

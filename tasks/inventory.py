@@ -31,6 +31,10 @@ from storeflow.tasks import kinds
 
 QUOTA_WARNING_ENV = "STOREFLOW_QUOTA_WARNING"
 DEFAULT_QUOTA_WARNING = 0.9
+# Every version of a keyed artifact is kept by the server, and every lifecycle run
+# writes one: a fleet's inventory is bounded, so that they stay small (about 150 bytes
+# a row) and the UI can show them.
+INVENTORY_ROWS = 1000
 # Artifacts are small; a server that takes longer is not answering.
 PUBLISH_TIMEOUT = 60.0
 
@@ -51,10 +55,11 @@ class Table:
 
 
 def inventory_table(config: StoreflowConfig, kind_name: str) -> Table:
-    """A kind's inventory, read from the database."""
+    """A kind's inventory, read from the database: every resource of the kind, or the
+    INVENTORY_ROWS most recently changed of a larger fleet."""
     kind = kinds.get(kind_name)
     with session_scope(config.database_url) as session:
-        rows = [row for row in repository.list_kind(session, kind.name) if not row.deleted]
+        rows, total = repository.recently_changed(session, kind.name, INVENTORY_ROWS)
     headers = ["name", "status", "etag", *kind.columns]
     table = [
         dict(
@@ -68,8 +73,17 @@ def inventory_table(config: StoreflowConfig, kind_name: str) -> Table:
     ]
     return Table(
         rows=table or [dict.fromkeys(headers, "-")],
-        description=f"{kind.help} {len(rows)} {kind.name}(s), as of this run.",
+        description=_inventory_description(kind, len(rows), total),
         key=inventory_key(kind.name),
+    )
+
+
+def _inventory_description(kind: kinds.ResourceKind, shown: int, total: int) -> str:
+    if shown == total:
+        return f"{kind.help} {total} {kind.name}(s), as of this run."
+    return (
+        f"{kind.help} The {shown} most recently changed of {total} {kind.name}s, as of "
+        f"this run (`storeflow {kind.command or kind.name} list` lists them all)."
     )
 
 

@@ -21,10 +21,16 @@ from storeflow.flows.periodic_hooks import periodic_hooks
 from storeflow.flows.reconcile import reconcile
 from storeflow.flows.spaces import space_create, space_update
 from storeflow.models.schemas import SpaceSpec, SpaceUpdate
+from storeflow.tasks import inventory
 from tests.lifecycle.conftest import run
 
 
 def latest_table(key: str) -> list[dict[str, Any]]:
+    return latest_artifact(key)[0]
+
+
+def latest_artifact(key: str) -> tuple[list[dict[str, Any]], str]:
+    """The rows and the description of the latest version of the artifact `key`."""
     with get_client(sync_client=True) as client:
         found = client.read_latest_artifacts(
             artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key]))
@@ -33,7 +39,7 @@ def latest_table(key: str) -> list[dict[str, Any]]:
     data = found[0].data
     table = json.loads(data) if isinstance(data, str) else data
     assert isinstance(table, list)
-    return table
+    return table, found[0].description or ""
 
 
 def run_tables(flow_run_id: UUID) -> list[Any]:
@@ -85,6 +91,24 @@ def test_lifecycle_runs_rewrite_the_inventory_and_show_the_resource(
     labels = emitted[0]["resource"]
     assert labels["storeflow.kind"] == "space" and labels["storeflow.name"] == "inv"
     assert labels["storeflow.status"] == "ACTIVE" and labels["storeflow.etag"] == "5"
+
+
+def test_a_large_fleet_s_inventory_holds_the_most_recently_changed(
+    config: StoreflowConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lifecycle run writes a version of the inventory, and the server keeps them
+    all: past INVENTORY_ROWS resources, the table holds the most recently changed."""
+    monkeypatch.setattr(inventory, "INVENTORY_ROWS", 3)
+    for name in ("a", "b", "c"):
+        assert run(space_create, spec=SpaceSpec(name=name)).name == "Active"
+    assert [r["name"] for r in latest_table("storeflow-spaces")] == ["a", "b", "c"]
+    assert run(space_create, spec=SpaceSpec(name="d")).name == "Active"
+    assert run(space_update, name="a", changes=SpaceUpdate(quota="1G")).name == "Active"
+
+    rows, description = latest_artifact("storeflow-spaces")
+    assert [(r["name"], r["quota"]) for r in rows] == [("a", "1G"), ("c", "-"), ("d", "-")]
+    assert "3 most recently changed of 4 spaces" in description
+    assert "`storeflow space list` lists them all" in description
 
 
 def test_a_refusal_is_an_event_and_leaves_the_inventory_alone(config: StoreflowConfig) -> None:

@@ -8,8 +8,10 @@ which a command must share to be served at all (wire.settings_fingerprint):
 - Prefect's API version check (cached per process: the run's client skips it);
 - the events worker: its thread, its client and websocket, its own version check;
 - the client and thread that check the tag concurrency limits of the transfer flow's
-  tasks (one service per set of tags; Prefect caches only "no limits", for seconds,
-  so the check itself still happens at the command's time);
+  tasks (one service per set of tags), and that client's CSRF question to the server
+  (settle_csrf); Prefect caches only "no limits", for 5 s, so the check itself still
+  happens at the command's time;
+- the loop thread Prefect runs coroutines on from sync code;
 - a rehearsal of `transfer run`'s parsing and validation (rehearse_transfer).
 
 Each new Prefect client loads the CA bundle (18-40 ms of CPU); these are those clients.
@@ -17,7 +19,9 @@ Nothing here writes anywhere, creates a run or emits an event. A failure (the se
 is down, say) is logged and the child serves its command as a fresh one would.
 """
 
+import asyncio
 from collections.abc import Hashable
+from typing import Any
 
 #: Environment the prepared clients read when they were made (httpx: proxies and CA
 #: files): a command whose values differ from the runner's gets a freshly forked child.
@@ -37,6 +41,8 @@ PREPARED_ENV = (
 #: The flows whose tasks' tag concurrency service is started ahead: the ones a
 #: `storeflow transfer run` runs.
 PREPARED_FLOWS = ("transfer",)
+#: How long preparing waits for a service's client to be up and to have asked its question.
+SETTLE_TIMEOUT = 10.0
 
 
 #: A definition `rehearse_transfer` reads as a user's would be read; nothing opens it.
@@ -88,6 +94,7 @@ def prepare() -> None:
     """Do a command's per-process Prefect work now, against the runner's settings."""
     from prefect.concurrency.services import ConcurrencySlotAcquisitionWithLeaseService
     from prefect.settings import PREFECT_API_URL
+    from prefect.utilities.asyncutils import run_coro_as_sync
 
     from storeflow.cli.runner import client_context, in_process_runtime, start_event_delivery
 
@@ -100,5 +107,32 @@ def prepare() -> None:
         with client_context():
             pass
         start_event_delivery()
+        # The loop thread Prefect runs coroutines on for sync code, started at a
+        # process's first task (its tag concurrency check goes through it).
+        run_coro_as_sync(asyncio.sleep(0))
         for flow_name in PREPARED_FLOWS:
-            ConcurrencySlotAcquisitionWithLeaseService.instance(concurrency_names(flow_name))
+            service = ConcurrencySlotAcquisitionWithLeaseService.instance(
+                concurrency_names(flow_name)
+            )
+            settle_csrf(service)
+
+
+def settle_csrf(service: Any) -> None:
+    """A Prefect client asks the server for a CSRF token before its first POST, or
+    learns there that the server has none (then never asks again): for the concurrency
+    service's client, that is a round trip in the command's first task, before its
+    `increment-with-lease`.  Ask now, with a read (POST /v2/concurrency_limits/filter),
+    on the service's own client and loop.  Prefect internals (pinned 3.8.8): anything
+    missing is skipped as a failed preparation is."""
+    from prefect._internal.concurrency.calls import Call
+    from prefect._internal.concurrency.threads import get_global_loop
+
+    async def ask() -> None:
+        deadline = asyncio.get_running_loop().time() + SETTLE_TIMEOUT
+        while (client := getattr(service, "_client", None)) is None:  # set by its lifespan
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the concurrency service's client did not start")
+            await asyncio.sleep(0.005)
+        await client.read_global_concurrency_limits(limit=1)
+
+    get_global_loop().submit(Call.new(ask)).result(timeout=SETTLE_TIMEOUT)

@@ -124,6 +124,12 @@ def take_turns(runs: int, contenders: dict[str, Contender]) -> dict[str, Figure]
     for _ in range(runs):
         for name, contender in contenders.items():
             contender.prepare()
+            # On disk, the last contender's files (written, then deleted by prepare) may
+            # still be in write-back and the journal: flushed here, untimed, so none of
+            # that is charged to whoever runs next.  (Disk figures still swing with the
+            # machine: a create took 50 us to 500 us (strace -T) within minutes, for
+            # cp -a and storeflow alike.)
+            os.sync()
             gc.collect()
             wall, cpu = measure(contender)
             figures[name].wall.append(wall)

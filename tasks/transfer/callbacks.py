@@ -146,7 +146,7 @@ class BoundCallbacks:
     def after_results(self, results: Sequence[FileResult]) -> None:
         """AFTER_RESULT_RECEIVED for a batch of delivered files (one batch per sandbox
         round trip), then the metadata stored on each file's temporary copy."""
-        starting = [self._metadata_before(r.entry) for r in results]
+        starting = self._metadata_before([r.entry for r in results])
         if not self.has(Stage.AFTER_RESULT_RECEIVED):
             for result, metadata in zip(results, starting, strict=True):
                 if metadata:
@@ -164,15 +164,25 @@ class BoundCallbacks:
                 f"{results[i].entry.name}: AFTER_RESULT_RECEIVED callback {name} failed: {error}"
             )
         for result, before, after in zip(results, starting, columns.metadata, strict=True):
-            removed = sorted(k for k in before if k not in after) if after is not before else []
+            if after is before:  # no callback changed it: stored only when there is some
+                if after:
+                    self._store(result, dict(after), [])
+                continue
+            removed = sorted(k for k in before if k not in after)
             if after or removed:
                 self._store(result, dict(after), removed)
 
-    def _metadata_before(self, entry: Entry) -> dict[str, str]:
-        metadata = self.filtered.get(entry.name)
-        if metadata is None:
-            metadata = self.initial_metadata(entry) if self.has(Stage.AFTER_RESULT_RECEIVED) else {}
-        return metadata
+    def _metadata_before(self, entries: Sequence[Entry]) -> list[dict[str, str]]:
+        """Each file's metadata as FILTER left it, else as the source file carries it."""
+        found = self.filtered.get
+        read = self.initial_metadata if self.has(Stage.AFTER_RESULT_RECEIVED) else None
+        starting = []
+        for entry in entries:
+            metadata = found(entry.name)
+            if metadata is None:
+                metadata = read(entry) if read is not None else {}
+            starting.append(metadata)
+        return starting
 
     def _store(self, result: FileResult, metadata: dict[str, str], removed: list[str]) -> None:
         for dest, final in zip(self.definition.destination, result.destinations, strict=True):

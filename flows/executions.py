@@ -16,7 +16,7 @@ from pydantic import Field
 
 from storeflow.blocks.config import resolve_config
 from storeflow.flows.common import ConfigName, note_run_name
-from storeflow.flows.transfers import close_interrupted, sandbox_settings
+from storeflow.flows.transfers import close_interrupted
 from storeflow.models.errors import StoreflowError
 from storeflow.models.names import TaskId, Text
 from storeflow.models.otf import AddonExecutionDefinition, ExecutionDefinition
@@ -26,6 +26,7 @@ from storeflow.sandbox.isolation import IsolationUnavailable
 from storeflow.sandbox.stages import CallbackSet
 from storeflow.tasks.lifecycle import current_run_id
 from storeflow.tasks.otf.execution import ExecutionRun, run_execution
+from storeflow.tasks.transfer.preparation import sandbox_settings
 
 
 def load_execution(

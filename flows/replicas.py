@@ -10,7 +10,6 @@ from prefect.states import Completed, Failed, State
 from storeflow.blocks.config import StoreflowConfig, resolve_config
 from storeflow.flows.common import ConfigName, CurrentEtag, lifecycle_flow
 from storeflow.flows.scheduled import artifact_key, load_active, record_run
-from storeflow.flows.transfers import sandbox_settings
 from storeflow.models import executions
 from storeflow.models.db import session_scope
 from storeflow.models.errors import Refused
@@ -23,6 +22,7 @@ from storeflow.sandbox.stages import CallbackSet
 from storeflow.tasks import providers, replicas
 from storeflow.tasks.lifecycle import current_run_id, run_operation
 from storeflow.tasks.replicas import ReplicaBuilder, ReplicaDeleter, ReplicaUpdater
+from storeflow.tasks.transfer.preparation import sandbox_settings
 
 
 @lifecycle_flow("replica-create", "replica-create/{spec.name}")

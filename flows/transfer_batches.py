@@ -16,7 +16,6 @@ from prefect.states import Completed, Failed, State
 from pydantic import Field
 
 from storeflow.flows.common import note_run_name
-from storeflow.flows.transfers import callback_set
 from storeflow.models.errors import StoreflowError
 from storeflow.models.names import Text
 from storeflow.models.transfer import TransferDefinition
@@ -25,6 +24,7 @@ from storeflow.sandbox.isolation import IsolationUnavailable
 from storeflow.tasks.transfer.callbacks import BoundCallbacks
 from storeflow.tasks.transfer.engine import DEFAULT_BATCH_SIZE
 from storeflow.tasks.transfer.fanout import MAX_FAN_OUT, MAX_SLICE_FILES, SliceFile, deliver_slice
+from storeflow.tasks.transfer.preparation import callback_set
 
 
 def _run_name() -> str:

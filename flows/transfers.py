@@ -7,109 +7,32 @@ the outcome: `Completed(name="Delivered")`, `Failed(name="Vetoed")`,
 `Failed(name="Errored")`.
 """
 
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
-from prefect import Flow, flow, get_run_logger
+from prefect import Flow, flow
 from prefect.client.schemas.objects import FlowRun
 from prefect.logging import get_logger
 from prefect.runtime import flow_run as current_flow_run
-from prefect.states import Completed, Failed, State
+from prefect.states import Failed, State
 from pydantic import Field
 
 from storeflow.blocks.config import resolve_config
-from storeflow.blocks.sandbox import SandboxPolicy
 from storeflow.flows.common import ConfigName, note_run_name
 from storeflow.models import executions
 from storeflow.models.db import session_scope
 from storeflow.models.errors import StoreflowError
 from storeflow.models.names import TaskId, Text
-from storeflow.models.transfer import DefinitionError, TransferDefinition, parse_definition
-from storeflow.sandbox.definitions import CallbackDefinition, CallbackError, discover
+from storeflow.models.transfer import TransferDefinition, parse_definition
+from storeflow.sandbox.definitions import CallbackDefinition, CallbackError
 from storeflow.sandbox.isolation import IsolationUnavailable
-from storeflow.sandbox.settings import SandboxSettings, as_settings
-from storeflow.sandbox.stages import CallbackSet
 from storeflow.tasks.lifecycle import current_run_id
+from storeflow.tasks.otf.addon_run import run_with_addons
 from storeflow.tasks.otf.addons import uses_addons
 from storeflow.tasks.transfer.callbacks import BoundCallbacks
 from storeflow.tasks.transfer.engine import DEFAULT_BATCH_SIZE, default_workers
 from storeflow.tasks.transfer.fanout import MAX_FAN_OUT, FanOut
+from storeflow.tasks.transfer.preparation import callback_set, load_raw, task_id_of
 from storeflow.tasks.transfer.steps import TransferRun, run_steps
-
-
-def task_id_of(definition: Any, name: str | None) -> str:
-    """The transfer task's identity: its name, else its source directory."""
-    if name:
-        return name
-    if isinstance(definition, TransferDefinition):
-        return definition.source.directory
-    if isinstance(definition, dict):
-        return str(definition.get("source", {}).get("directory", "transfer"))
-    return "transfer"
-
-
-def load_from_config_dir(config_dir: str | None, name: str | None) -> TransferDefinition:
-    """The transfer task `name` of an OTF config directory, rendered and validated."""
-    from storeflow.tasks.otf.config import load_task
-
-    if not name or not config_dir:
-        raise DefinitionError("(parameters)", [("name", "config_dir needs the task id as name")])
-    return parse_definition(load_task(config_dir, name), name)
-
-
-def load_raw(config_dir: str, name: str | None) -> Any:
-    """The task `name` of an OTF config directory, rendered (not validated)."""
-    from storeflow.tasks.otf.config import load_task
-
-    if not name:
-        raise DefinitionError("(parameters)", [("name", "config_dir needs the task id as name")])
-    return load_task(config_dir, name)
-
-
-def run_with_addons(
-    data: dict[str, Any],
-    task_id: str,
-    run: Callable[[TransferDefinition, str], State[Any]],
-) -> State[Any]:
-    """A transfer with OTF addon ends: the addons staged through the worker around
-    storeflow's own steps (tasks/otf/addons.py)."""
-    from storeflow.tasks.otf import addons
-    from storeflow.tasks.transfer.steps import by_ref
-
-    label = f"transfer/{task_id}"
-    try:
-        addons.check(data, label)
-    except StoreflowError as exc:
-        return Failed(name="Refused", message=f"{label}: {exc}")
-    with (
-        tempfile.TemporaryDirectory(prefix="storeflow-otf-") as staging,
-        addons.addon_logs_to(get_run_logger()),
-    ):
-        try:
-            addon = addons.AddonTransfer.open(data, task_id, Path(staging))
-        except StoreflowError as exc:
-            return Failed(name="Refused", message=f"{label}: {exc}")
-        try:
-            if addon.direct:
-                addons.addon_direct(by_ref(addon))
-                return Completed(
-                    name="Delivered", message=f"{label}: {len(addon.pulled)} files, direct"
-                )
-            if addon.source is not None:
-                addons.addon_pull(by_ref(addon))
-            definition = parse_definition(addon.storeflow_definition(), task_id)
-            state = run(definition, task_id)
-            if not state.is_completed():
-                return state
-            delivered = state.data.get("files", []) if isinstance(state.data, dict) else []
-            addons.addon_push(by_ref(addon), list(delivered))
-            return state
-        except StoreflowError as exc:
-            return Failed(name="Errored", message=f"{label}: {exc}")
-        finally:
-            addon.tidy()
 
 
 def _run_name() -> str:
@@ -130,18 +53,6 @@ def close_interrupted(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]
         )
     if closed:
         get_logger("storeflow").warning("transfer run %s ended %s", flow_run.name, state.type.value)
-
-
-def sandbox_settings(policy: str | None, callbacks_dir: str | None) -> SandboxSettings:
-    """The policy block's settings (defaults without one); `callbacks_dir` replaces its
-    hook directories for this run."""
-    settings = as_settings(SandboxPolicy.load(policy) if policy else None)
-    if callbacks_dir:
-        root = Path(callbacks_dir).absolute()
-        settings = settings.model_copy(
-            update={"python_hooks_dir": root, "javascript_hooks_dir": root}
-        )
-    return settings
 
 
 @flow(
@@ -234,19 +145,6 @@ def transfer(
         batch_size,
         fan_out,
     )
-
-
-def callback_set(
-    task_id: str,
-    callbacks: list[CallbackDefinition] | None,
-    callbacks_dir: str | None,
-    sandbox_policy: str | None,
-) -> CallbackSet:
-    """A transfer's callbacks: those found by the policy's (or `callbacks_dir`'s) hook
-    directories, then the inline ones.  Raises when a jail is incomplete."""
-    settings = sandbox_settings(sandbox_policy, callbacks_dir)
-    found = discover(settings) if (sandbox_policy or callbacks_dir) else []
-    return CallbackSet([*found, *(callbacks or [])], task_id=task_id, policy=settings)
 
 
 def _run(

@@ -48,7 +48,7 @@ def test_a_new_section_wins_over_an_old_field() -> None:
 
 
 def test_model_copy_still_takes_old_field_names() -> None:
-    # flows/transfers.py points both hook directories at one --callbacks-dir this way.
+    # tasks/transfer/preparation.py points both hook directories at one --callbacks-dir this way.
     root = Path("/srv/callbacks")
     policy = SandboxSettings(languages={"javascript": {"data_overhead_mb": 512}})
     moved = policy.model_copy(update={"python_hooks_dir": root, "javascript_hooks_dir": root})

@@ -14,7 +14,9 @@
    template (perform busy for about a second) with a lease so short (0.5 s) that the
    thread renews it every 0.17 s, against a lease so long (86400 s) that it never
    renews, and counts the renewals.
-3. Against a running `prefect server start` (PostgreSQL-backed, 127.0.0.1):
+3. A template's install (what a space create from a template copies) against
+   `cp -a` of the same tree, taking turns.
+4. Against a running `prefect server start` (PostgreSQL-backed, 127.0.0.1):
    operations per minute for N space creates, beside N plain and N bare flows.
 
 Beside each create, the same create without its announce (the artifacts and event the
@@ -29,7 +31,9 @@ Prints a table; asserts nothing (target: create <= 1.5x the plain flow).
 import argparse
 import contextlib
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -236,6 +240,32 @@ def lease_section(repeat: int, root: Path) -> tuple[float, float, int]:
     return statistics.median(never), statistics.median(renewing), renewals[0]
 
 
+def install_section(root: Path, turns: int = 5) -> tuple[float, float]:
+    """Median seconds of a template's install into a new directory (what a space
+    create from a template copies: tasks/fstools.py:install_tree) and of `cp -a` of
+    the same tree, taking turns; each turn starts after os.sync(), untimed."""
+    from storeflow.tasks import fstools
+
+    source = template_tree(root / "install-source")
+    copies: dict[str, Callable[[Path], object]] = {
+        "cp -a": lambda dest: subprocess.run(
+            ["cp", "-a", f"{source}/.", str(dest)], check=True, timeout=300
+        ),
+        "install": lambda dest: fstools.install_tree(source, dest),
+    }
+    times: dict[str, list[float]] = {name: [] for name in copies}
+    for turn in range(turns):
+        for name, copy in copies.items():
+            dest = root / f"install-{turn}-{name.replace(' ', '')}"
+            dest.mkdir()
+            os.sync()
+            start = time.perf_counter()
+            copy(dest)
+            times[name].append(time.perf_counter() - start)
+            shutil.rmtree(dest)
+    return statistics.median(times["install"]), statistics.median(times["cp -a"])
+
+
 def server_section(n: int, root: Path) -> dict[str, float]:
     from tests.e2e.server import PREFECT, free_port, started, wait_until_healthy
     from tests.prefect_backend import prefect_environment, scratch_database
@@ -286,6 +316,7 @@ def main() -> int:
         with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), lease_of(None):
             rows.append(("ephemeral, in-process", measure(args.repeat, "eph")))
             never, renewing, renewals = lease_section(args.repeat, root / "lease-template")
+            install, cp_a = install_section(root)
             stop_ephemeral_prefect()
             if not args.skip_server:
                 rows.append((f"prefect server, {args.n} ops", server_section(args.n, root)))
@@ -317,6 +348,13 @@ def main() -> int:
         f"{renewing / never:7.2f}"
     )
     print("(86400 s: never renewed during a run; 0.5 s: the shortest lease allowed)")
+    print()
+    title = "template install, 2,000 x 4 KiB (median s)"
+    print(f"{title:45} {'cp -a':>10} {'install':>13} {'ratio':>7}")
+    print(
+        f"{'into a new directory, 5 turns':45} {cp_a:10.3f} {install:13.3f} {install / cp_a:7.2f}"
+    )
+    print("target: install <= 1.2x cp -a")
     return 0
 
 

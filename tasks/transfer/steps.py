@@ -273,7 +273,7 @@ def catalog_delivered(run: TransferRun, plan: TransferPlan) -> str:
     per new file).  The files are in place by now: a catalog that cannot be written is
     a warning, not a failed transfer (the `file-scan` deployment finds them later)."""
     paths = [
-        Path(dest.directory) / planned.targets[index]  # targets: names in the directory
+        Path(dest.directory) / planned.target(index)  # a name in the directory
         for index, dest in enumerate(plan.definition.destination)
         if protocol_kind(dest) == "local"
         for planned in plan.files

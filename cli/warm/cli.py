@@ -45,7 +45,11 @@ def fits(status: dict[str, Any]) -> bool:
     """Would this shell's commands be served by that runner (same settings and code)?"""
     env = dict(os.environ)
     settings = wire.settings_fingerprint(env, os.getcwd())
-    return status.get("settings") == settings and status.get("code") == wire.code_fingerprint()
+    return (
+        status.get("settings") == settings
+        and status.get("pyproject") == wire.pyproject_settings(os.getcwd())
+        and status.get("code") == wire.code_fingerprint()
+    )
 
 
 def log_path() -> Path:

@@ -183,20 +183,33 @@ def become_client(child: BecomeChild) -> None:
 class ClientWatch:
     """A client that dies mid-command interrupts it, like a terminal that goes away."""
 
-    def __init__(self, conn: socket.socket) -> None:
-        self.conn = conn
+    def __init__(self) -> None:
+        self.conn: socket.socket | None = None
         self.done = threading.Event()
+        self.started = False
+        self._given = threading.Event()
 
     def start(self) -> None:
+        """Start the thread; it waits for `watch` (a ready child starts it ahead: a
+        thread's start waits for the new thread to run, milliseconds when the process's
+        other threads hold the interpreter)."""
         threading.Thread(target=self._wait, name="storeflow-warm-client", daemon=True).start()
+        self.started = True
+
+    def watch(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self._given.set()
 
     def _wait(self) -> None:
+        self._given.wait()
+        conn = self.conn
+        assert conn is not None
         # The runner shares this socket and sets it non-blocking for its selector, so
         # wait in timeout mode (poll, then read), which works either way.
-        self.conn.settimeout(60)
+        conn.settimeout(60)
         while True:
             try:
-                if not self.conn.recv(4096):
+                if not conn.recv(4096):
                     break
             except TimeoutError:
                 continue
@@ -206,15 +219,17 @@ class ClientWatch:
             os.killpg(0, signal.SIGINT)
 
 
-def run_child(child: BecomeChild) -> int:
+def run_child(child: BecomeChild, watch: ClientWatch | None = None) -> int:
     """The forked child's whole life after the loop: returns the exit status."""
     code = 1
     started = time.monotonic()
-    watch = ClientWatch(child.conn)
+    watch = watch or ClientWatch()
     runner_log = os.dup(2)
     try:
-        become_client(child)
-        watch.start()
+        become_client(child)  # first: the watch interrupts this process's new group
+        if not watch.started:
+            watch.start()
+        watch.watch(child.conn)
         code = run_command(list(child.request["argv"]))
     except KeyboardInterrupt:
         code = 128 + signal.SIGINT
@@ -244,6 +259,8 @@ def run_ready(channel: socket.socket, prepare: Callable[[], None]) -> int:
     with the client's connection and terminal) and run it; when the runner closes the
     channel instead, exit."""
     started = time.monotonic()
+    watch = ClientWatch()
+    watch.start()
     try:
         prepare()
     except Exception as exc:  # e.g. the server is down: the command will say so itself
@@ -261,7 +278,7 @@ def run_ready(channel: socket.socket, prepare: Callable[[], None]) -> int:
             os.close(fd)
         return 0
     conn = socket.socket(fileno=fds[0])
-    return run_child(BecomeChild(conn, fds[1:], message["request"]))
+    return run_child(BecomeChild(conn, fds[1:], message["request"]), watch)
 
 
 def release_client(runner_log: int) -> None:
@@ -346,6 +363,7 @@ class Zygote:
         self.idle_timeout = idle_timeout
         self.owner = os.getpid()
         self.settings = wire.settings_fingerprint(dict(os.environ), os.getcwd())
+        self.pyproject = wire.pyproject_settings(os.getcwd())
         self.code = wire.code_fingerprint()
         self.children: dict[int, Running] = {}
         #: The environment ready children are prepared in (ready.fits compares with it).
@@ -602,7 +620,9 @@ class Zygote:
         if request.get("code") != self.code:
             self.stop("stale: storeflow's code or packages changed since it started")
             return "the warm runner runs an older copy of storeflow's code; it is stopping"
-        if request.get("settings") != self.settings:
+        if request.get("settings") != self.settings or (
+            wire.pyproject_settings(str(request["cwd"])) != self.pyproject
+        ):
             return (
                 "the warm runner was started with other Prefect/storeflow settings "
                 "(environment, profile or settings files)"
@@ -764,6 +784,7 @@ class Zygote:
             "idle_timeout": self.idle_timeout,
             "socket": str(self.socket_path),
             "settings": self.settings,
+            "pyproject": self.pyproject,
             "code": self.code,
             "ready": None
             if self.ready is None

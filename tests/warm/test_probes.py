@@ -3,8 +3,9 @@ socket, a stale runner beside a newer one, a deeply nested message, silent
 connections, a runtime directory that cannot be reached.
 
 The runners here are real processes running the real loop (`Zygote.serve`) without the
-warm-up (no Prefect import: they answer `status` and `stop`, which is all these probes
-need), so each starts in a fraction of a second. Every process is stopped by its PID.
+warm-up (no Prefect import: they answer `status` and `stop`, and a command's child
+imports what it needs), so each starts in a fraction of a second. Every process is
+stopped by its PID.
 """
 
 import os
@@ -25,10 +26,12 @@ from storeflow.cli.warm import client, wire, zygote
 LIGHT_RUNNER = """
 import os, sys
 from pathlib import Path
-from storeflow.cli.warm import wire
-from storeflow.cli.warm.zygote import Zygote
+from storeflow.cli.warm import wire, zygote
 sock, pid = wire.runner_paths(dict(os.environ))
-Zygote(Path(sock), Path(pid), float(sys.argv[1])).serve()
+try:
+    zygote.Zygote(Path(sock), Path(pid), float(sys.argv[1])).serve()
+except zygote.BecomeChild as forked:  # a command: run as the real runner's children do
+    zygote.leave(zygote.run_child(forked.with_traceback(None)))
 """
 
 
@@ -253,3 +256,30 @@ def test_an_unreachable_runtime_dir_runs_the_command_here(
     assert client.hand_over(["space", "list"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the warm runner" in lines[0]
+
+
+def test_a_directory_with_its_own_tool_prefect_settings_is_not_served(
+    env: dict[str, str],
+    runners: Callable[[float], LightRunner],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The runner reads [tool.prefect] of each command's directory itself (the client
+    no longer parses TOML): a directory whose section differs from the runner's is
+    refused, one that only names prefect elsewhere is served."""
+    runner = runners(0)
+    monkeypatch.setenv(wire.MODE_ENV, "require")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "pyproject.toml").write_text('[project]\ndependencies = ["prefect==3.8.8"]\n')
+    monkeypatch.chdir(plain)
+    assert client.hand_over(["schema", "space"]) == 0, runner.log.read_text()
+    assert ask_status(env)["served"] == 1
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "pyproject.toml").write_text('[tool.prefect]\nhome = "/elsewhere"\n')
+    monkeypatch.chdir(own)
+    assert client.hand_over(["schema", "space"]) == 2
+    assert "other Prefect/storeflow settings" in capsys.readouterr().err
+    assert ask_status(env)["served"] == 1 and runner.process.poll() is None

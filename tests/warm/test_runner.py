@@ -126,6 +126,7 @@ def runner(shell: dict[str, str], tmp_path: Path) -> Iterator[int]:
     finally:
         storeflow(["warm", "stop"], shell, tmp_path, timeout=60)
         kill_by_pid(pid)
+        kill_recorded_runner(shell)
         log = Path(shell["STOREFLOW_HOME"]) / "warm.log"
         print(log.read_text() if log.exists() else "(no warm log)")
 
@@ -325,6 +326,16 @@ def test_idle_runner_exits_and_stop_stops(shell: dict[str, str], tmp_path: Path)
         wait_for(lambda: not alive(waiting), 30, "the ready child outlived its runner")
     finally:
         kill_by_pid(pid)
+        kill_recorded_runner(shell)
+
+
+def kill_recorded_runner(env: dict[str, str]) -> None:
+    """Teardown: also the runner the pid file names, if a `warm start` in the test
+    started another one (it replaces a runner whose code changed meanwhile)."""
+    for pid_file in Path(env["XDG_RUNTIME_DIR"], "storeflow").glob("warm-*.pid"):
+        recorded = pid_file.read_text().strip()
+        if recorded.isdigit():
+            kill_by_pid(int(recorded))
 
 
 def test_start_refuses_without_a_server_or_with_an_open_runtime_dir(

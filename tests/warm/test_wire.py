@@ -85,10 +85,19 @@ def test_settings_fingerprint_follows_prefect_settings_not_the_rest(tmp_path: Pa
     (tmp_path / "profiles.toml").write_text('active = "x"\n')
     assert wire.settings_fingerprint(env, str(tmp_path)) != base
     (tmp_path / "profiles.toml").unlink()
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "prefect-free"\n')
-    assert wire.settings_fingerprint(env, str(tmp_path)) == base
-    (tmp_path / "pyproject.toml").write_text('[tool.prefect]\nhome = "/elsewhere"\n')
+    (tmp_path / "prefect.toml").write_text('[api]\nurl = "x"\n')
     assert wire.settings_fingerprint(env, str(tmp_path)) != base
+
+
+def test_pyproject_settings_follow_tool_prefect_only(tmp_path: Path) -> None:
+    none = wire.pyproject_settings(str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text('[project]\ndependencies = ["prefect==3.8.8"]\n')
+    assert wire.pyproject_settings(str(tmp_path)) == none
+    (tmp_path / "pyproject.toml").write_text('[tool.prefect]\nhome = "/elsewhere"\n')
+    assert wire.pyproject_settings(str(tmp_path)) != none
+    (tmp_path / "pyproject.toml").unlink()
+    os.mkfifo(tmp_path / "pyproject.toml")  # read by the runner: must not block it
+    assert wire.pyproject_settings(str(tmp_path)) == none
 
 
 def test_code_fingerprint_changes_with_any_source_file(tmp_path: Path) -> None:

@@ -43,7 +43,10 @@ def test_space_create_killed_while_installing_its_template(
 ) -> None:
     assert run(template_create, spec=TemplateSpec(name="tpl", source=big_tree(tmp_path / "s")))
     kill_during(
-        tmp_path, "storeflow.tasks.fstools:copy_file", "after", ["space", "create", "alpha", "--template", "tpl"]
+        tmp_path,
+        "storeflow.tasks.fstools:copy_file",
+        "after",
+        ["space", "create", "alpha", "--template", "tpl"],
     )
     spaces = config.storage.spaces_dir
     assert not (spaces / "alpha").exists()  # never half a tree under the final name
@@ -65,7 +68,10 @@ def test_template_create_killed_mid_copy(
 ) -> None:
     source = big_tree(tmp_path / "src")
     kill_during(
-        tmp_path, "storeflow.tasks.fstools:copy_file", "after", ["template", "create", "big", "--source", str(source)]
+        tmp_path,
+        "storeflow.tasks.fstools:copy_file",
+        "after",
+        ["template", "create", "big", "--source", str(source)],
     )
     store = config.storage.templates_dir
     assert not (store / "big").exists()

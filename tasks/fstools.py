@@ -154,15 +154,15 @@ def copy_entries(source: Path, dest: Path, rels: list[str], skip_existing: bool 
 
 
 def copy_file(source: str, dest: str, st: os.stat_result) -> None:
-    """A regular file's bytes (shared extents or an in-kernel copy where the filesystem
-    can), mode, times and extended attributes, into the new file `dest`: what
-    `shutil.copy2` keeps, in a third of its system calls."""
+    """A regular file's bytes (in the kernel where it can), mode, times and
+    extended attributes, into the new file `dest`: what `shutil.copy2` keeps, in a
+    third of its system calls."""
     src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         dst = os.open(dest, flags, 0o600)
         try:
-            _copy_bytes(src, dst)
+            copy_to_end(src, dst, st.st_size)
             _copy_xattrs(src, dst)
             os.fchmod(dst, stat.S_IMODE(st.st_mode))
             os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -172,23 +172,29 @@ def copy_file(source: str, dest: str, st: os.stat_result) -> None:
         os.close(src)
 
 
-# copy_file_range cannot work between these two files (another filesystem on an older
-# kernel, a filesystem without it): the bytes go through sendfile instead.
-_NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
-
-
-def _copy_bytes(src: int, dst: int) -> None:
-    """Every byte of `src` to its end (a file that grew is copied as it now is)."""
-    chunk = 1 << 30
+def copy_to_end(src: int, dst: int, expected: int = -1) -> None:
+    """Copy ``src`` to ``dst`` from their offsets to the end of ``src``, in the kernel
+    where it can (the transfer engine's C copy_body does the same, tasks/transfer/
+    native.py).  ``expected``, the size the caller saw, saves the call that only finds
+    the end; a file that grew or shrank is copied to its end all the same."""
+    most = 1 << 30
+    want = expected + 1 if 0 <= expected < most else most
     try:
-        while os.copy_file_range(src, dst, chunk):
-            pass
+        got = os.copy_file_range(src, dst, want)
+        if got == expected and got < want:
+            return
+        while got:
+            got = os.copy_file_range(src, dst, most)
         return
     except OSError as exc:
-        if exc.errno not in _NO_COPY_RANGE or os.lseek(dst, 0, os.SEEK_CUR):
+        if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
             raise
-    while os.sendfile(dst, src, None, chunk):
-        pass
+    # No in-kernel copy between these filesystems: the offsets moved with what was
+    # copied, so reading and writing goes on from there.
+    while chunk := os.read(src, 1 << 20):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view) :]
 
 
 # What shutil.copy2 also shrugs off: the filesystem keeps no such attribute.

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from storeflow.tasks.fstools import copy_to_end
+
 _SOURCE = r"""
 #define _GNU_SOURCE
 #include <errno.h>
@@ -386,7 +388,7 @@ def _copy_rows_in_python(
                 dst = os.open(target, _WRITE, 0o666, dir_fd=dst_dir)
                 try:
                     step = 3
-                    _copy_body(src, dst, size)
+                    copy_to_end(src, dst, size)
                     if mode >= 0:
                         step = 4
                         os.fchmod(dst, mode)
@@ -399,28 +401,6 @@ def _copy_rows_in_python(
         except OSError as exc:
             return CopyFailed(index, step, exc.errno or errno.EIO)
     return None
-
-
-def _copy_body(src: int, dst: int, expected: int = -1) -> None:
-    """The C copy_body's twin: ``expected`` saves the call that only finds the end."""
-    most = 1 << 30
-    want = expected + 1 if 0 <= expected < most else most
-    try:
-        got = os.copy_file_range(src, dst, want)
-        if got == expected and got < want:
-            return
-        while got:
-            got = os.copy_file_range(src, dst, most)
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise
-    # No in-kernel copy between these filesystems: the offsets moved with what was
-    # copied, so reading and writing goes on from there.
-    while chunk := os.read(src, 1 << 20):
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(dst, view) :]
 
 
 def _rename_in_python(pairs: Sequence[tuple[bytes, bytes]], directory: bytes | None) -> None:

@@ -138,9 +138,10 @@ def measure(repeat: int, prefix: str, block: int = 5) -> dict[str, float]:
     server work to finish (its events), which the next run pays for, so each block runs
     back to back; and turns keep the machine's drift from deciding the ratio."""
     created = [1_000_000]  # the spaces in the creates' inventory
+    make = creating(prefix)
 
     def create(i: int) -> None:
-        creating(prefix)(i)
+        make(i)
         created.append(i)
 
     bare_flow()  # warm every path once

@@ -143,10 +143,8 @@ def copy_entries(source: Path, dest: Path, rels: list[str], skip_existing: bool 
         elif stat.S_ISDIR(st.st_mode):
             os.mkdir(target)
             directories.append((target, st))
-        elif stat.S_ISREG(st.st_mode):
-            copy_file(src, target, st)
         else:
-            raise CopyNotAllowed(f"{src} is not a file, directory or symbolic link")
+            copy_file(src, target, st)
     # Directory times change as entries land in them: set them last, deepest first.
     for target, st in reversed(directories):
         os.chmod(target, stat.S_IMODE(st.st_mode))
@@ -156,8 +154,11 @@ def copy_entries(source: Path, dest: Path, rels: list[str], skip_existing: bool 
 def copy_file(source: str, dest: str, st: os.stat_result) -> None:
     """A regular file's bytes (in the kernel where it can), mode, times and
     extended attributes, into the new file `dest`: what `shutil.copy2` keeps, in a
-    third of its system calls."""
-    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    third of its system calls.  Anything but a regular file (a fifo, a device) is
+    refused, and opening never waits (a fifo put there since would)."""
+    if not stat.S_ISREG(st.st_mode):
+        raise CopyNotAllowed(f"{source} is not a file, directory or symbolic link")
+    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         dst = os.open(dest, flags, 0o600)

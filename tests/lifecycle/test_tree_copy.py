@@ -78,3 +78,13 @@ def test_nothing_is_written_through_an_entry_already_there(tree: Path, tmp_path:
     assert (dest / "run.sh").read_bytes() == b"#!/bin/sh\n"
     assert stat.S_IMODE((dest / "run.sh").stat().st_mode) == 0o751
     assert (dest / "docs").stat().st_mtime_ns == (tree / "docs").stat().st_mtime_ns
+
+
+def test_a_copy_mode_snapshot_refuses_a_fifo_and_leaves_nothing(tree: Path, tmp_path: Path) -> None:
+    """A fifo is refused, not opened (opening one waits for a writer forever)."""
+    os.mkfifo(tree / "docs" / "pipe")
+    base = tmp_path / "snapshots"
+    base.mkdir()
+    with pytest.raises(fstools.CopyNotAllowed, match="pipe is not a file, directory"):
+        fstools.snapshot_tree(tree, base / "day-1", "copy")
+    assert list(base.iterdir()) == []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from storeflow.models.transfer import LocalDestination, LocalProtocol, LocalSource
@@ -167,15 +169,28 @@ class LocalTransfer(TransferHandler):
 
     def move_files_to_final_location(self, files: Iterable[str]) -> None:
         """Rename every delivered temp file into place, a batch per native call (see
-        tasks/transfer/native.py); repeatable as the handler's own version is."""
+        tasks/transfer/native.py), in order; repeatable as the handler's own version is.
+
+        The renames themselves do not run in parallel (each takes the directory's lock
+        in the kernel); what can go beside them is the naming: a batch's temporary
+        names are hashed and encoded here, holding the GIL, while the native loop
+        renames the batch before without it."""
         # Names relative to the directory: no walk down its path per file.
         directory = os.fsencode(self.spec.directory or ".")
-        pending = list(files)
-        for start in range(0, len(pending), _RENAME_BATCH):
-            chunk = pending[start : start + _RENAME_BATCH]
-            temps = names.temp_names(chunk)
-            finals = [os.fsencode(final) for final in chunk]
-            self._rename_batch(list(zip(temps, finals, strict=True)), directory)
+        chunks = _pairs_in_chunks(files, _RENAME_BATCH)
+        first = next(chunks, None)
+        if first is None:
+            return
+        following = next(chunks, None)
+        if following is None:  # one batch: no thread to start
+            self._rename_batch(first, directory)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-rename") as renamer:
+            renaming = renamer.submit(self._rename_batch, first, directory)
+            for pairs in itertools.chain((following,), chunks):
+                renaming.result()  # in order, and the first failure stops the rest
+                renaming = renamer.submit(self._rename_batch, pairs, directory)
+            renaming.result()
 
     def _rename_batch(self, batch: list[tuple[bytes, bytes]], directory: bytes) -> None:
         try:
@@ -226,3 +241,10 @@ class LocalTransfer(TransferHandler):
     def flush(self) -> None:
         # One sync for the whole batch is far cheaper than an fsync per file.
         os.sync()
+
+
+def _pairs_in_chunks(finals: Iterable[str], size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+    """(temporary, final) names as bytes, ``size`` files at a time."""
+    pending = iter(finals)
+    while chunk := list(itertools.islice(pending, size)):
+        yield list(zip(names.temp_names(chunk), map(os.fsencode, chunk), strict=True))

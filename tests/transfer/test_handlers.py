@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from storeflow.models.transfer import LocalSource, parse_definition
-from storeflow.tasks.transfer.errors import UnknownProtocol
+from storeflow.tasks.transfer import local
+from storeflow.tasks.transfer.errors import ProtocolError, UnknownProtocol
 from storeflow.tasks.transfer.local import LocalTransfer
 from storeflow.tasks.transfer.nfs import NFSTransfer
 from storeflow.tasks.transfer.registry import handler_class, protocol_names, registry
@@ -71,3 +72,32 @@ def test_delivery_primitives_the_engine_uses(tmp_path: Path) -> None:
         source.apply_post_copy(targets)
         assert sorted(os.listdir(done)) == ["a.csv", "b.csv"]
         assert os.listdir(src) == ["c.txt"]
+
+
+def test_renames_in_batches_stop_at_the_first_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of two: the next batch's names are made while the last is renamed; a
+    # failure in the second batch leaves the third untouched and names the file.
+    monkeypatch.setattr(local, "_RENAME_BATCH", 2)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for d in (src, dst):
+        d.mkdir()
+    names = [f"f{i}" for i in range(7)]
+    definition = parse_definition(local_def(src, dst))
+    with LocalTransfer(definition.destination[0]) as dest:
+        for name in names:
+            Path(dest.temp_path(name)).write_text(name)
+        os.unlink(dest.temp_path("f3"))  # neither temporary nor final: a real failure
+        with pytest.raises(ProtocolError, match=r"rename.*f3"):
+            dest.move_files_to_final_location(names)
+        assert sorted(p for p in os.listdir(dst) if not p.startswith(".sf-")) == [
+            "f0",
+            "f1",
+            "f2",
+        ]
+        assert len(os.listdir(dst)) == 6  # f4, f5, f6 still under temporary names
+        Path(dest.temp_path("f3")).write_text("f3")
+        dest.move_files_to_final_location(iter(names))  # a repeat completes it
+        assert sorted(os.listdir(dst)) == names
+        assert all((dst / n).read_text() == n for n in names)

@@ -17,7 +17,9 @@ task), so 10,000 files through a FILTER callback start one process;
 (the callback still sees one `run(req)` call per file).
 """
 
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from types import TracebackType
@@ -47,6 +49,9 @@ from storeflow.sandbox.worker import BatchItem, CallbackWorker, EncodedResult, e
 # Shared empties of FileOutcome (see there): replaced, never filled.
 _NONE: list[str] = []
 _NO_KEYS: dict[str, str] = {}
+
+#: Chunks :meth:`CallbackSet.run_stage_chunks` keeps in flight by default.
+PIPELINE_AHEAD = 4
 
 # Stages where a falsy return means "no": skip the file, veto the task.
 _GATING_STAGES = {Stage.FILTER, Stage.BEFORE_TASK_EXECUTED}
@@ -317,79 +322,49 @@ class CallbackSet:
         """:meth:`run_stage_many` for nodes given as rows (:func:`node_row`, metadata
         last), answered in columns: no object per file on either side, for a caller
         (the transfer engine) that reads a verdict and the metadata per file."""
-        count = len(rows)
-        if results is not None and len(results) != count:
-            raise ValueError(f"{len(results)} results for {count} nodes")
-        # Requests built by hand, not through CallbackRequest: a model per file and per
-        # callback would cost more than the callback itself.  What every request shares
-        # goes once per batch.
-        common = {
-            "id": self.task_id,
-            "stage": stage.value,
-            "task": {"id": self.task_id, "last_execution": None},
-        }
-        wires: list[Any] = (
-            [r if isinstance(r, dict | str) else r.to_wire() for r in results]
-            if results is not None
-            else [None] * count
-        )
-        rows = list(rows)  # a file whose metadata a callback changes gets a new row
-        columns = StageColumns(stage, [True] * count, [row[-1] for row in rows])
-        proceed, metadata = columns.proceed, columns.metadata
-        gating = stage in _GATING_STAGES
-        everyone = True  # no file has left the stage yet
-        # The items last sent, encoded: the next callback is sent the same bytes while
-        # every file is still in play with the node it was sent (reset on any change).
-        sent: bytes | None = None
-        for index, definition in enumerate(self.callbacks):
-            if definition.stage is not stage:
-                continue
-            live = list(range(count)) if everyone else list(compress(range(count), proceed))
-            if not live:
+        chunk = _Chunk(self, stage, rows, results)
+        for index, definition in self._stage_callbacks(stage):
+            if not chunk.ask(index, definition):
                 break
-            if not self.enabled(definition.language):
-                columns.skipped.append((definition.name, live))
-                continue
-            if everyone:
-                items = list(zip(rows, wires, strict=True))
-            else:
-                items = [(rows[i], wires[i]) for i in live]
-            encoded = None
-            if _batches(definition.language):
-                if sent is None:
-                    sent = encode_items(items)
-                encoded = sent
-            answers = self._call_many(index, common, items, encoded)
-            columns.asked.append((definition, live, answers))
-            changed = False
-            # An answer that changed nothing for its file: repeated (the same object,
-            # see worker._repeat), it changes nothing for the next either.
-            idle: Answer | None = None
-            for i, answer in zip(live, answers, strict=True):
-                if answer is idle:
-                    continue
-                if not answer.ok:
-                    proceed[i] = False
-                    columns.failures[i] = (definition.name, answer.error)
-                    changed = True
-                    everyone = False
-                    continue
-                new = answer.metadata
-                same = new is None or new is metadata[i] or new == metadata[i]
-                if not same:
-                    assert new is not None
-                    metadata[i] = new
-                    rows[i] = [*rows[i][:-1], new]
-                    changed = True
-                if gating and not answer.truthy:
-                    proceed[i] = False
-                    changed = True
-                    everyone = False
-                elif same:
-                    idle = answer
-            if changed:
-                sent = None
-        return columns
+        return chunk.columns
+
+    def run_stage_chunks(
+        self,
+        stage: Stage,
+        chunks: Iterable[tuple[Sequence[NodeRow], Sequence[Any] | None]],
+        ahead: int = PIPELINE_AHEAD,
+    ) -> Iterator[StageColumns]:
+        """:meth:`run_stage_rows` for a stream of chunks (rows, results or None), each
+        chunk's columns yielded in order.  With several callbacks in the stage the
+        chunks go through them as a pipeline, a thread per callback: the second answers
+        chunk k while the first answers chunk k+1 and the caller builds chunk k+2, each
+        worker on a core of its own.  Every callback still sees every file in play, in
+        order, and only the files the callbacks before it kept, with their metadata.
+        At most ``ahead`` chunks are in flight.  A failure of the machinery (not of a
+        callback: that is a file's answer) is raised where its chunk is yielded, and
+        the chunks after it are not asked."""
+        asked = self._stage_callbacks(stage)
+        if len(asked) < 2:
+            for rows, results in chunks:
+                yield self.run_stage_rows(stage, rows, results)
+            return
+        pipeline = _Pipeline(asked)
+        try:
+            inflight = 0
+            for rows, results in chunks:
+                pipeline.put(_Chunk(self, stage, rows, results))
+                inflight += 1
+                if inflight >= max(1, ahead):
+                    yield pipeline.get()
+                    inflight -= 1
+            while inflight:
+                yield pipeline.get()
+                inflight -= 1
+        finally:
+            pipeline.close()
+
+    def _stage_callbacks(self, stage: Stage) -> list[tuple[int, CallbackDefinition]]:
+        return [(i, d) for i, d in enumerate(self.callbacks) if d.stage is stage]
 
     def _call_many(
         self,
@@ -453,3 +428,164 @@ class CallbackSet:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _Chunk:
+    """One chunk of files going through a stage's callbacks, one :meth:`ask` per
+    callback in order (:meth:`CallbackSet.run_stage_rows`' steps)."""
+
+    __slots__ = ("callbacks", "columns", "common", "everyone", "gating", "rows", "sent", "wires")
+
+    def __init__(
+        self,
+        callbacks: CallbackSet,
+        stage: Stage,
+        rows: Sequence[NodeRow],
+        results: Sequence[ExecutionResult | dict[str, Any] | EncodedResult] | None,
+    ) -> None:
+        count = len(rows)
+        if results is not None and len(results) != count:
+            raise ValueError(f"{len(results)} results for {count} nodes")
+        self.callbacks = callbacks
+        # Requests built by hand, not through CallbackRequest: a model per file and per
+        # callback would cost more than the callback itself.  What every request shares
+        # goes once per batch.
+        self.common = {
+            "id": callbacks.task_id,
+            "stage": stage.value,
+            "task": {"id": callbacks.task_id, "last_execution": None},
+        }
+        self.wires: list[Any] = (
+            [r if isinstance(r, dict | str) else r.to_wire() for r in results]
+            if results is not None
+            else [None] * count
+        )
+        self.rows = list(rows)  # a file whose metadata a callback changes gets a new row
+        self.columns = StageColumns(stage, [True] * count, [row[-1] for row in self.rows])
+        self.gating = stage in _GATING_STAGES
+        self.everyone = True  # no file has left the stage yet
+        # The items last sent, encoded: the next callback is sent the same bytes while
+        # every file is still in play with the node it was sent (reset on any change).
+        self.sent: bytes | None = None
+
+    def ask(self, index: int, definition: CallbackDefinition) -> bool:
+        """Ask callback ``index`` about the files still in play; False when none is
+        left (the callbacks after it have nothing to answer)."""
+        columns = self.columns
+        proceed, metadata, rows = columns.proceed, columns.metadata, self.rows
+        count = len(rows)
+        everyone = self.everyone
+        live = list(range(count)) if everyone else list(compress(range(count), proceed))
+        if not live:
+            return False
+        callbacks = self.callbacks
+        if not callbacks.enabled(definition.language):
+            columns.skipped.append((definition.name, live))
+            return True
+        wires = self.wires
+        if everyone:
+            items = list(zip(rows, wires, strict=True))
+        else:
+            items = [(rows[i], wires[i]) for i in live]
+        encoded = None
+        if _batches(definition.language):
+            if self.sent is None:
+                self.sent = encode_items(items)
+            encoded = self.sent
+        answers = callbacks._call_many(index, self.common, items, encoded)
+        columns.asked.append((definition, live, answers))
+        changed = False
+        gating = self.gating
+        # An answer that changed nothing for its file: repeated (the same object,
+        # see worker._repeat), it changes nothing for the next either.
+        idle: Answer | None = None
+        for i, answer in zip(live, answers, strict=True):
+            if answer is idle:
+                continue
+            if not answer.ok:
+                proceed[i] = False
+                columns.failures[i] = (definition.name, answer.error)
+                changed = True
+                everyone = False
+                continue
+            new = answer.metadata
+            same = new is None or new is metadata[i] or new == metadata[i]
+            if not same:
+                assert new is not None
+                metadata[i] = new
+                rows[i] = [*rows[i][:-1], new]
+                changed = True
+            if gating and not answer.truthy:
+                proceed[i] = False
+                changed = True
+                everyone = False
+            elif same:
+                idle = answer
+        self.everyone = everyone
+        if changed:
+            self.sent = None
+        return True
+
+
+class _Pipeline:
+    """:meth:`CallbackSet.run_stage_chunks`' threads: one per callback of the stage,
+    each taking the chunks in order from the one before it."""
+
+    def __init__(self, asked: list[tuple[int, CallbackDefinition]]) -> None:
+        self.queues: list[queue.SimpleQueue[_Chunk | BaseException | None]] = [
+            queue.SimpleQueue() for _ in range(len(asked) + 1)
+        ]
+        #: Set when the caller stops taking chunks: those still queued are not asked.
+        self.stopped = threading.Event()
+        self.threads = [
+            threading.Thread(
+                target=self._run,
+                args=(index, definition, self.queues[n], self.queues[n + 1], self.stopped),
+                name=f"sf-callback-{n}",
+                daemon=True,
+            )
+            for n, (index, definition) in enumerate(asked)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    @staticmethod
+    def _run(
+        index: int,
+        definition: CallbackDefinition,
+        todo: "queue.SimpleQueue[_Chunk | BaseException | None]",
+        done: "queue.SimpleQueue[_Chunk | BaseException | None]",
+        stopped: threading.Event,
+    ) -> None:
+        failed = False
+        while (chunk := todo.get()) is not None:
+            if failed or stopped.is_set() or isinstance(chunk, BaseException):
+                done.put(chunk)
+                continue
+            try:
+                # A chunk no file is left in skips the callbacks after it.
+                chunk.ask(index, definition)
+            except BaseException as exc:  # raised where the caller takes this chunk
+                failed = True
+                done.put(exc)
+                continue
+            done.put(chunk)
+        done.put(None)
+
+    def put(self, chunk: _Chunk) -> None:
+        self.queues[0].put(chunk)
+
+    def get(self) -> StageColumns:
+        got = self.queues[-1].get()
+        if isinstance(got, BaseException):
+            raise got
+        assert got is not None
+        return got.columns
+
+    def close(self) -> None:
+        """Let the threads end and wait for them: a chunk a thread is asking about is
+        answered (within the callback's timeout), the ones queued behind it are not."""
+        self.stopped.set()
+        self.queues[0].put(None)
+        for thread in self.threads:
+            thread.join()

@@ -9,7 +9,8 @@ AFTER_RESULT_RECEIVED leaves (see tasks/transfer_metadata.py).
 import functools
 import posixpath
 import threading
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
@@ -17,8 +18,8 @@ from typing import Any
 from prefect.logging import get_logger
 
 from storeflow.models.transfer import TransferDefinition, protocol_kind
-from storeflow.sandbox.models import FileNode, NodeInfo, Stage, node_row
-from storeflow.sandbox.stages import CallbackSet, FileOutcome, StageOutcome
+from storeflow.sandbox.models import FileNode, NodeInfo, NodeRow, Stage, node_row
+from storeflow.sandbox.stages import CallbackSet, FileOutcome, StageColumns, StageOutcome
 from storeflow.sandbox.worker import EncodedResult
 from storeflow.tasks.transfer import Entry, FileResult
 from storeflow.tasks.transfer import metadata as transfer_metadata
@@ -72,6 +73,22 @@ def _delivered(result: FileResult) -> EncodedResult:
     return EncodedResult(_DELIVERED % (first, listed, _quote(result.entry.path)))
 
 
+class ChunkedFilter:
+    """FILTER as the engine calls it: a chunk of files at a time (``__call__``), or a
+    stream of chunks answered in a pipeline (``chunks``)."""
+
+    __slots__ = ("bound",)
+
+    def __init__(self, bound: "BoundCallbacks") -> None:
+        self.bound = bound
+
+    def __call__(self, entries: Sequence[Entry]) -> list[bool]:
+        return self.bound.filter_batch(entries)
+
+    def chunks(self, chunks: Iterable[Sequence[Entry]]) -> Iterator[list[bool]]:
+        return self.bound.filter_chunks(chunks)
+
+
 @dataclass
 class BoundCallbacks:
     callbacks: CallbackSet
@@ -106,12 +123,38 @@ class BoundCallbacks:
         node = node_of(entry, entry.path, self.initial_metadata(entry))
         return self._filtered(entry, self.callbacks.filter(node))
 
-    def batch_filter(self, entries: Sequence[Entry]) -> list[bool]:
+    @functools.cached_property
+    def batch_filter(self) -> "ChunkedFilter":
+        """The engine's FILTER hook (plan_transfer's ``batch_filter``): called with a
+        chunk of files it is :meth:`filter_batch`; its ``chunks`` is
+        :meth:`filter_chunks`, which the engine uses to pipeline the chunks."""
+        return ChunkedFilter(self)
+
+    def filter_batch(self, entries: Sequence[Entry]) -> list[bool]:
         """FILTER for many files: each callback's worker gets them all in one batch; the
         verdicts come back as columns (no object per file)."""
+        columns = self.callbacks.run_stage_rows(Stage.FILTER, self._filter_rows(entries))
+        return self._verdicts(entries, columns)
+
+    def filter_chunks(self, chunks: Iterable[Sequence[Entry]]) -> Iterator[list[bool]]:
+        """:meth:`filter_batch` for a stream of chunks, the verdicts of each in order:
+        the FILTER callbacks answer as a pipeline (see CallbackSet.run_stage_chunks), so
+        a Python and a JavaScript callback work at once on successive chunks."""
+        given: deque[Sequence[Entry]] = deque()
+
+        def rows() -> Iterator[tuple[list[NodeRow], None]]:
+            for entries in chunks:
+                given.append(entries)
+                yield self._filter_rows(entries), None
+
+        for columns in self.callbacks.run_stage_chunks(Stage.FILTER, rows()):
+            yield self._verdicts(given.popleft(), columns)
+
+    def _filter_rows(self, entries: Sequence[Entry]) -> list[NodeRow]:
         read = self.initial_metadata
-        rows = [node_row(e, read(e)) for e in entries]
-        columns = self.callbacks.run_stage_rows(Stage.FILTER, rows)
+        return [node_row(e, read(e)) for e in entries]
+
+    def _verdicts(self, entries: Sequence[Entry], columns: StageColumns) -> list[bool]:
         for i, (name, error) in sorted(columns.failures.items()):
             self._problem(f"{entries[i].name}: skipped, FILTER callback {name} failed: {error}")
         filtered = self.filtered

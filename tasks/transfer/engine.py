@@ -191,7 +191,9 @@ class TransferResult:
 
 
 FileFilter = Callable[[Entry], bool]
-#: FILTER for many files at once: one verdict per entry, in order.
+#: FILTER for many files at once: one verdict per entry, in order.  One that also has
+#: a ``chunks`` method (an iterator of chunks in, an iterator of their verdicts out, in
+#: order) is given every chunk of a plan that way, so it may answer them in a pipeline.
 BatchFilter = Callable[[Sequence[Entry]], Sequence[bool]]
 AfterResult = Callable[[FileResult], None]
 #: AFTER_RESULT_RECEIVED for a batch of files delivered together.
@@ -355,21 +357,36 @@ def _filtered(
         return entries, []
     kept: list[Entry] = []
     skipped: list[str] = []
-    for start in range(0, len(entries), FILTER_BATCH):
-        chunk = entries[start : start + FILTER_BATCH]
-        if batch_filter is not None:
-            verdicts = list(batch_filter(chunk))
-            if len(verdicts) != len(chunk):
-                raise ValueError(
-                    f"batch filter answered {len(verdicts)} verdicts for {len(chunk)} files"
-                )
-        else:
-            verdicts = [True] * len(chunk)
-        for entry, verdict in zip(chunk, verdicts, strict=True):
-            if verdict and (file_filter is None or file_filter(entry)):
-                kept.append(entry)
+    step = FILTER_BATCH
+    chunks = [entries[start : start + step] for start in range(0, len(entries), step)]
+    answers: Iterator[Sequence[bool]]
+    if batch_filter is None:
+        answers = iter([])
+    elif callable(chunked := getattr(batch_filter, "chunks", None)):
+        # A filter that takes the chunks as a stream answers them in a pipeline (the
+        # callbacks of a transfer: each its own worker, see tasks/transfer/callbacks.py).
+        answers = chunked(iter(chunks))
+    else:
+        answers = map(batch_filter, chunks)
+    try:
+        for chunk in chunks:
+            if batch_filter is not None:
+                verdicts = list(next(answers))
+                if len(verdicts) != len(chunk):
+                    raise ValueError(
+                        f"batch filter answered {len(verdicts)} verdicts for {len(chunk)} files"
+                    )
             else:
-                skipped.append(entry.name)
+                verdicts = [True] * len(chunk)
+            for entry, verdict in zip(chunk, verdicts, strict=True):
+                if verdict and (file_filter is None or file_filter(entry)):
+                    kept.append(entry)
+                else:
+                    skipped.append(entry.name)
+    finally:
+        close = getattr(answers, "close", None)
+        if close is not None:
+            close()
     return kept, skipped
 
 

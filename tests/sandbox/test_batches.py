@@ -5,6 +5,7 @@ import json
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -263,3 +264,85 @@ def test_rows_answered_in_columns(settings: SandboxSettings, tmp_path: Path) -> 
     assert columns.metadata[3] == {"mark": "x", "second": "yes"}
     assert columns.metadata[0] == {"second": "yes"}
     assert columns.metadata[2] is sent[2]  # refused, unchanged: the dict it was sent
+
+
+def test_chunks_go_through_the_callbacks_as_a_pipeline(
+    settings: SandboxSettings, tmp_path: Path
+) -> None:
+    """run_stage_chunks: each chunk's columns in order, the same as run_stage_rows
+    chunk by chunk; the second callback sees, in order, exactly the files the first
+    kept, including those of later chunks, with the first's metadata."""
+    first = (
+        "import utils\n"
+        "calls = 0\n"
+        "def run(req):\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    info = utils.get_node_info(req)\n"
+        "    info.metadata['first'] = str(calls)\n"
+        "    return int(info.path.rsplit('-', 1)[1]) % 3 != 0\n"
+    )
+    second = (
+        "const utils = require('./utils')\n"
+        "let calls = 0\n"
+        "module.exports = (req) => {\n"
+        "  calls += 1\n"
+        "  const info = utils.getNodeInfo(req)\n"
+        "  info.getMetadataMap().set('second', String(calls))\n"
+        "  return !info.getPath().endsWith('-7') && !info.getPath().endsWith('-28')\n"
+        "}\n"
+    )
+    definitions = [
+        one_callback(Language.PYTHON, first, name="first"),
+        one_callback(Language.JAVASCRIPT, second, name="second"),
+    ]
+    rows = [n.to_row() for n in nodes(tmp_path, 30)]
+    chunks = [(rows[start : start + 4], None) for start in range(0, 30, 4)]
+    with CallbackSet(definitions, task_id="t", policy=settings) as cbs:
+        streamed = list(cbs.run_stage_chunks(Stage.FILTER, iter(chunks), ahead=3))
+        workers = [w.starts for w in cbs._workers.values()]
+    assert workers == [1, 1]
+    proceed = [keep for columns in streamed for keep in columns.proceed]
+    metadata = [m for columns in streamed for m in columns.metadata]
+    assert proceed == [i % 3 != 0 and i not in (7, 28) for i in range(30)]
+    # The first callback saw every file, in order; the second only those the first
+    # kept, in order, chunk after chunk.
+    assert [m["first"] for m in metadata] == [str(i + 1) for i in range(30)]
+    kept_by_first = [i for i in range(30) if i % 3 != 0]
+    assert [metadata[i].get("second") for i in kept_by_first] == [
+        str(n + 1) for n in range(len(kept_by_first))
+    ]
+    assert all("second" not in metadata[i] for i in range(30) if i % 3 == 0)
+
+
+def test_a_pipeline_failure_is_raised_with_its_chunk_and_later_chunks_are_not_asked(
+    settings: SandboxSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure of the machinery (not a callback's answer) in chunk k is raised where
+    chunk k is taken; the chunks before it were answered, none after it is asked."""
+    definitions = [
+        one_callback(Language.PYTHON, "def run(req):\n    return True\n", name="a"),
+        one_callback(Language.PYTHON, "def run(req):\n    return True\n", name="b"),
+    ]
+    rows = [n.to_row() for n in nodes(tmp_path, 20)]
+    chunks = [(rows[start : start + 2], None) for start in range(0, 20, 2)]
+    asked: list[tuple[int, str]] = []
+    with CallbackSet(definitions, task_id="t", policy=settings) as cbs:
+        real = cbs._call_many
+
+        def call_many(index: int, common: dict, items: Any, encoded: Any = None) -> Any:
+            asked.append((index, items[0][0][0]))
+            if index == 1 and items[0][0][0].endswith("f-6"):
+                raise RuntimeError("pipe broke")
+            return real(index, common, items, encoded)
+
+        monkeypatch.setattr(cbs, "_call_many", call_many)
+        taken = []
+        with pytest.raises(RuntimeError, match="pipe broke"):
+            for columns in cbs.run_stage_chunks(Stage.FILTER, iter(chunks), ahead=2):
+                taken.append(columns)
+    assert len(taken) == 3  # chunks 0-2 answered by both callbacks
+    second = [path for index, path in asked if index == 1]
+    assert [p.rsplit("/", 1)[1] for p in second] == ["f-0", "f-2", "f-4", "f-6"]
+    # The first callback ran at most `ahead` chunks past the failing one.
+    assert len([1 for index, _ in asked if index == 0]) <= 4 + 2

@@ -10,7 +10,7 @@ import pickle
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -106,6 +106,53 @@ def test_batch_filter_sees_batches_and_skips(dirs: Dirs) -> None:
     assert len(result.files) == (count + 1) // 2
     assert len(result.skipped) == count // 2
     assert sorted(os.listdir(dst)) == sorted(result.files)
+
+
+class Chunked:
+    """A batch filter that also takes its chunks as a stream (as the transfer's
+    callbacks do): refuses names in ``refuse``, fails at chunk ``fail_at``."""
+
+    def __init__(self, refuse: set[str], fail_at: int | None = None) -> None:
+        self.refuse = refuse
+        self.fail_at = fail_at
+        self.streamed: list[int] = []
+
+    def __call__(self, entries: Sequence[Entry]) -> list[bool]:
+        raise AssertionError("a chunked filter is given its chunks as a stream")
+
+    def chunks(self, chunks: Iterator[Sequence[Entry]]) -> Iterator[list[bool]]:
+        for index, entries in enumerate(chunks):
+            if index == self.fail_at:
+                raise RuntimeError(f"filter broke at chunk {index}")
+            self.streamed.append(len(entries))
+            yield [e.name not in self.refuse for e in entries]
+
+
+def test_a_chunked_filter_gets_every_chunk_as_a_stream_and_refuses_in_later_ones(
+    dirs: Dirs,
+) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    count = 2 * FILTER_BATCH + 5
+    fill(src, count)
+    late = {f"f{FILTER_BATCH * 2 + 1:04}", f"f{FILTER_BATCH + 3:04}", "f0000"}
+    chunked = Chunked(late)
+    result = run_transfer(parse_definition(local_def(src, dst)), batch_filter=chunked)
+    assert chunked.streamed == [FILTER_BATCH, FILTER_BATCH, 5]
+    assert sorted(result.skipped) == sorted(late)
+    expected = [f"f{i:04}" for i in range(count)]
+    assert sorted(os.listdir(dst)) == [name for name in expected if name not in late]
+
+
+def test_a_chunked_filter_failing_in_a_later_chunk_stops_the_transfer_and_leaves_nothing(
+    dirs: Dirs,
+) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    fill(src, 2 * FILTER_BATCH + 5)
+    chunked = Chunked(set(), fail_at=2)
+    with pytest.raises(RuntimeError, match="filter broke at chunk 2"):
+        run_transfer(parse_definition(local_def(src, dst)), batch_filter=chunked)
+    assert chunked.streamed == [FILTER_BATCH, FILTER_BATCH]
+    assert os.listdir(dst) == []
 
 
 def test_a_batch_filter_answering_the_wrong_count_is_refused(dirs: Dirs) -> None:

@@ -13,7 +13,6 @@ import secrets
 import threading
 import time
 from collections.abc import Sequence
-from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 from storeflow.sandbox import isolation, languages
@@ -399,33 +398,15 @@ def _success(answer: list[Any], row: NodeRow | None, output: str) -> Answer:
 
 # Compact: a batch of 256 files is a few KiB shorter down the pipe.
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
-#: An item whose row (sandbox/models.py:node_row) is a path, ten ints and no metadata.
-_ROW = "[[%s,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,{}],%s]"
-_TEN_INTS = (int,) * 10
 
 
 def encode_items(items: Sequence[BatchItem]) -> bytes:
-    """A batch's items as the worker reads them: ASCII JSON, one list.  Items whose
-    results come as text (:class:`EncodedResult`) are written around it, the same JSON
-    the encoder would give for the result as a dict."""
+    """A batch's items as the worker reads them: ASCII JSON, one list.  A result that
+    comes as text (:class:`EncodedResult`) goes as a JSON string holding that text: the
+    worker reads it (json.loads, JSON.parse) only when the callback asks for the result,
+    and the encoder writes it without looking inside."""
     listed = items if isinstance(items, list) else list(items)
-    if not any(type(result) is EncodedResult for _, result in listed):
-        return _ENCODER.encode(listed).encode("ascii")
-    parts = []
-    for row, result in listed:
-        text = result if type(result) is EncodedResult else _ENCODER.encode(result)
-        if (
-            row is not None
-            and len(row) == 12
-            and type(row[0]) is str
-            and row[11] == {}
-            and tuple(map(type, row[1:11])) == _TEN_INTS
-        ):
-            # The usual row (no metadata): a template, no encoder call per file.
-            parts.append(_ROW % (_quote(row[0]), *row[1:11], text))
-        else:
-            parts.append("[" + _ENCODER.encode(row) + "," + text + "]")
-    return ("[" + ",".join(parts) + "]").encode("ascii")
+    return _ENCODER.encode(listed).encode("ascii")
 
 
 def _repeat(

@@ -4,7 +4,8 @@
 // Protocol: the host writes one JSON object a line on stdin (config, load,
 // then calls, or batches {"common", "items": [[node row, result], ...], "group_s"}
 // where a node row is [path, mode, uid, gid, size, atime s, ns, mtime s, ns,
-// ctime s, ns, metadata]
+// ctime s, ns, metadata] and a result is an object, null, or a string holding
+// its JSON (parsed when the callback first reads it)
 // answered in groups: one frame per group, nonce "NONCE.FIRST" with
 // {"answers": [...]} (a success as [result, truthy, metadata or null when
 // unchanged], a failure as its object, a bare integer N for "the answer before, N
@@ -17,7 +18,7 @@
 // the callback is compiled and kept only in this module's closure; every
 // function that touches it was captured before the callback could patch
 // a global or a prototype.
-import { metadataOf, publicApi, Request } from "./utils.js";
+import { metadataOf, publicApi, Request, Task } from "./utils.js";
 
 const uncurry = (fn) => Function.prototype.call.bind(fn);
 const U8 = Uint8Array;
@@ -156,8 +157,8 @@ async function settle(req, promise) {
 
 // Returns the outcome, or a promise of it when the callback is async; plain
 // functions never touch the event loop, which keeps warm calls cheap.
-function call(entry, wire) {
-  const req = new Request(wire);
+function call(entry, wire, task) {
+  const req = new Request(wire, task);
   // The seed reads `task` as a free name in BEFORE_TASK_EXECUTED callbacks.
   globalThis.task = req.getTask();
   try {
@@ -175,6 +176,7 @@ function call(entry, wire) {
 const keysOf = Object.keys;
 
 function sameMetadata(now, sent) {
+  if (now === sent) return true;
   if (now === null || sent === null || typeof sent !== "object") return now === sent;
   const before = keysOf(sent);
   if (keysOf(now).length !== before.length) return false;
@@ -187,6 +189,8 @@ function sameMetadata(now, sent) {
 async function batch(entry, message) {
   const common = message.common;
   const items = message.items;
+  // Every request of a batch has the same task: one Task for all of them.
+  const task = new Task(common.task);
   const groupMs = (message.group_s || 0) * 1000;
   let bodies = [];
   let size = 0;
@@ -220,7 +224,7 @@ async function batch(entry, message) {
       atime: [row[5], row[6]], mtime: [row[7], row[8]], ctime: [row[9], row[10]], metadata: row[11],
     };
     const wire = { id: common.id, stage: common.stage, task: common.task, node, result: item[1] };
-    const pending = call(entry, wire);
+    const pending = call(entry, wire, task);
     const outcome = pending.pending ? await pending.pending : pending;
     // A success as [result, truthy, metadata], metadata null when unchanged.
     const body = outcome.ok

@@ -54,7 +54,12 @@ export class MetadataMap {
 }
 
 const stamp = (pair) => new Timestamp(pair[0], pair[1]);
+// Captured before any callback runs: a callback that patches JSON only fools itself,
+// but its own results should still read right.
+const parseJson = JSON.parse;
 
+// Times and metadata become objects when first asked for: most callbacks read a path
+// or a size only, and a node whose metadata was never asked for goes back as it came.
 export class NodeInfo {
   #wire;
   #atime;
@@ -63,20 +68,20 @@ export class NodeInfo {
   #metadata;
   constructor(wire) {
     this.#wire = wire;
-    this.#atime = stamp(wire.atime);
-    this.#mtime = stamp(wire.mtime);
-    this.#ctime = stamp(wire.ctime);
-    this.#metadata = new MetadataMap(wire.metadata);
   }
   getPath() { return this.#wire.path; }
   getMode() { return this.#wire.mode; }
   getUid() { return this.#wire.uid; }
   getGid() { return this.#wire.gid; }
   getSize() { return this.#wire.size; }
-  getAtime() { return this.#atime; }
-  getMtime() { return this.#mtime; }
-  getCtime() { return this.#ctime; }
-  getMetadataMap() { return this.#metadata; }
+  getAtime() { return this.#atime ??= stamp(this.#wire.atime); }
+  getMtime() { return this.#mtime ??= stamp(this.#wire.mtime); }
+  getCtime() { return this.#ctime ??= stamp(this.#wire.ctime); }
+  getMetadataMap() { return this.#metadata ??= new MetadataMap(this.#wire.metadata); }
+  // Host side: the metadata to send back (the very object sent when never asked for).
+  static metadataOf(node) {
+    return node.#metadata === undefined ? node.#wire.metadata : node.#metadata.toObject();
+  }
 }
 
 export class TaskExecution {
@@ -97,26 +102,38 @@ export class Task {
   hasLastExecution() { return this.#last !== undefined; }
 }
 
+// A result sent as text (a delivered file's, see the host's protocol) is parsed when
+// the callback first reads it.
 export class ExecutionResult {
   #wire;
-  constructor(wire) { this.#wire = wire; }
-  getStatus() { return this.#wire.status ?? ""; }
-  getError() { return this.#wire.error ?? undefined; }
-  getDestination() { return this.#wire.destination ?? undefined; }
-  getDetails() { return { ...(this.#wire.details ?? {}) }; }
+  #text;
+  constructor(wire) {
+    if (typeof wire === "string") this.#text = wire;
+    else this.#wire = wire;
+  }
+  #read() { return this.#wire ??= parseJson(this.#text); }
+  getStatus() { return this.#read().status ?? ""; }
+  getError() { return this.#read().error ?? undefined; }
+  getDestination() { return this.#read().destination ?? undefined; }
+  getDetails() { return { ...(this.#read().details ?? {}) }; }
 }
 
-const nodes = new WeakMap();
+let nodeOf;
 
 export class Request {
   #wire;
   #task;
   #result;
-  constructor(wire) {
+  #node;
+  static {
+    nodeOf = (req) => (req !== null && typeof req === "object" && #node in req ? req.#node : undefined);
+  }
+  // `task`: the batch's Task, the same for every request of a batch.
+  constructor(wire, task) {
     this.#wire = wire;
-    this.#task = new Task(wire.task);
+    this.#task = task ?? new Task(wire.task);
     this.#result = wire.result ? new ExecutionResult(wire.result) : undefined;
-    if (wire.node) nodes.set(this, new NodeInfo(wire.node));
+    if (wire.node) this.#node = new NodeInfo(wire.node);
   }
   getId() { return this.#wire.id; }
   getStage() { return this.#wire.stage; }
@@ -125,13 +142,13 @@ export class Request {
 }
 
 export function getNodeInfo(req) {
-  return nodes.get(req);
+  return nodeOf(req);
 }
 
 // Host side only: the metadata to send back after the call.
 export function metadataOf(req) {
-  const node = nodes.get(req);
-  return node ? node.getMetadataMap().toObject() : null;
+  const node = nodeOf(req);
+  return node ? NodeInfo.metadataOf(node) : null;
 }
 
 export const publicApi = Object.freeze({

@@ -5,6 +5,7 @@ a str->str metadata map, and the task's last execution with its Progress.
 
 import datetime
 import enum
+import json
 from typing import Any
 
 _EPOCH = datetime.datetime(1970, 1, 1)
@@ -102,21 +103,32 @@ class NodeInfo:
         ctime s, ns, metadata] (sandbox/models.py:node_row)."""
         info = cls.__new__(cls)
         info.path, info.mode, info.uid, info.gid, info.size = row[0], *row[1:5]
-        info.metadata = MetadataMap(row[11])
-        # The times become Timestamps when first read (see __getattr__): most
-        # callbacks look at a path or a size only.
+        # The times become Timestamps and the metadata a MetadataMap when first read
+        # (see __getattr__): most callbacks look at a path or a size only, and a node
+        # whose metadata was never read went back as it came.
         info.__dict__["_row"] = row
         return info
 
-    def __getattr__(self, name: str) -> Timestamp:
-        # Only reached for an attribute not set yet: a time of a batch item's node.
-        offset = _TIME_FIELDS.get(name)
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for an attribute not set yet: a time or the metadata of a batch
+        # item's node.
         row = self.__dict__.get("_row")
-        if offset is None or row is None:
+        if row is None:
+            raise AttributeError(name)
+        if name == "metadata":
+            metadata = MetadataMap(row[11])
+            self.metadata = metadata
+            return metadata
+        offset = _TIME_FIELDS.get(name)
+        if offset is None:
             raise AttributeError(name)
         stamp = Timestamp(int(row[offset]), int(row[offset + 1]))
         setattr(self, name, stamp)
         return stamp
+
+    def metadata_read(self) -> bool:
+        """False while nobody has read this node's metadata (it is still as sent)."""
+        return "metadata" in self.__dict__
 
     def __repr__(self) -> str:
         return f"NodeInfo(path={self.path!r}, size={self.size})"
@@ -154,11 +166,24 @@ class Request:
 
     @classmethod
     def of(
-        cls, common: dict[str, Any], node: list[Any] | None, result: dict[str, Any] | None
+        cls,
+        common: dict[str, Any],
+        node: list[Any] | None,
+        result: dict[str, Any] | str | None,
+        task: "Task | None" = None,
     ) -> "Request":
-        """A request of a batch: the fields every item shares, then its own."""
+        """A request of a batch: the fields every item shares, then its own.  ``task``:
+        the batch's Task (every item's is the same).  A result given as text (its JSON,
+        as the host sends a delivered file's) is read when the callback first asks."""
         req = cls.__new__(cls)
-        req._fill(common, NodeInfo.of_row(node) if node is not None else None, result)
+        req.id = common["id"]
+        req.stage = common["stage"]
+        req.task = task if task is not None else Task(common["task"])
+        req.node_info = NodeInfo.of_row(node) if node is not None else None
+        if isinstance(result, str):
+            req.__dict__["_result_text"] = result
+        else:
+            req.result = ExecutionResult(result) if result is not None else None
         return req
 
     def _fill(
@@ -169,6 +194,15 @@ class Request:
         self.task = Task(wire["task"])
         self.node_info = node
         self.result = ExecutionResult(result) if result is not None else None
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for an attribute not set yet: a result sent as text.
+        text = self.__dict__.get("_result_text")
+        if name != "result" or text is None:
+            raise AttributeError(name)
+        result = ExecutionResult(json.loads(text))
+        self.result = result
+        return result
 
     def __repr__(self) -> str:
         return f"Request(id={self.id!r}, stage={self.stage!r})"

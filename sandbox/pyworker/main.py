@@ -8,7 +8,8 @@ Protocol (all lines; JSON never contains a raw newline):
       3. {"op": "call", "nonce": ..., "request": {...}}  (repeated), or
          {"op": "batch", "nonce": ..., "common": {"id", "stage", "task"},
           "items": [[node row, result], ...], "group_s": G}: one answer per item, in
-         order, sent in groups (see _Batch)
+         order, sent in groups (see _Batch); a result is an object, null, or a string
+         holding its JSON (read when the callback first asks for req.result)
   worker -> host, on the inherited fd `channel_fd` (never stdout/stderr):
       b"\\x1e" + token + b" " + nonce + b" " + json + b"\\n"
   a group of a batch's answers is one such line, nonce + "." + the index of its
@@ -204,8 +205,12 @@ def _call(
         sys.stderr.flush()
     node = req.node_info
     metadata = None
-    if node is not None and sent is not None and node.metadata == sent:
-        metadata = sent  # as sent: str -> str already
+    if (
+        node is not None
+        and sent is not None
+        and (not node.metadata_read() or node.metadata == sent)
+    ):
+        metadata = sent  # as sent (or never read): str -> str already
     elif node is not None:
         metadata = dict(node.metadata)
         if metadata and not all(
@@ -219,10 +224,13 @@ def _call(
 def _batch(channel: Channel, namespace: dict[str, Any], run: Any, message: dict[str, Any]) -> None:
     common = message["common"]
     batch = _Batch(channel, str(message["nonce"]), float(message.get("group_s", 0)))
+    # Every item of a batch has the same task: one Task for all of them.
+    task = api.Task(common["task"])
+    of = api.Request.of
     for index, (node, result) in enumerate(message["items"]):
         batch.before_call(index)
         sent = node[11] if node is not None else None
-        answer = _call(namespace, run, api.Request.of(common, node, result), sent)
+        answer = _call(namespace, run, of(common, node, result, task), sent)
         if answer["ok"]:
             # A success as [result, truthy, metadata], metadata null when the call left
             # it as it came: the host keeps what it sent.

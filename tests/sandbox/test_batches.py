@@ -190,12 +190,13 @@ def test_a_worker_that_died_while_idle_is_replaced_not_blamed(
         assert worker.starts == 2
 
 
+@pytest.mark.parametrize("language", [Language.PYTHON, Language.JAVASCRIPT])
 def test_results_given_as_text_reach_the_callback_as_dicts_would(
-    settings: SandboxSettings, tmp_path: Path
+    settings: SandboxSettings, tmp_path: Path, language: Language
 ) -> None:
-    """EncodedResult (AFTER_RESULT_RECEIVED's results written from a template) is the
-    same JSON the encoder writes for the dict: byte for byte, beside rows that carry
-    metadata or values the template does not write; a worker sees the same result."""
+    """EncodedResult (AFTER_RESULT_RECEIVED's results written from a template) goes as
+    a JSON string holding its text, beside rows that carry metadata or other values; a
+    worker reads it when the callback asks and sees the same result as from the dict."""
     wire = {
         "status": "SUCCESS",
         "error": None,
@@ -207,20 +208,35 @@ def test_results_given_as_text_reach_the_callback_as_dicts_would(
     rows[1] = [*rows[1][:-1], {"k": "v"}]
     rows[2] = [*rows[2][:4], True, *rows[2][5:]]
     as_text = encode_items([(r, text) for r in rows])
-    assert json.loads(as_text) == json.loads(encode_items([(r, wire) for r in rows]))
     assert as_text.isascii()
-    source = (
-        "import utils\n"
-        "def run(req):\n"
-        "    info = utils.get_node_info(req)\n"
-        "    r = req.result\n"
-        "    seen = [r.status, r.destination, *r.details['destinations']]\n"
-        "    info.metadata['seen'] = '|'.join(seen)\n"
-        "    return True\n"
-    )
+    decoded = json.loads(as_text)
+    assert [row for row, _ in decoded] == json.loads(json.dumps(rows))
+    assert [json.loads(result) for _, result in decoded] == [wire] * 3
+    source = {
+        Language.PYTHON: (
+            "import utils\n"
+            "def run(req):\n"
+            "    info = utils.get_node_info(req)\n"
+            "    r = req.result\n"
+            "    assert req.result is r\n"
+            "    seen = [r.status, r.destination, *r.details['destinations']]\n"
+            "    info.metadata['seen'] = '|'.join(seen)\n"
+            "    return True\n"
+        ),
+        Language.JAVASCRIPT: (
+            "const utils = require('./utils')\n"
+            "module.exports = (req) => {\n"
+            "  const r = req.getResult()\n"
+            "  if (req.getResult() !== r) throw new Error('not the same result')\n"
+            "  const seen = [r.getStatus(), r.getDestination(), ...r.getDetails().destinations]\n"
+            "  utils.getNodeInfo(req).getMetadataMap().set('seen', seen.join('|'))\n"
+            "  return true\n"
+            "}\n"
+        ),
+    }[language]
     (tmp_path / "more").mkdir()
     files = nodes(tmp_path / "more", 2)
-    definition = one_callback(Language.PYTHON, source, stage=Stage.AFTER_RESULT_RECEIVED)
+    definition = one_callback(language, source, stage=Stage.AFTER_RESULT_RECEIVED)
     with CallbackSet([definition], task_id="t", policy=settings) as cbs:
         outcomes = cbs.after_results(files, [text, wire])
     expected = "SUCCESS|/out/\u00e9t\u00e9 \udcff|/out/a|/out/b"

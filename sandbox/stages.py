@@ -335,24 +335,31 @@ class CallbackSet:
         ahead: int = PIPELINE_AHEAD,
     ) -> Iterator[StageColumns]:
         """:meth:`run_stage_rows` for a stream of chunks (rows, results or None), each
-        chunk's columns yielded in order.  With several callbacks in the stage the
-        chunks go through them as a pipeline, a thread per callback: the second answers
-        chunk k while the first answers chunk k+1 and the caller builds chunk k+2, each
-        worker on a core of its own.  Every callback still sees every file in play, in
-        order, and only the files the callbacks before it kept, with their metadata.
-        At most ``ahead`` chunks are in flight.  A failure of the machinery (not of a
-        callback: that is a file's answer) is raised where its chunk is yielded, and
-        the chunks after it are not asked."""
+        chunk's columns yielded in order.  The chunks go through the stage's callbacks
+        as a pipeline, a thread per callback: the caller builds (and encodes) chunk k+2
+        while the first callback answers chunk k+1 and the second chunk k, each worker
+        on a core of its own.  Every callback still sees every file in play, in order,
+        and only the files the callbacks before it kept, with their metadata.  At most
+        ``ahead`` chunks are in flight.  A failure of the machinery (not of a callback:
+        that is a file's answer) is raised where its chunk is yielded, and the chunks
+        after it are not asked."""
         asked = self._stage_callbacks(stage)
-        if len(asked) < 2:
+        if not asked:
             for rows, results in chunks:
-                yield self.run_stage_rows(stage, rows, results)
+                yield _Chunk(self, stage, rows, results).columns
             return
+        first = asked[0][1].language
+        # The first callback is sent every file of a chunk: encoded here, by the caller,
+        # while the callbacks' threads wait for their workers.
+        encode = self.enabled(first) and _batches(first)
         pipeline = _Pipeline(asked)
         try:
             inflight = 0
             for rows, results in chunks:
-                pipeline.put(_Chunk(self, stage, rows, results))
+                chunk = _Chunk(self, stage, rows, results)
+                if encode and chunk.rows:
+                    chunk.sent = encode_items(list(zip(chunk.rows, chunk.wires, strict=True)))
+                pipeline.put(chunk)
                 inflight += 1
                 if inflight >= max(1, ahead):
                     yield pipeline.get()

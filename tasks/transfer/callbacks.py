@@ -89,6 +89,22 @@ class ChunkedFilter:
         return self.bound.filter_chunks(chunks)
 
 
+class ChunkedAfter:
+    """AFTER_RESULT_RECEIVED as the engine calls it: a batch of delivered files at a
+    time (``__call__``), or a stream of batches answered in a pipeline (``chunks``)."""
+
+    __slots__ = ("bound",)
+
+    def __init__(self, bound: "BoundCallbacks") -> None:
+        self.bound = bound
+
+    def __call__(self, results: Sequence[FileResult]) -> None:
+        self.bound.after_batch(results)
+
+    def chunks(self, batches: Iterable[Sequence[FileResult]]) -> Iterator[None]:
+        return self.bound.after_chunks(batches)
+
+
 @dataclass
 class BoundCallbacks:
     callbacks: CallbackSet
@@ -184,24 +200,70 @@ class BoundCallbacks:
     # -- AFTER_RESULT_RECEIVED ---------------------------------------------------------
 
     def after_result(self, result: FileResult) -> None:
-        self.after_results([result])
+        self.after_batch([result])
 
-    def after_results(self, results: Sequence[FileResult]) -> None:
+    @functools.cached_property
+    def after_results(self) -> "ChunkedAfter":
+        """The engine's AFTER_RESULT_RECEIVED hook (deliver's ``after_results``): called
+        with a batch it is :meth:`after_batch`; its ``chunks`` is :meth:`after_chunks`,
+        which the engine uses to pipeline the batches."""
+        return ChunkedAfter(self)
+
+    def after_batch(self, results: Sequence[FileResult]) -> None:
         """AFTER_RESULT_RECEIVED for a batch of delivered files (one batch per sandbox
         round trip), then the metadata stored on each file's temporary copy."""
         starting = self._metadata_before([r.entry for r in results])
         if not self.has(Stage.AFTER_RESULT_RECEIVED):
-            for result, metadata in zip(results, starting, strict=True):
-                if metadata:
-                    self._store(result, metadata, [])
+            self._store_unasked(results, starting)
             return
+        rows, wires = self._after_rows(results, starting)
+        columns = self.callbacks.run_stage_rows(Stage.AFTER_RESULT_RECEIVED, rows, wires)
+        self._after_answers(results, starting, columns)
+
+    def after_chunks(self, batches: Iterable[Sequence[FileResult]]) -> Iterator[None]:
+        """:meth:`after_batch` for a stream of batches, one ``None`` as each is done (its
+        metadata stored), in order: the next batch is built and sent while the worker
+        answers this one (see CallbackSet.run_stage_chunks)."""
+        if not self.has(Stage.AFTER_RESULT_RECEIVED):
+            for results in batches:
+                self._store_unasked(results, self._metadata_before([r.entry for r in results]))
+                yield None
+            return
+        given: deque[tuple[Sequence[FileResult], list[dict[str, str]]]] = deque()
+
+        def chunks() -> Iterator[tuple[list[NodeRow], list[EncodedResult]]]:
+            for results in batches:
+                starting = self._metadata_before([r.entry for r in results])
+                given.append((results, starting))
+                yield self._after_rows(results, starting)
+
+        stage = Stage.AFTER_RESULT_RECEIVED
+        for columns in self.callbacks.run_stage_chunks(stage, chunks()):
+            results, starting = given.popleft()
+            self._after_answers(results, starting, columns)
+            yield None
+
+    def _store_unasked(self, results: Sequence[FileResult], starting: list[dict[str, str]]) -> None:
+        for result, metadata in zip(results, starting, strict=True):
+            if metadata:
+                self._store(result, metadata, [])
+
+    @staticmethod
+    def _after_rows(
+        results: Sequence[FileResult], starting: list[dict[str, str]]
+    ) -> tuple[list[NodeRow], list[EncodedResult]]:
         rows = [
             node_row(r.entry, metadata, r.destinations[0])
             for r, metadata in zip(results, starting, strict=True)
         ]
-        columns = self.callbacks.run_stage_rows(
-            Stage.AFTER_RESULT_RECEIVED, rows, [_delivered(r) for r in results]
-        )
+        return rows, [_delivered(r) for r in results]
+
+    def _after_answers(
+        self,
+        results: Sequence[FileResult],
+        starting: list[dict[str, str]],
+        columns: StageColumns,
+    ) -> None:
         for i, (name, error) in sorted(columns.failures.items()):
             self._problem(
                 f"{results[i].entry.name}: AFTER_RESULT_RECEIVED callback {name} failed: {error}"

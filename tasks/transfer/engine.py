@@ -198,6 +198,9 @@ BatchFilter = Callable[[Sequence[Entry]], Sequence[bool]]
 AfterResult = Callable[[FileResult], None]
 #: AFTER_RESULT_RECEIVED for a batch of files delivered together.
 AfterResults = Callable[[Sequence[FileResult]], None]
+#: An AfterResults hook's ``chunks``, when it has one: the delivered batches as one
+#: stream, one item out as each is done (so the hook may pipeline them).
+AfterStream = Callable[[Iterator[Sequence[FileResult]]], Iterator[object]]
 ProgressHook = Callable[[CopyCounters], None]
 
 #: Entries per call of a batch filter.
@@ -487,6 +490,7 @@ class _Copier:
         handlers: Handlers,
         meter: _Meter,
         after: AfterResults | None,
+        after_stream: AfterStream | None = None,
     ) -> None:
         definition = plan.definition
         self.destinations = definition.destination
@@ -496,7 +500,9 @@ class _Copier:
         self.meter = meter
         self.after = after
         # AFTER_RESULT_RECEIVED on a thread of its own (see _AfterThread).
-        self.after_thread = _AfterThread(self._after) if after is not None else None
+        self.after_thread = (
+            _AfterThread(self._after, after_stream, self._results) if after is not None else None
+        )
         # Final paths as prefix + name where every handler joins as posixpath does (a
         # target is a plain name: checked when planned), saving a join per file.
         self.prefixes: list[str] | None = None
@@ -519,6 +525,10 @@ class _Copier:
     def _after(self, batch: Sequence[PlannedFile]) -> None:
         """AFTER_RESULT_RECEIVED for a batch every destination holds (temporary names)."""
         assert self.after is not None
+        self.after(self._results(batch))
+
+    def _results(self, batch: Sequence[PlannedFile]) -> list[FileResult]:
+        """The delivered files of a batch, with their final paths."""
         if self.prefixes is not None and len(self.prefixes) == 1:
             prefix = self.prefixes[0]
             results = [FileResult(p.entry, (prefix + p.target(0),)) for p in batch]
@@ -538,7 +548,7 @@ class _Copier:
                 )
                 for p in batch
             ]
-        self.after(results)
+        return results
 
     def _one(self, planned: PlannedFile) -> None:
         """A file through the handlers: big ones report their bytes as they go."""
@@ -614,13 +624,25 @@ class _AfterThread:
     callbacks' workers (other processes, other cores) answer for the last, instead of
     waiting for them.  One thread calls every batch: callbacks keep state (a sandbox
     worker, the metadata gathered).  A failure stops the copies at their next batch
-    and is raised by :meth:`finish`."""
+    and is raised by :meth:`finish`.
 
-    def __init__(self, call: Callable[[Sequence[PlannedFile]], None]) -> None:
+    With ``stream`` (a hook's ``chunks``: delivered batches in, one item out as each is
+    done), the batches go to it as one stream instead, so the hook builds and sends the
+    next batch while its workers answer this one; ``convert`` makes a batch's results."""
+
+    def __init__(
+        self,
+        call: Callable[[Sequence[PlannedFile]], None],
+        stream: AfterStream | None = None,
+        convert: Callable[[Sequence[PlannedFile]], Sequence[FileResult]] | None = None,
+    ) -> None:
         self.call = call
+        self.stream = stream
+        self.convert = convert
         self.work: queue.SimpleQueue[Sequence[PlannedFile] | None] = queue.SimpleQueue()
         self.failed = threading.Event()
         self.error: BaseException | None = None
+        self.ended = False  # the end of the batches (None) was taken
         self.thread = threading.Thread(target=self._run, name="sf-copy-after", daemon=True)
         self.thread.start()
 
@@ -628,6 +650,9 @@ class _AfterThread:
         self.work.put(batch)
 
     def _run(self) -> None:
+        if self.stream is not None:
+            self._run_stream(self.stream)
+            return
         while (batch := self.work.get()) is not None:
             if self.error is not None:
                 continue  # failed: what is left is dropped
@@ -636,6 +661,23 @@ class _AfterThread:
             except BaseException as exc:  # raised again by finish(), in deliver's thread
                 self.error = exc
                 self.failed.set()
+
+    def _batches(self) -> Iterator[Sequence[FileResult]]:
+        assert self.convert is not None
+        while (batch := self.work.get()) is not None:
+            yield self.convert(batch)
+        self.ended = True
+
+    def _run_stream(self, stream: AfterStream) -> None:
+        try:
+            for _ in stream(self._batches()):
+                pass
+        except BaseException as exc:  # raised again by finish(), in deliver's thread
+            self.error = exc
+            self.failed.set()
+            # What is left is dropped, up to the end stop() marks.
+            while not self.ended and self.work.get() is not None:
+                pass
 
     def stop(self) -> None:
         """Let the batches handed over end, and the thread with them (repeatable).  The
@@ -751,6 +793,10 @@ def deliver(
         for hook in hooks:
             hook(results)
 
+    # A hook that takes its batches as a stream gets them so (see _AfterThread).
+    chunked = getattr(after_results, "chunks", None) if after_result is None else None
+    stream: AfterStream | None = chunked if callable(chunked) else None
+
     action = definition.source.post_copy_action
     with _using(handlers, definition, open_handler) as opened:
         for handler in opened.destinations:
@@ -758,7 +804,7 @@ def deliver(
         batches = list(_batches(plan.files, max(1, batch_size)))
         workers = max_workers if max_workers is not None else default_workers()
         # Its AFTER_RESULT_RECEIVED thread starts here: stopped below, whatever happens.
-        copier = _Copier(plan, opened, meter, after if hooks else None)
+        copier = _Copier(plan, opened, meter, after if hooks else None, stream)
         pipe = copier.after_thread
         try:
             _run_batches(copier, batches, min(workers, len(batches)), pipe.failed if pipe else None)
@@ -847,11 +893,7 @@ def run_transfer(
     definition = _as_definition(definition)
     workers = max_workers if max_workers is not None else default_workers()
     delivered: list[FileResult] = []
-
-    def record(results: Sequence[FileResult]) -> None:
-        delivered.extend(results)
-        if after_results is not None:
-            after_results(results)
+    record = _Recorder(delivered, after_results)
 
     with open_handlers(definition, open_handler) as handlers:
         plan = plan_transfer(
@@ -874,6 +916,32 @@ def run_transfer(
     return dataclasses.replace(
         result, seconds=time.monotonic() - started, delivered=tuple(delivered)
     )
+
+
+class _Recorder:
+    """run_transfer's AFTER_RESULT_RECEIVED hook: keeps every delivered file, then
+    calls the caller's hook; takes a stream of batches when that hook does."""
+
+    def __init__(self, delivered: list[FileResult], hook: AfterResults | None) -> None:
+        self.delivered = delivered
+        self.hook = hook
+        chunked = getattr(hook, "chunks", None)
+        if not callable(chunked):
+            self.chunks = None  # type: ignore[assignment]
+
+    def __call__(self, results: Sequence[FileResult]) -> None:
+        self.delivered.extend(results)
+        if self.hook is not None:
+            self.hook(results)
+
+    def chunks(self, batches: Iterator[Sequence[FileResult]]) -> Iterator[object]:
+        def kept() -> Iterator[Sequence[FileResult]]:
+            for results in batches:
+                self.delivered.extend(results)
+                yield results
+
+        chunked: AfterStream = self.hook.chunks  # type: ignore[union-attr]
+        return chunked(kept())
 
 
 def default_workers() -> int:

@@ -445,3 +445,55 @@ def test_an_after_results_failure_ends_the_delivery_and_its_temporary_files(
         deliver(plan, after_results=broken, batch_size=4, max_workers=workers)
     assert calls == [4]  # the batches after the failure are not called
     assert os.listdir(dst) == []
+
+
+class ChunkedAfter:
+    """An AFTER_RESULT_RECEIVED hook that takes its batches as a stream (as the
+    transfer's callbacks do); fails at batch ``fail_at``."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at = fail_at
+        self.seen: list[list[str]] = []
+
+    def __call__(self, results: Sequence[FileResult]) -> None:
+        raise AssertionError("a chunked hook is given its batches as a stream")
+
+    def chunks(self, batches: Iterator[Sequence[FileResult]]) -> Iterator[None]:
+        for index, results in enumerate(batches):
+            if index == self.fail_at:
+                raise RuntimeError(f"hook broke at batch {index}")
+            self.seen.append([r.entry.name for r in results])
+            yield None
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_chunked_after_hook_gets_every_delivered_batch_as_one_stream(
+    dirs: Dirs, workers: int
+) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    fill(src, 30)
+    hook = ChunkedAfter()
+    result = run_transfer(
+        parse_definition(local_def(src, dst)),
+        after_results=hook,
+        batch_size=4,
+        max_workers=workers,
+    )
+    assert sorted(len(names) for names in hook.seen) == [2] + [4] * 7
+    assert sorted(n for names in hook.seen for n in names) == [f"f{i:04}" for i in range(30)]
+    # run_transfer still records every delivered file.
+    assert sorted(r.entry.name for r in result.delivered) == [f"f{i:04}" for i in range(30)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_chunked_after_hook_failing_in_a_later_batch_ends_the_delivery_and_its_temporaries(
+    dirs: Dirs, workers: int
+) -> None:
+    src, dst = dirs("src"), dirs("dst")
+    fill(src, 40)
+    plan = plan_transfer(parse_definition(local_def(src, dst)))
+    hook = ChunkedAfter(fail_at=2)
+    with pytest.raises(RuntimeError, match="hook broke at batch 2"):
+        deliver(plan, after_results=hook, batch_size=4, max_workers=workers)
+    assert len(hook.seen) == 2
+    assert os.listdir(dst) == []

@@ -1,17 +1,22 @@
 """Hand one `storeflow` command to the warm runner, if one can take it.
 
 Standard library only: this runs before Prefect is imported, and when a warm runner
-takes the command, Prefect is never imported here at all.
+takes the command, Prefect is never imported here at all; and only what the client needs
+of it (no `typing`, no `contextlib`: 4 ms of every command).
 """
 
-import contextlib
+from __future__ import annotations
+
 import os
 import signal
 import socket
 import sys
-from types import FrameType
 
 from storeflow.cli.warm import wire
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import FrameType
 
 #: Commands that manage the warm runner itself always run here.
 LOCAL_COMMANDS = ("warm",)
@@ -141,8 +146,10 @@ def _wait_for_exit(sock: socket.socket, reader: wire.Reader, child: int) -> int:
     does the runner when it reaps it, so a dead child or a dead runner both end this."""
 
     def relay(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        try:  # noqa: SIM105 (contextlib is not imported here: see the module's docstring)
             os.killpg(child, signum)
+        except ProcessLookupError:
+            pass
 
     previous = {sig: signal.signal(sig, relay) for sig in FORWARDED}
     try:

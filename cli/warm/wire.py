@@ -1,8 +1,11 @@
 """What the warm runner and its clients share: where the socket lives, how messages are
 framed, and the fingerprint that says whether a runner can serve a command.
 
-Standard library only (the client imports this before anything else).
+Standard library only (the client imports this before anything else), and no more of it
+than the client needs: `typing` only for the type checker (2 ms of every command).
 """
+
+from __future__ import annotations
 
 import json
 import os
@@ -12,7 +15,10 @@ import stat
 import struct
 import sys
 import zlib
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: STOREFLOW_WARM: "auto" (use a running warm runner when it fits, else run here),
 #: "off" (always run here), "require" (fail when no warm runner can take the command).

@@ -44,11 +44,21 @@ from storeflow.sandbox.models import (
     TaskInfo,
 )
 from storeflow.sandbox.settings import SandboxSettings, as_settings
-from storeflow.sandbox.worker import BatchItem, CallbackWorker, EncodedResult, encode_items
+from storeflow.sandbox.worker import (
+    BatchItem,
+    CallbackWorker,
+    DeliveredResult,
+    EncodedResult,
+    encode_items,
+)
 
 # Shared empties of FileOutcome (see there): replaced, never filled.
 _NONE: list[str] = []
 _NO_KEYS: dict[str, str] = {}
+
+#: A result as a stage is given it: the model, its wire dict, its text, or a delivered
+#: file's short form (see sandbox/worker.py).
+ResultLike = ExecutionResult | dict[str, Any] | EncodedResult | DeliveredResult
 
 #: Chunks :meth:`CallbackSet.run_stage_chunks` keeps in flight by default.
 PIPELINE_AHEAD = 4
@@ -277,7 +287,7 @@ class CallbackSet:
         self,
         stage: Stage,
         nodes: Sequence[NodeInfo | FileNode],
-        results: Sequence[ExecutionResult | dict[str, Any] | EncodedResult] | None = None,
+        results: Sequence[ResultLike] | None = None,
     ) -> list[FileOutcome]:
         """:meth:`run_stage` for many files (FILTER, AFTER_RESULT_RECEIVED): the same
         verdicts, in order, with each callback asked about all the files still in play
@@ -317,7 +327,7 @@ class CallbackSet:
         self,
         stage: Stage,
         rows: Sequence[NodeRow],
-        results: Sequence[ExecutionResult | dict[str, Any] | EncodedResult] | None = None,
+        results: Sequence[ResultLike] | None = None,
     ) -> StageColumns:
         """:meth:`run_stage_many` for nodes given as rows (:func:`node_row`, metadata
         last), answered in columns: no object per file on either side, for a caller
@@ -411,7 +421,7 @@ class CallbackSet:
     def after_results(
         self,
         nodes: Sequence[NodeInfo | FileNode],
-        results: Sequence[ExecutionResult | dict[str, Any] | EncodedResult],
+        results: Sequence[ResultLike],
     ) -> list[FileOutcome]:
         """AFTER_RESULT_RECEIVED for a batch of delivered files, one outcome each."""
         return self.run_stage_many(Stage.AFTER_RESULT_RECEIVED, nodes, results)
@@ -448,7 +458,7 @@ class _Chunk:
         callbacks: CallbackSet,
         stage: Stage,
         rows: Sequence[NodeRow],
-        results: Sequence[ExecutionResult | dict[str, Any] | EncodedResult] | None,
+        results: Sequence[ResultLike] | None,
     ) -> None:
         count = len(rows)
         if results is not None and len(results) != count:
@@ -463,7 +473,7 @@ class _Chunk:
             "task": {"id": callbacks.task_id, "last_execution": None},
         }
         self.wires: list[Any] = (
-            [r if isinstance(r, dict | str) else r.to_wire() for r in results]
+            [r.to_wire() if isinstance(r, ExecutionResult) else r for r in results]
             if results is not None
             else [None] * count
         )

@@ -45,9 +45,28 @@ class EncodedResult(str):
         return value
 
 
+class DeliveredResult(tuple[str, ...]):
+    """A delivered file's result, ``(source, destination, ...)``: what
+    ``ExecutionResult(status="SUCCESS", destination=<the first destination>,
+    details={"destinations": [...], "source": source})`` says, in a few bytes.  Sent as
+    a JSON array of strings; a worker expands it when the callback reads the result.
+    AFTER_RESULT_RECEIVED of a transfer hands a worker one per file."""
+
+    __slots__ = ()
+
+    def wire(self) -> dict[str, Any]:
+        """The result as a dict (for a worker that takes one call at a time)."""
+        return {
+            "status": "SUCCESS",
+            "error": None,
+            "destination": self[1],
+            "details": {"destinations": list(self[1:]), "source": self[0]},
+        }
+
+
 #: A batch item: a file's node and its result (AFTER_RESULT_RECEIVED), as wire dicts
-#: (or the result's text, :class:`EncodedResult`).
-BatchItem = tuple[NodeRow | None, dict[str, Any] | EncodedResult | None]
+#: (or the result's text, :class:`EncodedResult`, or a :class:`DeliveredResult`).
+BatchItem = tuple[NodeRow | None, dict[str, Any] | EncodedResult | DeliveredResult | None]
 #: A worker sends a batch's answers in groups, at most this long after the first of a
 #: group was ready (see sandbox/pyworker/main.py): one line per group, not per file.
 GROUP_S = 0.05
@@ -218,7 +237,7 @@ class CallbackWorker:
                     else:
                         row, result = items[len(outcomes)]
                         node = NodeInfo.of_row(row).to_wire() if row is not None else None
-                        if isinstance(result, EncodedResult):
+                        if isinstance(result, EncodedResult | DeliveredResult):
                             result = result.wire()
                         wire = {**common, "node": node, "result": result}
                         outcomes.append(self._call_wire_locked(wire))
@@ -404,7 +423,8 @@ def encode_items(items: Sequence[BatchItem]) -> bytes:
     """A batch's items as the worker reads them: ASCII JSON, one list.  A result that
     comes as text (:class:`EncodedResult`) goes as a JSON string holding that text: the
     worker reads it (json.loads, JSON.parse) only when the callback asks for the result,
-    and the encoder writes it without looking inside."""
+    and the encoder writes it without looking inside; a :class:`DeliveredResult` goes as
+    an array of strings, expanded by the worker when asked for."""
     listed = items if isinstance(items, list) else list(items)
     return _ENCODER.encode(listed).encode("ascii")
 

@@ -102,16 +102,29 @@ export class Task {
   hasLastExecution() { return this.#last !== undefined; }
 }
 
-// A result sent as text (a delivered file's, see the host's protocol) is parsed when
-// the callback first reads it.
+// A result sent as text (its JSON) or as a delivered file's [source, destination,
+// ...] (see the host's protocol) is read when the callback first asks for a field.
+const isArray = Array.isArray;
+const slice = Function.prototype.call.bind(Array.prototype.slice);
+
+function expand(sent) {
+  if (typeof sent === "string") return parseJson(sent);
+  return {
+    status: "SUCCESS",
+    error: null,
+    destination: sent[1],
+    details: { destinations: slice(sent, 1), source: sent[0] },
+  };
+}
+
 export class ExecutionResult {
   #wire;
-  #text;
+  #sent;
   constructor(wire) {
-    if (typeof wire === "string") this.#text = wire;
+    if (typeof wire === "string" || isArray(wire)) this.#sent = wire;
     else this.#wire = wire;
   }
-  #read() { return this.#wire ??= parseJson(this.#text); }
+  #read() { return this.#wire ??= expand(this.#sent); }
   getStatus() { return this.#read().status ?? ""; }
   getError() { return this.#read().error ?? undefined; }
   getDestination() { return this.#read().destination ?? undefined; }

@@ -19,9 +19,10 @@ Every worker, whatever its language, speaks the same line protocol:
     [result, truthy, metadata or null when unchanged], a failure as its object;
     a group is sent when the batch ends, before a call once its oldest answer is
     G seconds old, and before it would pass the frame cap.  A node row is
-    sandbox/models.py:node_row's list; an item's result is an object, null, or a
-    string holding the result's JSON, which the worker reads only when the callback
-    asks for the result (a batch's requests also share one task object).  The
+    sandbox/models.py:node_row's list; an item's result is an object, null, a
+    string holding the result's JSON, or a delivered file's [source, destination,
+    ...] (status SUCCESS, no error, destination the first), which the worker reads
+    only when the callback asks for the result (a batch's requests also share one task object).  The
     host gives each call its own deadline plus G; after a timeout it runs the
     unanswered calls again with G 0 (one answer per frame), which names the call
     that hangs.

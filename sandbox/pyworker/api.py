@@ -169,19 +169,20 @@ class Request:
         cls,
         common: dict[str, Any],
         node: list[Any] | None,
-        result: dict[str, Any] | str | None,
+        result: dict[str, Any] | str | list[str] | None,
         task: "Task | None" = None,
     ) -> "Request":
         """A request of a batch: the fields every item shares, then its own.  ``task``:
-        the batch's Task (every item's is the same).  A result given as text (its JSON,
-        as the host sends a delivered file's) is read when the callback first asks."""
+        the batch's Task (every item's is the same).  A result given as text (its JSON)
+        or as a delivered file's [source, destination, ...] becomes an ExecutionResult
+        when the callback first reads it."""
         req = cls.__new__(cls)
         req.id = common["id"]
         req.stage = common["stage"]
         req.task = task if task is not None else Task(common["task"])
         req.node_info = NodeInfo.of_row(node) if node is not None else None
-        if isinstance(result, str):
-            req.__dict__["_result_text"] = result
+        if isinstance(result, str | list):
+            req.__dict__["_result_sent"] = result
         else:
             req.result = ExecutionResult(result) if result is not None else None
         return req
@@ -196,11 +197,22 @@ class Request:
         self.result = ExecutionResult(result) if result is not None else None
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for an attribute not set yet: a result sent as text.
-        text = self.__dict__.get("_result_text")
-        if name != "result" or text is None:
+        # Only reached for an attribute not set yet: a result sent as text, or as a
+        # delivered file's [source, destination, ...].
+        sent = self.__dict__.get("_result_sent")
+        if name != "result" or sent is None:
             raise AttributeError(name)
-        result = ExecutionResult(json.loads(text))
+        if isinstance(sent, str):
+            result = ExecutionResult(json.loads(sent))
+        else:
+            result = ExecutionResult(
+                {
+                    "status": "SUCCESS",
+                    "error": None,
+                    "destination": sent[1],
+                    "details": {"destinations": sent[1:], "source": sent[0]},
+                }
+            )
         self.result = result
         return result
 

@@ -8,8 +8,9 @@ Protocol (all lines; JSON never contains a raw newline):
       3. {"op": "call", "nonce": ..., "request": {...}}  (repeated), or
          {"op": "batch", "nonce": ..., "common": {"id", "stage", "task"},
           "items": [[node row, result], ...], "group_s": G}: one answer per item, in
-         order, sent in groups (see _Batch); a result is an object, null, or a string
-         holding its JSON (read when the callback first asks for req.result)
+         order, sent in groups (see _Batch); a result is an object, null, a string
+         holding its JSON, or a delivered file's [source, destination, ...] (read when
+         the callback first asks for req.result)
   worker -> host, on the inherited fd `channel_fd` (never stdout/stderr):
       b"\\x1e" + token + b" " + nonce + b" " + json + b"\\n"
   a group of a batch's answers is one such line, nonce + "." + the index of its

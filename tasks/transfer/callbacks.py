@@ -12,7 +12,6 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 from prefect.logging import get_logger
@@ -20,7 +19,7 @@ from prefect.logging import get_logger
 from storeflow.models.transfer import TransferDefinition, protocol_kind
 from storeflow.sandbox.models import FileNode, NodeInfo, NodeRow, Stage, node_row
 from storeflow.sandbox.stages import CallbackSet, FileOutcome, StageColumns, StageOutcome
-from storeflow.sandbox.worker import EncodedResult
+from storeflow.sandbox.worker import DeliveredResult
 from storeflow.tasks.transfer import Entry, FileResult
 from storeflow.tasks.transfer import metadata as transfer_metadata
 from storeflow.tasks.transfer.names import temp_name
@@ -57,20 +56,11 @@ def file_node(entry: Entry, path: str, metadata: dict[str, str]) -> FileNode:
     )
 
 
-# ExecutionResult(status="SUCCESS", destination=..., details={"destinations": [...],
-# "source": ...}) as the worker reads it (to_wire, then JSON), written from a template:
-# no model, no dict and no encoder call per file.
-_DELIVERED = (
-    '{"status":"SUCCESS","error":null,"destination":%s,"details":{"destinations":[%s],"source":%s}}'
-)
-
-
-def _delivered(result: FileResult) -> EncodedResult:
-    """AFTER_RESULT_RECEIVED's result for a delivered file, as its wire text."""
-    destinations = result.destinations
-    first = _quote(destinations[0])
-    listed = first if len(destinations) == 1 else ",".join(map(_quote, destinations))
-    return EncodedResult(_DELIVERED % (first, listed, _quote(result.entry.path)))
+def _delivered(result: FileResult) -> DeliveredResult:
+    """AFTER_RESULT_RECEIVED's result for a delivered file, in its short form:
+    ExecutionResult(status="SUCCESS", destination=<the first>, details={"destinations":
+    [...], "source": ...}) as the worker expands it."""
+    return DeliveredResult((result.entry.path, *result.destinations))
 
 
 class ChunkedFilter:
@@ -231,7 +221,7 @@ class BoundCallbacks:
             return
         given: deque[tuple[Sequence[FileResult], list[dict[str, str]]]] = deque()
 
-        def chunks() -> Iterator[tuple[list[NodeRow], list[EncodedResult]]]:
+        def chunks() -> Iterator[tuple[list[NodeRow], list[DeliveredResult]]]:
             for results in batches:
                 starting = self._metadata_before([r.entry for r in results])
                 given.append((results, starting))
@@ -251,7 +241,7 @@ class BoundCallbacks:
     @staticmethod
     def _after_rows(
         results: Sequence[FileResult], starting: list[dict[str, str]]
-    ) -> tuple[list[NodeRow], list[EncodedResult]]:
+    ) -> tuple[list[NodeRow], list[DeliveredResult]]:
         rows = [
             node_row(r.entry, metadata, r.destinations[0])
             for r, metadata in zip(results, starting, strict=True)

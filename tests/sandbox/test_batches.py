@@ -12,7 +12,7 @@ import pytest
 from storeflow.sandbox.models import ErrorKind, ExecutionResult, Language, Stage
 from storeflow.sandbox.settings import SandboxSettings
 from storeflow.sandbox.stages import CallbackSet
-from storeflow.sandbox.worker import EncodedResult, encode_items
+from storeflow.sandbox.worker import DeliveredResult, EncodedResult, encode_items
 from tests.sandbox.helpers import nodes, one_callback
 
 KEEP_EVEN = {
@@ -194,15 +194,19 @@ def test_a_worker_that_died_while_idle_is_replaced_not_blamed(
 def test_results_given_as_text_reach_the_callback_as_dicts_would(
     settings: SandboxSettings, tmp_path: Path, language: Language
 ) -> None:
-    """EncodedResult (AFTER_RESULT_RECEIVED's results written from a template) goes as
-    a JSON string holding its text, beside rows that carry metadata or other values; a
-    worker reads it when the callback asks and sees the same result as from the dict."""
+    """EncodedResult (a result's text) goes as a JSON string holding it, and a
+    DeliveredResult (a delivered file's short form, as AFTER_RESULT_RECEIVED of a
+    transfer sends) as an array, beside rows that carry metadata or other values; a
+    worker expands them when the callback asks and it sees the same result as from the
+    dict."""
     wire = {
         "status": "SUCCESS",
         "error": None,
         "destination": "/out/\u00e9t\u00e9 \udcff",
-        "details": {"destinations": ["/out/a", "/out/b"], "source": "/in/x"},
+        "details": {"destinations": ["/out/\u00e9t\u00e9 \udcff", "/out/b"], "source": "/in/x"},
     }
+    short = DeliveredResult(("/in/x", "/out/\u00e9t\u00e9 \udcff", "/out/b"))
+    assert short.wire() == wire
     text = EncodedResult(json.dumps(wire))
     rows = [n.to_row() for n in nodes(tmp_path, 3)]
     rows[1] = [*rows[1][:-1], {"k": "v"}]
@@ -219,7 +223,8 @@ def test_results_given_as_text_reach_the_callback_as_dicts_would(
             "    info = utils.get_node_info(req)\n"
             "    r = req.result\n"
             "    assert req.result is r\n"
-            "    seen = [r.status, r.destination, *r.details['destinations']]\n"
+            "    d = r.details\n"
+            "    seen = [r.status, str(r.error), r.destination, *d['destinations'], d['source']]\n"
             "    info.metadata['seen'] = '|'.join(seen)\n"
             "    return True\n"
         ),
@@ -228,19 +233,22 @@ def test_results_given_as_text_reach_the_callback_as_dicts_would(
             "module.exports = (req) => {\n"
             "  const r = req.getResult()\n"
             "  if (req.getResult() !== r) throw new Error('not the same result')\n"
-            "  const seen = [r.getStatus(), r.getDestination(), ...r.getDetails().destinations]\n"
+            "  const d = r.getDetails()\n"
+            "  const seen = [r.getStatus(), r.getError() === undefined ? 'None' : 'error',\n"
+            "    r.getDestination(), ...d.destinations, d.source]\n"
             "  utils.getNodeInfo(req).getMetadataMap().set('seen', seen.join('|'))\n"
             "  return true\n"
             "}\n"
         ),
     }[language]
     (tmp_path / "more").mkdir()
-    files = nodes(tmp_path / "more", 2)
+    files = nodes(tmp_path / "more", 3)
     definition = one_callback(language, source, stage=Stage.AFTER_RESULT_RECEIVED)
     with CallbackSet([definition], task_id="t", policy=settings) as cbs:
-        outcomes = cbs.after_results(files, [text, wire])
-    expected = "SUCCESS|/out/\u00e9t\u00e9 \udcff|/out/a|/out/b"
-    assert [o.metadata for o in outcomes] == [{"seen": expected}] * 2
+        outcomes = cbs.after_results(files, [text, wire, short])
+    expected = "SUCCESS|None|/out/\u00e9t\u00e9 \udcff|/out/\u00e9t\u00e9 \udcff|/out/b|/in/x"
+    assert [o.metadata for o in outcomes] == [{"seen": expected}] * 3
+    assert json.loads(encode_items([(None, short)])) == [[None, list(short)]]
 
 
 def test_rows_answered_in_columns(settings: SandboxSettings, tmp_path: Path) -> None:

@@ -370,3 +370,30 @@ def test_a_pipeline_failure_is_raised_with_its_chunk_and_later_chunks_are_not_as
     assert [p.rsplit("/", 1)[1] for p in second] == ["f-0", "f-2", "f-4", "f-6"]
     # The first callback ran at most `ahead` chunks past the failing one.
     assert len([1 for index, _ in asked if index == 0]) <= 4 + 2
+
+
+@pytest.mark.parametrize("language", [Language.PYTHON, Language.JAVASCRIPT])
+def test_a_result_sent_as_text_is_read_only_when_the_callback_asks(
+    settings: SandboxSettings, tmp_path: Path, language: Language
+) -> None:
+    """Workers parse a result's text when the callback first reads it: a callback that
+    never does is not slowed (nor failed, here: the text is not even JSON) by it."""
+    reads = {
+        Language.PYTHON: (
+            "def run(req):\n"
+            "    if req.node_info.path.endswith('-1'):\n"
+            "        return req.result.status\n"
+            "    return True\n"
+        ),
+        Language.JAVASCRIPT: (
+            "const utils = require('./utils')\n"
+            "module.exports = (req) => utils.getNodeInfo(req).getPath().endsWith('-1')\n"
+            "  ? req.getResult().getStatus() : true\n"
+        ),
+    }[language]
+    files = nodes(tmp_path, 3)
+    definition = one_callback(language, reads, stage=Stage.AFTER_RESULT_RECEIVED)
+    with CallbackSet([definition], task_id="t", policy=settings) as cbs:
+        outcomes = cbs.after_results(files, [EncodedResult("not json")] * 3)
+    assert [o.failed for o in outcomes] == [False, True, False]
+    assert outcomes[1].error is not None and outcomes[1].error.kind is ErrorKind.EXCEPTION

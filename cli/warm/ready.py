@@ -12,6 +12,8 @@ which a command must share to be served at all (wire.settings_fingerprint):
   (settle_csrf); Prefect caches only "no limits", for 5 s, so the check itself still
   happens at the command's time;
 - the loop thread Prefect runs coroutines on from sync code;
+- the flows a command runs, as the events worker reads them for every event of a run
+  (remember_flows);
 - a rehearsal of `transfer run`'s parsing and validation (rehearse_transfer).
 
 Each new Prefect client loads the CA bundle (18-40 ms of CPU); these are those clients.
@@ -21,7 +23,7 @@ is down, say) is logged and the child serves its command as a fresh one would.
 
 import asyncio
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, cast
 
 #: Environment the prepared clients read when they were made (httpx: proxies and CA
 #: files): a command whose values differ from the runner's gets a freshly forked child.
@@ -105,7 +107,7 @@ def prepare() -> None:
         # Entering the run's kind of client context checks the API version, once per
         # process (Prefect caches the outcome by API URL and client version).
         with client_context():
-            pass
+            remember_flows(PREPARED_FLOWS)  # on that context's client
         start_event_delivery()
         # The loop thread Prefect runs coroutines on for sync code, started at a
         # process's first task (its tag concurrency check goes through it).
@@ -115,6 +117,32 @@ def prepare() -> None:
                 concurrency_names(flow_name)
             )
             settle_csrf(service)
+
+
+def remember_flows(names: tuple[str, ...]) -> None:
+    """The events worker attaches the run's flow to each event of a run (Prefect's
+    events.related), reading it from the server once per process and keeping it for the
+    process's life: in a fresh child, a GET /flows/{id} that the server answers (20-30
+    ms of its time) just as the command's first task asks it for its concurrency slots.
+    A process that ran the flow before has it: read it here, by name, into the same
+    cache (Prefect internals, pinned 3.8.8).  A flow never run on this server yet is
+    left to the events worker, as before."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.events.related import RESOURCE_CACHE, ResourceCacheEntry
+    from prefect.types._datetime import now
+
+    with get_client(sync_client=True) as client:
+        for name in names:
+            try:
+                flow = client.read_flow_by_name(name)
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code == httpx.codes.NOT_FOUND:
+                    continue
+                raise
+            entry: ResourceCacheEntry = {"kind": "flow", "object": flow}
+            # What Prefect stores there itself (its annotation names another date type).
+            RESOURCE_CACHE[f"flow.{flow.id}"] = (entry, cast(Any, now("UTC")))
 
 
 def settle_csrf(service: Any) -> None:

@@ -203,8 +203,10 @@ AfterResults = Callable[[Sequence[FileResult]], None]
 AfterStream = Callable[[Iterator[Sequence[FileResult]]], Iterator[object]]
 ProgressHook = Callable[[CopyCounters], None]
 
-#: Entries per call of a batch filter.
-FILTER_BATCH = 256
+#: Entries per call of a batch filter: a sandbox round trip per callback costs the host
+#: about 0.2 ms whatever its size (10,000 files through one Python callback: 21 ms of
+#: host CPU in chunks of 256, 15 ms in chunks of 1,024).
+FILTER_BATCH = 1024
 #: Files per batch of a delivery, unless the caller says otherwise (the transfer flow's
 #: default too): a native call and an AFTER_RESULT_RECEIVED round trip per batch.
 DEFAULT_BATCH_SIZE = 256

@@ -181,10 +181,12 @@ class Request:
         req.stage = common["stage"]
         req.task = task if task is not None else Task(common["task"])
         req.node_info = NodeInfo.of_row(node) if node is not None else None
-        if isinstance(result, str | list):
+        if result is None:
+            req.result = None
+        elif type(result) is dict:
+            req.result = ExecutionResult(result)
+        else:  # text or a delivered file's list: read when asked for
             req.__dict__["_result_sent"] = result
-        else:
-            req.result = ExecutionResult(result) if result is not None else None
         return req
 
     def _fill(

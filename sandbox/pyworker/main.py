@@ -230,9 +230,16 @@ def _batch(channel: Channel, namespace: dict[str, Any], run: Any, message: dict[
     # Every item of a batch has the same task: one Task for all of them.
     task = api.Task(common["task"])
     of = api.Request.of
-    before_call, add_success = batch.before_call, batch.add_success
+    add_success = batch.add_success
+    monotonic = time.monotonic
+    group_s = batch.group_s
     for index, (node, result) in enumerate(message["items"]):
-        before_call(index)
+        # _Batch.before_call, inline.
+        if batch.bodies and monotonic() - batch.since >= group_s:
+            batch.flush()
+        if not batch.bodies:
+            batch.first = index
+            batch.since = monotonic()
         req = of(common, node, result, task)
         # The seed reads `task` as a free name in BEFORE_TASK_EXECUTED callbacks.
         namespace["task"] = task
@@ -264,6 +271,14 @@ def _batch(channel: Channel, namespace: dict[str, Any], run: Any, message: dict[
                             "error": "metadata must map str to str",
                         }
             if answer is None:
+                if metadata is None and (value is True or value is False or value is None):
+                    # The usual answer, the same as the one before: counted (see
+                    # _Batch.add_success), nothing encoded.
+                    last = batch.last_simple
+                    if last is not None and last[0] is value and last[1] is (value is True):
+                        batch.repeats += 1
+                        batch.count += 1
+                        continue
                 add_success(_jsonable_fast(value), bool(value), metadata)
                 continue
         batch.add(answer)

@@ -64,30 +64,6 @@ def _delivered(result: FileResult) -> DeliveredResult:
     return DeliveredResult((result.entry.path, *result.destinations))
 
 
-#: Delivered files per AFTER_RESULT_RECEIVED round trip when they come as a stream: the
-#: copies' batches are joined up to this (a round trip costs the host about 0.2 ms
-#: whatever its size; the last chunk goes when the copies end).
-AFTER_CHUNK = 1024
-
-
-def _regrouped(
-    batches: Iterable[Sequence[FileResult]], at_least: int
-) -> Iterator[Sequence[FileResult]]:
-    """``batches`` joined in order into chunks of at least ``at_least`` files (the last
-    one whatever is left)."""
-    pending: list[FileResult] = []
-    for results in batches:
-        if not pending and len(results) >= at_least:
-            yield results
-            continue
-        pending.extend(results)
-        if len(pending) >= at_least:
-            yield pending
-            pending = []
-    if pending:
-        yield pending
-
-
 class ChunkedFilter:
     """FILTER as the engine calls it: a chunk of files at a time (``__call__``), or a
     stream of chunks answered in a pipeline (``chunks``)."""
@@ -275,7 +251,7 @@ class BoundCallbacks:
         given: deque[tuple[Sequence[FileResult], list[dict[str, str]]]] = deque()
 
         def chunks() -> Iterator[tuple[list[NodeRow], list[DeliveredResult]]]:
-            for results in _regrouped(batches, AFTER_CHUNK):
+            for results in batches:
                 starting = self._metadata_before([r.entry for r in results])
                 given.append((results, starting))
                 yield self._after_rows(results, starting)
@@ -285,7 +261,6 @@ class BoundCallbacks:
             results, starting = given.popleft()
             self._after_answers(results, starting, columns)
             yield None
-        # (One None per chunk sent, not per batch given: the engine only drains them.)
 
     def _store_unasked(self, results: Sequence[FileResult], starting: list[dict[str, str]]) -> None:
         for result, metadata in zip(results, starting, strict=True):

@@ -18,8 +18,8 @@ from storeflow.sandbox.settings import SandboxSettings
 from storeflow.sandbox.stages import CallbackSet
 from storeflow.tasks.transfer import metadata as transfer_metadata
 from storeflow.tasks.transfer import run_transfer
-from storeflow.tasks.transfer.callbacks import AFTER_CHUNK, BoundCallbacks
-from storeflow.tasks.transfer.engine import FILTER_BATCH
+from storeflow.tasks.transfer.callbacks import BoundCallbacks
+from storeflow.tasks.transfer.engine import AFTER_JOIN, FILTER_BATCH
 from tests.transfer.conftest import local_def
 
 Dirs = Callable[[str], Path]
@@ -62,7 +62,7 @@ AFTER = (
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_filters_and_after_results_as_pipelines_over_many_chunks(dirs: Dirs, workers: int) -> None:
-    count = 2 * max(FILTER_BATCH, AFTER_CHUNK) + 110
+    count = 2 * max(FILTER_BATCH, AFTER_JOIN) + 110
     src, dst = dirs("src"), dirs("dst")
     for i in range(count):
         (src / f"f-{i:05}").write_bytes(b"x")

@@ -450,9 +450,9 @@ def test_an_after_results_failure_ends_the_delivery_and_its_temporary_files(
 
 class ChunkedAfter:
     """An AFTER_RESULT_RECEIVED hook that takes its batches as a stream (as the
-    transfer's callbacks do); fails at batch ``fail_at``."""
+    transfer's callbacks do); fails at the batch holding the file ``fail_at``."""
 
-    def __init__(self, fail_at: int | None = None) -> None:
+    def __init__(self, fail_at: str | None = None) -> None:
         self.fail_at = fail_at
         self.seen: list[list[str]] = []
 
@@ -460,10 +460,11 @@ class ChunkedAfter:
         raise AssertionError("a chunked hook is given its batches as a stream")
 
     def chunks(self, batches: Iterator[Sequence[FileResult]]) -> Iterator[None]:
-        for index, results in enumerate(batches):
-            if index == self.fail_at:
-                raise RuntimeError(f"hook broke at batch {index}")
-            self.seen.append([r.entry.name for r in results])
+        for results in batches:
+            names = [r.entry.name for r in results]
+            if self.fail_at in names:
+                raise RuntimeError(f"hook broke at {self.fail_at}")
+            self.seen.append(names)
             yield None
 
 
@@ -494,10 +495,10 @@ def test_a_chunked_after_hook_failing_in_a_later_batch_ends_the_delivery_and_its
     src, dst = dirs("src"), dirs("dst")
     fill(src, 40)
     plan = plan_transfer(parse_definition(local_def(src, dst)))
-    hook = ChunkedAfter(fail_at=2)
-    with pytest.raises(RuntimeError, match="hook broke at batch 2"):
+    hook = ChunkedAfter(fail_at="f0020")
+    with pytest.raises(RuntimeError, match="hook broke at f0020"):
         deliver(plan, after_results=hook, batch_size=4, max_workers=workers)
-    assert len(hook.seen) == 2
+    assert "f0020" not in {n for names in hook.seen for n in names}
     assert os.listdir(dst) == []
 
 

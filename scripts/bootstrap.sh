@@ -54,11 +54,11 @@ install_python_packages() {
 # Editable, with one import name: `storeflow` is ./storeflow (links to the top-level
 # folders), and `flows`, `tasks`, ... are never importable as top-level names.  pip's
 # editable install does that with setuptools' finder, an import hook that every Python
-# process of the virtualenv imports at start-up (pathlib and more: 15-20 ms of each
-# `storeflow` command); its .pth is replaced by a plain path instead: a folder in the
-# virtualenv that holds only a link `storeflow` -> ./storeflow.  New files are seen at
-# once, as with the finder; `pip install -e .` again writes the finder back, and the
-# next bootstrap replaces it again.
+# process of the virtualenv imports at start-up (pathlib and more: 5-6 ms of each
+# `storeflow` command at load 1, about 20 ms at load 3); its .pth is replaced by a
+# plain path: a folder in the virtualenv that holds only a link `storeflow` ->
+# ./storeflow.  New files are seen at once, as with the finder; `pip install -e .`
+# again writes the finder back, and the next bootstrap replaces it again.
 link_storeflow() {
   local site venv shim pth
   site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

@@ -34,6 +34,7 @@ start and the end.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import resource
@@ -399,7 +400,11 @@ class BareFiles:
         self.dst = dst
 
     def copy(self, workers: int) -> None:
-        in_threads(workers, lambda i: [native.copy_all(b) for b in self.batches[i::workers]])
+        def share(index: int) -> None:
+            for batch in self.batches[index::workers]:
+                native.copy_all(batch)
+
+        in_threads(workers, share)
 
     def rename(self, workers: int) -> None:
         share = -(-len(self.pairs) // workers)
@@ -464,7 +469,7 @@ def million(case: str, src: Path, dst: Path, runs: int) -> list[Line]:
         }
         contenders |= {
             f"renames alone, {w} threads": Contender(
-                renamed_ahead(files), lambda w=w: files.rename(w)
+                renamed_ahead(files), functools.partial(files.rename, w)
             )
             for w in (1, 2)
         }

@@ -914,7 +914,7 @@ def run_transfer(
     definition = _as_definition(definition)
     workers = max_workers if max_workers is not None else default_workers()
     delivered: list[FileResult] = []
-    record = _Recorder(delivered, after_results)
+    record = _recorder(delivered, after_results)
 
     with open_handlers(definition, open_handler) as handlers:
         plan = plan_transfer(
@@ -941,19 +941,27 @@ def run_transfer(
 
 class _Recorder:
     """run_transfer's AFTER_RESULT_RECEIVED hook: keeps every delivered file, then
-    calls the caller's hook; takes a stream of batches when that hook does."""
+    calls the caller's hook."""
 
     def __init__(self, delivered: list[FileResult], hook: AfterResults | None) -> None:
         self.delivered = delivered
         self.hook = hook
-        chunked = getattr(hook, "chunks", None)
-        if not callable(chunked):
-            self.chunks = None  # type: ignore[assignment]
 
     def __call__(self, results: Sequence[FileResult]) -> None:
         self.delivered.extend(results)
         if self.hook is not None:
             self.hook(results)
+
+
+class _StreamRecorder(_Recorder):
+    """The same for a hook that takes its batches as a stream (deliver then hands it
+    them so: see _AfterThread)."""
+
+    def __init__(
+        self, delivered: list[FileResult], hook: AfterResults, stream: AfterStream
+    ) -> None:
+        super().__init__(delivered, hook)
+        self.stream = stream
 
     def chunks(self, batches: Iterator[Sequence[FileResult]]) -> Iterator[object]:
         def kept() -> Iterator[Sequence[FileResult]]:
@@ -961,8 +969,14 @@ class _Recorder:
                 self.delivered.extend(results)
                 yield results
 
-        chunked: AfterStream = self.hook.chunks  # type: ignore[union-attr]
-        return chunked(kept())
+        return self.stream(kept())
+
+
+def _recorder(delivered: list[FileResult], hook: AfterResults | None) -> _Recorder:
+    stream = getattr(hook, "chunks", None)
+    if hook is not None and callable(stream):
+        return _StreamRecorder(delivered, hook, stream)
+    return _Recorder(delivered, hook)
 
 
 def default_workers() -> int:

@@ -520,3 +520,26 @@ def test_batches_waiting_for_a_slow_after_hook_are_joined(dirs: Dirs) -> None:
     deliver(plan, after_results=hook, batch_size=4, max_workers=1)
     assert len(hook.seen) < 10  # fewer calls than the copies' ten batches
     assert [n for names in hook.seen for n in names] == [f"f{i:04}" for i in range(40)]
+
+
+def test_a_chunked_after_hook_beside_a_per_file_hook_is_called_per_batch(dirs: Dirs) -> None:
+    """With a per-file hook as well, deliver calls the hooks batch by batch: the chunked
+    one is then called, not streamed, and still sees every file."""
+    src, dst = dirs("src"), dirs("dst")
+    fill(src, 10)
+
+    class Both(ChunkedAfter):
+        def __call__(self, results: Sequence[FileResult]) -> None:
+            self.seen.append([r.entry.name for r in results])
+
+    hook, each = Both(), []
+    result = run_transfer(
+        parse_definition(local_def(src, dst)),
+        after_results=hook,
+        after_result=lambda r: each.append(r.entry.name),
+        batch_size=4,
+    )
+    expected = [f"f{i:04}" for i in range(10)]
+    assert sorted(n for names in hook.seen for n in names) == expected
+    assert sorted(each) == expected
+    assert sorted(r.entry.name for r in result.delivered) == expected

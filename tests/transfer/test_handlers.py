@@ -101,3 +101,26 @@ def test_renames_in_batches_stop_at_the_first_failure(
         dest.move_files_to_final_location(iter(names))  # a repeat completes it
         assert sorted(os.listdir(dst)) == names
         assert all((dst / n).read_text() == n for n in names)
+
+
+def test_renames_by_two_threads_put_every_file_in_place_or_name_the_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "_RENAME_BATCH", 3)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for d in (src, dst):
+        d.mkdir()
+    names = [f"f{i:02}" for i in range(20)]
+    definition = parse_definition(local_def(src, dst))
+    with LocalTransfer(definition.destination[0]) as dest:
+        dest.rename_workers = 2
+        for name in names:
+            Path(dest.temp_path(name)).write_text(name)
+        os.unlink(dest.temp_path("f10"))
+        with pytest.raises(ProtocolError, match=r"rename.*f10"):
+            dest.move_files_to_final_location(names)
+        assert "f10" not in os.listdir(dst) and "f00" in os.listdir(dst)
+        Path(dest.temp_path("f10")).write_text("f10")
+        dest.move_files_to_final_location(names)  # a repeat completes it
+        assert sorted(os.listdir(dst)) == names
+        assert all((dst / n).read_text() == n for n in names)

@@ -74,21 +74,35 @@ def test_delivery_primitives_the_engine_uses(tmp_path: Path) -> None:
         assert os.listdir(src) == ["c.txt"]
 
 
+def _delivered(tmp_path: Path, names: list[str], missing: str) -> tuple[LocalTransfer, Path]:
+    """A local destination holding ``names`` under their temporary names, except
+    ``missing`` (neither temporary nor final: its rename is a real failure)."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for d in (src, dst):
+        d.mkdir()
+    dest = LocalTransfer(parse_definition(local_def(src, dst)).destination[0])
+    for name in names:
+        if name != missing:
+            Path(dest.temp_path(name)).write_text(name)
+    return dest, dst
+
+
+def _completed_by_a_repeat(dest: LocalTransfer, dst: Path, names: list[str], missing: str) -> None:
+    Path(dest.temp_path(missing)).write_text(missing)
+    dest.move_files_to_final_location(iter(names))
+    assert sorted(os.listdir(dst)) == names
+    assert all((dst / n).read_text() == n for n in names)
+
+
 def test_renames_in_batches_stop_at_the_first_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Batches of two: the next batch's names are made while the last is renamed; a
     # failure in the second batch leaves the third untouched and names the file.
     monkeypatch.setattr(local, "_RENAME_BATCH", 2)
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    for d in (src, dst):
-        d.mkdir()
     names = [f"f{i}" for i in range(7)]
-    definition = parse_definition(local_def(src, dst))
-    with LocalTransfer(definition.destination[0]) as dest:
-        for name in names:
-            Path(dest.temp_path(name)).write_text(name)
-        os.unlink(dest.temp_path("f3"))  # neither temporary nor final: a real failure
+    dest, dst = _delivered(tmp_path, names, "f3")
+    with dest:
         with pytest.raises(ProtocolError, match=r"rename.*f3"):
             dest.move_files_to_final_location(names)
         assert sorted(p for p in os.listdir(dst) if not p.startswith(".sf-")) == [
@@ -97,30 +111,18 @@ def test_renames_in_batches_stop_at_the_first_failure(
             "f2",
         ]
         assert len(os.listdir(dst)) == 6  # f4, f5, f6 still under temporary names
-        Path(dest.temp_path("f3")).write_text("f3")
-        dest.move_files_to_final_location(iter(names))  # a repeat completes it
-        assert sorted(os.listdir(dst)) == names
-        assert all((dst / n).read_text() == n for n in names)
+        _completed_by_a_repeat(dest, dst, names, "f3")
 
 
 def test_renames_by_two_threads_put_every_file_in_place_or_name_the_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(local, "_RENAME_BATCH", 3)
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    for d in (src, dst):
-        d.mkdir()
     names = [f"f{i:02}" for i in range(20)]
-    definition = parse_definition(local_def(src, dst))
-    with LocalTransfer(definition.destination[0]) as dest:
+    dest, dst = _delivered(tmp_path, names, "f10")
+    with dest:
         dest.rename_workers = 2
-        for name in names:
-            Path(dest.temp_path(name)).write_text(name)
-        os.unlink(dest.temp_path("f10"))
         with pytest.raises(ProtocolError, match=r"rename.*f10"):
             dest.move_files_to_final_location(names)
         assert "f10" not in os.listdir(dst) and "f00" in os.listdir(dst)
-        Path(dest.temp_path("f10")).write_text("f10")
-        dest.move_files_to_final_location(names)  # a repeat completes it
-        assert sorted(os.listdir(dst)) == names
-        assert all((dst / n).read_text() == n for n in names)
+        _completed_by_a_repeat(dest, dst, names, "f10")

@@ -102,11 +102,14 @@ class NodeInfo:
         """A batch item's node: [path, mode, uid, gid, size, atime s, ns, mtime s, ns,
         ctime s, ns, metadata] (sandbox/models.py:node_row)."""
         info = cls.__new__(cls)
-        info.path, info.mode, info.uid, info.gid, info.size = row[0], *row[1:5]
         # The times become Timestamps and the metadata a MetadataMap when first read
         # (see __getattr__): most callbacks look at a path or a size only, and a node
-        # whose metadata was never read went back as it came.
-        info.__dict__["_row"] = row
+        # whose metadata was never read went back as it came.  One dict for the
+        # attributes: a batch builds a node per file.
+        info.__dict__ = {
+            "path": row[0], "mode": row[1], "uid": row[2], "gid": row[3], "size": row[4],
+            "_row": row,
+        }  # fmt: skip
         return info
 
     def __getattr__(self, name: str) -> Any:
@@ -159,7 +162,20 @@ class ExecutionResult:
         self.details: dict[str, Any] = dict(wire.get("details") or {})
 
 
+class _NodeFromRow:
+    """Request.node_info of a batch item: the NodeInfo made from its row when first
+    read, then kept in the request (an instance's own attribute wins over this)."""
+
+    def __get__(self, req: "Request | None", owner: type) -> Any:
+        if req is None:
+            return self
+        info = req.__dict__["node_info"] = NodeInfo.of_row(req.__dict__["_node_row"])
+        return info
+
+
 class Request:
+    node_info: "NodeInfo | None" = _NodeFromRow()  # type: ignore[assignment]
+
     def __init__(self, wire: dict[str, Any]) -> None:
         node = wire.get("node")
         self._fill(wire, NodeInfo(node) if node is not None else None, wire.get("result"))
@@ -177,16 +193,24 @@ class Request:
         or as a delivered file's [source, destination, ...] becomes an ExecutionResult
         when the callback first reads it."""
         req = cls.__new__(cls)
-        req.id = common["id"]
-        req.stage = common["stage"]
-        req.task = task if task is not None else Task(common["task"])
-        req.node_info = NodeInfo.of_row(node) if node is not None else None
+        # One dict for the attributes: a batch builds a request per file.  The node too
+        # is made when first read (see __getattr__): a callback that only returns a
+        # verdict costs no NodeInfo.
+        fields = req.__dict__ = {
+            "id": common["id"],
+            "stage": common["stage"],
+            "task": task if task is not None else Task(common["task"]),
+        }
+        if node is None:
+            fields["node_info"] = None
+        else:
+            fields["_node_row"] = node
         if result is None:
-            req.result = None
+            fields["result"] = None
         elif type(result) is dict:
-            req.result = ExecutionResult(result)
+            fields["result"] = ExecutionResult(result)
         else:  # text or a delivered file's list: read when asked for
-            req.__dict__["_result_sent"] = result
+            fields["_result_sent"] = result
         return req
 
     def _fill(

@@ -137,6 +137,10 @@ class _Batch:
             self.repeats = 0
 
     def flush(self) -> None:
+        # The callbacks' output goes ahead of the group it was printed for: the host
+        # hands it over with the group's first answer.
+        sys.stdout.flush()
+        sys.stderr.flush()
         self._end_repeats()
         if self.bodies:
             group = b'{"answers":[' + b",".join(self.bodies) + b"]}"
@@ -250,14 +254,14 @@ def _batch(channel: Channel, namespace: dict[str, Any], run: Any, message: dict[
             answer = _error("memory", exc)
         except BaseException as exc:
             answer = _error("exception", exc)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+        # Output is flushed as a group goes (see _Batch.flush), not per call: the host
+        # hands a group's output over with its first answer either way.
         if answer is None:
             # A success as [result, truthy, metadata], metadata null when the call left
             # it as it came (or never read it): the host keeps what it sent.
             metadata = None
-            info = req.node_info
+            # A node never read (still in its row) has the metadata it came with.
+            info = req.__dict__.get("node_info")
             if info is not None and info.metadata_read():
                 now = info.metadata
                 if now != node[11]:

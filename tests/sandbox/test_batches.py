@@ -251,6 +251,57 @@ def test_results_given_as_text_reach_the_callback_as_dicts_would(
     assert json.loads(encode_items([(None, short)])) == [[None, list(short)]]
 
 
+@pytest.mark.parametrize("language", [Language.PYTHON, Language.JAVASCRIPT])
+def test_names_beyond_ascii_reach_the_callback_as_they_were(
+    settings: SandboxSettings, tmp_path: Path, language: Language
+) -> None:
+    """A batch of UTF-8 names goes as UTF-8 JSON (the fast encoder); one with a name
+    that is not UTF-8 (a surrogate escape, as os.fsdecode makes of such bytes) falls
+    back to ASCII escapes.  Either way the callback sees each path, metadata value and
+    result as the host had it."""
+    plain = [n.to_row() for n in nodes(tmp_path, 2)]
+    accented = [[f"/in/\u00e9t\u00e9 \u6587-{i}", *row[1:-1], {"k": "\u00fc"}]
+                for i, row in enumerate(plain)]  # fmt: skip
+    broken = [[f"/in/caf\udce9-{i}", *row[1:]] for i, row in enumerate(plain)]
+    as_utf8 = encode_items([(r, DeliveredResult([r[0], "/out/\u00e9"])) for r in accented])
+    assert not as_utf8.isascii() and b"\\u" not in as_utf8  # not the escapes
+    as_escapes = encode_items([(r, None) for r in broken])
+    assert as_escapes.isascii() and json.loads(as_escapes)[0][0][0] == "/in/caf\udce9-0"
+    echo = {
+        Language.PYTHON: (
+            "import utils\n"
+            "def run(req):\n"
+            "    info = utils.get_node_info(req)\n"
+            "    r = req.result\n"
+            "    dest = r.destination if r is not None else '-'\n"
+            "    seen = [info.path, info.metadata.get('k', ''), dest]\n"
+            "    info.metadata['seen'] = '|'.join(seen)\n"
+            "    return True\n"
+        ),
+        Language.JAVASCRIPT: (
+            "const utils = require('./utils')\n"
+            "module.exports = (req) => {\n"
+            "  const info = utils.getNodeInfo(req)\n"
+            "  const r = req.getResult()\n"
+            "  const m = info.getMetadataMap()\n"
+            "  const seen = [info.getPath(), m.get('k') ?? '', r ? r.getDestination() : '-']\n"
+            "  m.set('seen', seen.join('|'))\n"
+            "  return true\n"
+            "}\n"
+        ),
+    }[language]
+    stage = Stage.AFTER_RESULT_RECEIVED
+    definition = one_callback(language, echo, stage=stage)
+    with CallbackSet([definition], task_id="t", policy=settings) as cbs:
+        results = [DeliveredResult([r[0], "/out/\u00e9"]) for r in accented]
+        fast = cbs.run_stage_rows(stage, accented, results)
+        escaped = cbs.run_stage_rows(stage, broken, [DeliveredResult([r[0], "/o"]) for r in broken])
+    assert [m["seen"] for m in fast.metadata] == [
+        f"/in/\u00e9t\u00e9 \u6587-{i}|\u00fc|/out/\u00e9" for i in range(2)
+    ]
+    assert [m["seen"] for m in escaped.metadata] == [f"/in/caf\udce9-{i}||/o" for i in range(2)]
+
+
 def test_rows_answered_in_columns(settings: SandboxSettings, tmp_path: Path) -> None:
     """run_stage_rows: a verdict and the metadata per file, the dict each row carried
     where nothing changed it, and failures by index; a file a callback refused or failed

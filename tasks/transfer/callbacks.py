@@ -11,7 +11,6 @@ import posixpath
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,44 +145,19 @@ class BoundCallbacks:
     def filter_chunks(self, chunks: Iterable[Sequence[Entry]]) -> Iterator[list[bool]]:
         """:meth:`filter_batch` for a stream of chunks, the verdicts of each in order:
         the FILTER callbacks answer as a pipeline (see CallbackSet.run_stage_chunks), so
-        a Python and a JavaScript callback work at once on successive chunks."""
+        a Python and a JavaScript callback work at once on successive chunks while this
+        thread lists and builds the next.  A local source's metadata (a system call per
+        file) is read here too: a thread of its own to read it ahead cost more than it
+        saved, the two threads handing the GIL to each other around every call."""
         given: deque[Sequence[Entry]] = deque()
-        if not self.local_source:
 
-            def rows() -> Iterator[tuple[list[NodeRow], None]]:
-                for entries in chunks:
-                    given.append(entries)
-                    yield self._filter_rows(entries), None
-
-            for columns in self.callbacks.run_stage_chunks(Stage.FILTER, rows()):
-                yield self._verdicts(given.popleft(), columns)
-            return
-        # A local source's metadata (extended attributes: a system call per file, most
-        # of it without the GIL) is read a chunk ahead on a thread of its own, while
-        # this one builds and encodes the chunk before.
-        read = self.initial_metadata
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-metadata") as reader:
-
-            def read_rows(entries: Sequence[Entry]) -> list[dict[str, str]]:
-                return [read(e) for e in entries]
-
-            def read_rows_ahead() -> Iterator[tuple[list[NodeRow], None]]:
-                ahead: deque[tuple[Sequence[Entry], Future[list[dict[str, str]]]]] = deque()
-                for entries in chunks:
-                    ahead.append((entries, reader.submit(read_rows, entries)))
-                    if len(ahead) > 1:
-                        yield built(*ahead.popleft())
-                while ahead:
-                    yield built(*ahead.popleft())
-
-            def built(
-                entries: Sequence[Entry], found: Future[list[dict[str, str]]]
-            ) -> tuple[list[NodeRow], None]:
+        def rows() -> Iterator[tuple[list[NodeRow], None]]:
+            for entries in chunks:
                 given.append(entries)
-                return [node_row(e, m) for e, m in zip(entries, found.result(), strict=True)], None
+                yield self._filter_rows(entries), None
 
-            for columns in self.callbacks.run_stage_chunks(Stage.FILTER, read_rows_ahead()):
-                yield self._verdicts(given.popleft(), columns)
+        for columns in self.callbacks.run_stage_chunks(Stage.FILTER, rows()):
+            yield self._verdicts(given.popleft(), columns)
 
     def _filter_rows(self, entries: Sequence[Entry]) -> list[NodeRow]:
         read = self.initial_metadata

@@ -31,7 +31,8 @@ import posixpath
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,33 +361,40 @@ def _check_destinations(
 
 
 def _filtered(
-    entries: list[Entry], file_filter: FileFilter | None, batch_filter: BatchFilter | None
+    chunks: Iterable[Sequence[Entry]],
+    file_filter: FileFilter | None,
+    batch_filter: BatchFilter | None,
 ) -> tuple[list[Entry], list[str]]:
-    if file_filter is None and batch_filter is None:
-        return entries, []
+    """(kept, skipped names) of the listed ``chunks``, in order.  Each chunk goes to
+    ``batch_filter`` as it is listed: a filter that takes the chunks as a stream
+    (``chunks``) answers them in a pipeline while the next are listed."""
     kept: list[Entry] = []
     skipped: list[str] = []
-    step = FILTER_BATCH
-    chunks = [entries[start : start + step] for start in range(0, len(entries), step)]
+    given: deque[Sequence[Entry]] = deque()
+
+    def taken() -> Iterator[Sequence[Entry]]:
+        for chunk in chunks:
+            if chunk:
+                given.append(chunk)
+                yield chunk
+
     answers: Iterator[Sequence[bool]]
     if batch_filter is None:
-        answers = iter([])
+        answers = ([True] * len(chunk) for chunk in taken())
     elif callable(chunked := getattr(batch_filter, "chunks", None)):
         # A filter that takes the chunks as a stream answers them in a pipeline (the
         # callbacks of a transfer: each its own worker, see tasks/transfer/callbacks.py).
-        answers = chunked(iter(chunks))
+        answers = chunked(taken())
     else:
-        answers = map(batch_filter, chunks)
+        answers = map(batch_filter, taken())
     try:
-        for chunk in chunks:
-            if batch_filter is not None:
-                verdicts = list(next(answers))
-                if len(verdicts) != len(chunk):
-                    raise ValueError(
-                        f"batch filter answered {len(verdicts)} verdicts for {len(chunk)} files"
-                    )
-            else:
-                verdicts = [True] * len(chunk)
+        for answer in answers:
+            verdicts = list(answer)
+            chunk = given.popleft()
+            if len(verdicts) != len(chunk):
+                raise ValueError(
+                    f"batch filter answered {len(verdicts)} verdicts for {len(chunk)} files"
+                )
             for entry, verdict in zip(chunk, verdicts, strict=True):
                 if verdict and (file_filter is None or file_filter(entry)):
                     kept.append(entry)
@@ -428,21 +436,25 @@ def plan_transfer(
             # An empty watch is a timeout with error: false (OTF: nothing more is done).
             if source.file_watch.watch_only or not watched:
                 return TransferPlan(definition, (), tuple(watched))
-        entries = selection.apply_size_and_age(
-            src.list_entries(source.directory, source.file_regex),
-            source.conditionals,
-            time.time(),
+        cond, now = source.conditionals, time.time()
+        chunks: Iterable[Sequence[Entry]] = (
+            selection.apply_size_and_age(chunk, cond, now)
+            for chunk in src.list_entry_chunks(source.directory, source.file_regex, FILTER_BATCH)
         )
-        if source.error:
-            selection.check_count(entries, source.conditionals)
-        elif selection.count_problem(entries, source.conditionals):
-            entries = []  # OTF: a broken count means no valid files, not an error here
-        if not entries and source.error:
+        if cond is not None and cond.count is not None:
+            # The count is of every file found: known once the whole listing is.
+            entries = [e for chunk in chunks for e in chunk]
+            if source.error:
+                selection.check_count(entries, cond)
+            elif selection.count_problem(entries, cond):
+                entries = []  # OTF: a broken count means no valid files, not an error here
+            chunks = [entries[i : i + FILTER_BATCH] for i in range(0, len(entries), FILTER_BATCH)]
+        entries, skipped = _filtered(chunks, file_filter, batch_filter)
+        if not entries and not skipped and source.error:
             raise NoFilesFound(
                 f"no file in {source.directory!r} matches {source.file_regex!r}"
                 + (" within the conditionals" if source.conditionals else "")
             )
-        entries, skipped = _filtered(entries, file_filter, batch_filter)
         files = _planned(entries, destinations)
         _check_destinations(files, source, destinations, dst)
         post_copy = src.post_copy_targets(e.name for e in entries)

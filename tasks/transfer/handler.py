@@ -170,24 +170,40 @@ class TransferHandler(abc.ABC):
         self.set_times(path, entry.atime_ns or entry.mtime_ns, entry.mtime_ns)
 
     def list_entries(self, directory: str, pattern: str) -> list[Entry]:
-        """Regular files of ``directory`` whose whole name matches ``pattern``.
+        """Regular files of ``directory`` whose whole name matches ``pattern``, by name.
 
         Directories are skipped, a link counts only if it resolves to a regular file
         inside ``directory``, and files still in transit (temp names) are never listed.
         """
-        found = []
-        for entry in self.scan(directory):
-            if names.is_temp_name(entry.name) or not names.matches(pattern, entry.name):
-                continue
-            if entry.kind is Kind.LINK:
-                target = self.resolve_link(directory, entry)
-                if target is None or target.kind is not Kind.FILE:
-                    continue
-                entry = entry.with_target(target)
-            if entry.kind is Kind.FILE:
-                found.append(entry)
+        return [e for chunk in self.list_entry_chunks(directory, pattern) for e in chunk]
+
+    def list_entry_chunks(
+        self, directory: str, pattern: str, size: int = 1024
+    ) -> Iterator[list[Entry]]:
+        """:meth:`list_entries` a chunk of up to ``size`` files at a time, in the same
+        order.  Here the whole directory is scanned before the first chunk; a protocol
+        that learns names before their attributes yields each chunk as soon as its
+        files are known (see LocalTransfer), so a caller's work on one chunk (the
+        FILTER callbacks) overlaps the listing of the next."""
+        named = (e for e in self.scan(directory) if self.listed_name(e.name, pattern))
+        found = [f for f in (self._as_file(directory, e) for e in named) if f is not None]
         found.sort(key=lambda e: e.name)
-        return found
+        for start in range(0, len(found), max(1, size)):
+            yield found[start : start + size]
+
+    @staticmethod
+    def listed_name(name: str, pattern: str) -> bool:
+        """A name :meth:`list_entries` may list: matching ``pattern``, not in transit."""
+        return not names.is_temp_name(name) and names.matches(pattern, name)
+
+    def _as_file(self, directory: str, entry: Entry) -> Entry | None:
+        """``entry`` as a regular file to list (a link: its target's), else None."""
+        if entry.kind is Kind.LINK:
+            target = self.resolve_link(directory, entry)
+            if target is None or target.kind is not Kind.FILE:
+                return None
+            return entry.with_target(target)
+        return entry if entry.kind is Kind.FILE else None
 
     def write_flag(self, full_path: str) -> None:
         """Create an empty flag file atomically (temp name, then rename)."""

@@ -112,6 +112,41 @@ class LocalTransfer(TransferHandler):
         except OSError as exc:
             raise self._fail("list", directory, exc) from exc
 
+    def list_entry_chunks(
+        self, directory: str, pattern: str, size: int = 1024
+    ) -> Iterator[list[Entry]]:
+        # The names first (one getdents per many files), sorted; each chunk's files are
+        # then stat'ed (relative to the directory: no path walk) as the chunk is asked
+        # for, so the caller's work on a chunk overlaps the system calls of the next.
+        # A file gone since its name was read was never listed.
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise self._fail("list", directory, exc) from exc
+        try:
+            try:
+                found = sorted(n for n in os.listdir(fd) if self.listed_name(n, pattern))
+            except OSError as exc:
+                raise self._fail("list", directory, exc) from exc
+            prefix = os.path.join(directory, "")
+            shared = _Shared()
+            for start in range(0, len(found), max(1, size)):
+                chunk = []
+                for name in found[start : start + size]:
+                    try:
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    except OSError as exc:
+                        raise self._fail("list", prefix + name, exc) from exc
+                    entry = self._as_file(directory, _entry(name, prefix + name, st, shared))
+                    if entry is not None:
+                        chunk.append(entry)
+                if chunk:
+                    yield chunk
+        finally:
+            os.close(fd)
+
     def resolve_link(self, directory: str, link: Entry) -> Entry | None:
         root = os.path.realpath(directory)
         target = os.path.realpath(link.path)

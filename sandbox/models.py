@@ -69,9 +69,14 @@ class NodeFields(Protocol):
 def node_row(node: NodeFields, metadata: dict[str, str], path: str | None = None) -> NodeRow:
     """`node` as a batch item carries it (:data:`NodeRow`); ``path``: another path than
     the node's own (a delivered file's, for AFTER_RESULT_RECEIVED)."""
-    a_s, a_n = divmod(node.atime_ns, _NS)
-    m_s, m_n = divmod(node.mtime_ns, _NS)
-    c_s, c_n = divmod(node.ctime_ns, _NS)
+    # A listing shares one int between times that are equal (tasks/transfer/local.py):
+    # a time that is the mtime object is split once.
+    mtime = node.mtime_ns
+    m_s, m_n = divmod(mtime, _NS)
+    atime = node.atime_ns
+    a_s, a_n = (m_s, m_n) if atime is mtime else divmod(atime, _NS)
+    ctime = node.ctime_ns
+    c_s, c_n = (m_s, m_n) if ctime is mtime else divmod(ctime, _NS)
     return [node.path if path is None else path, node.mode, node.uid, node.gid, node.size,
             a_s, a_n, m_s, m_n, c_s, c_n, metadata]  # fmt: skip
 

@@ -116,7 +116,7 @@ def best_of(runs: int, contenders: dict[str, Contender]) -> dict[str, float]:
     for _ in range(runs):
         for name, contender in contenders.items():
             contender.prepare()
-            wall, cpu = small_files.measure(
+            wall, cpu, _ = small_files.measure(
                 small_files.Contender(contender.prepare, contender.run, contender.child)
             )
             times[name].append(wall)

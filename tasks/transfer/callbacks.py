@@ -6,11 +6,13 @@ for each file so AFTER_RESULT_RECEIVED starts from it, and stores what
 AFTER_RESULT_RECEIVED leaves (see tasks/transfer_metadata.py).
 """
 
+import contextlib
 import functools
 import posixpath
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +22,7 @@ from storeflow.models.transfer import TransferDefinition, protocol_kind
 from storeflow.sandbox.models import FileNode, NodeInfo, NodeRow, Stage, node_row
 from storeflow.sandbox.stages import CallbackSet, FileOutcome, StageColumns, StageOutcome
 from storeflow.sandbox.worker import DeliveredResult
-from storeflow.tasks.transfer import Entry, FileResult
+from storeflow.tasks.transfer import Entry, FileResult, native
 from storeflow.tasks.transfer import metadata as transfer_metadata
 from storeflow.tasks.transfer.names import temp_name
 
@@ -146,18 +148,47 @@ class BoundCallbacks:
         """:meth:`filter_batch` for a stream of chunks, the verdicts of each in order:
         the FILTER callbacks answer as a pipeline (see CallbackSet.run_stage_chunks), so
         a Python and a JavaScript callback work at once on successive chunks while this
-        thread lists and builds the next.  A local source's metadata (a system call per
-        file) is read here too: a thread of its own to read it ahead cost more than it
-        saved, the two threads handing the GIL to each other around every call."""
+        thread lists and builds the next."""
         given: deque[Sequence[Entry]] = deque()
+        with self._metadata_ahead(chunks) as read:
 
-        def rows() -> Iterator[tuple[list[NodeRow], None]]:
-            for entries in chunks:
-                given.append(entries)
-                yield self._filter_rows(entries), None
+            def rows() -> Iterator[tuple[list[NodeRow], None]]:
+                for entries, metadata in read:
+                    given.append(entries)
+                    rows = [node_row(e, m) for e, m in zip(entries, metadata, strict=True)]
+                    yield rows, None
 
-        for columns in self.callbacks.run_stage_chunks(Stage.FILTER, rows()):
-            yield self._verdicts(given.popleft(), columns)
+            for columns in self.callbacks.run_stage_chunks(Stage.FILTER, rows()):
+                yield self._verdicts(given.popleft(), columns)
+
+    @contextlib.contextmanager
+    def _metadata_ahead(
+        self, chunks: Iterable[Sequence[Entry]]
+    ) -> Iterator[Iterator[tuple[Sequence[Entry], list[dict[str, str]]]]]:
+        """Each chunk with its files' metadata.  A local source's is read a chunk
+        ahead, on a thread, by the native loop (transfer_metadata.read_many: a system
+        call a file with the GIL released for the whole chunk) while this thread lists
+        the next chunk.  Read file by file on a second thread, the two threads handed
+        the GIL to each other around every call, which cost more than it saved."""
+        if not self.local_source or not native.available():
+            read = self.initial_metadata
+            yield ((entries, [read(e) for e in entries]) for entries in chunks)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-metadata") as reader:
+
+            def ahead() -> Iterator[tuple[Sequence[Entry], list[dict[str, str]]]]:
+                waiting: deque[tuple[Sequence[Entry], Future[list[dict[str, str]]]]] = deque()
+                for entries in chunks:
+                    paths = [e.path for e in entries]
+                    waiting.append((entries, reader.submit(transfer_metadata.read_many, paths)))
+                    if len(waiting) > 1:
+                        done, metadata = waiting.popleft()
+                        yield done, metadata.result()
+                while waiting:
+                    done, metadata = waiting.popleft()
+                    yield done, metadata.result()
+
+            yield ahead()
 
     def _filter_rows(self, entries: Sequence[Entry]) -> list[NodeRow]:
         read = self.initial_metadata

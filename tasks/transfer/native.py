@@ -10,7 +10,9 @@ cores.  Where no compiler is found the same loop runs in Python, one thread at a
 Each file is written as the engine asks: created (or truncated) at its temporary path,
 content copied in the kernel (``copy_file_range``, falling back to read/write), mode set
 when asked, atime and mtime set from the source's stat.  Nothing here renames into
-place except :func:`rename_all`, which the engine's finalize step calls.  Files are
+place except :func:`rename_all`, which the engine's finalize step calls.  One more
+loop, :func:`tagged`, tells which files of a chunk carry storeflow's metadata
+(extended attributes) without the GIL, for the callbacks' rows.  Files are
 named relative to their directories (one descriptor per directory and batch), so the
 kernel does not walk a directory's path again for every file.
 
@@ -39,7 +41,9 @@ _SOURCE = r"""
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 enum { STEP_OPEN = 1, STEP_CREATE = 2, STEP_COPY = 3, STEP_MODE = 4, STEP_TIMES = 5,
@@ -136,6 +140,23 @@ int sf_rename_files(int n, int dir, char **src, char **dst, int *step, int *err)
         *step = STEP_RENAME; *err = saved; return i;
     }
     return n;
+}
+
+/* For each of n paths: 1 when it carries an extended attribute whose name starts with
+   prefix (or may: a list too long for the buffer), 0 when none does, -1 when its
+   attributes cannot be listed (no file, no support).  The one system call a file
+   without storeflow metadata needs, for a whole chunk without the GIL. */
+void sf_tagged(int n, char **paths, const char *prefix, int *found) {
+    char names[4096];
+    size_t plen = strlen(prefix);
+    for (int i = 0; i < n; i++) {
+        ssize_t got = listxattr(paths[i], names, sizeof names);
+        if (got < 0) { found[i] = errno == ERANGE ? 1 : -1; continue; }
+        int hit = 0;
+        for (ssize_t at = 0; at < got && !hit; at += (ssize_t)strlen(names + at) + 1)
+            hit = strncmp(names + at, prefix, plen) == 0;
+        found[i] = hit;
+    }
 }
 """
 
@@ -253,6 +274,8 @@ class _Library:
         loaded.sf_copy_files.restype = ctypes.c_int
         loaded.sf_rename_files.argtypes = [ctypes.c_int, ctypes.c_int, _Paths, _Paths, _Int, _Int]
         loaded.sf_rename_files.restype = ctypes.c_int
+        loaded.sf_tagged.argtypes = [ctypes.c_int, _Paths, ctypes.c_char_p, _Int]
+        loaded.sf_tagged.restype = None
         return loaded
 
 
@@ -343,6 +366,20 @@ def rename_all(pairs: Sequence[tuple[bytes, bytes]], directory: bytes | None = N
         _close_dir(dir_fd)
     if done != n:
         raise CopyFailed(done, step.value, err.value)
+
+
+def tagged(paths: Sequence[bytes], prefix: bytes) -> list[int] | None:
+    """For each path, 1 when it carries an extended attribute whose name starts with
+    ``prefix`` (or may), 0 when it carries none, -1 when its attributes cannot be
+    listed; None when the native loop is not here.  The whole list is read without the
+    GIL: a thread can read a chunk's while another works on the last one."""
+    library = _Library.get()
+    if library is None:
+        return None
+    n = len(paths)
+    found = (ctypes.c_int * n)()
+    library.sf_tagged(n, (ctypes.c_char_p * n)(*paths), prefix, found)
+    return list(found)
 
 
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -1,6 +1,7 @@
 """A local listing in chunks (LocalTransfer.list_entry_chunks): the names are read and
 sorted first, each chunk's files stat'ed only when the chunk is asked for, so the
-FILTER callbacks answer a chunk while the next is listed."""
+FILTER callbacks answer a chunk while the next is listed; and the metadata of a chunk's
+files, read at once (metadata.read_many) for the callbacks' rows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from storeflow.models.transfer import parse_definition
-from storeflow.tasks.transfer import Entry, run_transfer
+from storeflow.tasks.transfer import Entry, native, run_transfer
+from storeflow.tasks.transfer import metadata as transfer_metadata
 from storeflow.tasks.transfer.engine import FILTER_BATCH
 from storeflow.tasks.transfer.local import LocalTransfer
 from tests.transfer.conftest import local_def
@@ -64,3 +66,23 @@ def test_a_file_gone_before_its_chunk_is_listed_is_not_an_error(dirs: Dirs) -> N
     assert calls == [FILTER_BATCH, 9]
     assert len(result.files) == count - 1 and late.name not in result.files
     assert sorted(os.listdir(dst)) == sorted(p.name for p in src.iterdir())
+
+
+def test_metadata_of_many_files_is_what_each_file_carries(tmp_path: Path) -> None:
+    """read_many (the native loop says which files carry storeflow's attributes; only
+    those are read) gives what read gives file by file: a file with other attributes
+    only, one with none, and one that is gone included."""
+    paths = [tmp_path / f"f{i}" for i in range(5)]
+    for path in paths:
+        path.write_bytes(b"")
+    transfer_metadata.write(str(paths[1]), {"origin": "one", "k": "\u00e9"})
+    os.setxattr(paths[2], "user.other", b"not ours")
+    os.setxattr(paths[3], "user.other", b"")
+    transfer_metadata.write(str(paths[3]), {"big": "x" * 2000})
+    names = [str(p) for p in paths] + [str(tmp_path / "gone")]
+    many = transfer_metadata.read_many(names)
+    assert many == [transfer_metadata.read(n) for n in names]
+    assert many == [{}, {"origin": "one", "k": "\u00e9"}, {}, {"big": "x" * 2000}, {}, {}]
+    assert native.tagged([os.fsencode(n) for n in names], b"user.storeflow.") == [
+        0, 1, 0, 1, 0, -1
+    ]  # fmt: skip

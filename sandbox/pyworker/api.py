@@ -187,15 +187,16 @@ class Request:
         node: list[Any] | None,
         result: dict[str, Any] | str | list[str] | None,
         task: "Task | None" = None,
+        node_now: bool = False,
     ) -> "Request":
         """A request of a batch: the fields every item shares, then its own.  ``task``:
         the batch's Task (every item's is the same).  A result given as text (its JSON)
         or as a delivered file's [source, destination, ...] becomes an ExecutionResult
-        when the callback first reads it."""
+        when the callback first reads it; the node too (see _NodeFromRow), unless
+        ``node_now``: a stage whose callbacks nearly all read it (FILTER) gets it made
+        at once, which costs less than making it on the first read."""
         req = cls.__new__(cls)
-        # One dict for the attributes: a batch builds a request per file.  The node too
-        # is made when first read (see __getattr__): a callback that only returns a
-        # verdict costs no NodeInfo.
+        # One dict for the attributes: a batch builds a request per file.
         fields = req.__dict__ = {
             "id": common["id"],
             "stage": common["stage"],
@@ -203,6 +204,8 @@ class Request:
         }
         if node is None:
             fields["node_info"] = None
+        elif node_now:
+            fields["node_info"] = NodeInfo.of_row(node)
         else:
             fields["_node_row"] = node
         if result is None:

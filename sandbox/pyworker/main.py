@@ -234,6 +234,8 @@ def _batch(channel: Channel, namespace: dict[str, Any], run: Any, message: dict[
     # Every item of a batch has the same task: one Task for all of them.
     task = api.Task(common["task"])
     of = api.Request.of
+    # A FILTER decides on the file: its callbacks read the node nearly always.
+    node_now = common.get("stage") == "FILTER"
     add_success = batch.add_success
     monotonic = time.monotonic
     group_s = batch.group_s
@@ -244,7 +246,7 @@ def _batch(channel: Channel, namespace: dict[str, Any], run: Any, message: dict[
         if not batch.bodies:
             batch.first = index
             batch.since = monotonic()
-        req = of(common, node, result, task)
+        req = of(common, node, result, task, node_now)
         # The seed reads `task` as a free name in BEFORE_TASK_EXECUTED callbacks.
         namespace["task"] = task
         answer: dict[str, Any] | None = None

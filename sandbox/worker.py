@@ -452,7 +452,14 @@ def _repeat(
         outcome = dataclasses.replace(outcome, output="")
     metadata = outcome.metadata
     start = len(done)
-    for row, _ in items[start : start + times]:
+    taken = items[start : start + times]
+    if metadata is None or (
+        as_sent and not metadata and all(row is not None and not row[-1] for row, _ in taken)
+    ):
+        # No metadata, or none sent to any and none set: the one answer for them all.
+        done.extend([outcome] * len(taken))
+        return
+    for row, _ in taken:
         if metadata is None:
             done.append(outcome)
         elif as_sent:

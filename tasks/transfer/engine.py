@@ -368,6 +368,8 @@ def _filtered(
     """(kept, skipped names) of the listed ``chunks``, in order.  Each chunk goes to
     ``batch_filter`` as it is listed: a filter that takes the chunks as a stream
     (``chunks``) answers them in a pipeline while the next are listed."""
+    if file_filter is None and batch_filter is None:
+        return [entry for chunk in chunks for entry in chunk], []
     kept: list[Entry] = []
     skipped: list[str] = []
     given: deque[Sequence[Entry]] = deque()

@@ -460,9 +460,7 @@ def _repeat(
         done.extend([outcome] * len(taken))
         return
     for row, _ in taken:
-        if metadata is None:
-            done.append(outcome)
-        elif as_sent:
+        if as_sent:
             mine = row[-1] if row is not None else None
             same = mine is metadata or mine == metadata
             done.append(outcome if same else dataclasses.replace(outcome, metadata=mine))

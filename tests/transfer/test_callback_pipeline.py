@@ -99,3 +99,40 @@ def test_filters_and_after_results_as_pipelines_over_many_chunks(dirs: Dirs, wor
         if i in carried:
             expected["origin"] = str(i)
         assert stored == expected
+
+
+def test_after_results_alone_start_from_the_metadata_the_source_files_carry(
+    dirs: Dirs,
+) -> None:
+    """Without FILTER, AFTER_RESULT_RECEIVED reads each batch's source metadata itself
+    (all of a batch at once): a file that carries some from an earlier transfer reaches
+    the callback with it, one that carries none with an empty map, in every batch."""
+    count = AFTER_JOIN + 300
+    src, dst = dirs("src"), dirs("dst")
+    for i in range(count):
+        (src / f"f-{i:05}").write_bytes(b"x")
+    carried = set(range(3, count, 101))
+    for i in carried:
+        transfer_metadata.write(str(src / f"f-{i:05}"), {"origin": str(i)})
+    seen = (
+        "import utils\n"
+        "def run(req):\n"
+        "    info = utils.get_node_info(req)\n"
+        "    info.metadata['had'] = info.metadata.get('origin', '-')\n"
+        "    return True\n"
+    )
+    definitions = [
+        CallbackDefinition(
+            name="after", language="python", stage=Stage.AFTER_RESULT_RECEIVED, source=seen
+        )
+    ]
+    spec = parse_definition(local_def(src, dst))
+    with CallbackSet(definitions, task_id="t", policy=SandboxSettings()) as callbacks:
+        bound = BoundCallbacks(callbacks, spec)
+        run_transfer(spec, after_results=bound.after_results, batch_size=100, max_workers=2)
+    for i in range(count):
+        stored = transfer_metadata.read(str(dst / f"f-{i:05}"))
+        if i in carried:
+            assert stored == {"origin": str(i), "had": str(i)}
+        else:
+            assert stored == {"had": "-"}

@@ -45,11 +45,11 @@ from storeflow.sandbox.models import (
 )
 from storeflow.sandbox.settings import SandboxSettings, as_settings
 from storeflow.sandbox.worker import (
+    BATCH_ENCODERS,
     BatchItem,
     CallbackWorker,
     DeliveredResult,
     EncodedResult,
-    encode_items,
 )
 
 # Shared empties of FileOutcome (see there): replaced, never filled.
@@ -67,10 +67,13 @@ PIPELINE_AHEAD = 4
 _GATING_STAGES = {Stage.FILTER, Stage.BEFORE_TASK_EXECUTED}
 
 
-def _batches(language: str) -> bool:
-    """True when the language's workers take batches (an unknown one: no, its calls
-    fail as a bad callback)."""
-    return language in languages.names() and languages.get(language).batches
+def _batch_encoding(language: str) -> str | None:
+    """How the language's workers read a batch's items, None when they take no batches
+    (an unknown language: none, its calls fail as a bad callback)."""
+    if language not in languages.names():
+        return None
+    known = languages.get(language)
+    return known.batch_encoding if known.batches else None
 
 
 class MetadataChanges(BaseModel):
@@ -361,14 +364,15 @@ class CallbackSet:
         first = asked[0][1].language
         # The first callback is sent every file of a chunk: encoded here, by the caller,
         # while the callbacks' threads wait for their workers.
-        encode = self.enabled(first) and _batches(first)
+        encoding = _batch_encoding(first) if self.enabled(first) else None
         pipeline = _Pipeline(asked)
         try:
             inflight = 0
             for rows, results in chunks:
                 chunk = _Chunk(self, stage, rows, results)
-                if encode and chunk.rows:
-                    chunk.sent = encode_items(list(zip(chunk.rows, chunk.wires, strict=True)))
+                if encoding is not None and chunk.rows:
+                    items = list(zip(chunk.rows, chunk.wires, strict=True))
+                    chunk.sent[encoding] = BATCH_ENCODERS[encoding](items)
                 pipeline.put(chunk)
                 inflight += 1
                 if inflight >= max(1, ahead):
@@ -481,9 +485,10 @@ class _Chunk:
         self.columns = StageColumns(stage, [True] * count, [row[-1] for row in self.rows])
         self.gating = stage in _GATING_STAGES
         self.everyone = True  # no file has left the stage yet
-        # The items last sent, encoded: the next callback is sent the same bytes while
-        # every file is still in play with the node it was sent (reset on any change).
-        self.sent: bytes | None = None
+        # The items last sent, by encoding: the next callback is sent the same bytes
+        # while every file is still in play with the node it was sent (emptied on any
+        # change).
+        self.sent: dict[str, bytes] = {}
 
     def ask(self, index: int, definition: CallbackDefinition) -> bool:
         """Ask callback ``index`` about the files still in play; False when none is
@@ -505,10 +510,11 @@ class _Chunk:
         else:
             items = [(rows[i], wires[i]) for i in live]
         encoded = None
-        if _batches(definition.language):
-            if self.sent is None:
-                self.sent = encode_items(items)
-            encoded = self.sent
+        encoding = _batch_encoding(definition.language)
+        if encoding is not None:
+            encoded = self.sent.get(encoding)
+            if encoded is None:
+                encoded = self.sent[encoding] = BATCH_ENCODERS[encoding](items)
         answers = callbacks._call_many(index, self.common, items, encoded)
         columns.asked.append((definition, live, answers))
         changed = False
@@ -540,7 +546,7 @@ class _Chunk:
                 idle = answer
         self.everyone = everyone
         if changed:
-            self.sent = None
+            self.sent = {}
         return True
 
 

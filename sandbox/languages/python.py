@@ -45,6 +45,7 @@ class Python(CallbackLanguage[PythonSettings]):
     )
     worker_layers = frozenset({Layer.LANDLOCK, Layer.SECCOMP})
     batches = True
+    batch_encoding = "marshal"
 
     def worker_spec(self, settings: SandboxSettings) -> LaunchSpec:
         layers = isolation.probe(settings)

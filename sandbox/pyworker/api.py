@@ -185,7 +185,7 @@ class Request:
         cls,
         common: dict[str, Any],
         node: list[Any] | None,
-        result: dict[str, Any] | str | list[str] | None,
+        result: dict[str, Any] | str | list[str] | tuple[str, ...] | None,
         task: "Task | None" = None,
         node_now: bool = False,
     ) -> "Request":
@@ -239,7 +239,7 @@ class Request:
                     "status": "SUCCESS",
                     "error": None,
                     "destination": sent[1],
-                    "details": {"destinations": sent[1:], "source": sent[0]},
+                    "details": {"destinations": list(sent[1:]), "source": sent[0]},
                 }
             )
         self.result = result

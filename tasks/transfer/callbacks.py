@@ -62,7 +62,7 @@ def _delivered(result: FileResult) -> DeliveredResult:
     """AFTER_RESULT_RECEIVED's result for a delivered file, in its short form:
     ExecutionResult(status="SUCCESS", destination=<the first>, details={"destinations":
     [...], "source": ...}) as the worker expands it."""
-    return DeliveredResult((result.entry.path, *result.destinations))
+    return (result.entry.path, *result.destinations)
 
 
 class ChunkedFilter:

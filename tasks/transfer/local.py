@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
@@ -45,21 +46,38 @@ class _Shared:
 
 
 def _entry(name: str, path: str, st: os.stat_result, shared: _Shared | None = None) -> Entry:
+    return _entry_of(
+        name,
+        path,
+        (st.st_mode, st.st_uid, st.st_gid, st.st_size),
+        (st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns),
+        shared,
+    )
+
+
+def _entry_of(
+    name: str,
+    path: str,
+    ids: Sequence[int],
+    times: Sequence[int],
+    shared: _Shared | None = None,
+) -> Entry:
+    """An entry from its stat: ``ids`` (mode, uid, gid, size), ``times`` (atime, mtime,
+    ctime in ns)."""
     keep = shared or _Shared(0)
-    mtime = st.st_mtime_ns
-    atime = st.st_atime_ns
-    ctime = st.st_ctime_ns
+    mode, uid, gid, size = ids
+    atime, mtime, ctime = times
     return Entry(
         name=name,
-        kind=Kind.of_mode(st.st_mode),
+        kind=Kind.of_mode(mode),
         path=path,
-        size=keep(st.st_size),
+        size=keep(size),
         mtime_ns=mtime,
         atime_ns=mtime if atime == mtime else atime,
         ctime_ns=mtime if ctime == mtime else ctime,
-        mode=keep(st.st_mode),
-        uid=keep(st.st_uid),
-        gid=keep(st.st_gid),
+        mode=keep(mode),
+        uid=keep(uid),
+        gid=keep(gid),
     )
 
 
@@ -131,21 +149,47 @@ class LocalTransfer(TransferHandler):
             prefix = os.path.join(directory, "")
             shared = _Shared()
             for start in range(0, len(found), max(1, size)):
+                names = found[start : start + size]
                 chunk = []
-                for name in found[start : start + size]:
-                    try:
-                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    except OSError as exc:
-                        raise self._fail("list", prefix + name, exc) from exc
-                    entry = self._as_file(directory, _entry(name, prefix + name, st, shared))
+                for name, ids, times in self._stats(fd, prefix, names):
+                    entry = self._as_file(
+                        directory, _entry_of(name, prefix + name, ids, times, shared)
+                    )
                     if entry is not None:
                         chunk.append(entry)
                 if chunk:
                     yield chunk
         finally:
             os.close(fd)
+
+    def _stats(
+        self, fd: int, prefix: str, names: list[str]
+    ) -> Iterator[tuple[str, Sequence[int], Sequence[int]]]:
+        """(name, (mode, uid, gid, size), (atime, mtime, ctime)) of each of ``names`` in
+        the directory ``fd`` (a link's own), in order: the native loop's for the whole
+        chunk at once where it is built, else os.stat's.  A file gone since its name was
+        read is left out."""
+        stats = native.stat_names(fd, names)
+        if stats is None:
+            for name in names:
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise self._fail("list", prefix + name, exc) from exc
+                ids = (st.st_mode, st.st_uid, st.st_gid, st.st_size)
+                yield name, ids, (st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns)
+            return
+        width = native.STAT_FIELDS
+        for i, name in enumerate(names):
+            at = i * width
+            error = stats[at + 7]
+            if error:
+                if error == errno.ENOENT:
+                    continue
+                raise self._fail("list", prefix + name, OSError(error, os.strerror(error)))
+            yield name, stats[at : at + 4], stats[at + 4 : at + 7]
 
     def resolve_link(self, directory: str, link: Entry) -> Entry | None:
         root = os.path.realpath(directory)

@@ -5,14 +5,18 @@ files, read at once (metadata.read_many) for the callbacks' rows."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import pytest
 
 from storeflow.models.transfer import parse_definition
 from storeflow.tasks.transfer import Entry, native, run_transfer
 from storeflow.tasks.transfer import metadata as transfer_metadata
 from storeflow.tasks.transfer.engine import FILTER_BATCH
+from storeflow.tasks.transfer.errors import ProtocolError
 from storeflow.tasks.transfer.local import LocalTransfer
 from tests.transfer.conftest import local_def
 
@@ -86,3 +90,55 @@ def test_metadata_of_many_files_is_what_each_file_carries(tmp_path: Path) -> Non
     assert native.tagged([os.fsencode(n) for n in names], b"user.storeflow.") == [
         0, 1, 0, 1, 0, -1
     ]  # fmt: skip
+
+
+def test_the_native_stat_of_a_chunk_lists_what_os_stat_would(
+    dirs: Dirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk's files are stat'ed by one native call (native.stat_names): modes, owners,
+    sizes and the three times to the nanosecond are os.stat's, a name that is not UTF-8
+    included; a name gone is ENOENT; and the listing is the same entries as with the
+    native loop off (os.stat a file at a time)."""
+    src, dst = dirs("src"), dirs("dst")
+    raw = os.fsdecode(b"caf\xe9")
+    for i, name in enumerate(["a", "b", raw, "d"]):
+        path = src / name
+        path.write_bytes(b"x" * (i * 1000))
+        path.chmod(0o600 + i)
+        os.utime(path, ns=(1_600_000_000_123_456_789 + i, 1_700_000_000_987_654_321 - i))
+    (src / "link").symlink_to(src / "a")
+    fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        names = [*sorted(os.listdir(fd)), "gone"]
+        stats = native.stat_names(fd, names)
+        assert stats is not None
+        for i, name in enumerate(names[:-1]):
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            expected = [st.st_mode, st.st_uid, st.st_gid, st.st_size]
+            expected += [st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, 0]
+            assert stats[i * native.STAT_FIELDS : (i + 1) * native.STAT_FIELDS] == expected
+        assert stats[-native.STAT_FIELDS :] == [0] * 7 + [errno.ENOENT]
+    finally:
+        os.close(fd)
+    handler = _handler(src, dst)
+    fast = list(handler.list_entry_chunks(str(src), ".*", 2))
+    monkeypatch.setattr(native, "stat_names", lambda fd, names: None)
+    slow = list(handler.list_entry_chunks(str(src), ".*", 2))
+    assert fast == slow and sum(len(c) for c in fast) == 5
+    assert [e.mtime_ns for c in fast for e in c if e.name != "link"] == [
+        1_700_000_000_987_654_321 - i for i in range(4)
+    ]  # a, b, caf\xe9, d
+
+
+def test_a_stat_that_fails_names_the_file(dirs: Dirs) -> None:
+    """A chunk's stat failing otherwise than for a file gone raises the protocol error
+    with the file's path and the reason (a name too long, here)."""
+    src, dst = dirs("src"), dirs("dst")
+    handler = _handler(src, dst)
+    fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(ProtocolError, match="File name too long") as failed:
+            list(handler._stats(fd, f"{src}/", ["x" * 300]))
+        assert str(src / ("x" * 300)) in str(failed.value)
+    finally:
+        os.close(fd)

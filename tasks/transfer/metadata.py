@@ -45,9 +45,11 @@ def read_many(paths: Sequence[str]) -> list[dict[str, str]]:
     """:func:`read` for many local files, in order.  Which of them carry storeflow
     metadata is asked of the native loop for all at once (one system call each, the
     GIL released for the whole list); only those are read here."""
-    found = native.tagged([os.fsencode(p) for p in paths], PREFIX.encode())
+    found = native.tagged(paths, PREFIX.encode())
     if found is None:
         return [read(p) for p in paths]
+    if 1 not in found:
+        return [{} for _ in paths]
     return [read(p) if hit > 0 else {} for p, hit in zip(paths, found, strict=True)]
 
 

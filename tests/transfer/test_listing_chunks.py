@@ -87,7 +87,7 @@ def test_metadata_of_many_files_is_what_each_file_carries(tmp_path: Path) -> Non
     many = transfer_metadata.read_many(names)
     assert many == [transfer_metadata.read(n) for n in names]
     assert many == [{}, {"origin": "one", "k": "\u00e9"}, {}, {"big": "x" * 2000}, {}, {}]
-    assert native.tagged([os.fsencode(n) for n in names], b"user.storeflow.") == [
+    assert native.tagged(names, b"user.storeflow.") == [
         0, 1, 0, 1, 0, -1
     ]  # fmt: skip
 
@@ -142,3 +142,25 @@ def test_a_stat_that_fails_names_the_file(dirs: Dirs) -> None:
         assert str(src / ("x" * 300)) in str(failed.value)
     finally:
         os.close(fd)
+
+
+def test_metadata_of_files_in_several_directories_and_through_links(tmp_path: Path) -> None:
+    """The probe names each file relative to its directory, kept open while the next
+    files share it: files of two directories taken in turns, a link (followed, as
+    listxattr does) and a directory that is gone all get what read gives."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    for directory in (one, two):
+        for name in ("plain", "tagged"):
+            (directory / name).write_bytes(b"")
+        transfer_metadata.write(str(directory / "tagged"), {"from": directory.name})
+    (two / "link").symlink_to(one / "tagged")
+    names = [
+        str(one / "plain"), str(two / "tagged"), str(one / "tagged"), str(two / "plain"),
+        str(two / "link"), str(tmp_path / "gone" / "x"), str(two / "tagged"),
+    ]  # fmt: skip
+    assert native.tagged(names, b"user.storeflow.") == [0, 1, 1, 0, 1, -1, 1]
+    many = transfer_metadata.read_many(names)
+    assert many == [transfer_metadata.read(n) for n in names]
+    assert [m.get("from") for m in many] == [None, "two", "one", None, "one", None, "two"]

@@ -70,7 +70,7 @@ class CallbackLanguage(ABC, Generic[SettingsT]):
     batches: bool = False
     #: How its worker reads a batch's items (a key of sandbox/worker.py's
     #: BATCH_ENCODERS): "json" inside the batch line, or "marshal" (Python's own
-    #: format, loaded four times as fast) as the bytes that follow it.
+    #: format, loaded three times as fast) as the bytes that follow it.
     batch_encoding: str = "json"
 
     def section(self, settings: SandboxSettings) -> SettingsT:

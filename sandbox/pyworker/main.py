@@ -160,7 +160,7 @@ def _read_message() -> dict[str, Any] | None:
     message: dict[str, Any] = json.loads(line)
     size = message.get("items_marshal")
     if size is not None:
-        # The batch's items follow the line: marshalled by the host, a quarter of
+        # The batch's items follow the line: marshalled by the host, a third of
         # json.loads' work.  Only the host writes this pipe.
         data = sys.stdin.buffer.read(size)
         if len(data) != size:

@@ -424,6 +424,12 @@ def rename_all(pairs: Sequence[tuple[bytes, bytes]], directory: bytes | None = N
         raise CopyFailed(done, step.value, err.value)
 
 
+def _nul_ended(names: Sequence[str]) -> bytes:
+    """``names`` as the C loops take a list of them: one string, each ended by a NUL
+    (one encode for the list, no array of pointers to build)."""
+    return os.fsencode("\0".join(names)) + b"\0"
+
+
 def tagged(paths: Sequence[str], prefix: bytes) -> list[int] | None:
     """For each path, 1 when it carries an extended attribute whose name starts with
     ``prefix`` (or may), 0 when it carries none, -1 when its attributes cannot be
@@ -437,7 +443,7 @@ def tagged(paths: Sequence[str], prefix: bytes) -> list[int] | None:
     if n == 0:
         return []
     found = (ctypes.c_int * n)()
-    library.sf_tagged(n, os.fsencode("\0".join(paths)) + b"\0", prefix, found)
+    library.sf_tagged(n, _nul_ended(paths), prefix, found)
     return memoryview(found).cast("B").cast("i").tolist()
 
 
@@ -458,8 +464,7 @@ def stat_names(dir_fd: int, names: Sequence[str]) -> list[int] | None:
     if n == 0:
         return []
     out = (ctypes.c_int64 * (n * STAT_FIELDS))()
-    joined = os.fsencode("\0".join(names)) + b"\0"
-    library.sf_stat_names(dir_fd, n, joined, out)
+    library.sf_stat_names(dir_fd, n, _nul_ended(names), out)
     return memoryview(out).cast("B").cast("q").tolist()
 
 

@@ -132,7 +132,8 @@ class WorkerProcess:
         self.send_line(json.dumps(message, ensure_ascii=True).encode("ascii") + b"\n", deadline)
 
     def send_line(self, line: bytes, deadline: float) -> None:
-        """:meth:`send` of a request already encoded (one JSON line, ASCII only)."""
+        """:meth:`send` of a request already encoded: one JSON line (for a marshalled
+        batch, the line and the bytes it announces)."""
         data = memoryview(line)
         try:
             # Requests are small: one write usually suffices, no selector needed.

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import os
 import posixpath
 import queue
@@ -44,6 +43,7 @@ from storeflow.models.transfer import (
     load_definition,
 )
 from storeflow.tasks.transfer import names, native, selection
+from storeflow.tasks.transfer.collector import collector_paused, older_objects_frozen
 from storeflow.tasks.transfer.entries import Entry
 from storeflow.tasks.transfer.errors import (
     DestinationMissing,
@@ -267,38 +267,6 @@ def _as_definition(definition: TransferDefinition | str | Path) -> TransferDefin
     return load_definition(definition)
 
 
-class _Freeze:
-    """How many steps of transfers in this process are running (see below)."""
-
-    lock = threading.Lock()
-    depth = 0
-
-
-@contextlib.contextmanager
-def _older_objects_frozen() -> Iterator[None]:
-    """Leave the objects the process had before a step out of the collector's full passes.
-
-    A step makes a few objects per file (entries, rows, outcomes, results); their
-    number starts the cyclic collector, whose full passes then also walk every object
-    the process already had (Prefect's and pydantic's: 100,000 and more, tens of
-    milliseconds a pass).  Frozen (``gc.freeze``) while any step runs, those are
-    skipped; the objects of the step are collected as before.  The last step to end
-    unfreezes: they go back to the oldest generation, nothing is kept for good.  Each
-    step freezes afresh (run_transfer does not hold one freeze over all three), so
-    deliver and finalize also skip the plan, a million objects for a million files."""
-    with _Freeze.lock:
-        if _Freeze.depth == 0:
-            gc.freeze()
-        _Freeze.depth += 1
-    try:
-        yield
-    finally:
-        with _Freeze.lock:
-            _Freeze.depth -= 1
-            if _Freeze.depth == 0:
-                gc.unfreeze()
-
-
 # -- plan ---------------------------------------------------------------------------------
 
 
@@ -409,7 +377,7 @@ def _filtered(
     return kept, skipped
 
 
-@_older_objects_frozen()
+@older_objects_frozen()
 def plan_transfer(
     definition: TransferDefinition | str | Path,
     *,
@@ -429,7 +397,6 @@ def plan_transfer(
     """
     definition = _as_definition(definition)
     source = definition.source
-    destinations = definition.destination
     with _using(handlers, definition, open_handler) as opened:
         src, dst = opened.source, opened.destinations
         watched: list[Entry] = []
@@ -438,31 +405,45 @@ def plan_transfer(
             # An empty watch is a timeout with error: false (OTF: nothing more is done).
             if source.file_watch.watch_only or not watched:
                 return TransferPlan(definition, (), tuple(watched))
-        cond, now = source.conditionals, time.time()
-        chunks: Iterable[Sequence[Entry]] = (
-            selection.apply_size_and_age(chunk, cond, now)
-            for chunk in src.list_entry_chunks(source.directory, source.file_regex, FILTER_BATCH)
+        with collector_paused():
+            return _plan_listed(definition, src, dst, watched, file_filter, batch_filter)
+
+
+def _plan_listed(
+    definition: TransferDefinition,
+    src: TransferHandler,
+    dst: Sequence[TransferHandler],
+    watched: list[Entry],
+    file_filter: FileFilter | None,
+    batch_filter: BatchFilter | None,
+) -> TransferPlan:
+    """plan_transfer once the watch is over: list, select, filter, name, check."""
+    source, destinations = definition.source, definition.destination
+    cond, now = source.conditionals, time.time()
+    chunks: Iterable[Sequence[Entry]] = (
+        selection.apply_size_and_age(chunk, cond, now)
+        for chunk in src.list_entry_chunks(source.directory, source.file_regex, FILTER_BATCH)
+    )
+    if cond is not None and cond.count is not None:
+        # The count is of every file found: known once the whole listing is.
+        entries = [e for chunk in chunks for e in chunk]
+        if source.error:
+            selection.check_count(entries, cond)
+        elif selection.count_problem(entries, cond):
+            entries = []  # OTF: a broken count means no valid files, not an error here
+        chunks = [entries[i : i + FILTER_BATCH] for i in range(0, len(entries), FILTER_BATCH)]
+    entries, skipped = _filtered(chunks, file_filter, batch_filter)
+    if not entries and not skipped and source.error:
+        raise NoFilesFound(
+            f"no file in {source.directory!r} matches {source.file_regex!r}"
+            + (" within the conditionals" if source.conditionals else "")
         )
-        if cond is not None and cond.count is not None:
-            # The count is of every file found: known once the whole listing is.
-            entries = [e for chunk in chunks for e in chunk]
-            if source.error:
-                selection.check_count(entries, cond)
-            elif selection.count_problem(entries, cond):
-                entries = []  # OTF: a broken count means no valid files, not an error here
-            chunks = [entries[i : i + FILTER_BATCH] for i in range(0, len(entries), FILTER_BATCH)]
-        entries, skipped = _filtered(chunks, file_filter, batch_filter)
-        if not entries and not skipped and source.error:
-            raise NoFilesFound(
-                f"no file in {source.directory!r} matches {source.file_regex!r}"
-                + (" within the conditionals" if source.conditionals else "")
-            )
-        files = _planned(entries, destinations)
-        _check_destinations(files, source, destinations, dst)
-        post_copy = src.post_copy_targets(e.name for e in entries)
-        return TransferPlan(
-            definition, tuple(files), tuple(watched), tuple(skipped), tuple(post_copy.items())
-        )
+    files = _planned(entries, destinations)
+    _check_destinations(files, source, destinations, dst)
+    post_copy = src.post_copy_targets(e.name for e in entries)
+    return TransferPlan(
+        definition, tuple(files), tuple(watched), tuple(skipped), tuple(post_copy.items())
+    )
 
 
 # -- deliver ------------------------------------------------------------------------------
@@ -787,7 +768,7 @@ def _run_batches(
                 raise error
 
 
-@_older_objects_frozen()
+@older_objects_frozen()
 def deliver(
     plan: TransferPlan,
     *,
@@ -868,7 +849,7 @@ def remove_temps(plan: TransferPlan, handlers: Sequence[TransferHandler]) -> Non
 # -- finalize -----------------------------------------------------------------------------
 
 
-@_older_objects_frozen()
+@older_objects_frozen()
 def finalize(
     plan: TransferPlan,
     *,

@@ -1,17 +1,19 @@
 """The objects a process had before a transfer step are left out of the collector's
-passes while the step runs, and only then (also when it fails)."""
+passes while the step runs, and only then (also when it fails); a plan lists and
+filters with no collection at all, and the collector is back when the last plan ends."""
 
 from __future__ import annotations
 
 import gc
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from storeflow.models.transfer import parse_definition
-from storeflow.tasks.transfer import deliver, plan_transfer, run_transfer
+from storeflow.tasks.transfer import Entry, deliver, plan_transfer, run_transfer
 from tests.transfer.conftest import local_def
 
 Dirs = Callable[[str], Path]
@@ -45,3 +47,57 @@ def test_nothing_stays_frozen_after_a_transfer_or_a_failed_step(dirs: Dirs) -> N
     with pytest.raises(RuntimeError, match="callback broke"):
         deliver(plan, after_results=fail)
     assert gc.get_freeze_count() == frozen_before
+
+
+def test_a_plan_filters_with_the_collector_paused_and_gives_it_back(dirs: Dirs) -> None:
+    src = dirs("src")
+    fill(src, 3)
+    definition = parse_definition(local_def(src, dirs("dst")))
+    assert gc.isenabled()
+    seen: list[bool] = []
+
+    def watching(entry: Entry) -> bool:
+        seen.append(gc.isenabled())
+        return True
+
+    assert len(plan_transfer(definition, file_filter=watching).files) == 3
+    assert seen == [False, False, False]
+    assert gc.isenabled()
+
+    def broken(entry: Entry) -> bool:
+        raise RuntimeError("filter broke")
+
+    with pytest.raises(RuntimeError, match="filter broke"):
+        plan_transfer(definition, file_filter=broken)
+    assert gc.isenabled()
+
+    # A process that runs with the collector off keeps it off.
+    gc.disable()
+    try:
+        plan_transfer(definition, file_filter=watching)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_the_collector_comes_back_when_the_last_of_two_plans_ends(dirs: Dirs) -> None:
+    src = dirs("src")
+    fill(src, 2)
+    definition = parse_definition(local_def(src, dirs("dst")))
+    inside, release = threading.Event(), threading.Event()
+
+    def held(entry: Entry) -> bool:
+        inside.set()
+        return release.wait(timeout=30)
+
+    first = threading.Thread(target=plan_transfer, args=(definition,), kwargs={"file_filter": held})
+    first.start()
+    try:
+        assert inside.wait(timeout=30)
+        plan_transfer(definition)  # a second plan starts and ends while the first runs
+        assert not gc.isenabled()
+    finally:
+        release.set()
+        first.join(timeout=30)
+    assert not first.is_alive()
+    assert gc.isenabled()

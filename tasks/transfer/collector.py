@@ -23,17 +23,59 @@ from __future__ import annotations
 import contextlib
 import gc
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
-class _State:
-    """How many steps hold each context in this process."""
+class _Held:
+    """One process-wide state that steps hold: the first to enter sets it up, the last
+    to leave undoes it, whatever threads they run in."""
 
-    lock = threading.Lock()
-    frozen = 0
-    paused = 0
-    #: Whether the collector was enabled when the first pause began.
+    def __init__(self, first: Callable[[], None], last: Callable[[], None]) -> None:
+        self.first, self.last = first, last
+        self.count = 0
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with _LOCK:
+            if self.count == 0:
+                self.first()
+            self.count += 1
+        try:
+            yield
+        finally:
+            with _LOCK:
+                self.count -= 1
+                if self.count == 0:
+                    self.last()
+
+
+#: One lock for both: the end of a pause asks whether the freeze is held.
+_LOCK = threading.Lock()
+_FROZEN = _Held(gc.freeze, gc.unfreeze)
+
+
+class _Pause:
+    """The collector off; on again at the end unless it was off before."""
+
     was_enabled = True
+
+    @classmethod
+    def begin(cls) -> None:
+        cls.was_enabled = gc.isenabled()
+        gc.disable()
+
+    @classmethod
+    def end(cls) -> None:
+        if _FROZEN.count:
+            # What the plans made and keep joins the frozen objects: enabled again,
+            # the collector would walk all of it at its next young pass (in the
+            # delivery, beside the copies).
+            gc.freeze()
+        if cls.was_enabled:
+            gc.enable()
+
+
+_PAUSED = _Held(_Pause.begin, _Pause.end)
 
 
 @contextlib.contextmanager
@@ -43,38 +85,13 @@ def older_objects_frozen() -> Iterator[None]:
     oldest generation, nothing is kept for good. Each step freezes afresh (run_transfer
     does not hold one freeze over all three), so deliver and finalize also leave the
     plan out, a million objects for a million files."""
-    with _State.lock:
-        if _State.frozen == 0:
-            gc.freeze()
-        _State.frozen += 1
-    try:
+    with _FROZEN.held():
         yield
-    finally:
-        with _State.lock:
-            _State.frozen -= 1
-            if _State.frozen == 0:
-                gc.unfreeze()
 
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """No automatic collection while any plan lists and filters; the collector is
     enabled again when the last ends, unless it was disabled before the first began."""
-    with _State.lock:
-        if _State.paused == 0:
-            _State.was_enabled = gc.isenabled()
-            gc.disable()
-        _State.paused += 1
-    try:
+    with _PAUSED.held():
         yield
-    finally:
-        with _State.lock:
-            _State.paused -= 1
-            if _State.paused == 0:
-                if _State.frozen:
-                    # What the plans made and keep joins the frozen objects: enabled
-                    # again, the collector would walk all of it at its next young pass
-                    # (in the delivery, beside the copies).
-                    gc.freeze()
-                if _State.was_enabled:
-                    gc.enable()

@@ -11,11 +11,12 @@ at once in threads share one state and the last to end restores it:
   collected as usual.
 - :func:`collector_paused`, around a plan's listing and FILTER: no collection at all.
   A plan keeps every entry it lists until it returns, so a pass there finds nothing to
-  free; measured, passes took a quarter of a 300,000-file plan and 6-15 ms of a
-  10,000-file plan with a FILTER callback. When the last pause ends inside a freeze,
-  what was made meanwhile is frozen too, so no young pass walks it later. Not around a
-  file watch (it may wait for hours) nor a delivery (young passes there free what the
-  process's other threads leave behind while a long copy runs).
+  free; measured, passes took a quarter of a 300,000-file plan (2-5 ms of a 10,000-file
+  transfer). When the last pause ends inside a freeze, what was made meanwhile is
+  frozen too, so no young pass walks it later. Not around a file watch (it may wait
+  for hours) nor a delivery (young passes there free what the process's other threads
+  leave behind while a long copy runs); the pause is process-wide, so a delivery in
+  another thread goes without collection while a plan lists.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import pytest
 
 from storeflow.models.transfer import parse_definition
 from storeflow.tasks.transfer import Entry, deliver, plan_transfer, run_transfer
+from storeflow.tasks.transfer.collector import older_objects_frozen
 from tests.transfer.conftest import local_def
 
 Dirs = Callable[[str], Path]
@@ -101,3 +102,22 @@ def test_the_collector_comes_back_when_the_last_of_two_plans_ends(dirs: Dirs) ->
         first.join(timeout=30)
     assert not first.is_alive()
     assert gc.isenabled()
+
+
+def test_what_a_plan_keeps_joins_the_frozen_objects_while_a_step_holds_the_freeze(
+    dirs: Dirs,
+) -> None:
+    """Inside a freeze (another step running, as a flow's tasks may), the objects a plan
+    made while the collector was paused are frozen with the rest when the pause ends, so
+    no young pass walks them afterwards; they go back when the last freeze ends."""
+    src = dirs("src")
+    fill(src, 50)
+    definition = parse_definition(local_def(src, dirs("dst")))
+    frozen_before = gc.get_freeze_count()
+    with older_objects_frozen():
+        holding = gc.get_freeze_count()
+        plan = plan_transfer(definition)
+        # Each planned file and its entry are tracked objects, frozen by now.
+        assert gc.get_freeze_count() >= holding + 2 * len(plan.files)
+        assert len(plan.files) == 50
+    assert gc.get_freeze_count() == frozen_before

@@ -12,7 +12,6 @@ import posixpath
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ from storeflow.models.transfer import TransferDefinition, protocol_kind
 from storeflow.sandbox.models import FileNode, NodeInfo, NodeRow, Stage, node_row
 from storeflow.sandbox.stages import CallbackSet, FileOutcome, StageColumns, StageOutcome
 from storeflow.sandbox.worker import DeliveredResult
-from storeflow.tasks.transfer import Entry, FileResult, native
+from storeflow.tasks.transfer import Entry, FileResult
 from storeflow.tasks.transfer import metadata as transfer_metadata
 from storeflow.tasks.transfer.names import temp_name
 
@@ -173,30 +172,32 @@ class BoundCallbacks:
     def _metadata_ahead(
         self, chunks: Iterable[Sequence[Entry]]
     ) -> Iterator[Iterator[tuple[Sequence[Entry], list[dict[str, str]]]]]:
-        """Each chunk with its files' metadata.  A local source's is read a chunk
-        ahead, on a thread, by the native loop (transfer_metadata.read_many: a system
-        call a file with the GIL released for the whole chunk) while this thread lists
-        the next chunk.  Read file by file on a second thread, the two threads handed
+        """Each chunk with its files' metadata.  A local source's is probed a chunk
+        ahead by the native loop on a thread of its own (transfer_metadata.ManyRead: a
+        system call a file, without the GIL) while this thread lists the next chunk.  A
+        Python thread did that before: waiting for the GIL to hand its answer over, it
+        held up this one.  Read file by file on a second thread, the two threads handed
         the GIL to each other around every call, which cost more than it saved."""
-        read = self.initial_metadata_many
-        if not self.local_source or not native.available():
-            # Nothing to read, or a file at a time in Python: here, not on a thread.
-            yield ((entries, read(entries)) for entries in chunks)
+        if not self.local_source:
+            yield ((entries, [{} for _ in entries]) for entries in chunks)
             return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-metadata") as reader:
+        waiting: deque[tuple[Sequence[Entry], transfer_metadata.ManyRead]] = deque()
 
-            def ahead() -> Iterator[tuple[Sequence[Entry], list[dict[str, str]]]]:
-                waiting: deque[tuple[Sequence[Entry], Future[list[dict[str, str]]]]] = deque()
-                for entries in chunks:
-                    waiting.append((entries, reader.submit(read, entries)))
-                    if len(waiting) > 1:
-                        done, metadata = waiting.popleft()
-                        yield done, metadata.result()
-                while waiting:
-                    done, metadata = waiting.popleft()
-                    yield done, metadata.result()
+        def ahead() -> Iterator[tuple[Sequence[Entry], list[dict[str, str]]]]:
+            for entries in chunks:
+                waiting.append((entries, transfer_metadata.ManyRead([e.path for e in entries])))
+                if len(waiting) > 1:
+                    done, reading = waiting.popleft()
+                    yield done, reading.result()
+            while waiting:
+                done, reading = waiting.popleft()
+                yield done, reading.result()
 
+        try:
             yield ahead()
+        finally:
+            for _, reading in waiting:
+                reading.wait()
 
     def _filter_rows(self, entries: Sequence[Entry]) -> list[NodeRow]:
         metadata = self.initial_metadata_many(entries)

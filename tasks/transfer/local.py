@@ -134,13 +134,14 @@ class LocalTransfer(TransferHandler):
         self, directory: str, pattern: str, size: int = 1024
     ) -> Iterator[list[Entry]]:
         # The names first (one getdents per many files), sorted; each chunk's files are
-        # then stat'ed (relative to the directory: no path walk) as the chunk is asked
-        # for, so the caller's work on a chunk overlaps the system calls of the next.
-        # A file gone since its name was read was never listed.
+        # then stat'ed (relative to the directory: no path walk) one chunk ahead, so the
+        # caller's work on a chunk overlaps the system calls of the next.  A file gone
+        # since its name was read was never listed.
         try:
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise self._fail("list", directory, exc) from exc
+        ahead: native.Started | native.Done | None = None
         try:
             try:
                 found = sorted(n for n in os.listdir(fd) if self.listed_name(n, pattern))
@@ -148,10 +149,18 @@ class LocalTransfer(TransferHandler):
                 raise self._fail("list", directory, exc) from exc
             prefix = os.path.join(directory, "")
             shared = _Shared()
-            for start in range(0, len(found), max(1, size)):
-                names = found[start : start + size]
+            step = max(1, size)
+            chunks = [found[start : start + step] for start in range(0, len(found), step)]
+            # The native stat of the next chunk runs on a thread of its own while this
+            # one's entries are made (and used by the caller): its system calls take
+            # another core, not this thread's time.
+            ahead = native.stat_names_started(fd, chunks[0]) if chunks else None
+            for index, names in enumerate(chunks):
+                stats = ahead.result() if ahead is not None else None
+                if ahead is not None and index + 1 < len(chunks):
+                    ahead = native.stat_names_started(fd, chunks[index + 1])
                 chunk = []
-                for name, ids, times in self._stats(fd, prefix, names):
+                for name, ids, times in self._stats(fd, prefix, names, stats):
                     entry = self._as_file(
                         directory, _entry_of(name, prefix + name, ids, times, shared)
                     )
@@ -160,16 +169,19 @@ class LocalTransfer(TransferHandler):
                 if chunk:
                     yield chunk
         finally:
+            if ahead is not None:
+                ahead.wait()  # it reads through fd
             os.close(fd)
 
     def _stats(
-        self, fd: int, prefix: str, names: list[str]
+        self, fd: int, prefix: str, names: list[str], stats: list[int] | None = None
     ) -> Iterator[tuple[str, Sequence[int], Sequence[int]]]:
         """(name, (mode, uid, gid, size), (atime, mtime, ctime)) of each of ``names`` in
         the directory ``fd`` (a link's own), in order: the native loop's for the whole
-        chunk at once where it is built, else os.stat's.  A file gone since its name was
-        read is left out."""
-        stats = native.stat_names(fd, names)
+        chunk at once where it is built (``stats``, when it has run already), else
+        os.stat's.  A file gone since its name was read is left out."""
+        if stats is None:
+            stats = native.stat_names(fd, names)
         if stats is None:
             for name in names:
                 try:

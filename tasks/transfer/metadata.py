@@ -41,16 +41,38 @@ def read(path: str) -> dict[str, str]:
     return found
 
 
+class ManyRead:
+    """:func:`read_many` of a chunk of local files, started: which of them carry
+    storeflow metadata is asked of the native loop on a thread of its own (one system
+    call a file, without the GIL) while the caller works on something else;
+    :meth:`result` waits for it and reads those that do."""
+
+    __slots__ = ("paths", "probe")
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = paths
+        self.probe = native.tagged_started(paths, PREFIX.encode())
+
+    def result(self) -> list[dict[str, str]]:
+        paths = self.paths
+        if self.probe is None:  # no native loop: read here, file by file
+            return [read(p) for p in paths]
+        found = self.probe.result()
+        if 1 not in found:
+            return [{} for _ in paths]
+        return [read(p) if hit > 0 else {} for p, hit in zip(paths, found, strict=True)]
+
+    def wait(self) -> None:
+        """Let the probe end (its answer unread)."""
+        if self.probe is not None:
+            self.probe.wait()
+
+
 def read_many(paths: Sequence[str]) -> list[dict[str, str]]:
     """:func:`read` for many local files, in order.  Which of them carry storeflow
     metadata is asked of the native loop for all at once (one system call each, the
     GIL released for the whole list); only those are read here."""
-    found = native.tagged(paths, PREFIX.encode())
-    if found is None:
-        return [read(p) for p in paths]
-    if 1 not in found:
-        return [{} for _ in paths]
-    return [read(p) if hit > 0 else {} for p, hit in zip(paths, found, strict=True)]
+    return ManyRead(paths).result()
 
 
 def write(path: str, metadata: dict[str, str], removed: list[str] | None = None) -> None:

@@ -33,6 +33,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from storeflow.tasks.fstools import copy_to_end
 
@@ -40,7 +41,9 @@ _SOURCE = r"""
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -212,7 +215,57 @@ void sf_tagged(int n, const char *paths, const char *prefix, int *found) {
     }
     if (dir >= 0) close(dir);
 }
+
+/* A chunk's stat or probe on a thread of its own, started by sf_start_* and joined by
+   sf_finish: the caller, which holds the GIL, works on the chunk before meanwhile and
+   no Python thread waits for the GIL to hand the result over.  NULL: it ran here
+   already (no memory or no thread to be had), nothing to join. */
+typedef struct {
+    pthread_t thread;
+    int kind, dir, n;
+    const char *names, *prefix;
+    int64_t *stats;
+    int *found;
+} job_t;
+
+static void *run_job(void *arg) {
+    job_t *job = arg;
+    if (job->kind == 0) sf_stat_names(job->dir, job->n, job->names, job->stats);
+    else sf_tagged(job->n, job->names, job->prefix, job->found);
+    return NULL;
+}
+
+static void *start_job(job_t given) {
+    job_t *job = malloc(sizeof *job);
+    if (job != NULL) {
+        *job = given;
+        if (pthread_create(&job->thread, NULL, run_job, job) == 0) return job;
+        free(job);
+    }
+    run_job(&given);
+    return NULL;
+}
+
+void *sf_start_stat_names(int dir, int n, const char *names, int64_t *out) {
+    job_t job = { .kind = 0, .dir = dir, .n = n, .names = names, .stats = out };
+    return start_job(job);
+}
+
+void *sf_start_tagged(int n, const char *paths, const char *prefix, int *found) {
+    job_t job = { .kind = 1, .n = n, .names = paths, .prefix = prefix, .found = found };
+    return start_job(job);
+}
+
+void sf_finish(void *started) {
+    if (started == NULL) return;
+    job_t *job = started;
+    pthread_join(job->thread, NULL);
+    free(job);
+}
 """
+
+#: How the loop is compiled (part of the cached library's name, as its source is).
+_CFLAGS = ("-O2", "-shared", "-fPIC", "-pthread")
 
 # Linux's AT_FDCWD: *at() calls then resolve relative paths as the plain calls do.
 _AT_FDCWD = -100
@@ -291,7 +344,7 @@ class _Library:
     def _build(cls) -> ctypes.CDLL | None:
         if os.environ.get("STOREFLOW_NATIVE_COPY", "on") == "off":
             return None
-        digest = hashlib.sha256(_SOURCE.encode()).hexdigest()[:16]
+        digest = hashlib.sha256(" ".join([_SOURCE, *_CFLAGS]).encode()).hexdigest()[:16]
         directory = _cache_dir()
         library = directory / f"copyloop-{digest}.so"
         try:
@@ -302,7 +355,7 @@ class _Library:
                     source.write_text(_SOURCE)
                     built = Path(scratch) / "copyloop.so"
                     subprocess.run(
-                        ["cc", "-O2", "-shared", "-fPIC", "-o", str(built), str(source)],
+                        ["cc", *_CFLAGS, "-o", str(built), str(source)],
                         check=True,
                         capture_output=True,
                         timeout=120,
@@ -332,6 +385,12 @@ class _Library:
         loaded.sf_tagged.restype = None
         loaded.sf_stat_names.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, _Int64s]
         loaded.sf_stat_names.restype = None
+        loaded.sf_start_tagged.argtypes = loaded.sf_tagged.argtypes
+        loaded.sf_start_tagged.restype = ctypes.c_void_p
+        loaded.sf_start_stat_names.argtypes = loaded.sf_stat_names.argtypes
+        loaded.sf_start_stat_names.restype = ctypes.c_void_p
+        loaded.sf_finish.argtypes = [ctypes.c_void_p]
+        loaded.sf_finish.restype = None
         return loaded
 
 
@@ -430,25 +489,84 @@ def _nul_ended(names: Sequence[str]) -> bytes:
     return os.fsencode("\0".join(names)) + b"\0"
 
 
-def tagged(paths: Sequence[str], prefix: bytes) -> list[int] | None:
-    """For each path, 1 when it carries an extended attribute whose name starts with
-    ``prefix`` (or may), 0 when it carries none, -1 when its attributes cannot be
-    listed; None when the native loop is not here.  The whole list is read without the
-    GIL (a thread can read a chunk's while another works on the last one), each file
-    named relative to its directory where the kernel has listxattrat."""
+class Started:
+    """A native loop over a chunk, running on a thread of its own (a C thread: no
+    Python thread waits for the GIL to hand its answer over) while the caller works on
+    something else; :meth:`result` waits for it (without the GIL) and gives its numbers.
+    The buffers it reads and fills are kept here until it has ended: one dropped
+    unasked is waited for before they go."""
+
+    __slots__ = ("_args", "_handle", "_library", "_out", "_type")
+
+    def __init__(
+        self, library: ctypes.CDLL, start: str, args: tuple[object, ...], out: ctypes.Array[Any]
+    ) -> None:
+        self._library = library
+        self._args = args  # the names and the prefix, read by the C thread
+        self._out = out
+        self._handle: int | None = getattr(library, start)(*args, out)
+
+    def wait(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            self._library.sf_finish(handle)
+
+    def result(self) -> list[int]:
+        self.wait()
+        return memoryview(self._out).cast("B").cast(self._out._type_._type_).tolist()
+
+    def __del__(self) -> None:
+        self.wait()
+
+
+class Done:
+    """:class:`Started`'s stand-in for an empty chunk: nothing to run."""
+
+    def result(self) -> list[int]:
+        return []
+
+    def wait(self) -> None:
+        pass
+
+
+def tagged_started(paths: Sequence[str], prefix: bytes) -> Started | Done | None:
+    """:func:`tagged`, started on a thread of its own: its ``result()`` is the list
+    :func:`tagged` gives; None when the native loop is not here."""
     library = _Library.get()
     if library is None:
         return None
     n = len(paths)
     if n == 0:
-        return []
+        return Done()
     found = (ctypes.c_int * n)()
-    library.sf_tagged(n, _nul_ended(paths), prefix, found)
-    return memoryview(found).cast("B").cast("i").tolist()
+    return Started(library, "sf_start_tagged", (n, _nul_ended(paths), prefix), found)
+
+
+def tagged(paths: Sequence[str], prefix: bytes) -> list[int] | None:
+    """For each path, 1 when it carries an extended attribute whose name starts with
+    ``prefix`` (or may), 0 when it carries none, -1 when its attributes cannot be
+    listed; None when the native loop is not here.  The whole list is read without the
+    GIL, each file named relative to its directory where the kernel has listxattrat."""
+    started = tagged_started(paths, prefix)
+    return started.result() if started is not None else None
 
 
 #: Numbers :func:`stat_names` gives per name.
 STAT_FIELDS = 8
+
+
+def stat_names_started(dir_fd: int, names: Sequence[str]) -> Started | Done | None:
+    """:func:`stat_names`, started on a thread of its own: its ``result()`` is the list
+    :func:`stat_names` gives; None when the native loop is not here.  ``dir_fd`` must
+    stay open until it has ended."""
+    library = _Library.get()
+    if library is None:
+        return None
+    n = len(names)
+    if n == 0:
+        return Done()
+    out = (ctypes.c_int64 * (n * STAT_FIELDS))()
+    return Started(library, "sf_start_stat_names", (dir_fd, n, _nul_ended(names)), out)
 
 
 def stat_names(dir_fd: int, names: Sequence[str]) -> list[int] | None:
@@ -457,15 +575,8 @@ def stat_names(dir_fd: int, names: Sequence[str]) -> list[int] | None:
     mtime, ctime (ns) and 0 or the errno of its failure; None when the native loop is
     not here.  A listing's stat calls cost a third less than os.stat's, and the GIL is
     let go once a chunk instead of once a file (other threads' work does not wait)."""
-    library = _Library.get()
-    if library is None:
-        return None
-    n = len(names)
-    if n == 0:
-        return []
-    out = (ctypes.c_int64 * (n * STAT_FIELDS))()
-    library.sf_stat_names(dir_fd, n, _nul_ended(names), out)
-    return memoryview(out).cast("B").cast("q").tolist()
+    started = stat_names_started(dir_fd, names)
+    return started.result() if started is not None else None
 
 
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -1,7 +1,7 @@
 """A local listing in chunks (LocalTransfer.list_entry_chunks): the names are read and
-sorted first, each chunk's files stat'ed only when the chunk is asked for, so the
-FILTER callbacks answer a chunk while the next is listed; and the metadata of a chunk's
-files, read at once (metadata.read_many) for the callbacks' rows."""
+sorted first, each chunk's files stat'ed by the native loop one chunk ahead of the one
+asked for, so the FILTER callbacks answer a chunk while the next is listed; and the
+metadata of a chunk's files, read at once (metadata.read_many) for the callbacks' rows."""
 
 from __future__ import annotations
 
@@ -51,13 +51,15 @@ def test_chunks_are_the_listing_in_name_order(dirs: Dirs) -> None:
 
 
 def test_a_file_gone_before_its_chunk_is_listed_is_not_an_error(dirs: Dirs) -> None:
-    """The filter of the first chunk removes a file of the second: that file was never
-    listed (its stat came after), and the transfer copies the rest."""
+    """The filter of the first chunk removes a file of the third: that file was never
+    listed (its stat came after: the listing stats the second chunk while the first is
+    filtered, the third only once the second is asked for), and the transfer copies the
+    rest."""
     src, dst = dirs("src"), dirs("dst")
-    count = FILTER_BATCH + 10
+    count = 2 * FILTER_BATCH + 10
     for i in range(count):
         (src / f"f{i:05}").write_bytes(b"x")
-    late = src / f"f{FILTER_BATCH + 3:05}"
+    late = src / f"f{2 * FILTER_BATCH + 3:05}"
     calls: list[int] = []
 
     def remove_a_later_file(chunk: Sequence[Entry]) -> list[bool]:
@@ -67,7 +69,7 @@ def test_a_file_gone_before_its_chunk_is_listed_is_not_an_error(dirs: Dirs) -> N
         return [True] * len(chunk)
 
     result = run_transfer(parse_definition(local_def(src, dst)), batch_filter=remove_a_later_file)
-    assert calls == [FILTER_BATCH, 9]
+    assert calls == [FILTER_BATCH, FILTER_BATCH, 9]
     assert len(result.files) == count - 1 and late.name not in result.files
     assert sorted(os.listdir(dst)) == sorted(p.name for p in src.iterdir())
 
@@ -123,6 +125,7 @@ def test_the_native_stat_of_a_chunk_lists_what_os_stat_would(
     handler = _handler(src, dst)
     fast = list(handler.list_entry_chunks(str(src), ".*", 2))
     monkeypatch.setattr(native, "stat_names", lambda fd, names: None)
+    monkeypatch.setattr(native, "stat_names_started", lambda fd, names: None)
     slow = list(handler.list_entry_chunks(str(src), ".*", 2))
     assert fast == slow and sum(len(c) for c in fast) == 5
     assert [e.mtime_ns for c in fast for e in c if e.name != "link"] == [
@@ -164,3 +167,45 @@ def test_metadata_of_files_in_several_directories_and_through_links(tmp_path: Pa
     many = transfer_metadata.read_many(names)
     assert many == [transfer_metadata.read(n) for n in names]
     assert [m.get("from") for m in many] == [None, "two", "one", None, "one", None, "two"]
+
+
+def test_the_native_loops_started_ahead_answer_as_when_called(dirs: Dirs) -> None:
+    """stat_names_started and tagged_started run the native loops on a thread of their
+    own: their results are the plain calls' (an empty chunk too), and one dropped
+    unasked is waited for before its buffers go."""
+    src = dirs("src")
+    for i in range(50):
+        (src / f"f{i:02}").write_bytes(b"x" * i)
+    transfer_metadata.write(str(src / "f07"), {"k": "v"})
+    names = sorted(os.listdir(src))
+    paths = [str(src / n) for n in names]
+    fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        stat = native.stat_names_started(fd, names)
+        probe = native.tagged_started(paths, b"user.storeflow.")
+        assert stat is not None and probe is not None
+        assert stat.result() == native.stat_names(fd, names)
+        assert probe.result() == native.tagged(paths, b"user.storeflow.")
+        assert probe.result()[7] == 1 and sum(probe.result()) == 1
+        empty = native.stat_names_started(fd, [])
+        assert empty is not None and empty.result() == []
+        for _ in range(20):
+            native.stat_names_started(fd, names)  # dropped at once, still running
+    finally:
+        os.close(fd)
+
+
+def test_a_listing_left_after_its_first_chunk_closes_its_directory(dirs: Dirs) -> None:
+    """A caller that stops after the first chunk (a failed plan) leaves no descriptor
+    open: the stat running ahead for the second chunk is waited for, then the directory
+    is closed."""
+    src, dst = dirs("src"), dirs("dst")
+    for i in range(30):
+        (src / f"f{i:02}").write_bytes(b"")
+    handler = _handler(src, dst)
+    before = set(os.listdir("/proc/self/fd"))
+    chunks = handler.list_entry_chunks(str(src), ".*", 10)
+    assert [e.name for e in next(chunks)] == [f"f{i:02}" for i in range(10)]
+    assert set(os.listdir("/proc/self/fd")) != before  # the directory, open
+    chunks.close()
+    assert set(os.listdir("/proc/self/fd")) == before

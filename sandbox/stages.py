@@ -49,16 +49,15 @@ from storeflow.sandbox.worker import (
     BatchItem,
     CallbackWorker,
     DeliveredResult,
-    EncodedResult,
 )
 
 # Shared empties of FileOutcome (see there): replaced, never filled.
 _NONE: list[str] = []
 _NO_KEYS: dict[str, str] = {}
 
-#: A result as a stage is given it: the model, its wire dict, its text, or a delivered
-#: file's short form (see sandbox/worker.py).
-ResultLike = ExecutionResult | dict[str, Any] | EncodedResult | DeliveredResult
+#: A result as a stage is given it: the model, its wire dict, or a delivered file's
+#: short form (see sandbox/worker.py).
+ResultLike = ExecutionResult | dict[str, Any] | DeliveredResult
 
 #: Chunks :meth:`CallbackSet.run_stage_chunks` keeps in flight by default.
 PIPELINE_AHEAD = 4
@@ -295,8 +294,9 @@ class CallbackSet:
         """:meth:`run_stage` for many files (FILTER, AFTER_RESULT_RECEIVED): the same
         verdicts, in order, with each callback asked about all the files still in play
         in one batch (one line to its worker instead of a round trip per file).  A result
-        may come as its wire form (:meth:`ExecutionResult.to_wire`), or as its text
-        (:class:`EncodedResult`).  :meth:`run_stage_rows` says the same in columns."""
+        may come as its wire form (:meth:`ExecutionResult.to_wire`), or as a delivered
+        file's short form (:data:`DeliveredResult`).  :meth:`run_stage_rows` says the
+        same in columns."""
         rows = [n.to_row() for n in nodes]
         sent = [row[-1] for row in rows]
         columns = self.run_stage_rows(stage, rows, results)

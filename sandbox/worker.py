@@ -33,21 +33,6 @@ from storeflow.sandbox.models import (
 from storeflow.sandbox.process import LaunchSpec, WorkerProcess, started_by_one_thread
 from storeflow.sandbox.settings import SandboxSettings
 
-
-class EncodedResult(str):
-    """A batch item's result already in its wire form, as ASCII JSON text: sent as it
-    is.  AFTER_RESULT_RECEIVED hands a worker a result per file, all of one shape; the
-    caller that builds them (tasks/transfer/callbacks.py) writes the text from a
-    template for a fraction of what the encoder spends on a dict of dicts."""
-
-    __slots__ = ()
-
-    def wire(self) -> dict[str, Any]:
-        """The result as a dict (for a worker that takes one call at a time)."""
-        value: dict[str, Any] = json.loads(self)
-        return value
-
-
 #: A delivered file's result, ``(source, destination, ...)``: what
 #: ``ExecutionResult(status="SUCCESS", destination=<the first destination>,
 #: details={"destinations": [...], "source": source})`` says, in a few bytes.  Sent as an
@@ -68,8 +53,8 @@ def delivered_wire(result: DeliveredResult) -> dict[str, Any]:
 
 
 #: A batch item: a file's node and its result (AFTER_RESULT_RECEIVED), as wire dicts
-#: (or the result's text, :class:`EncodedResult`, or a :class:`DeliveredResult`).
-BatchItem = tuple[NodeRow | None, dict[str, Any] | EncodedResult | DeliveredResult | None]
+#: (or a :class:`DeliveredResult`).
+BatchItem = tuple[NodeRow | None, dict[str, Any] | DeliveredResult | None]
 #: A worker sends a batch's answers in groups, at most this long after the first of a
 #: group was ready (see sandbox/pyworker/main.py): one line per group, not per file.
 GROUP_S = 0.05
@@ -241,9 +226,7 @@ class CallbackWorker:
                     else:
                         row, result = items[len(outcomes)]
                         node = NodeInfo.of_row(row).to_wire() if row is not None else None
-                        if isinstance(result, EncodedResult):
-                            result = result.wire()
-                        elif type(result) is tuple:
+                        if type(result) is tuple:
                             result = delivered_wire(result)
                         wire = {**common, "node": node, "result": result}
                         outcomes.append(self._call_wire_locked(wire))
@@ -422,11 +405,9 @@ _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 
 def encode_items(items: Sequence[BatchItem]) -> bytes:
-    """A batch's items as the worker reads them: JSON (UTF-8), one list.  A result that
-    comes as text (:class:`EncodedResult`) goes as a JSON string holding that text: the
-    worker reads it (json.loads, JSON.parse) only when the callback asks for the result,
-    and the encoder writes it without looking inside; a :class:`DeliveredResult` goes as
-    an array of strings, expanded by the worker when asked for.
+    """A batch's items as the worker reads them: JSON (UTF-8), one list.  A
+    :class:`DeliveredResult` goes as an array of strings, expanded by the worker when the
+    callback asks for the result.
 
     orjson writes a row in a tenth of the standard encoder's time (the host encodes
     every file a stage's callbacks see).  A name that is not UTF-8 (a surrogate escape,
@@ -444,8 +425,8 @@ def marshal_items(items: Sequence[BatchItem]) -> bytes:
     it loads in a third of what json.loads takes for the same rows (more than a microsecond a
     file saved per Python callback).  Only ever host -> worker: what a worker sends back
     is JSON, never loaded as marshal.  marshal takes exact built-in types only: items
-    holding anything else (an :class:`EncodedResult`) go through JSON and back first,
-    which leaves them as the JSON a worker would read."""
+    holding anything else (a subclass of str or dict a caller passed) go through JSON
+    and back first, which leaves them as the JSON a worker would read."""
     listed = items if isinstance(items, list) else list(items)
     try:
         return marshal.dumps(listed)

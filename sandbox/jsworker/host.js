@@ -4,9 +4,9 @@
 // Protocol: the host writes one JSON object a line on stdin (config, load,
 // then calls, or batches {"common", "items": [[node row, result], ...], "group_s"}
 // where a node row is [path, mode, uid, gid, size, atime s, ns, mtime s, ns,
-// ctime s, ns, metadata] and a result is an object, null, a string holding
-// its JSON, or a delivered file's [source, destination, ...] (read when the
-// callback first asks for it)
+// ctime s, ns, metadata] and a result is an object, null, or a delivered
+// file's [source, destination, ...] (expanded when the callback first asks
+// for it)
 // answered in groups: one frame per group, nonce "NONCE.FIRST" with
 // {"answers": [...]} (a success as [result, truthy, metadata or null when
 // unchanged], a failure as its object, a bare integer N for "the answer before, N

@@ -54,9 +54,6 @@ export class MetadataMap {
 }
 
 const stamp = (pair) => new Timestamp(pair[0], pair[1]);
-// Captured before any callback runs: a callback that patches JSON only fools itself,
-// but its own results should still read right.
-const parseJson = JSON.parse;
 
 // Times and metadata become objects when first asked for: most callbacks read a path
 // or a size only, and a node whose metadata was never asked for goes back as it came.
@@ -102,13 +99,12 @@ export class Task {
   hasLastExecution() { return this.#last !== undefined; }
 }
 
-// A result sent as text (its JSON) or as a delivered file's [source, destination,
-// ...] (see the host's protocol) is read when the callback first asks for a field.
+// A result sent as a delivered file's [source, destination, ...] (see the host's
+// protocol) is expanded when the callback first asks for a field.
 const isArray = Array.isArray;
 const slice = Function.prototype.call.bind(Array.prototype.slice);
 
 function expand(sent) {
-  if (typeof sent === "string") return parseJson(sent);
   return {
     status: "SUCCESS",
     error: null,
@@ -121,7 +117,7 @@ export class ExecutionResult {
   #wire;
   #sent;
   constructor(wire) {
-    if (typeof wire === "string" || isArray(wire)) this.#sent = wire;
+    if (isArray(wire)) this.#sent = wire;
     else this.#wire = wire;
   }
   #read() { return this.#wire ??= expand(this.#sent); }

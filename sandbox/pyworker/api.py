@@ -5,7 +5,6 @@ a str->str metadata map, and the task's last execution with its Progress.
 
 import datetime
 import enum
-import json
 from typing import Any
 
 _EPOCH = datetime.datetime(1970, 1, 1)
@@ -185,14 +184,14 @@ class Request:
         cls,
         common: dict[str, Any],
         node: list[Any] | None,
-        result: dict[str, Any] | str | list[str] | tuple[str, ...] | None,
+        result: dict[str, Any] | list[str] | tuple[str, ...] | None,
         task: "Task | None" = None,
         node_now: bool = False,
     ) -> "Request":
         """A request of a batch: the fields every item shares, then its own.  ``task``:
-        the batch's Task (every item's is the same).  A result given as text (its JSON)
-        or as a delivered file's [source, destination, ...] becomes an ExecutionResult
-        when the callback first reads it; the node too (see _NodeFromRow), unless
+        the batch's Task (every item's is the same).  A result given as a delivered
+        file's [source, destination, ...] becomes an ExecutionResult when the callback
+        first reads it; the node too (see _NodeFromRow), unless
         ``node_now``: a stage whose callbacks nearly all read it (FILTER) gets it made
         at once, which costs less than making it on the first read."""
         req = cls.__new__(cls)
@@ -212,7 +211,7 @@ class Request:
             fields["result"] = None
         elif type(result) is dict:
             fields["result"] = ExecutionResult(result)
-        else:  # text or a delivered file's list: read when asked for
+        else:  # a delivered file's list: expanded when asked for
             fields["_result_sent"] = result
         return req
 
@@ -226,22 +225,19 @@ class Request:
         self.result = ExecutionResult(result) if result is not None else None
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for an attribute not set yet: a result sent as text, or as a
-        # delivered file's [source, destination, ...].
+        # Only reached for an attribute not set yet: a result sent as a delivered file's
+        # [source, destination, ...].
         sent = self.__dict__.get("_result_sent")
         if name != "result" or sent is None:
             raise AttributeError(name)
-        if isinstance(sent, str):
-            result = ExecutionResult(json.loads(sent))
-        else:
-            result = ExecutionResult(
-                {
-                    "status": "SUCCESS",
-                    "error": None,
-                    "destination": sent[1],
-                    "details": {"destinations": list(sent[1:]), "source": sent[0]},
-                }
-            )
+        result = ExecutionResult(
+            {
+                "status": "SUCCESS",
+                "error": None,
+                "destination": sent[1],
+                "details": {"destinations": list(sent[1:]), "source": sent[0]},
+            }
+        )
         self.result = result
         return result
 

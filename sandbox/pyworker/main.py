@@ -8,9 +8,9 @@ Protocol (all lines; JSON never contains a raw newline):
       3. {"op": "call", "nonce": ..., "request": {...}}  (repeated), or
          {"op": "batch", "nonce": ..., "common": {"id", "stage", "task"},
           "items": [[node row, result], ...], "group_s": G}: one answer per item, in
-         order, sent in groups (see _Batch); a result is an object, null, a string
-         holding its JSON, or a delivered file's [source, destination, ...] (read when
-         the callback first asks for req.result).  The host sends the items
+         order, sent in groups (see _Batch); a result is an object, null, or a
+         delivered file's [source, destination, ...] (expanded when the callback first
+         asks for req.result).  The host sends the items
          marshalled: "items_marshal": N in the line, the N bytes right after it
   worker -> host, on the inherited fd `channel_fd` (never stdout/stderr):
       b"\\x1e" + token + b" " + nonce + b" " + json + b"\\n"

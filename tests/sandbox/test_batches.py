@@ -12,7 +12,7 @@ import pytest
 from storeflow.sandbox.models import ErrorKind, ExecutionResult, Language, Stage
 from storeflow.sandbox.settings import SandboxSettings
 from storeflow.sandbox.stages import CallbackSet
-from storeflow.sandbox.worker import EncodedResult, delivered_wire, encode_items, marshal_items
+from storeflow.sandbox.worker import delivered_wire, encode_items, marshal_items
 from tests.sandbox.helpers import nodes, one_callback
 
 KEEP_EVEN = {
@@ -191,14 +191,13 @@ def test_a_worker_that_died_while_idle_is_replaced_not_blamed(
 
 
 @pytest.mark.parametrize("language", [Language.PYTHON, Language.JAVASCRIPT])
-def test_results_given_as_text_reach_the_callback_as_dicts_would(
+def test_delivered_results_reach_the_callback_as_dicts_would(
     settings: SandboxSettings, tmp_path: Path, language: Language
 ) -> None:
-    """EncodedResult (a result's text) goes as a JSON string holding it, and a
-    DeliveredResult (a delivered file's short form, a tuple, as AFTER_RESULT_RECEIVED
-    of a transfer sends) as an array (JSON; marshal keeps it a tuple), beside rows that
-    carry metadata or other values; a worker expands them when the callback asks and it
-    sees the same result as from the dict."""
+    """A DeliveredResult (a delivered file's short form, a tuple, as AFTER_RESULT_RECEIVED
+    of a transfer sends) goes as an array (JSON; marshal keeps it a tuple), beside rows
+    that carry metadata or other values; a worker expands it when the callback asks and
+    the callback sees the same result as from the dict."""
     wire = {
         "status": "SUCCESS",
         "error": None,
@@ -207,15 +206,14 @@ def test_results_given_as_text_reach_the_callback_as_dicts_would(
     }
     short = ("/in/x", "/out/\u00e9t\u00e9 \udcff", "/out/b")
     assert delivered_wire(short) == wire
-    text = EncodedResult(json.dumps(wire))
     rows = [n.to_row() for n in nodes(tmp_path, 3)]
     rows[1] = [*rows[1][:-1], {"k": "v"}]
     rows[2] = [*rows[2][:4], True, *rows[2][5:]]
-    as_text = encode_items([(r, text) for r in rows])
-    assert as_text.isascii()
-    decoded = json.loads(as_text)
+    encoded = encode_items([(r, short) for r in rows])
+    assert encoded.isascii()  # the surrogate: the standard encoder's escapes
+    decoded = json.loads(encoded)
     assert [row for row, _ in decoded] == json.loads(json.dumps(rows))
-    assert [json.loads(result) for _, result in decoded] == [wire] * 3
+    assert [result for _, result in decoded] == [list(short)] * 3
     source = {
         Language.PYTHON: (
             "import utils\n"
@@ -245,7 +243,7 @@ def test_results_given_as_text_reach_the_callback_as_dicts_would(
     files = nodes(tmp_path / "more", 3)
     definition = one_callback(language, source, stage=Stage.AFTER_RESULT_RECEIVED)
     with CallbackSet([definition], task_id="t", policy=settings) as cbs:
-        outcomes = cbs.after_results(files, [text, wire, short])
+        outcomes = cbs.after_results(files, [short, wire, short])
     expected = "SUCCESS|None|/out/\u00e9t\u00e9 \udcff|/out/\u00e9t\u00e9 \udcff|/out/b|/in/x"
     assert [o.metadata for o in outcomes] == [{"seen": expected}] * 3
     assert json.loads(encode_items([(None, short)])) == [[None, list(short)]]
@@ -423,33 +421,6 @@ def test_a_pipeline_failure_is_raised_with_its_chunk_and_later_chunks_are_not_as
     assert len([1 for index, _ in asked if index == 0]) <= 4 + 2
 
 
-@pytest.mark.parametrize("language", [Language.PYTHON, Language.JAVASCRIPT])
-def test_a_result_sent_as_text_is_read_only_when_the_callback_asks(
-    settings: SandboxSettings, tmp_path: Path, language: Language
-) -> None:
-    """Workers parse a result's text when the callback first reads it: a callback that
-    never does is not slowed (nor failed, here: the text is not even JSON) by it."""
-    reads = {
-        Language.PYTHON: (
-            "def run(req):\n"
-            "    if req.node_info.path.endswith('-1'):\n"
-            "        return req.result.status\n"
-            "    return True\n"
-        ),
-        Language.JAVASCRIPT: (
-            "const utils = require('./utils')\n"
-            "module.exports = (req) => utils.getNodeInfo(req).getPath().endsWith('-1')\n"
-            "  ? req.getResult().getStatus() : true\n"
-        ),
-    }[language]
-    files = nodes(tmp_path, 3)
-    definition = one_callback(language, reads, stage=Stage.AFTER_RESULT_RECEIVED)
-    with CallbackSet([definition], task_id="t", policy=settings) as cbs:
-        outcomes = cbs.after_results(files, [EncodedResult("not json")] * 3)
-    assert [o.failed for o in outcomes] == [False, True, False]
-    assert outcomes[1].error is not None and outcomes[1].error.kind is ErrorKind.EXCEPTION
-
-
 def test_python_workers_are_sent_items_marshalled_and_read_them_as_json_would_give_them(
     tmp_path: Path,
 ) -> None:
@@ -469,10 +440,14 @@ def test_python_workers_are_sent_items_marshalled_and_read_them_as_json_would_gi
     rows[1] = ["/in/caf\udce9", *rows[1][1:-1], {"k": "\u00fc"}]
     items: list[Any] = [(rows[0], ("/in/a", "/out/a")), (rows[1], None)]
     assert marshal.loads(BATCH_ENCODERS["marshal"](items)) == items
-    text = EncodedResult('{"status": "SUCCESS"}')
-    mixed = marshal.loads(marshal_items([(rows[0], text)]))
-    assert mixed == json.loads(encode_items([(rows[0], text)]))
-    assert type(mixed[0][1]) is str and json.loads(mixed[0][1]) == {"status": "SUCCESS"}
+
+    class Name(str):
+        """A path a caller passed as a subclass of str (marshal refuses those)."""
+
+    odd = [Name("/in/a"), *rows[0][1:]]
+    mixed = marshal.loads(marshal_items([(odd, ("/in/a", Name("/out/a")))]))
+    assert mixed == json.loads(encode_items([(odd, ("/in/a", "/out/a"))]))
+    assert type(mixed[0][0][0]) is str and mixed[0][1] == ["/in/a", "/out/a"]
     data = marshal_items(items)
     line = batch_line({"op": "batch", "nonce": "n"}, "marshal", data)
     head, _, rest = line.partition(b"\n")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -204,7 +205,7 @@ def test_a_listing_left_after_its_first_chunk_closes_its_directory(dirs: Dirs) -
         (src / f"f{i:02}").write_bytes(b"")
     handler = _handler(src, dst)
     before = set(os.listdir("/proc/self/fd"))
-    chunks = handler.list_entry_chunks(str(src), ".*", 10)
+    chunks = cast(Generator[list[Entry]], handler.list_entry_chunks(str(src), ".*", 10))
     assert [e.name for e in next(chunks)] == [f"f{i:02}" for i in range(10)]
     assert set(os.listdir("/proc/self/fd")) != before  # the directory, open
     chunks.close()

@@ -8,7 +8,8 @@ with wall and CPU seconds; callbacks' cost per file; files/s per worker count; p
 On tmpfs no disk adds noise, so the figures say what the copy itself costs.  CPU seconds
 are user + sys: the children's rusage for the tools, this process's for storeflow (all
 its threads).  Contenders take turns within each round; every ratio is against `cp -a`
-in the same run (callbacks: against the same transfer without them), best of the rounds.
+in the same run, best of the rounds (callbacks: against the same transfer without them,
+the median of the rounds' ratios, with their spread and the best-of ratio beside it).
 On a machine shared with other work wall seconds swing with the load; CPU seconds much
 less, so both are printed.
 
@@ -49,6 +50,7 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from storeflow.models.transfer import TransferDefinition, parse_definition
@@ -302,9 +304,18 @@ CALLBACK_SETS: dict[str, tuple[list[CallbackDefinition], str]] = {
 }
 
 
+def paired(runs: list[float], bases: list[float]) -> list[float]:
+    """Each round's ratio of a contender's figure to the base's, measured seconds apart
+    (contenders take turns within a round)."""
+    return [run / base for run, base in zip(runs, bases, strict=True)]
+
+
 def with_callbacks(case: str, src: Path, dst: Path, runs: int) -> list[Line]:
     """The whole transfer (plan, deliver, finalize) without callbacks and with each set
-    of :data:`CALLBACK_SETS`, taking turns."""
+    of :data:`CALLBACK_SETS`, taking turns.  A ratio is the median of the rounds' ratios,
+    each round's runs seconds apart: on a machine whose speed drifts, the best of each
+    contender over the rounds may pair one's lucky round with the other's unlucky one
+    (that ratio is printed beside it, with the rounds' spread)."""
     spec = definition(src, dst)
     plain = functools.partial(run_transfer, spec, batch_size=256)
     contenders = {"no callbacks": Contender(fresh(dst), plain)}
@@ -331,18 +342,29 @@ def with_callbacks(case: str, src: Path, dst: Path, runs: int) -> list[Line]:
     for name, figure in figures.items():
         target = CALLBACK_SETS[name][1] if name in CALLBACK_SETS else ""
         extra = ""
+        ratio_wall = ratio_cpu = 1.0
         if name != "no callbacks":
-            per_file = (figure.best_wall - base.best_wall) / count * 1e6
-            with_workers = (figure.best_cpu + figure.best_workers_cpu) / base.best_cpu
-            extra = f"{per_file:+.1f} us/file; CPU with its workers {with_workers:.2f}x"
+            walls = paired(figure.wall, base.wall)
+            ratio_wall, ratio_cpu = median(walls), median(paired(figure.cpu, base.cpu))
+            per_file = (median(figure.wall) - median(base.wall)) / count * 1e6
+            with_workers = median(
+                paired(
+                    [c + w for c, w in zip(figure.cpu, figure.workers_cpu, strict=True)], base.cpu
+                )
+            )
+            extra = (
+                f"{per_file:+.1f} us/file; rounds {min(walls):.2f}-{max(walls):.2f}x, "
+                f"best/best {figure.best_wall / base.best_wall:.2f}x; "
+                f"CPU with its workers {with_workers:.2f}x"
+            )
         lines.append(
             Line(
                 case,
                 f"storeflow transfer, {name}",
                 figure.best_wall,
                 figure.best_cpu,
-                figure.best_wall / base.best_wall,
-                figure.best_cpu / base.best_cpu,
+                ratio_wall,
+                ratio_cpu,
                 "no callbacks",
                 target,
                 extra,

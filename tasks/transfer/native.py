@@ -504,7 +504,8 @@ class Started:
         self._library = library
         self._args = args  # the names and the prefix, read by the C thread
         self._out = out
-        self._handle: int | None = getattr(library, start)(*args, out)
+        self._handle: int | None = None  # set only once the thread runs
+        self._handle = getattr(library, start)(*args, out)
 
     def wait(self) -> None:
         handle, self._handle = self._handle, None

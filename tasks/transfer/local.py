@@ -154,11 +154,11 @@ class LocalTransfer(TransferHandler):
             # The native stat of the next chunk runs on a thread of its own while this
             # one's entries are made (and used by the caller): its system calls take
             # another core, not this thread's time.
-            ahead = native.stat_names_started(fd, chunks[0]) if chunks else None
+            ahead = native.stat_names_job(fd, chunks[0], ahead=True) if chunks else None
             for index, names in enumerate(chunks):
                 stats = ahead.result() if ahead is not None else None
                 if ahead is not None and index + 1 < len(chunks):
-                    ahead = native.stat_names_started(fd, chunks[index + 1])
+                    ahead = native.stat_names_job(fd, chunks[index + 1], ahead=True)
                 chunk = []
                 for name, ids, times in self._stats(fd, prefix, names, stats):
                     entry = self._as_file(

@@ -42,16 +42,16 @@ def read(path: str) -> dict[str, str]:
 
 
 class ManyRead:
-    """:func:`read_many` of a chunk of local files, started: which of them carry
-    storeflow metadata is asked of the native loop on a thread of its own (one system
-    call a file, without the GIL) while the caller works on something else;
+    """:func:`read_many` of a chunk of local files: which of them carry storeflow
+    metadata is asked of the native loop (one system call a file, without the GIL), with
+    ``ahead`` on a thread of its own while the caller works on something else;
     :meth:`result` waits for it and reads those that do."""
 
     __slots__ = ("paths", "probe")
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(self, paths: Sequence[str], ahead: bool = True) -> None:
         self.paths = paths
-        self.probe = native.tagged_started(paths, PREFIX.encode())
+        self.probe = native.tagged_job(paths, PREFIX.encode(), ahead)
 
     def result(self) -> list[dict[str, str]]:
         paths = self.paths
@@ -72,7 +72,7 @@ def read_many(paths: Sequence[str]) -> list[dict[str, str]]:
     """:func:`read` for many local files, in order.  Which of them carry storeflow
     metadata is asked of the native loop for all at once (one system call each, the
     GIL released for the whole list); only those are read here."""
-    return ManyRead(paths).result()
+    return ManyRead(paths, ahead=False).result()
 
 
 def write(path: str, metadata: dict[str, str], removed: list[str] | None = None) -> None:

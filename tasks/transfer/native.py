@@ -490,22 +490,30 @@ def _nul_ended(names: Sequence[str]) -> bytes:
 
 
 class Started:
-    """A native loop over a chunk, running on a thread of its own (a C thread: no
-    Python thread waits for the GIL to hand its answer over) while the caller works on
-    something else; :meth:`result` waits for it (without the GIL) and gives its numbers.
-    The buffers it reads and fills are kept here until it has ended: one dropped
-    unasked is waited for before they go."""
+    """A native loop over a chunk (``sf_<loop>``), run ahead on a thread of its own (a C
+    thread: no Python thread waits for the GIL to hand its answer over) while the caller
+    works on something else; :meth:`result` waits for it (without the GIL) and gives its
+    numbers.  Not ``ahead``, it runs at once, here.  The buffers it reads and fills are
+    kept here until it has ended: one dropped unasked is waited for before they go."""
 
-    __slots__ = ("_args", "_handle", "_library", "_out", "_type")
+    __slots__ = ("_args", "_handle", "_library", "_out")
 
     def __init__(
-        self, library: ctypes.CDLL, start: str, args: tuple[object, ...], out: ctypes.Array[Any]
+        self,
+        library: ctypes.CDLL,
+        loop: str,
+        args: tuple[object, ...],
+        out: ctypes.Array[Any],
+        ahead: bool = True,
     ) -> None:
         self._library = library
         self._args = args  # the names and the prefix, read by the C thread
         self._out = out
         self._handle: int | None = None  # set only once the thread runs
-        self._handle = getattr(library, start)(*args, out)
+        if ahead:
+            self._handle = getattr(library, f"sf_start_{loop}")(*args, out)
+        else:
+            getattr(library, f"sf_{loop}")(*args, out)
 
     def wait(self) -> None:
         handle, self._handle = self._handle, None
@@ -530,9 +538,10 @@ class Done:
         pass
 
 
-def tagged_started(paths: Sequence[str], prefix: bytes) -> Started | Done | None:
-    """:func:`tagged`, started on a thread of its own: its ``result()`` is the list
-    :func:`tagged` gives; None when the native loop is not here."""
+def tagged_job(paths: Sequence[str], prefix: bytes, ahead: bool) -> Started | Done | None:
+    """:func:`tagged` as a job: run ahead on a thread of its own, or at once (see
+    :class:`Started`); its ``result()`` is the list :func:`tagged` gives.  None when the
+    native loop is not here."""
     library = _Library.get()
     if library is None:
         return None
@@ -540,7 +549,7 @@ def tagged_started(paths: Sequence[str], prefix: bytes) -> Started | Done | None
     if n == 0:
         return Done()
     found = (ctypes.c_int * n)()
-    return Started(library, "sf_start_tagged", (n, _nul_ended(paths), prefix), found)
+    return Started(library, "tagged", (n, _nul_ended(paths), prefix), found, ahead)
 
 
 def tagged(paths: Sequence[str], prefix: bytes) -> list[int] | None:
@@ -548,18 +557,19 @@ def tagged(paths: Sequence[str], prefix: bytes) -> list[int] | None:
     ``prefix`` (or may), 0 when it carries none, -1 when its attributes cannot be
     listed; None when the native loop is not here.  The whole list is read without the
     GIL, each file named relative to its directory where the kernel has listxattrat."""
-    started = tagged_started(paths, prefix)
-    return started.result() if started is not None else None
+    done = tagged_job(paths, prefix, ahead=False)
+    return done.result() if done is not None else None
 
 
 #: Numbers :func:`stat_names` gives per name.
 STAT_FIELDS = 8
 
 
-def stat_names_started(dir_fd: int, names: Sequence[str]) -> Started | Done | None:
-    """:func:`stat_names`, started on a thread of its own: its ``result()`` is the list
-    :func:`stat_names` gives; None when the native loop is not here.  ``dir_fd`` must
-    stay open until it has ended."""
+def stat_names_job(dir_fd: int, names: Sequence[str], ahead: bool) -> Started | Done | None:
+    """:func:`stat_names` as a job: run ahead on a thread of its own, or at once (see
+    :class:`Started`); its ``result()`` is the list :func:`stat_names` gives.  None when
+    the native loop is not here.  Run ahead, ``dir_fd`` must stay open until it has
+    ended."""
     library = _Library.get()
     if library is None:
         return None
@@ -567,7 +577,7 @@ def stat_names_started(dir_fd: int, names: Sequence[str]) -> Started | Done | No
     if n == 0:
         return Done()
     out = (ctypes.c_int64 * (n * STAT_FIELDS))()
-    return Started(library, "sf_start_stat_names", (dir_fd, n, _nul_ended(names)), out)
+    return Started(library, "stat_names", (dir_fd, n, _nul_ended(names)), out, ahead)
 
 
 def stat_names(dir_fd: int, names: Sequence[str]) -> list[int] | None:
@@ -576,8 +586,8 @@ def stat_names(dir_fd: int, names: Sequence[str]) -> list[int] | None:
     mtime, ctime (ns) and 0 or the errno of its failure; None when the native loop is
     not here.  A listing's stat calls cost a third less than os.stat's, and the GIL is
     let go once a chunk instead of once a file (other threads' work does not wait)."""
-    started = stat_names_started(dir_fd, names)
-    return started.result() if started is not None else None
+    done = stat_names_job(dir_fd, names, ahead=False)
+    return done.result() if done is not None else None
 
 
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -126,7 +126,7 @@ def test_the_native_stat_of_a_chunk_lists_what_os_stat_would(
     handler = _handler(src, dst)
     fast = list(handler.list_entry_chunks(str(src), ".*", 2))
     monkeypatch.setattr(native, "stat_names", lambda fd, names: None)
-    monkeypatch.setattr(native, "stat_names_started", lambda fd, names: None)
+    monkeypatch.setattr(native, "stat_names_job", lambda fd, names, ahead: None)
     slow = list(handler.list_entry_chunks(str(src), ".*", 2))
     assert fast == slow and sum(len(c) for c in fast) == 5
     assert [e.mtime_ns for c in fast for e in c if e.name != "link"] == [
@@ -170,10 +170,10 @@ def test_metadata_of_files_in_several_directories_and_through_links(tmp_path: Pa
     assert [m.get("from") for m in many] == [None, "two", "one", None, "one", None, "two"]
 
 
-def test_the_native_loops_started_ahead_answer_as_when_called(dirs: Dirs) -> None:
-    """stat_names_started and tagged_started run the native loops on a thread of their
-    own: their results are the plain calls' (an empty chunk too), and one dropped
-    unasked is waited for before its buffers go."""
+def test_the_native_loops_run_ahead_answer_as_when_called(dirs: Dirs) -> None:
+    """stat_names_job and tagged_job run ahead on a thread of their own: their results
+    are the plain calls' (an empty chunk too), and one dropped unasked is waited for
+    before its buffers go."""
     src = dirs("src")
     for i in range(50):
         (src / f"f{i:02}").write_bytes(b"x" * i)
@@ -182,16 +182,16 @@ def test_the_native_loops_started_ahead_answer_as_when_called(dirs: Dirs) -> Non
     paths = [str(src / n) for n in names]
     fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        stat = native.stat_names_started(fd, names)
-        probe = native.tagged_started(paths, b"user.storeflow.")
+        stat = native.stat_names_job(fd, names, ahead=True)
+        probe = native.tagged_job(paths, b"user.storeflow.", ahead=True)
         assert stat is not None and probe is not None
         assert stat.result() == native.stat_names(fd, names)
         assert probe.result() == native.tagged(paths, b"user.storeflow.")
         assert probe.result()[7] == 1 and sum(probe.result()) == 1
-        empty = native.stat_names_started(fd, [])
+        empty = native.stat_names_job(fd, [], ahead=True)
         assert empty is not None and empty.result() == []
         for _ in range(20):
-            native.stat_names_started(fd, names)  # dropped at once, still running
+            native.stat_names_job(fd, names, ahead=True)  # dropped at once, still running
     finally:
         os.close(fd)
 

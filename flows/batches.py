@@ -17,9 +17,9 @@ from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Completed, Failed, State
 
 from storeflow.blocks.config import resolve_config
-from storeflow.flows.common import ConfigName, note_run_name
+from storeflow.flows.common import ConfigName, close_interrupted, note_run_name
 from storeflow.flows.executions import execution
-from storeflow.flows.transfers import close_interrupted, transfer
+from storeflow.flows.transfers import transfer
 from storeflow.models import executions
 from storeflow.models.db import session_scope
 from storeflow.models.errors import StoreflowError

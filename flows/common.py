@@ -1,5 +1,6 @@
-"""What every lifecycle flow shares: how it is declared (typed, described parameters,
-tags), one run per resource at a time, and how a crash is cleaned up."""
+"""What the flows share: how a lifecycle flow is declared (typed, described
+parameters, tags), one run per resource at a time, and how a crash or a cancel is
+cleaned up (a resource left INPROGRESS, a transfer's execution record left open)."""
 
 import functools
 import inspect
@@ -17,7 +18,7 @@ from prefect.states import State
 from pydantic import BeforeValidator, Field
 
 from storeflow.blocks.config import StoreflowConfig, load_config, resolve_config
-from storeflow.models import repository
+from storeflow.models import executions, repository
 from storeflow.models.bounds import Etag, check_text
 from storeflow.models.db import session_scope
 from storeflow.models.errors import StoreflowError
@@ -165,6 +166,21 @@ def release_interrupted(flow: Flow[..., Any], flow_run: FlowRun, state: State[An
         get_logger("storeflow").warning(
             "flow run %s ended %s; marked ERRORED: %s", flow_run.name, state.type.value, released
         )
+
+
+def close_interrupted(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """A transfer run that crashed or was cancelled: its execution record says so
+    (HAS_ERROR|STOPPED) for the next run."""
+    config = resolve_config(flow_run.parameters.get("config"))
+    with session_scope(config.database_url) as session:
+        closed = executions.finish_unfinished(
+            session,
+            str(flow_run.id),
+            state.type.value.capitalize(),
+            f"flow run {flow_run.name} ended {state.type.value}",
+        )
+    if closed:
+        get_logger("storeflow").warning("transfer run %s ended %s", flow_run.name, state.type.value)
 
 
 # What each lifecycle parameter means, as the Prefect UI's run forms show it (Prefect

@@ -15,8 +15,7 @@ from prefect.states import Failed, State
 from pydantic import Field
 
 from storeflow.blocks.config import resolve_config
-from storeflow.flows.common import ConfigName, note_run_name
-from storeflow.flows.transfers import close_interrupted
+from storeflow.flows.common import ConfigName, close_interrupted, note_run_name
 from storeflow.models.errors import StoreflowError
 from storeflow.models.names import TaskId, Text
 from storeflow.models.otf import AddonExecutionDefinition, ExecutionDefinition

@@ -9,17 +9,13 @@ the outcome: `Completed(name="Delivered")`, `Failed(name="Vetoed")`,
 
 from typing import Annotated, Any
 
-from prefect import Flow, flow
-from prefect.client.schemas.objects import FlowRun
-from prefect.logging import get_logger
+from prefect import flow
 from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Failed, State
 from pydantic import Field
 
 from storeflow.blocks.config import resolve_config
-from storeflow.flows.common import ConfigName, note_run_name
-from storeflow.models import executions
-from storeflow.models.db import session_scope
+from storeflow.flows.common import ConfigName, close_interrupted, note_run_name
 from storeflow.models.errors import StoreflowError
 from storeflow.models.names import TaskId, Text
 from storeflow.models.transfer import TransferDefinition, parse_definition
@@ -39,20 +35,6 @@ def _run_name() -> str:
     params = current_flow_run.parameters
     given = params.get("definition") or params.get("otf_definition")
     return f"transfer/{task_id_of(given, params.get('name'))}"
-
-
-def close_interrupted(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
-    """A crashed or cancelled run's execution says so (HAS_ERROR|STOPPED) for the next one."""
-    config = resolve_config(flow_run.parameters.get("config"))
-    with session_scope(config.database_url) as session:
-        closed = executions.finish_unfinished(
-            session,
-            str(flow_run.id),
-            state.type.value.capitalize(),
-            f"flow run {flow_run.name} ended {state.type.value}",
-        )
-    if closed:
-        get_logger("storeflow").warning("transfer run %s ended %s", flow_run.name, state.type.value)
 
 
 @flow(

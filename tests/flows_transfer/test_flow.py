@@ -301,6 +301,35 @@ def test_failure_in_delivery_is_errored_and_recorded(
     assert os.listdir(dest) == []
 
 
+class PowerCut(BaseException):
+    """What the engine cannot turn into a Failed state (like KeyboardInterrupt): the
+    flow run crashes."""
+
+
+def test_a_crash_in_delivery_closes_the_execution_for_the_next_run(
+    config: StoreflowConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transfer flow's on_crashed hook marks the execution it left open
+    HAS_ERROR|STOPPED, so the next run's BEFORE_TASK_EXECUTED sees how it ended."""
+    src = make_files(tmp_path / "src", {"a.txt": b"a"})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+
+    def power_cut(*args: object, **kwargs: object) -> None:
+        raise PowerCut("mid-copy")
+
+    monkeypatch.setattr(transfer_steps, "deliver", power_cut)
+    with pytest.raises(PowerCut):
+        transfer(definition=parse_definition(local_def(src, dest)), name="cut-short")
+
+    execution = last_execution(config, "cut-short")
+    assert execution.outcome == "Crashed"
+    assert execution.progress & Progress.PROGRESS_PROCESS_STARTED
+    assert execution.progress & Progress.PROGRESS_HAS_ERROR
+    assert execution.progress & Progress.PROGRESS_STOPPED
+    assert execution.message == "flow run transfer/cut-short ended CRASHED"
+
+
 def test_a_resource_database_that_cannot_be_opened_ends_errored_before_anything_moves(
     storeflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

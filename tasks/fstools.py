@@ -173,29 +173,42 @@ def copy_file(source: str, dest: str, st: os.stat_result) -> None:
         os.close(src)
 
 
-def copy_to_end(src: int, dst: int, expected: int = -1) -> None:
+def copy_to_end(
+    src: int,
+    dst: int,
+    expected: int = -1,
+    on_bytes: Callable[[int], object] | None = None,
+    step: int = 1 << 30,
+) -> None:
     """Copy ``src`` to ``dst`` from their offsets to the end of ``src``, in the kernel
     where it can (the transfer engine's C copy_body does the same, tasks/transfer/
-    native.py).  ``expected``, the size the caller saw, saves the call that only finds
-    the end; a file that grew or shrank is copied to its end all the same."""
-    most = 1 << 30
-    want = expected + 1 if 0 <= expected < most else most
+    native.py), else by reading and writing.  ``expected``, the size the caller saw,
+    saves the call that only finds the end; a file that grew or shrank is copied to its
+    end all the same.  ``on_bytes`` is told what each call copied, at most ``step``
+    bytes (a progress meter's grain)."""
+    want = expected + 1 if 0 <= expected < step else step
     try:
         got = os.copy_file_range(src, dst, want)
+        if on_bytes is not None and got:
+            on_bytes(got)
         if got == expected and got < want:
             return
         while got:
-            got = os.copy_file_range(src, dst, most)
+            got = os.copy_file_range(src, dst, step)
+            if on_bytes is not None and got:
+                on_bytes(got)
         return
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
             raise
     # No in-kernel copy between these filesystems: the offsets moved with what was
     # copied, so reading and writing goes on from there.
-    while chunk := os.read(src, 1 << 20):
+    while chunk := os.read(src, min(step, 1 << 20)):
         view = memoryview(chunk)
         while view:
             view = view[os.write(dst, view) :]
+        if on_bytes is not None:
+            on_bytes(len(chunk))
 
 
 # What shutil.copy2 also shrugs off: the filesystem keeps no such attribute.

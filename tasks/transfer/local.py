@@ -11,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from storeflow.models.transfer import LocalDestination, LocalProtocol, LocalSource
+from storeflow.tasks import fstools
 from storeflow.tasks.transfer import names, native
 from storeflow.tasks.transfer.entries import Entry, Kind
 from storeflow.tasks.transfer.handler import TransferHandler
@@ -79,29 +80,6 @@ def _entry_of(
         uid=keep(uid),
         gid=keep(gid),
     )
-
-
-def _copy_fds(src: int, dst: int, size: int, on_bytes: BytesDone | None) -> None:
-    """Copy in the kernel: copy_file_range (reflinks where the fs can), else sendfile."""
-    use_range = True
-    offset = 0
-    while True:
-        want = max(CHUNK, size - offset) if on_bytes is None else LOCAL_CHUNK
-        try:
-            if use_range:
-                got = os.copy_file_range(src, dst, want)
-            else:
-                got = os.sendfile(dst, src, None, want)
-        except OSError:
-            if not use_range or offset:
-                raise
-            use_range = False  # e.g. EXDEV on old kernels, or an fs without support
-            continue
-        if got == 0:
-            return
-        offset += got
-        if on_bytes is not None:
-            on_bytes(got)
 
 
 class LocalTransfer(TransferHandler):
@@ -248,7 +226,8 @@ class LocalTransfer(TransferHandler):
             except OSError as exc:
                 raise self._fail("create", path, exc) from exc
             try:
-                _copy_fds(src, dst, entry.size, on_bytes)
+                step = LOCAL_CHUNK if on_bytes is not None else 1 << 30
+                fstools.copy_to_end(src, dst, entry.size, on_bytes, step)
                 if mode is not None:
                     os.fchmod(dst, mode)
                 os.utime(dst, ns=(entry.atime_ns or entry.mtime_ns, entry.mtime_ns))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
 import os
@@ -403,6 +404,44 @@ def test_progress_counts_every_destination_and_the_inside_of_big_files(dirs: Dir
     steps = [after - before for before, after in itertools.pairwise(done)]
     assert len(big) in steps, done
     assert [c.bytes_done for c in seen] == sorted(c.bytes_done for c in seen)
+
+
+def test_a_big_file_is_read_and_written_where_the_kernel_cannot_copy_it(
+    dirs: Dirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """copy_file_range refused (EXDEV: filesystems the kernel cannot copy between): the
+    file is read and written instead, whole, its mtime kept and its bytes counted as
+    they land; an error of the copy itself is not taken for that."""
+    from storeflow.tasks.transfer.streams import CHUNK
+
+    src, dst = dirs("src"), dirs("dst")
+    big = os.urandom(CHUNK + 12345)
+    write(src, "big.bin", big)
+    os.utime(src / "big.bin", ns=(1_500_000_000_123_456_789, 1_500_000_000_123_456_789))
+
+    def refused(*args: object) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refused)
+    seen: list[CopyCounters] = []
+    plan = plan_transfer(parse_definition(local_def(src, dst)))
+    deliver(plan, progress=seen.append, progress_interval=0, max_workers=1)
+    finalize(plan)
+
+    assert (dst / "big.bin").read_bytes() == big
+    assert (dst / "big.bin").stat().st_mtime_ns == 1_500_000_000_123_456_789
+    done = [0] + [c.bytes_done for c in seen]
+    steps = [after - before for before, after in itertools.pairwise(done) if after > before]
+    assert sum(steps) == len(big) and max(steps) <= 1 << 20, steps
+
+    def broken(*args: object) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "copy_file_range", broken)
+    again = dirs("again")
+    with pytest.raises(ProtocolError, match="Input/output error"):
+        run_transfer(parse_definition(local_def(src, again)), max_workers=1)
+    assert os.listdir(again) == []
 
 
 def test_progress_interval_throttles_to_the_final_report(dirs: Dirs) -> None:

@@ -119,7 +119,7 @@ class LocalTransfer(TransferHandler):
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise self._fail("list", directory, exc) from exc
-        ahead: native.Started | native.Done | None = None
+        ahead: native.Job | native.Done | None = None
         try:
             try:
                 found = sorted(n for n in os.listdir(fd) if self.listed_name(n, pattern))
@@ -226,8 +226,7 @@ class LocalTransfer(TransferHandler):
             except OSError as exc:
                 raise self._fail("create", path, exc) from exc
             try:
-                step = LOCAL_CHUNK if on_bytes is not None else 1 << 30
-                fstools.copy_to_end(src, dst, entry.size, on_bytes, step)
+                fstools.copy_to_end(src, dst, entry.size, on_bytes, LOCAL_CHUNK)
                 if mode is not None:
                     os.fchmod(dst, mode)
                 os.utime(dst, ns=(entry.atime_ns or entry.mtime_ns, entry.mtime_ns))

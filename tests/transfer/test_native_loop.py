@@ -1,9 +1,13 @@
-"""The native loop is built here, cleanly, and its temporary names are the Python ones."""
+"""The native loop: built here, cleanly; its temporary names are the Python ones; the
+paths it is given are checked."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from storeflow.tasks.transfer import names, native
 
@@ -48,3 +52,20 @@ def test_a_name_with_a_nul_gets_its_temporary_name_from_python() -> None:
         names.temp_name("a\0b").encode(),
         names.temp_name("c").encode(),
     ]
+
+
+def test_a_path_with_a_nul_is_refused_before_anything_is_copied(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"x")
+    batch = native.Batch([b"a", b"b\0c"], [b"t1", b"t2"], [0, 0], [0, 0], [-1, -1])
+    batch.source_dir = batch.target_dir = os.fsencode(tmp_path)
+    with pytest.raises(ValueError, match="NUL"):
+        native.copy_all(batch)
+    with pytest.raises(ValueError, match="NUL"):
+        native.rename_all([(b"a", b"x\0y")], os.fsencode(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["a"]
+
+
+def test_an_empty_batch_is_copied_and_renamed_as_nothing(tmp_path: Path) -> None:
+    native.copy_all(native.Batch([], [], [], [], []))
+    native.rename_all([], os.fsencode(tmp_path))
+    assert os.listdir(tmp_path) == []

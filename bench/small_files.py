@@ -42,7 +42,9 @@ import gc
 import os
 import resource
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -598,23 +600,43 @@ def table(lines: list[Line]) -> str:
 
 
 def run_all(
-    work: Path, count: int, size: int, million_count: int, runs: int, callbacks: bool = True
+    work: Path,
+    count: int,
+    size: int,
+    million_count: int,
+    runs: int,
+    callbacks: bool = True,
+    report: Callable[[list[Line]], None] | None = None,
 ) -> list[Line]:
+    """Every case's lines; ``report`` gets each case's as it ends (a run cut off still
+    shows the cases it finished)."""
     lines: list[Line] = []
+
+    def done(case_lines: list[Line]) -> None:
+        lines.extend(case_lines)
+        if report is not None:
+            report(case_lines)
+
     src = work / "small"
     make_files(src, count, size)
     where = fs_type(work)
     case = f"{count} x {size // 1024} KiB {where}"
-    lines += tools_against_cp(case, src, work / "dst", runs)
+    done(tools_against_cp(case, src, work / "dst", runs))
     if callbacks:
-        lines += with_callbacks(case, src, work / "dst", runs)
+        done(with_callbacks(case, src, work / "dst", runs))
     shutil.rmtree(src)
     if million_count:
         big = work / "million"
         make_files(big, million_count, 1024)
-        lines += million(f"{million_count:,} x 1 KiB {where}", big, work / "dst", max(1, runs - 1))
+        done(million(f"{million_count:,} x 1 KiB {where}", big, work / "dst", max(1, runs - 1)))
         shutil.rmtree(big)
     return lines
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (``timeout``, a CI runner) exits through Python, so the work directory's
+    context manager removes what a cut-off run leaves (on tmpfs, a million files' RAM)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def fs_type(path: Path) -> str:
@@ -651,11 +673,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(f"native copy loop: {'yes' if native.available() else 'no (Python loop)'}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    exit_on_sigterm()
     with tempfile.TemporaryDirectory(dir=args.dir or tmpfs_dir(), prefix="storeflow-bench-") as tmp:
-        lines = run_all(
-            Path(tmp), args.count, args.size, args.million, args.runs, not args.no_callbacks
+        run_all(
+            Path(tmp),
+            args.count,
+            args.size,
+            args.million,
+            args.runs,
+            not args.no_callbacks,
+            report=lambda lines: print(table(lines), flush=True),
         )
-    print(table(lines))
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -610,6 +610,7 @@ def main() -> None:
     )
     parser.add_argument("--no-tmpfs", action="store_true", help="skip the tmpfs small-file case")
     args = parser.parse_args()
+    small_files.exit_on_sigterm()
 
     task_run = None if args.no_e2e or args.no_otf else otf_task_run(args.otf_venv)
     rows: list[Row] = []

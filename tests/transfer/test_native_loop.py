@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,39 @@ def test_an_empty_batch_is_copied_and_renamed_as_nothing(tmp_path: Path) -> None
     native.copy_all(native.Batch([], [], [], [], []))
     native.rename_all([], os.fsencode(tmp_path))
     assert os.listdir(tmp_path) == []
+
+
+_WITHOUT_NATIVE = """
+import os, sys
+from storeflow.tasks.transfer import names, native
+src, dst = sys.argv[1], sys.argv[2]
+stat = os.stat(os.path.join(src, "f"))
+temp = names.temp_names(["f"])
+batch = native.Batch([b"f"], temp, [stat.st_atime_ns], [stat.st_mtime_ns], [0o600])
+batch.source_dir, batch.target_dir = os.fsencode(src), os.fsencode(dst)
+native.copy_all(batch)
+native.rename_all([(temp[0], b"f")], os.fsencode(dst))
+print(native.available(), temp[0].decode())
+"""
+
+
+def test_with_the_native_loop_turned_off_python_copies_the_same(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "f").write_bytes(b"content")
+    os.utime(src / "f", ns=(1_000_000_001, 2_000_000_002))
+    env = {**os.environ, "STOREFLOW_NATIVE_COPY": "off"}
+    ran = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_NATIVE, str(src), str(dst)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["False", names.temp_name("f")]
+    assert os.listdir(dst) == ["f"]
+    copied = (dst / "f").stat()
+    assert (dst / "f").read_bytes() == b"content"
+    assert (copied.st_mtime_ns, copied.st_mode & 0o777) == (2_000_000_002, 0o600)

@@ -204,7 +204,7 @@ def copy_phase(src: Path, dst: Path, workers: int) -> Callable[[], None]:
 
     def run() -> None:
         deliver(plan, max_workers=workers, batch_size=256)
-        finalize(plan, max_workers=workers)
+        finalize(plan)
 
     return run
 
@@ -416,7 +416,7 @@ def phased_copy(src: Path, dst: Path, workers: int, phases: Phases) -> Callable[
         started = time.perf_counter()
         deliver(plan, max_workers=workers, batch_size=256)
         delivered = time.perf_counter()
-        finalize(plan, max_workers=workers)
+        finalize(plan)
         phases.add(delivered - started, time.perf_counter() - delivered)
 
     return run

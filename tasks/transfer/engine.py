@@ -853,16 +853,13 @@ def remove_temps(plan: TransferPlan, handlers: Sequence[TransferHandler]) -> Non
 def finalize(
     plan: TransferPlan,
     *,
-    max_workers: int | None = None,
     open_handler: HandlerFactory = open_handler,
     handlers: Handlers | None = None,
 ) -> TransferResult:
     """Move delivered files into place everywhere, write flags, then the post-copy action.
 
     Safe to repeat after a failure part-way: files already in place are left alone.
-    ``max_workers``: renames a handler may run at once (the copy's worker count; None:
-    :func:`default_workers`).  ``handlers``: the run's open handlers (see
-    :func:`open_handlers`).
+    ``handlers``: the run's open handlers (see :func:`open_handlers`).
     """
     definition = plan.definition
     source = definition.source
@@ -871,9 +868,7 @@ def finalize(
     with _using(handlers, definition, open_handler) as opened:
         src, dst = opened.source, opened.destinations
         if plan.files:
-            workers = max_workers if max_workers is not None else default_workers()
             for index, handler in enumerate(dst):
-                handler.rename_workers = workers
                 handler.move_files_to_final_location(f.target(index) for f in plan.files)
             if action is not None and action.action == "delete":
                 # The source goes away next: make sure the copies are on stable storage.
@@ -933,7 +928,7 @@ def run_transfer(
             batch_size=batch_size,
             handlers=handlers,
         )
-        result = finalize(plan, max_workers=workers, handlers=handlers)
+        result = finalize(plan, handlers=handlers)
     return dataclasses.replace(
         result, seconds=time.monotonic() - started, delivered=tuple(delivered)
     )

@@ -56,9 +56,6 @@ class TransferHandler(abc.ABC):
         #: source will be deleted after delivery.  Protocols where one ``flush`` is cheaper
         #: may ignore it and do the work in ``flush`` instead.
         self.sync_writes = False
-        #: Renames into place that may run at once; set by the engine's finalize to the
-        #: copy's worker count.  Protocols that rename one at a time ignore it.
-        self.rename_workers = 1
 
     @classmethod
     def preload(cls) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
@@ -239,14 +238,13 @@ class LocalTransfer(TransferHandler):
 
     def move_files_to_final_location(self, files: Iterable[str]) -> None:
         """Rename every delivered temp file into place, a batch per native call (see
-        tasks/transfer/native.py), up to ``rename_workers`` batches at once; repeatable
-        as the handler's own version is.  The first failure stops the batches not yet
-        started and is raised.
+        tasks/transfer/native.py), on one thread while this one prepares the next batch's
+        names; repeatable as the handler's own version is.  A failure stops the batches
+        not yet started and is raised.
 
-        Each rename takes the directory's lock in the kernel, yet not for all its work:
-        two threads renaming in one tmpfs directory of a million files did 1.3x the
-        renames of one.  A batch's temporary names are hashed and encoded here, holding
-        the GIL, while the native loop renames the batches before without it."""
+        One thread, whatever the copy's worker count: a rename holds its directory's lock
+        in the kernel, so a second thread renaming into the same directory mostly spins
+        on it (10,000 files on tmpfs: 5-8 % less wall time for 35-45 % more CPU)."""
         # Names relative to the directory: no walk down its path per file.
         directory = os.fsencode(self.spec.directory or ".")
         chunks = _pairs_in_chunks(files, _RENAME_BATCH)
@@ -257,19 +255,14 @@ class LocalTransfer(TransferHandler):
         if following is None:  # one batch: no thread to start
             self._rename_batch(first, directory)
             return
-        workers = max(1, self.rename_workers)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sf-rename") as pool:
-            running: deque[Future[None]] = deque()
-            try:
-                for pairs in itertools.chain((first, following), chunks):
-                    if len(running) >= workers:
-                        running.popleft().result()  # a failure stops the rest here
-                    running.append(pool.submit(self._rename_batch, pairs, directory))
-                while running:
-                    running.popleft().result()
-            finally:
-                for left in running:
-                    left.cancel()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-rename") as pool:
+            running: Future[None] | None = None
+            for pairs in itertools.chain((first, following), chunks):
+                if running is not None:
+                    running.result()  # a failure stops the rest here
+                running = pool.submit(self._rename_batch, pairs, directory)
+            if running is not None:
+                running.result()
 
     def _rename_batch(self, batch: list[tuple[bytes, bytes]], directory: bytes) -> None:
         try:

@@ -246,7 +246,7 @@ def _fanned_out(
 @task(name="post", cache_policy=NO_CACHE, task_run_name="{run.label}: post")
 def post(run: TransferRun, plan: TransferPlan, delivery: Delivery) -> TransferResult:
     run.begin_step(Progress.PROGRESS_FINAL_STARTED)
-    result = finalize(plan, max_workers=run.max_workers, handlers=run.handlers())
+    result = finalize(plan, handlers=run.handlers())
     run.end_step(Progress.PROGRESS_FINAL_DONE)
     catalogued = catalog_delivered(run, plan)
     run.summary = {

@@ -112,17 +112,3 @@ def test_renames_in_batches_stop_at_the_first_failure(
         ]
         assert len(os.listdir(dst)) == 6  # f4, f5, f6 still under temporary names
         _completed_by_a_repeat(dest, dst, names, "f3")
-
-
-def test_renames_by_two_threads_put_every_file_in_place_or_name_the_failure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(local, "_RENAME_BATCH", 3)
-    names = [f"f{i:02}" for i in range(20)]
-    dest, dst = _delivered(tmp_path, names, "f10")
-    with dest:
-        dest.rename_workers = 2
-        with pytest.raises(ProtocolError, match=r"rename.*f10"):
-            dest.move_files_to_final_location(names)
-        assert "f10" not in os.listdir(dst) and "f00" in os.listdir(dst)
-        _completed_by_a_repeat(dest, dst, names, "f10")

@@ -586,8 +586,7 @@ class _Copier:
         source_dir = self.src.spec.directory
         prefix = _dir_prefix(source_dir)
         sources = [
-            fsencode(p.entry.name if p.entry.path == prefix + p.entry.name else p.entry.path)
-            for p in small
+            p.entry.name if p.entry.path == prefix + p.entry.name else p.entry.path for p in small
         ]
         atimes = [p.entry.atime_ns or p.entry.mtime_ns for p in small]
         mtimes = [p.entry.mtime_ns for p in small]

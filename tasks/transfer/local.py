@@ -264,7 +264,7 @@ class LocalTransfer(TransferHandler):
             if running is not None:
                 running.result()
 
-    def _rename_batch(self, batch: list[tuple[bytes, bytes]], directory: bytes) -> None:
+    def _rename_batch(self, batch: list[tuple[bytes, str]], directory: bytes) -> None:
         try:
             native.rename_all(batch, directory)
         except native.CopyFailed as failed:
@@ -315,8 +315,9 @@ class LocalTransfer(TransferHandler):
         os.sync()
 
 
-def _pairs_in_chunks(finals: Iterable[str], size: int) -> Iterator[list[tuple[bytes, bytes]]]:
-    """(temporary, final) names as bytes, ``size`` files at a time."""
+def _pairs_in_chunks(finals: Iterable[str], size: int) -> Iterator[list[tuple[bytes, str]]]:
+    """(temporary, final) names, ``size`` files at a time (the native loop encodes the
+    finals once for the lot)."""
     pending = iter(finals)
     while chunk := list(itertools.islice(pending, size)):
-        yield list(zip(names.temp_names(chunk), map(os.fsencode, chunk), strict=True))
+        yield list(zip(names.temp_names(chunk), chunk, strict=True))

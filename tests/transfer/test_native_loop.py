@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,34 @@ def test_with_the_native_loop_turned_off_python_copies_the_same(tmp_path: Path) 
     copied = (dst / "f").stat()
     assert (dst / "f").read_bytes() == b"content"
     assert (copied.st_mtime_ns, copied.st_mode & 0o777) == (2_000_000_002, 0o600)
+
+
+@pytest.mark.parametrize(
+    ("copy", "rename"),
+    [(native.copy_all, native.rename_all), (native._copy_in_python, native._rename_in_python)],
+)
+def test_paths_given_as_str_are_the_same_files_as_their_bytes(
+    tmp_path: Path, copy: Callable[[native.Batch], None], rename: Callable[..., None]
+) -> None:
+    # Undecodable bytes come in as str with surrogates (os.fsdecode) and must reach
+    # the file system as the same bytes; str and bytes may be mixed in one batch.
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    raw = [b"plain", "\u00e9t\u00e9".encode(), b"bad\xff"]
+    for name in raw:
+        with open(os.path.join(os.fsencode(src), name), "wb") as out:
+            out.write(name)
+    as_str = [os.fsdecode(n) for n in raw]
+    temps = names.temp_names(as_str)
+    batch = native.Batch(as_str, [temps[0], as_str[1] + ".t", temps[2]], [0] * 3, [0] * 3, [-1] * 3)
+    batch.source_dir, batch.target_dir = os.fsencode(src), os.fsencode(dst)
+    copy(batch)
+    rename(
+        [(temps[0], as_str[0]), (as_str[1] + ".t", raw[1]), (temps[2], as_str[2])],
+        os.fsencode(dst),
+    )
+    assert sorted(os.listdir(os.fsencode(dst))) == sorted(raw)
+    for name in raw:
+        with open(os.path.join(os.fsencode(dst), name), "rb") as copied:
+            assert copied.read() == name

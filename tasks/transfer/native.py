@@ -10,9 +10,10 @@ cores.  Where no compiler is found the same loop runs in Python, one thread at a
 Each file is written as the engine asks: created (or truncated) at its temporary path,
 content copied in the kernel (``copy_file_range``, falling back to read/write), mode set
 when asked, atime and mtime set from the source's stat.  Nothing here renames into
-place except :func:`rename_all`, which the engine's finalize step calls.  One more
-loop, :func:`tagged`, tells which files of a chunk carry storeflow's metadata
-(extended attributes) without the GIL, for the callbacks' rows.  Files are
+place except :func:`rename_all`, which the engine's finalize step calls.  More loops:
+:func:`tagged` tells which files of a chunk carry storeflow's metadata (extended
+attributes) without the GIL, for the callbacks' rows; :func:`stat_names` stats a
+listing's chunk; :func:`temp_names` makes a batch's temporary names.  Files are
 named relative to their directories (one descriptor per directory and batch), so the
 kernel does not walk a directory's path again for every file.
 

@@ -28,6 +28,7 @@ import array
 import ctypes
 import errno
 import hashlib
+import logging
 import os
 import subprocess
 import tempfile
@@ -326,6 +327,8 @@ void sf_finish(void *started) {
 }
 """
 
+LOG = logging.getLogger(__name__)
+
 #: How the loop is compiled (part of the cached library's name, as its source is).
 _CFLAGS = ("-O2", "-shared", "-fPIC", "-pthread")
 
@@ -425,7 +428,12 @@ class _Library:
                     # Atomic: a concurrent build by another process replaces it whole.
                     os.replace(built, library)
             loaded = ctypes.CDLL(str(library))
-        except (OSError, subprocess.SubprocessError):
+        except (OSError, subprocess.SubprocessError) as exc:
+            # Said once a process: small files then copy several times slower.
+            LOG.warning(
+                "native copy loop not built (%s): small local files are copied in Python",
+                _why(exc),
+            )
             return None
         loaded.sf_copy_files.argtypes = [
             ctypes.c_int,
@@ -470,6 +478,15 @@ class _Library:
         loaded.sf_finish.argtypes = [ctypes.c_void_p]
         loaded.sf_finish.restype = None
         return loaded
+
+
+def _why(exc: OSError | subprocess.SubprocessError) -> str:
+    """What stopped the build, in a line: the compiler's first error, or the OS error."""
+    if isinstance(exc, subprocess.CalledProcessError):
+        errors = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+        first = next((line for line in errors.splitlines() if "error" in line), "")
+        return f"cc exited {exc.returncode}: {first.strip()}" if first else str(exc)
+    return str(exc)
 
 
 def available() -> bool:

@@ -138,3 +138,21 @@ def test_paths_given_as_str_are_the_same_files_as_their_bytes(
     for name in raw:
         with open(os.path.join(os.fsencode(dst), name), "rb") as copied:
             assert copied.read() == name
+
+
+def test_without_a_compiler_the_python_loop_runs_and_says_why(tmp_path: Path) -> None:
+    # A fresh cache and a PATH with no cc: the loop cannot be built; the warning says so.
+    script = (
+        "import logging\n"
+        "logging.basicConfig(format='%(levelname)s %(message)s')\n"
+        "from storeflow.tasks.transfer import native\n"
+        "print(native.available())\n"
+    )
+    env = {**os.environ, "PATH": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    ran = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["False"]
+    assert "WARNING native copy loop not built" in ran.stderr
+    assert "'cc'" in ran.stderr  # the missing program is named

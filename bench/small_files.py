@@ -640,14 +640,15 @@ def run_all(
         if report is not None:
             report(case_lines)
 
-    src = work / "small"
-    make_files(src, count, size)
     where = fs_type(work)
-    case = f"{count} x {size // 1024} KiB {where}"
-    done(tools_against_cp(case, src, work / "dst", runs))
-    if callbacks:
-        done(with_callbacks(case, src, work / "dst", runs))
-    shutil.rmtree(src)
+    if count:
+        src = work / "small"
+        make_files(src, count, size)
+        case = f"{count} x {size // 1024} KiB {where}"
+        done(tools_against_cp(case, src, work / "dst", runs))
+        if callbacks:
+            done(with_callbacks(case, src, work / "dst", runs))
+        shutil.rmtree(src)
     if million_count:
         big = work / "million"
         make_files(big, million_count, 1024)
@@ -685,7 +686,7 @@ def tmpfs_dir() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--count", type=int, default=10_000, help="0: skip that case")
     parser.add_argument("--size", type=int, default=4096, help="bytes per small file")
     parser.add_argument("--million", type=int, default=1_000_000, help="0: skip that case")
     parser.add_argument("--runs", type=int, default=5, help="rounds; best of each is shown")

@@ -85,6 +85,12 @@ _TIME_FIELDS = {"atime": 5, "mtime": 7, "ctime": 9}
 
 
 class NodeInfo:
+    # A batch item's node: its row, from which the times and the metadata are made when
+    # first read (see __getattr__); None for a node made from a wire dict.
+    _row: list[Any] | None = None
+    # Whether the metadata was handed out (made from the row, or given as a dict).
+    _metadata_read = False
+
     def __init__(self, wire: dict[str, Any]) -> None:
         self.path: str = wire["path"]
         self.mode: int = wire["mode"]
@@ -95,31 +101,37 @@ class NodeInfo:
         self.mtime = _timestamp(wire["mtime"])
         self.ctime = _timestamp(wire["ctime"])
         self.metadata = MetadataMap(wire["metadata"])
+        self._metadata_read = True
 
     @classmethod
     def of_row(cls, row: list[Any]) -> "NodeInfo":
         """A batch item's node: [path, mode, uid, gid, size, atime s, ns, mtime s, ns,
         ctime s, ns, metadata] (sandbox/models.py:node_row)."""
-        info = cls.__new__(cls)
         # The times become Timestamps and the metadata a MetadataMap when first read
         # (see __getattr__): most callbacks look at a path or a size only, and a node
-        # whose metadata was never read went back as it came.  One dict for the
-        # attributes: a batch builds a node per file.
-        info.__dict__ = {
-            "path": row[0], "mode": row[1], "uid": row[2], "gid": row[3], "size": row[4],
-            "_row": row,
-        }  # fmt: skip
+        # whose metadata was never read went back as it came.  Attributes set one by
+        # one: CPython keeps them in the object (no dict of their own), which costs half
+        # of building a dict and assigning it as __dict__, and a batch makes a node per
+        # file.
+        info = cls.__new__(cls)
+        info.path = row[0]
+        info.mode = row[1]
+        info.uid = row[2]
+        info.gid = row[3]
+        info.size = row[4]
+        info._row = row
         return info
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for an attribute not set yet: a time or the metadata of a batch
         # item's node.
-        row = self.__dict__.get("_row")
+        row = self._row
         if row is None:
             raise AttributeError(name)
         if name == "metadata":
             metadata = MetadataMap(row[11])
             self.metadata = metadata
+            self._metadata_read = True
             return metadata
         offset = _TIME_FIELDS.get(name)
         if offset is None:
@@ -130,7 +142,7 @@ class NodeInfo:
 
     def metadata_read(self) -> bool:
         """False while nobody has read this node's metadata (it is still as sent)."""
-        return "metadata" in self.__dict__
+        return self._metadata_read
 
     def __repr__(self) -> str:
         return f"NodeInfo(path={self.path!r}, size={self.size})"
@@ -168,12 +180,20 @@ class _NodeFromRow:
     def __get__(self, req: "Request | None", owner: type) -> Any:
         if req is None:
             return self
-        info = req.__dict__["node_info"] = NodeInfo.of_row(req.__dict__["_node_row"])
+        row = req._node_row
+        info = req.node_info = req._made = NodeInfo.of_row(row) if row is not None else None
         return info
 
 
 class Request:
     node_info: "NodeInfo | None" = _NodeFromRow()  # type: ignore[assignment]
+    # A batch item's node row, until node_info is first read; its result as a delivered
+    # file's [source, destination, ...], until result is first read (see __getattr__).
+    _node_row: list[Any] | None = None
+    _result_sent: list[str] | tuple[str, ...] | None = None
+    # The batch item's NodeInfo once made (None: never read, so its metadata is as
+    # sent): the batch loop asks this instead of node_info, which would make it.
+    _made: "NodeInfo | None" = None
 
     def __init__(self, wire: dict[str, Any]) -> None:
         node = wire.get("node")
@@ -194,25 +214,24 @@ class Request:
         first reads it; the node too (see _NodeFromRow), unless
         ``node_now``: a stage whose callbacks nearly all read it (FILTER) gets it made
         at once, which costs less than making it on the first read."""
+        # Attributes set one by one, as NodeInfo.of_row does (a batch builds a request
+        # per file).
         req = cls.__new__(cls)
-        # One dict for the attributes: a batch builds a request per file.
-        fields = req.__dict__ = {
-            "id": common["id"],
-            "stage": common["stage"],
-            "task": task if task is not None else Task(common["task"]),
-        }
+        req.id = common["id"]
+        req.stage = common["stage"]
+        req.task = task if task is not None else Task(common["task"])
         if node is None:
-            fields["node_info"] = None
+            req.node_info = None
         elif node_now:
-            fields["node_info"] = NodeInfo.of_row(node)
+            req.node_info = req._made = NodeInfo.of_row(node)
         else:
-            fields["_node_row"] = node
+            req._node_row = node
         if result is None:
-            fields["result"] = None
-        elif type(result) is dict:
-            fields["result"] = ExecutionResult(result)
+            req.result = None
+        elif isinstance(result, dict):
+            req.result = ExecutionResult(result)
         else:  # a delivered file's list: expanded when asked for
-            fields["_result_sent"] = result
+            req._result_sent = result
         return req
 
     def _fill(
@@ -227,7 +246,7 @@ class Request:
     def __getattr__(self, name: str) -> Any:
         # Only reached for an attribute not set yet: a result sent as a delivered file's
         # [source, destination, ...].
-        sent = self.__dict__.get("_result_sent")
+        sent = self._result_sent
         if name != "result" or sent is None:
             raise AttributeError(name)
         result = ExecutionResult(

@@ -273,8 +273,8 @@ def _batch(channel: Channel, namespace: dict[str, Any], run: Any, message: dict[
             # it as it came (or never read it): the host keeps what it sent.
             metadata = None
             # A node never read (still in its row) has the metadata it came with.
-            info = req.__dict__.get("node_info")
-            if info is not None and info.metadata_read():
+            info = req._made
+            if info is not None and info._metadata_read:  # metadata_read(), inline
                 now = info.metadata
                 if now != node[11]:
                     metadata = dict(now)

@@ -57,13 +57,6 @@ def file_node(entry: Entry, path: str, metadata: dict[str, str]) -> FileNode:
     )
 
 
-def _delivered(result: FileResult) -> DeliveredResult:
-    """AFTER_RESULT_RECEIVED's result for a delivered file, in its short form:
-    ExecutionResult(status="SUCCESS", destination=<the first>, details={"destinations":
-    [...], "source": ...}) as the worker expands it."""
-    return (result.entry.path, *result.destinations)
-
-
 class ChunkedFilter:
     """FILTER as the engine calls it: a chunk of files at a time (``__call__``), or a
     stream of chunks answered in a pipeline (``chunks``)."""
@@ -289,7 +282,10 @@ class BoundCallbacks:
             node_row(r.entry, metadata, r.destinations[0])
             for r, metadata in zip(results, starting, strict=True)
         ]
-        return rows, [_delivered(r) for r in results]
+        # Each file's result in its short form, (source, destination, ...): the worker
+        # expands it to ExecutionResult(status="SUCCESS", destination=<the first>,
+        # details={"destinations": [...], "source": ...}) when a callback reads it.
+        return rows, [(r.entry.path, *r.destinations) for r in results]
 
     def _after_answers(
         self,

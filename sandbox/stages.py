@@ -371,8 +371,7 @@ class CallbackSet:
             for rows, results in chunks:
                 chunk = _Chunk(self, stage, rows, results)
                 if encoding is not None and chunk.rows:
-                    items = list(zip(chunk.rows, chunk.wires, strict=True))
-                    chunk.sent[encoding] = BATCH_ENCODERS[encoding](items)
+                    chunk.sent[encoding] = BATCH_ENCODERS[encoding](chunk.all_items())
                 pipeline.put(chunk)
                 inflight += 1
                 if inflight >= max(1, ahead):
@@ -464,7 +463,17 @@ class _Chunk:
     """One chunk of files going through a stage's callbacks, one :meth:`ask` per
     callback in order (:meth:`CallbackSet.run_stage_rows`' steps)."""
 
-    __slots__ = ("callbacks", "columns", "common", "everyone", "gating", "rows", "sent", "wires")
+    __slots__ = (
+        "_all",
+        "callbacks",
+        "columns",
+        "common",
+        "everyone",
+        "gating",
+        "rows",
+        "sent",
+        "wires",
+    )
 
     def __init__(
         self,
@@ -494,6 +503,13 @@ class _Chunk:
         # while every file is still in play with the node it was sent (emptied on any
         # change).
         self.sent: dict[str, bytes] = {}
+        self._all: list[BatchItem] | None = None  # every (row, result), while unchanged
+
+    def all_items(self) -> list[BatchItem]:
+        """Every file's (row, result), made once while no answer changed a row."""
+        if self._all is None:
+            self._all = list(zip(self.rows, self.wires, strict=True))
+        return self._all
 
     def ask(self, index: int, definition: CallbackDefinition) -> bool:
         """Ask callback ``index`` about the files still in play; False when none is
@@ -510,10 +526,7 @@ class _Chunk:
             columns.skipped.append((definition.name, live))
             return True
         wires = self.wires
-        if everyone:
-            items = list(zip(rows, wires, strict=True))
-        else:
-            items = [(rows[i], wires[i]) for i in live]
+        items = self.all_items() if everyone else [(rows[i], wires[i]) for i in live]
         encoded = None
         encoding = _batch_encoding(definition.language)
         if encoding is not None:
@@ -552,6 +565,7 @@ class _Chunk:
         self.everyone = everyone
         if changed:
             self.sent = {}
+            self._all = None
         return True
 
 

@@ -309,15 +309,18 @@ class BoundCallbacks:
     def _metadata_before(self, entries: Sequence[Entry]) -> list[dict[str, str]]:
         """Each file's metadata as FILTER left it, else as the source file carries it
         (read for the batch's files FILTER did not see, all at once)."""
-        filtered = self.filtered
-        unseen = [entry for entry in entries if entry.name not in filtered]
-        read: list[dict[str, str]] = []
-        if unseen and self.has(Stage.AFTER_RESULT_RECEIVED):
+        get = self.filtered.get
+        found = [get(e.name) for e in entries]
+        if None not in found:  # FILTER saw every one (the usual case, one pass in C)
+            return found  # type: ignore[return-value]
+        unseen = [entry for entry, metadata in zip(entries, found, strict=True) if metadata is None]
+        read: list[dict[str, str]]
+        if self.has(Stage.AFTER_RESULT_RECEIVED):
             read = self.initial_metadata_many(unseen)
-        elif unseen:
+        else:
             read = [{} for _ in unseen]
         more = iter(read)
-        return [filtered[e.name] if e.name in filtered else next(more) for e in entries]
+        return [next(more) if metadata is None else metadata for metadata in found]
 
     def _store(self, result: FileResult, metadata: dict[str, str], removed: list[str]) -> None:
         for dest, final in zip(self.definition.destination, result.destinations, strict=True):

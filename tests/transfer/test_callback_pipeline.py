@@ -136,3 +136,42 @@ def test_after_results_alone_start_from_the_metadata_the_source_files_carry(
             assert stored == {"origin": str(i), "had": str(i)}
         else:
             assert stored == {"had": "-"}
+
+
+def test_after_results_start_from_filter_metadata_where_filter_saw_the_file(
+    dirs: Dirs,
+) -> None:
+    """A batch of which FILTER saw only some files (a plan made elsewhere, or in part):
+    those start from what FILTER left, the others from what their source files carry,
+    each with its own file whatever their order in the batch."""
+    count = 300
+    src, dst = dirs("src"), dirs("dst")
+    for i in range(count):
+        (src / f"f-{i:05}").write_bytes(b"x")
+    carried = set(range(1, count, 7))
+    for i in carried:
+        transfer_metadata.write(str(src / f"f-{i:05}"), {"origin": str(i)})
+    seen_by_filter = set(range(0, count, 3))
+    marker = (
+        "import utils\n"
+        "def run(req):\n"
+        "    utils.get_node_info(req).metadata['after'] = 'yes'\n"
+        "    return True\n"
+    )
+    definitions = [
+        CallbackDefinition(
+            name="after", language="python", stage=Stage.AFTER_RESULT_RECEIVED, source=marker
+        )
+    ]
+    spec = parse_definition(local_def(src, dst))
+    with CallbackSet(definitions, task_id="t", policy=SandboxSettings()) as callbacks:
+        bound = BoundCallbacks(callbacks, spec)
+        bound.filtered.update({f"f-{i:05}": {"filter": str(i)} for i in seen_by_filter})
+        run_transfer(spec, after_results=bound.after_results, batch_size=100, max_workers=2)
+    for i in range(count):
+        expected = {"after": "yes"}
+        if i in seen_by_filter:
+            expected["filter"] = str(i)
+        elif i in carried:
+            expected["origin"] = str(i)
+        assert transfer_metadata.read(str(dst / f"f-{i:05}")) == expected, i

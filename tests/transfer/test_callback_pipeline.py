@@ -101,6 +101,32 @@ def test_filters_and_after_results_as_pipelines_over_many_chunks(dirs: Dirs, wor
         assert stored == expected
 
 
+def _files_carrying(src: Path, count: int, carried: set[int]) -> None:
+    """``count`` files f-00000...; those in ``carried`` hold metadata from an earlier
+    transfer ({"origin": their number})."""
+    for i in range(count):
+        (src / f"f-{i:05}").write_bytes(b"x")
+    for i in carried:
+        transfer_metadata.write(str(src / f"f-{i:05}"), {"origin": str(i)})
+
+
+def _transfer_with_after(
+    src: Path, dst: Path, source: str, filtered: dict[str, dict[str, str]] | None = None
+) -> None:
+    """A transfer with one Python AFTER_RESULT_RECEIVED callback and no FILTER;
+    ``filtered``: the metadata a FILTER left for some files, as if it had seen them."""
+    definitions = [
+        CallbackDefinition(
+            name="after", language="python", stage=Stage.AFTER_RESULT_RECEIVED, source=source
+        )
+    ]
+    spec = parse_definition(local_def(src, dst))
+    with CallbackSet(definitions, task_id="t", policy=SandboxSettings()) as callbacks:
+        bound = BoundCallbacks(callbacks, spec)
+        bound.filtered.update(filtered or {})
+        run_transfer(spec, after_results=bound.after_results, batch_size=100, max_workers=2)
+
+
 def test_after_results_alone_start_from_the_metadata_the_source_files_carry(
     dirs: Dirs,
 ) -> None:
@@ -109,11 +135,8 @@ def test_after_results_alone_start_from_the_metadata_the_source_files_carry(
     the callback with it, one that carries none with an empty map, in every batch."""
     count = AFTER_JOIN + 300
     src, dst = dirs("src"), dirs("dst")
-    for i in range(count):
-        (src / f"f-{i:05}").write_bytes(b"x")
     carried = set(range(3, count, 101))
-    for i in carried:
-        transfer_metadata.write(str(src / f"f-{i:05}"), {"origin": str(i)})
+    _files_carrying(src, count, carried)
     seen = (
         "import utils\n"
         "def run(req):\n"
@@ -121,15 +144,7 @@ def test_after_results_alone_start_from_the_metadata_the_source_files_carry(
         "    info.metadata['had'] = info.metadata.get('origin', '-')\n"
         "    return True\n"
     )
-    definitions = [
-        CallbackDefinition(
-            name="after", language="python", stage=Stage.AFTER_RESULT_RECEIVED, source=seen
-        )
-    ]
-    spec = parse_definition(local_def(src, dst))
-    with CallbackSet(definitions, task_id="t", policy=SandboxSettings()) as callbacks:
-        bound = BoundCallbacks(callbacks, spec)
-        run_transfer(spec, after_results=bound.after_results, batch_size=100, max_workers=2)
+    _transfer_with_after(src, dst, seen)
     for i in range(count):
         stored = transfer_metadata.read(str(dst / f"f-{i:05}"))
         if i in carried:
@@ -146,11 +161,8 @@ def test_after_results_start_from_filter_metadata_where_filter_saw_the_file(
     each with its own file whatever their order in the batch."""
     count = 300
     src, dst = dirs("src"), dirs("dst")
-    for i in range(count):
-        (src / f"f-{i:05}").write_bytes(b"x")
     carried = set(range(1, count, 7))
-    for i in carried:
-        transfer_metadata.write(str(src / f"f-{i:05}"), {"origin": str(i)})
+    _files_carrying(src, count, carried)
     seen_by_filter = set(range(0, count, 3))
     marker = (
         "import utils\n"
@@ -158,16 +170,8 @@ def test_after_results_start_from_filter_metadata_where_filter_saw_the_file(
         "    utils.get_node_info(req).metadata['after'] = 'yes'\n"
         "    return True\n"
     )
-    definitions = [
-        CallbackDefinition(
-            name="after", language="python", stage=Stage.AFTER_RESULT_RECEIVED, source=marker
-        )
-    ]
-    spec = parse_definition(local_def(src, dst))
-    with CallbackSet(definitions, task_id="t", policy=SandboxSettings()) as callbacks:
-        bound = BoundCallbacks(callbacks, spec)
-        bound.filtered.update({f"f-{i:05}": {"filter": str(i)} for i in seen_by_filter})
-        run_transfer(spec, after_results=bound.after_results, batch_size=100, max_workers=2)
+    filtered = {f"f-{i:05}": {"filter": str(i)} for i in seen_by_filter}
+    _transfer_with_after(src, dst, marker, filtered)
     for i in range(count):
         expected = {"after": "yes"}
         if i in seen_by_filter:

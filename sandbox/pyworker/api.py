@@ -86,10 +86,10 @@ _TIME_FIELDS = {"atime": 5, "mtime": 7, "ctime": 9}
 
 class NodeInfo:
     # A batch item's node: its row, from which the times and the metadata are made when
-    # first read (see __getattr__); None for a node made from a wire dict.
+    # first read (see __getattr__ and metadata); None for a node made from a wire dict.
     _row: list[Any] | None = None
-    # Whether the metadata was handed out (made from the row, or given as a dict).
-    _metadata_read = False
+    # The metadata once made or assigned; None while a batch item's is still as sent.
+    _metadata: dict[str, str] | None = None
 
     def __init__(self, wire: dict[str, Any]) -> None:
         self.path: str = wire["path"]
@@ -101,18 +101,17 @@ class NodeInfo:
         self.mtime = _timestamp(wire["mtime"])
         self.ctime = _timestamp(wire["ctime"])
         self.metadata = MetadataMap(wire["metadata"])
-        self._metadata_read = True
 
     @classmethod
     def of_row(cls, row: list[Any]) -> "NodeInfo":
         """A batch item's node: [path, mode, uid, gid, size, atime s, ns, mtime s, ns,
         ctime s, ns, metadata] (sandbox/models.py:node_row)."""
         # The times become Timestamps and the metadata a MetadataMap when first read
-        # (see __getattr__): most callbacks look at a path or a size only, and a node
-        # whose metadata was never read went back as it came.  Attributes set one by
-        # one: CPython keeps them in the object (no dict of their own), which costs half
-        # of building a dict and assigning it as __dict__, and a batch makes a node per
-        # file.
+        # (see __getattr__ and metadata): most callbacks look at a path or a size only,
+        # and a node whose metadata was never read went back as it came.  Attributes
+        # set one by one: CPython keeps them in the object (no dict of their own),
+        # which costs half of building a dict and assigning it as __dict__, and a batch
+        # makes a node per file.
         info = cls.__new__(cls)
         info.path = row[0]
         info.mode = row[1]
@@ -128,11 +127,6 @@ class NodeInfo:
         row = self._row
         if row is None:
             raise AttributeError(name)
-        if name == "metadata":
-            metadata = MetadataMap(row[11])
-            self.metadata = metadata
-            self._metadata_read = True
-            return metadata
         offset = _TIME_FIELDS.get(name)
         if offset is None:
             raise AttributeError(name)
@@ -140,9 +134,23 @@ class NodeInfo:
         setattr(self, name, stamp)
         return stamp
 
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The seed's map<string, string>, made from a batch item's row when first read."""
+        metadata = self._metadata
+        if metadata is None:
+            row = self._row
+            metadata = self._metadata = MetadataMap(row[11] if row is not None else {})
+        return metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, str]) -> None:
+        # Kept as given, like a read map changed in place: what goes back is checked.
+        self._metadata = value
+
     def metadata_read(self) -> bool:
-        """False while nobody has read this node's metadata (it is still as sent)."""
-        return self._metadata_read
+        """False while nobody has read or set this node's metadata (it is as sent)."""
+        return self._metadata is not None
 
     def __repr__(self) -> str:
         return f"NodeInfo(path={self.path!r}, size={self.size})"

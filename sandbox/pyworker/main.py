@@ -274,7 +274,7 @@ def _batch(channel: Channel, namespace: dict[str, Any], run: Any, message: dict[
             metadata = None
             # A node never read (still in its row) has the metadata it came with.
             info = req._made
-            if info is not None and info._metadata_read:  # metadata_read(), inline
+            if info is not None and info._metadata is not None:  # metadata_read(), inline
                 now = info.metadata
                 if now != node[11]:
                     metadata = dict(now)

@@ -78,3 +78,34 @@ def test_same_metadata_set_on_every_file_is_each_files_own(
     assert outcomes[0].metadata is not None
     outcomes[0].metadata["tag"] = "changed"
     assert [o.metadata for o in outcomes[1:]] == [{"tag": "x"}] * 19
+
+
+def test_metadata_assigned_whole_goes_back_like_metadata_changed_in_place(
+    settings: SandboxSettings, tmp_path: Path
+) -> None:
+    """A Python callback may replace a node's metadata (info.metadata = {...}) instead of
+    changing the map it read: each file's new map comes back, checked the same way."""
+    source = (
+        "import utils\n"
+        "def run(req):\n"
+        "    info = utils.get_node_info(req)\n"
+        "    n = int(info.path.rsplit('-', 1)[1])\n"
+        "    if n % 2:\n"
+        "        info.metadata = {'odd': str(n)}\n"
+        "    if n == 4:\n"
+        "        info.metadata = {'bad': 4}\n"
+        "    return True\n"
+    )
+    files = [
+        FileNode(str(tmp_path / f"g-{i}"), 0o100644, 0, 0, 1, 0, 0, 0, {"was": "x"})
+        for i in range(8)
+    ]
+    with CallbackSet([one_callback(Language.PYTHON, source)], task_id="t", policy=settings) as cbs:
+        outcomes = cbs.filter_many(files)
+    for i, outcome in enumerate(outcomes):
+        if i == 4:
+            assert not outcome.keep and "str to str" in str(outcome.calls[0].outcome.error)
+        elif i % 2:
+            assert outcome.keep and outcome.metadata == {"odd": str(i)}
+        else:
+            assert outcome.keep and outcome.metadata == {"was": "x"}

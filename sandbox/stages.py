@@ -454,7 +454,7 @@ def _wires(results: Sequence[ResultLike]) -> list[Any]:
     """Results as the workers are sent them: an ExecutionResult in its wire form, the
     rest as they are.  A batch from the transfer engine holds only delivered files'
     tuples: its types are found in one pass in C, and it is copied as it is."""
-    if ExecutionResult not in set(map(type, results)):
+    if not any(issubclass(kind, ExecutionResult) for kind in set(map(type, results))):
         return list(results)
     return [r.to_wire() if isinstance(r, ExecutionResult) else r for r in results]
 

@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from prefect.logging import get_logger
 
@@ -312,7 +312,7 @@ class BoundCallbacks:
         get = self.filtered.get
         found = [get(e.name) for e in entries]
         if None not in found:  # FILTER saw every one (the usual case, one pass in C)
-            return found  # type: ignore[return-value]
+            return cast(list[dict[str, str]], found)
         unseen = [entry for entry, metadata in zip(entries, found, strict=True) if metadata is None]
         read: list[dict[str, str]]
         if self.has(Stage.AFTER_RESULT_RECEIVED):

@@ -7,10 +7,10 @@ import pytest
 from storeflow.blocks.sandbox import SandboxPolicy
 from storeflow.sandbox.definitions import CallbackDefinition
 from storeflow.sandbox.isolation import IsolationUnavailable
-from storeflow.sandbox.models import ErrorKind, Language, Stage
+from storeflow.sandbox.models import ErrorKind, ExecutionResult, Language, Stage
 from storeflow.sandbox.settings import SandboxSettings
-from storeflow.sandbox.stages import CallbackSet
-from tests.sandbox.helpers import node_for, one_callback
+from storeflow.sandbox.stages import CallbackSet, ResultLike
+from tests.sandbox.helpers import node_for, nodes, one_callback
 
 KEEP_CSV_PY = (
     "import utils\ndef run(req):\n    return utils.get_node_info(req).path.endswith('.csv')\n"
@@ -145,3 +145,36 @@ def test_missing_bwrap_refuses_python_unless_weak_isolation_is_allowed(
         outcome = cbs.filter(node_for(target))
     # Still an unprivileged uid, and Landlock still hides /etc.
     assert outcome.calls[0].outcome.result == [65534, "denied"], outcome.error
+
+
+class _Tagged(ExecutionResult):
+    """An ExecutionResult of the caller's own kind."""
+
+
+def test_results_of_every_kind_reach_the_callback_as_results(
+    settings: SandboxSettings, tmp_path: Path
+) -> None:
+    """A chunk's results may mix ExecutionResults (a subclass too), their wire form and
+    delivered files' short form: each callback reads each as the ExecutionResult it is."""
+    source = (
+        "def run(req):\n    r = req.result\n    return f'{r.status}:{r.error}:{r.destination}'\n"
+    )
+    files = nodes(tmp_path, 4)
+    rows = [node.to_row() for node in files]
+    # No plain ExecutionResult among them: the subclass alone must be found.
+    results: list[ResultLike] = [
+        _Tagged(status="ERROR", error="disk"),
+        ("/src/f-1", "/dst/f-1"),
+        {"status": "SKIPPED", "error": None, "destination": None, "details": {}},
+        _Tagged(status="SUCCESS", destination="/dst/f-3"),
+    ]
+    definition = one_callback(Language.PYTHON, source, Stage.AFTER_RESULT_RECEIVED)
+    with CallbackSet([definition], task_id="t", policy=settings) as cbs:
+        columns = cbs.run_stage_rows(Stage.AFTER_RESULT_RECEIVED, rows, results)
+    answers = columns.asked[0][2]
+    assert [a.result for a in answers] == [
+        "ERROR:disk:None",
+        "SUCCESS:None:/dst/f-1",
+        "SKIPPED:None:None",
+        "SUCCESS:None:/dst/f-3",
+    ]

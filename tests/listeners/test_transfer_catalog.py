@@ -109,3 +109,31 @@ def test_a_destination_outside_every_known_space_is_not_catalogued(
         assert sorted(os.listdir(dest)) == sorted(FILES)
     with session_scope(config.database_url) as session:
         assert catalog.list_files(session) == []
+
+
+def test_a_destination_reached_through_a_symlink_is_catalogued_in_its_space(
+    config: StoreflowConfig, tmp_path: Path
+) -> None:
+    """The space of a delivered file is where its path resolves: a destination given as
+    a symlink to a directory of a space is that space's."""
+    assert space_create(SpaceSpec(name="lab"), return_state=True).is_completed()
+    real = config.storage.spaces_dir / "lab" / "plates"
+    real.mkdir(parents=True)
+    link = tmp_path / "to-plates"
+    link.symlink_to(real)
+    run_transfer(sources(tmp_path), link)
+    with session_scope(config.database_url) as session:
+        files = catalog.list_files(session, space="lab")
+    assert sorted(f.name for f in files) == sorted(FILES)
+    assert {f.path for f in files} == {str((real / name).resolve()) for name in FILES}
+
+
+def test_space_of_a_path(config: StoreflowConfig, tmp_path: Path) -> None:
+    root = config.storage.spaces_dir.resolve()
+    assert catalog_steps.space_of(config, root / "lab" / "a" / "b.csv") == "lab"
+    assert catalog_steps.space_of(config, root / "lab" / "b.csv") == "lab"
+    assert catalog_steps.space_of(config, root / "lab") == ""  # the space itself
+    assert catalog_steps.space_of(config, root) == ""
+    # A sibling whose name starts like the root is outside it.
+    assert catalog_steps.space_of(config, Path(f"{root}-other") / "lab" / "b.csv") == ""
+    assert catalog_steps.space_of(config, tmp_path / "lab" / "b.csv") == ""

@@ -122,8 +122,8 @@ class NodeInfo:
         return info
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for an attribute not set yet: a time or the metadata of a batch
-        # item's node.
+        # Only reached for an attribute not set yet: a time of a batch item's node (its
+        # metadata is the property below).
         row = self._row
         if row is None:
             raise AttributeError(name)
